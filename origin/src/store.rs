@@ -1,0 +1,118 @@
+//! The `BlobStore` trait: the one seam between the registry and where blob bytes live.
+//!
+//! Shaped like distribution's `StorageDriver`, but at the level of digests and upload
+//! sessions rather than paths: stat, ranged read, resumable uploads that are verified on
+//! commit, delete, list. It never hears of repositories, tags, tokens or Raft. Upload sessions
+//! live here (not in a node) so a push may span nodes. Every backend passes `conformance`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::io::AsyncRead;
+
+use crate::{Digest, Error, Result};
+
+/// An inclusive-exclusive byte range `[start, end)` inside a blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ByteRange {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}
+
+/// A blob opened for reading: its total size, the range being read and the bytes.
+pub struct BlobReader {
+    pub size: u64,
+    pub range: ByteRange,
+    pub body: Box<dyn AsyncRead + Send + Unpin>,
+}
+
+impl fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobReader")
+            .field("size", &self.size)
+            .field("range", &self.range)
+            .finish()
+    }
+}
+
+/// Identifies an upload session. Only ever a UUID, so it is safe inside paths and URLs.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct UploadId(uuid::Uuid);
+
+impl UploadId {
+    pub fn new() -> UploadId {
+        UploadId(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for UploadId {
+    fn default() -> Self {
+        UploadId::new()
+    }
+}
+
+impl FromStr for UploadId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        // Only the canonical hyphenated form: one spelling per session.
+        match uuid::Uuid::parse_str(s) {
+            Ok(u) if u.hyphenated().to_string() == s => Ok(UploadId(u)),
+            _ => Err(Error::UploadNotFound(s.chars().take(64).collect())),
+        }
+    }
+}
+
+impl fmt::Display for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.hyphenated())
+    }
+}
+
+impl fmt::Debug for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Appends one run of bytes to an upload. Nothing counts until `finish`: a writer dropped
+/// half way (client gone, truncated body) leaves the upload at the offset it had before.
+#[async_trait]
+pub trait UploadWriter: Send {
+    async fn write(&mut self, chunk: Bytes) -> Result<()>;
+    /// Ends this append and returns the upload's new size.
+    async fn finish(self: Box<Self>) -> Result<u64>;
+}
+
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Size of a committed blob, or `None` if absent.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>>;
+    /// Opens a committed blob, whole or a range of it (`range.end` is clamped to the size).
+    async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobReader>;
+    /// Removes a committed blob; `false` if it was not there.
+    async fn delete(&self, digest: &Digest) -> Result<bool>;
+    /// Every committed blob.
+    async fn list(&self) -> Result<Vec<Digest>>;
+
+    async fn create_upload(&self) -> Result<UploadId>;
+    /// Bytes received so far by an upload.
+    async fn upload_size(&self, id: &UploadId) -> Result<u64>;
+    /// Starts appending at `offset`, which must equal the current size.
+    async fn append(&self, id: &UploadId, offset: u64) -> Result<Box<dyn UploadWriter>>;
+    /// Verifies the content against `digest` and makes it a committed blob. On a mismatch
+    /// nothing is stored and the session is removed. Returns the blob size.
+    async fn commit_upload(&self, id: &UploadId, digest: &Digest) -> Result<u64>;
+    async fn cancel_upload(&self, id: &UploadId) -> Result<()>;
+}

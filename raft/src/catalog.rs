@@ -1,0 +1,379 @@
+//! The registry catalogue: the state machine's data, in one sled tree, and the only code that
+//! knows its key layout.
+//!
+//! ```text
+//! n/<namespace>                       NamespaceRecord
+//! r/<repo>                            (empty)        the repository exists
+//! b/<repo>\0<digest>                  u64 BE         blob linked to the repo, its size
+//! m/<repo>\0<digest>                  ManifestRecord
+//! t/<repo>\0<tag>                     digest
+//! s/<repo>\0<subject>\0<digest>       (empty)        referrers index: digest has that subject
+//! ~applied, ~membership               Raft bookkeeping, written by `sm` in the same batch
+//! ```
+//!
+//! Names never contain `\0`, so keys cannot collide and prefix scans are exact; sled orders
+//! keys bytewise, which gives the lexical order the tags and catalogue APIs promise.
+//! Applying a command reads first and then writes one atomic `Batch`: the state machine is
+//! the only writer and applies entries one at a time, so no transaction is needed.
+
+use serde::{Deserialize, Serialize};
+use sled::{Batch, Tree};
+
+use crate::command::{Command, ManifestRecord, Outcome, Rejection};
+use crate::{Error, Result};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NamespaceRecord {
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: i64,
+}
+
+fn key(prefix: &str, parts: &[&str]) -> Vec<u8> {
+    let mut k = prefix.as_bytes().to_vec();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p.as_bytes());
+    }
+    k
+}
+
+fn namespace_of(repo: &str) -> &str {
+    repo.split('/').next().unwrap_or(repo)
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("catalogue records always serialise")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+/// Read access to the catalogue. Cheap to clone; reads see whole applied commands only.
+#[derive(Clone)]
+pub struct Catalog {
+    tree: Tree,
+}
+
+impl Catalog {
+    pub fn new(tree: Tree) -> Catalog {
+        Catalog { tree }
+    }
+
+    pub(crate) fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    fn has(&self, k: &[u8]) -> Result<bool> {
+        Ok(self.tree.contains_key(k)?)
+    }
+
+    pub fn namespace(&self, name: &str) -> Result<Option<NamespaceRecord>> {
+        self.tree
+            .get(key("n/", &[name]))?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    pub fn namespaces(&self) -> Result<Vec<NamespaceRecord>> {
+        self.tree
+            .scan_prefix(b"n/")
+            .map(|kv| decode(&kv?.1))
+            .collect()
+    }
+
+    pub fn repository_exists(&self, repo: &str) -> Result<bool> {
+        self.has(&key("r/", &[repo]))
+    }
+
+    /// Repositories in lexical order, after `last`, at most `n`.
+    pub fn repositories(&self, last: Option<&str>, n: Option<usize>) -> Result<Vec<String>> {
+        self.list_after(b"r/".to_vec(), last, n)
+    }
+
+    pub fn blob_size(&self, repo: &str, digest: &str) -> Result<Option<u64>> {
+        Ok(self.tree.get(key("b/", &[repo, digest]))?.map(|v| {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(&v[..8]);
+            u64::from_be_bytes(be)
+        }))
+    }
+
+    pub fn manifest(&self, repo: &str, digest: &str) -> Result<Option<ManifestRecord>> {
+        self.tree
+            .get(key("m/", &[repo, digest]))?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    pub fn tag(&self, repo: &str, tag: &str) -> Result<Option<String>> {
+        Ok(self
+            .tree
+            .get(key("t/", &[repo, tag]))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Tags of `repo` in lexical order, after `last`, at most `n`.
+    pub fn tags(&self, repo: &str, last: Option<&str>, n: Option<usize>) -> Result<Vec<String>> {
+        let mut prefix = key("t/", &[repo]);
+        prefix.push(0);
+        self.list_after(prefix, last, n)
+    }
+
+    /// Manifests of `repo` whose subject is `subject`, in digest order.
+    pub fn referrers(&self, repo: &str, subject: &str) -> Result<Vec<ManifestRecord>> {
+        let mut prefix = key("s/", &[repo, subject]);
+        prefix.push(0);
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(&prefix) {
+            let (k, _) = kv?;
+            let digest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            if let Some(m) = self.manifest(repo, &digest)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    fn list_after(&self, prefix: Vec<u8>, last: Option<&str>, n: Option<usize>) -> Result<Vec<String>> {
+        let mut start = prefix.clone();
+        if let Some(last) = last {
+            start.extend_from_slice(last.as_bytes());
+            // The smallest key strictly greater than `last` itself.
+            start.push(0);
+        }
+        let mut out = Vec::new();
+        for kv in self.tree.range(start..) {
+            if n.is_some_and(|n| out.len() >= n) {
+                break;
+            }
+            let (k, _) = kv?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Works out what `cmd` changes, without changing anything: the writes go into `batch`.
+    pub(crate) fn plan(&self, cmd: &Command, batch: &mut Batch) -> Result<Outcome> {
+        let reject = |r| Ok(Outcome::Rejected(r));
+        match cmd {
+            Command::CreateNamespace {
+                name,
+                description,
+                created_at,
+            } => {
+                if self.namespace(name)?.is_some() {
+                    return reject(Rejection::NamespaceExists(name.clone()));
+                }
+                let rec = NamespaceRecord {
+                    name: name.clone(),
+                    description: description.clone(),
+                    created_at: *created_at,
+                };
+                batch.insert(key("n/", &[name]), encode(&rec));
+            }
+            Command::LinkBlob { repo, digest, size } => {
+                if !self.has(&key("n/", &[namespace_of(repo)]))? {
+                    return reject(Rejection::NamespaceUnknown(namespace_of(repo).into()));
+                }
+                batch.insert(key("r/", &[repo]), Vec::new());
+                batch.insert(key("b/", &[repo, digest]), size.to_be_bytes().to_vec());
+            }
+            Command::UnlinkBlob { repo, digest } => {
+                let k = key("b/", &[repo, digest]);
+                if !self.has(&k)? {
+                    return reject(Rejection::BlobUnknown(digest.clone()));
+                }
+                batch.remove(k);
+            }
+            Command::PutManifest {
+                repo,
+                manifest,
+                tag,
+            } => {
+                if !self.has(&key("n/", &[namespace_of(repo)]))? {
+                    return reject(Rejection::NamespaceUnknown(namespace_of(repo).into()));
+                }
+                for b in &manifest.blobs {
+                    if !self.has(&key("b/", &[repo, b]))? {
+                        return reject(Rejection::BlobUnknown(b.clone()));
+                    }
+                }
+                for m in &manifest.manifests {
+                    if !self.has(&key("m/", &[repo, m]))? && m != &manifest.digest {
+                        return reject(Rejection::ManifestUnknown(m.clone()));
+                    }
+                }
+                batch.insert(key("r/", &[repo]), Vec::new());
+                batch.insert(key("m/", &[repo, &manifest.digest]), encode(manifest));
+                if let Some(subject) = &manifest.subject {
+                    batch.insert(key("s/", &[repo, subject, &manifest.digest]), Vec::new());
+                }
+                if let Some(tag) = tag {
+                    batch.insert(key("t/", &[repo, tag]), manifest.digest.as_bytes());
+                }
+            }
+            Command::DeleteTag { repo, tag } => {
+                let k = key("t/", &[repo, tag]);
+                if !self.has(&k)? {
+                    return reject(Rejection::TagUnknown(tag.clone()));
+                }
+                batch.remove(k);
+            }
+            Command::DeleteManifest { repo, digest } => {
+                let Some(m) = self.manifest(repo, digest)? else {
+                    return reject(Rejection::ManifestUnknown(digest.clone()));
+                };
+                batch.remove(key("m/", &[repo, digest]));
+                if let Some(subject) = &m.subject {
+                    batch.remove(key("s/", &[repo, subject, digest]));
+                }
+                let mut tags = key("t/", &[repo]);
+                tags.push(0);
+                for kv in self.tree.scan_prefix(&tags) {
+                    let (k, v) = kv?;
+                    if v.as_ref() == digest.as_bytes() {
+                        batch.remove(k);
+                    }
+                }
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Plans and applies one command atomically (used directly by tests; the state machine
+    /// adds its bookkeeping to the same batch).
+    #[cfg(test)]
+    pub(crate) fn apply(&self, cmd: &Command) -> Result<Outcome> {
+        let mut batch = Batch::default();
+        let outcome = self.plan(cmd, &mut batch)?;
+        self.tree.apply_batch(batch)?;
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        Catalog::new(db.open_tree("catalog").unwrap())
+    }
+
+    fn manifest(digest: &str, blobs: &[&str], subject: Option<&str>) -> ManifestRecord {
+        ManifestRecord {
+            digest: digest.into(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            bytes: b"{}".to_vec(),
+            blobs: blobs.iter().map(|s| s.to_string()).collect(),
+            manifests: vec![],
+            subject: subject.map(Into::into),
+            artifact_type: None,
+            annotations: None,
+            pushed_at: 0,
+        }
+    }
+
+    fn ns(name: &str) -> Command {
+        Command::CreateNamespace {
+            name: name.into(),
+            description: None,
+            created_at: 1,
+        }
+    }
+
+    fn check(c: &Catalog, cmd: Command, expected: Outcome) {
+        assert_eq!(c.apply(&cmd).unwrap(), expected, "{cmd:?}");
+    }
+
+    #[test]
+    fn commands_check_their_preconditions() {
+        let c = catalog();
+        let link = Command::LinkBlob {
+            repo: "acme/api".into(),
+            digest: "sha256:b1".into(),
+            size: 7,
+        };
+        check(&c, link.clone(), Outcome::Rejected(Rejection::NamespaceUnknown("acme".into())));
+        check(&c, ns("acme"), Outcome::Done);
+        check(&c, ns("acme"), Outcome::Rejected(Rejection::NamespaceExists("acme".into())));
+        check(&c, link.clone(), Outcome::Done);
+        check(&c, link, Outcome::Done);
+        assert_eq!(c.blob_size("acme/api", "sha256:b1").unwrap(), Some(7));
+        assert_eq!(c.blob_size("acme/other", "sha256:b1").unwrap(), None);
+
+        let put = |d: &str, blobs: &[&str], tag: Option<&str>| Command::PutManifest {
+            repo: "acme/api".into(),
+            manifest: manifest(d, blobs, None),
+            tag: tag.map(Into::into),
+        };
+        check(
+            &c,
+            put("sha256:m1", &["sha256:b1", "sha256:b2"], Some("v1")),
+            Outcome::Rejected(Rejection::BlobUnknown("sha256:b2".into())),
+        );
+        assert_eq!(c.tag("acme/api", "v1").unwrap(), None, "rejected put stores nothing");
+        check(&c, put("sha256:m1", &["sha256:b1"], Some("v1")), Outcome::Done);
+        check(&c, put("sha256:m1", &["sha256:b1"], Some("latest")), Outcome::Done);
+        assert_eq!(c.tags("acme/api", None, None).unwrap(), ["latest", "v1"]);
+        check(
+            &c,
+            Command::DeleteManifest {
+                repo: "acme/api".into(),
+                digest: "sha256:m1".into(),
+            },
+            Outcome::Done,
+        );
+        assert!(c.tags("acme/api", None, None).unwrap().is_empty(), "tags go with the manifest");
+        check(
+            &c,
+            Command::DeleteTag {
+                repo: "acme/api".into(),
+                tag: "v1".into(),
+            },
+            Outcome::Rejected(Rejection::TagUnknown("v1".into())),
+        );
+    }
+
+    #[test]
+    fn pagination_and_referrers() {
+        let c = catalog();
+        check(&c, ns("a"), Outcome::Done);
+        for repo in ["a/x", "a/x/y", "a/z"] {
+            for tag in ["t1", "t2", "t3"] {
+                check(
+                    &c,
+                    Command::PutManifest {
+                        repo: repo.into(),
+                        manifest: manifest(&format!("sha256:{tag}"), &[], None),
+                        tag: Some(tag.into()),
+                    },
+                    Outcome::Done,
+                );
+            }
+        }
+        assert_eq!(c.repositories(None, None).unwrap(), ["a/x", "a/x/y", "a/z"]);
+        assert_eq!(c.repositories(Some("a/x"), Some(1)).unwrap(), ["a/x/y"]);
+        assert_eq!(c.tags("a/x", Some("t1"), Some(1)).unwrap(), ["t2"]);
+        assert_eq!(c.tags("a/x", Some("t3"), None).unwrap(), Vec::<String>::new());
+        assert_eq!(c.tags("a/x", None, Some(0)).unwrap(), Vec::<String>::new());
+
+        let referrer = Command::PutManifest {
+            repo: "a/x".into(),
+            manifest: manifest("sha256:sig", &[], Some("sha256:t1")),
+            tag: None,
+        };
+        check(&c, referrer, Outcome::Done);
+        let refs = c.referrers("a/x", "sha256:t1").unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].digest, "sha256:sig");
+        assert!(c.referrers("a/x/y", "sha256:t1").unwrap().is_empty());
+    }
+}

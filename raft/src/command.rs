@@ -1,0 +1,84 @@
+//! What travels through the Raft log: registry commands and their outcomes.
+//!
+//! Commands carry everything needed to apply them deterministically (timestamps are chosen
+//! by the node that proposes, never read from the clock while applying). Digests and names
+//! arrive already validated by the node; the state machine still re-checks every precondition
+//! that concurrent writes could invalidate (namespace exists, referenced blobs linked) so that
+//! the answer a client gets is linearizable. Re-applying a command is harmless.
+
+use serde::{Deserialize, Serialize};
+
+/// A change to the registry catalogue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    CreateNamespace {
+        name: String,
+        description: Option<String>,
+        created_at: i64,
+    },
+    /// Records that a verified blob of `size` bytes now belongs to `repo` (creating the repo).
+    LinkBlob {
+        repo: String,
+        digest: String,
+        size: u64,
+    },
+    UnlinkBlob {
+        repo: String,
+        digest: String,
+    },
+    /// Stores a manifest and, when `tag` is set, points the tag at it.
+    PutManifest {
+        repo: String,
+        manifest: ManifestRecord,
+        tag: Option<String>,
+    },
+    DeleteTag {
+        repo: String,
+        tag: String,
+    },
+    /// Removes a manifest and every tag that points at it.
+    DeleteManifest {
+        repo: String,
+        digest: String,
+    },
+}
+
+/// A stored manifest: the exact bytes the client pushed plus what was parsed out of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    pub digest: String,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+    /// Blobs (config, layers) the manifest needs in the same repository.
+    pub blobs: Vec<String>,
+    /// Child manifests (of an index) the manifest needs in the same repository.
+    pub manifests: Vec<String>,
+    pub subject: Option<String>,
+    /// `artifactType`, or for an image manifest without one, its config media type.
+    pub artifact_type: Option<String>,
+    /// Annotations as JSON text, copied into referrers descriptors.
+    pub annotations: Option<String>,
+    pub pushed_at: i64,
+}
+
+/// How the state machine answered a command.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Done,
+    /// The command changed nothing because its precondition did not hold.
+    Rejected(Rejection),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("namespace {0:?} already exists")]
+    NamespaceExists(String),
+    #[error("namespace {0:?} does not exist")]
+    NamespaceUnknown(String),
+    #[error("blob {0} is not in the repository")]
+    BlobUnknown(String),
+    #[error("manifest {0} is not in the repository")]
+    ManifestUnknown(String),
+    #[error("tag {0:?} is not in the repository")]
+    TagUnknown(String),
+}

@@ -1,0 +1,24 @@
+//! The metadata crate's error type. `retryable` tells the node whether to answer 503 (the
+//! group cannot commit right now) or 500 (something is broken).
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("metadata storage: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("metadata is corrupt: {0}")]
+    Corrupt(String),
+    #[error("no leader can commit this write right now: {0}")]
+    NoQuorum(String),
+    #[error("this node is not the leader (leader: {leader:?}) and write forwarding is not built yet")]
+    NotLeader { leader: Option<u64> },
+    #[error("raft stopped: {0}")]
+    Fatal(String),
+}
+
+impl Error {
+    pub fn retryable(&self) -> bool {
+        matches!(self, Error::NoQuorum(_) | Error::NotLeader { .. })
+    }
+}

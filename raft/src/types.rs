@@ -1,0 +1,32 @@
+//! openraft type configuration for Shoal's metadata group.
+
+use std::io::Cursor;
+
+use crate::command::{Command, Outcome};
+
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// Shoal's Raft types: commands in, outcomes out, snapshots as byte buffers.
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+        Responder = openraft::impls::OneshotResponder<TypeConfig>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type StorageResult<T> = Result<T, StorageError>;
+
+pub(crate) fn read_err<E: std::error::Error + 'static>(e: E) -> StorageError {
+    openraft::StorageIOError::read(&e).into()
+}
+
+pub(crate) fn write_err<E: std::error::Error + 'static>(e: E) -> StorageError {
+    openraft::StorageIOError::write(&e).into()
+}
