@@ -46,7 +46,11 @@ async fn read_all(store: &dyn BlobStore, d: &Digest, range: Option<ByteRange>) -
 
 async fn missing_blob(store: &dyn BlobStore) {
     let d = Digest::sha256_of(b"never stored");
-    assert_eq!(store.stat(&d).await.unwrap(), None, "stat of a missing blob");
+    assert_eq!(
+        store.stat(&d).await.unwrap(),
+        None,
+        "stat of a missing blob"
+    );
     assert!(
         matches!(store.read(&d, None).await, Err(Error::BlobNotFound(_))),
         "read of a missing blob"
@@ -55,7 +59,11 @@ async fn missing_blob(store: &dyn BlobStore) {
 
 async fn chunked_upload_roundtrip(store: &dyn BlobStore) {
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let id = upload(store, &[&data[..1000], &data[1000..200_000], &data[200_000..]]).await;
+    let id = upload(
+        store,
+        &[&data[..1000], &data[1000..200_000], &data[200_000..]],
+    )
+    .await;
     assert_eq!(store.upload_size(&id).await.unwrap(), data.len() as u64);
     let d = Digest::sha256_of(&data);
     let size = store.commit_upload(&id, &d).await.expect("commit");
@@ -75,7 +83,11 @@ async fn ranged_reads(store: &dyn BlobStore) {
     store.commit_upload(&id, &d).await.unwrap();
     let r = |start, end| Some(ByteRange { start, end });
     assert_eq!(read_all(store, &d, r(2, 5)).await, b"234");
-    assert_eq!(read_all(store, &d, r(10, 100)).await, b"abcdef", "end clamps");
+    assert_eq!(
+        read_all(store, &d, r(10, 100)).await,
+        b"abcdef",
+        "end clamps"
+    );
     let past = store.read(&d, r(16, 20)).await;
     assert!(
         matches!(past, Err(Error::RangeNotSatisfiable { size: 16 })),
@@ -102,7 +114,11 @@ async fn abandoned_append_leaves_no_bytes(store: &dyn BlobStore) {
     let mut w = store.append(&id, 5).await.unwrap();
     w.write(Bytes::from_static(b"torn bytes")).await.unwrap();
     drop(w);
-    assert_eq!(store.upload_size(&id).await.unwrap(), 5, "torn append not counted");
+    assert_eq!(
+        store.upload_size(&id).await.unwrap(),
+        5,
+        "torn append not counted"
+    );
     let mut w = store.append(&id, 5).await.unwrap();
     w.write(Bytes::from_static(b"this")).await.unwrap();
     w.finish().await.unwrap();
@@ -116,7 +132,10 @@ async fn concurrent_append_is_refused(store: &dyn BlobStore) {
     let w = store.append(&id, 0).await.unwrap();
     assert!(matches!(store.append(&id, 0).await, Err(Error::UploadBusy)));
     drop(w);
-    store.append(&id, 0).await.expect("free again once the writer is gone");
+    store
+        .append(&id, 0)
+        .await
+        .expect("free again once the writer is gone");
     store.cancel_upload(&id).await.unwrap();
 }
 
@@ -129,7 +148,13 @@ async fn digest_mismatch_stores_nothing(store: &dyn BlobStore) {
         "{got:?}"
     );
     assert_eq!(store.stat(&claimed).await.unwrap(), None);
-    assert_eq!(store.stat(&Digest::sha256_of(b"actual content")).await.unwrap(), None);
+    assert_eq!(
+        store
+            .stat(&Digest::sha256_of(b"actual content"))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 async fn sha512_upload(store: &dyn BlobStore) {
@@ -149,11 +174,23 @@ async fn empty_blob(store: &dyn BlobStore) {
 async fn cancel_and_unknown_uploads(store: &dyn BlobStore) {
     let id = upload(store, &[b"to be cancelled"]).await;
     store.cancel_upload(&id).await.unwrap();
-    assert!(matches!(store.upload_size(&id).await, Err(Error::UploadNotFound(_))));
-    assert!(matches!(store.append(&id, 0).await.err(), Some(Error::UploadNotFound(_))));
-    assert!(matches!(store.cancel_upload(&id).await, Err(Error::UploadNotFound(_))));
+    assert!(matches!(
+        store.upload_size(&id).await,
+        Err(Error::UploadNotFound(_))
+    ));
+    assert!(matches!(
+        store.append(&id, 0).await.err(),
+        Some(Error::UploadNotFound(_))
+    ));
+    assert!(matches!(
+        store.cancel_upload(&id).await,
+        Err(Error::UploadNotFound(_))
+    ));
     let d = Digest::sha256_of(b"to be cancelled");
-    assert!(matches!(store.commit_upload(&id, &d).await, Err(Error::UploadNotFound(_))));
+    assert!(matches!(
+        store.commit_upload(&id, &d).await,
+        Err(Error::UploadNotFound(_))
+    ));
 }
 
 async fn delete_and_list(store: &dyn BlobStore) {
@@ -162,7 +199,10 @@ async fn delete_and_list(store: &dyn BlobStore) {
     store.commit_upload(&id, &d).await.unwrap();
     assert!(store.list().await.unwrap().contains(&d));
     assert!(store.delete(&d).await.unwrap());
-    assert!(!store.delete(&d).await.unwrap(), "second delete finds nothing");
+    assert!(
+        !store.delete(&d).await.unwrap(),
+        "second delete finds nothing"
+    );
     assert!(!store.list().await.unwrap().contains(&d));
     assert_eq!(store.stat(&d).await.unwrap(), None);
 }

@@ -75,7 +75,9 @@ impl FromStr for Digest {
             _ => return Err(Error::UnsupportedDigest(alg.chars().take(64).collect())),
         };
         let ok = hex.len() == algorithm.hex_len()
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !ok {
             return Err(invalid());
         }
@@ -162,7 +164,10 @@ mod tests {
         check(&s256, Ok(&s256));
         let s512 = format!("sha512:{}", "a".repeat(128));
         check(&s512, Ok(&s512));
-        check(&format!("sha256:{}", h64.to_uppercase()), Err("InvalidDigest"));
+        check(
+            &format!("sha256:{}", h64.to_uppercase()),
+            Err("InvalidDigest"),
+        );
         check(&format!("sha256:{}", &h64[1..]), Err("InvalidDigest"));
         check(&format!("sha512:{h64}"), Err("InvalidDigest"));
         check("sha256:../../etc/passwd", Err("InvalidDigest"));

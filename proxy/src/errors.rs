@@ -31,31 +31,93 @@ pub enum Code {
     TooManyRequests,
     Unavailable,
     NotFound,
+    BadRequest,
+    TagInvalid,
+    PaginationInvalid,
     Internal,
 }
 
 /// The table: code → (wire name, HTTP status).
 const TABLE: &[(Code, &str, StatusCode)] = &[
     (Code::BlobUnknown, "BLOB_UNKNOWN", StatusCode::NOT_FOUND),
-    (Code::BlobUploadInvalid, "BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST),
-    (Code::BlobUploadUnknown, "BLOB_UPLOAD_UNKNOWN", StatusCode::NOT_FOUND),
-    (Code::DigestInvalid, "DIGEST_INVALID", StatusCode::BAD_REQUEST),
-    (Code::ManifestBlobUnknown, "MANIFEST_BLOB_UNKNOWN", StatusCode::BAD_REQUEST),
-    (Code::ManifestInvalid, "MANIFEST_INVALID", StatusCode::BAD_REQUEST),
-    (Code::ManifestUnknown, "MANIFEST_UNKNOWN", StatusCode::NOT_FOUND),
-    (Code::ManifestTooLarge, "SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
+    (
+        Code::BlobUploadInvalid,
+        "BLOB_UPLOAD_INVALID",
+        StatusCode::BAD_REQUEST,
+    ),
+    (
+        Code::BlobUploadUnknown,
+        "BLOB_UPLOAD_UNKNOWN",
+        StatusCode::NOT_FOUND,
+    ),
+    (
+        Code::DigestInvalid,
+        "DIGEST_INVALID",
+        StatusCode::BAD_REQUEST,
+    ),
+    (
+        Code::ManifestBlobUnknown,
+        "MANIFEST_BLOB_UNKNOWN",
+        StatusCode::BAD_REQUEST,
+    ),
+    (
+        Code::ManifestInvalid,
+        "MANIFEST_INVALID",
+        StatusCode::BAD_REQUEST,
+    ),
+    (
+        Code::ManifestUnknown,
+        "MANIFEST_UNKNOWN",
+        StatusCode::NOT_FOUND,
+    ),
+    (
+        Code::ManifestTooLarge,
+        "SIZE_INVALID",
+        StatusCode::PAYLOAD_TOO_LARGE,
+    ),
     (Code::NameInvalid, "NAME_INVALID", StatusCode::BAD_REQUEST),
     (Code::NameUnknown, "NAME_UNKNOWN", StatusCode::NOT_FOUND),
-    (Code::NamespaceExists, "NAMESPACE_EXISTS", StatusCode::CONFLICT),
+    (
+        Code::NamespaceExists,
+        "NAMESPACE_EXISTS",
+        StatusCode::CONFLICT,
+    ),
     (Code::SizeInvalid, "SIZE_INVALID", StatusCode::BAD_REQUEST),
-    (Code::RangeInvalid, "RANGE_INVALID", StatusCode::RANGE_NOT_SATISFIABLE),
+    (
+        Code::RangeInvalid,
+        "RANGE_INVALID",
+        StatusCode::RANGE_NOT_SATISFIABLE,
+    ),
     (Code::Unauthorized, "UNAUTHORIZED", StatusCode::UNAUTHORIZED),
     (Code::Denied, "DENIED", StatusCode::FORBIDDEN),
-    (Code::Unsupported, "UNSUPPORTED", StatusCode::UNSUPPORTED_MEDIA_TYPE),
-    (Code::MethodNotAllowed, "UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
-    (Code::TooManyRequests, "TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS),
-    (Code::Unavailable, "UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
+    (
+        Code::Unsupported,
+        "UNSUPPORTED",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    ),
+    (
+        Code::MethodNotAllowed,
+        "UNSUPPORTED",
+        StatusCode::METHOD_NOT_ALLOWED,
+    ),
+    (
+        Code::TooManyRequests,
+        "TOOMANYREQUESTS",
+        StatusCode::TOO_MANY_REQUESTS,
+    ),
+    (
+        Code::Unavailable,
+        "UNAVAILABLE",
+        StatusCode::SERVICE_UNAVAILABLE,
+    ),
     (Code::NotFound, "NOT_FOUND", StatusCode::NOT_FOUND),
+    (Code::BadRequest, "BAD_REQUEST", StatusCode::BAD_REQUEST),
+    (Code::TagInvalid, "TAG_INVALID", StatusCode::BAD_REQUEST),
+    (
+        Code::PaginationInvalid,
+        "PAGINATION_NUMBER_INVALID",
+        StatusCode::BAD_REQUEST,
+    ),
     (Code::Internal, "UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),
 ];
 
@@ -149,9 +211,8 @@ impl From<shoal_origin::Error> for ApiError {
             E::UploadBusy => ApiError::new(Code::BlobUploadInvalid, msg),
             E::DigestMismatch { expected, actual } => ApiError::new(Code::DigestInvalid, msg)
                 .detail(json!({"expected": expected.to_string(), "actual": actual.to_string()})),
-            E::RangeNotSatisfiable { size } => {
-                ApiError::new(Code::RangeInvalid, msg).header("Content-Range", format!("bytes */{size}"))
-            }
+            E::RangeNotSatisfiable { size } => ApiError::new(Code::RangeInvalid, msg)
+                .header("Content-Range", format!("bytes */{size}")),
             E::Io(err) => ApiError::internal("origin storage failed", err),
         }
     }
@@ -167,8 +228,11 @@ impl From<shoal_raft::Rejection> for ApiError {
                 Code::NameUnknown,
                 format!("namespace {ns:?} does not exist; create it first with `shoal namespace create {ns}`"),
             ),
-            R::BlobUnknown(d) => ApiError::new(Code::ManifestBlobUnknown, msg).detail(json!({"digest": d})),
-            R::ManifestUnknown(d) => ApiError::new(Code::ManifestBlobUnknown, msg).detail(json!({"digest": d})),
+            R::BlobUnknown(d) => ApiError::new(Code::BlobUnknown, msg).detail(json!({"digest": d})),
+            R::ManifestUnknown(d) => ApiError::new(Code::ManifestUnknown, msg).detail(json!({"digest": d})),
+            R::ReferencedBlobUnknown(d) | R::ReferencedManifestUnknown(d) => {
+                ApiError::new(Code::ManifestBlobUnknown, msg).detail(json!({"digest": d}))
+            }
             R::TagUnknown(_) => ApiError::new(Code::ManifestUnknown, msg),
         }
     }
@@ -192,7 +256,11 @@ mod tests {
     #[test]
     fn every_code_has_one_row() {
         for (code, _, _) in TABLE {
-            assert_eq!(TABLE.iter().filter(|(c, _, _)| c == code).count(), 1, "{code:?}");
+            assert_eq!(
+                TABLE.iter().filter(|(c, _, _)| c == code).count(),
+                1,
+                "{code:?}"
+            );
         }
     }
 

@@ -1,1 +1,25 @@
-//! placeholder
+//! shoal-proxy: the Shoal node.
+//!
+//! - `node::run` starts a node from a `config::Config` (what `shoal serve` calls);
+//! - `http`: Pingora front end, the only module that touches Pingora types;
+//! - `wire`: request/reply types handlers use;
+//! - `registry`: the OCI Distribution API (`routes`, `blobs`, `uploads`, `manifests`,
+//!   `discovery`, manifest parsing, range headers);
+//! - `api`: the management API under `/api/v1`;
+//! - `auth`: the authorisation seam (`Authorizer`, `Need`);
+//! - `names`: validated namespace, repository and tag names;
+//! - `errors`: `ApiError` and the one code → status table;
+//! - `cli`: the operator commands of the `shoal` binary;
+//! - `logging`, `config`.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod errors;
+pub mod http;
+pub mod logging;
+pub mod names;
+pub mod node;
+pub mod registry;
+pub mod wire;

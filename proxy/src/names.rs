@@ -76,7 +76,9 @@ impl RepoName {
     pub fn parse(s: &str) -> Result<Self, NameError> {
         let ok = s.len() <= MAX_REPO_LEN
             && s.split('/').all(is_component)
-            && s.split('/').next().is_some_and(|ns| ns.len() <= MAX_NAMESPACE_LEN);
+            && s.split('/')
+                .next()
+                .is_some_and(|ns| ns.len() <= MAX_NAMESPACE_LEN);
         if !ok {
             return Err(NameError::Repository(shown(s)));
         }
@@ -133,7 +135,11 @@ mod tests {
     use super::*;
 
     fn check(input: &str, namespace: bool, repo: bool, tag: bool) {
-        assert_eq!(NamespaceName::parse(input).is_ok(), namespace, "namespace {input:?}");
+        assert_eq!(
+            NamespaceName::parse(input).is_ok(),
+            namespace,
+            "namespace {input:?}"
+        );
         assert_eq!(RepoName::parse(input).is_ok(), repo, "repository {input:?}");
         assert_eq!(Tag::parse(input).is_ok(), tag, "tag {input:?}");
     }
@@ -162,7 +168,12 @@ mod tests {
         check("v1.2.0", true, true, true);
         check(&"a".repeat(255), true, true, false);
         check(&"a".repeat(256), false, false, false);
-        check(&format!("{}/{}", "a".repeat(255), "b".repeat(256)), false, true, false);
+        check(
+            &format!("{}/{}", "a".repeat(255), "b".repeat(256)),
+            false,
+            true,
+            false,
+        );
         check(&format!("a/{}", "b".repeat(511)), false, false, false);
         check("naïve", false, false, false);
     }

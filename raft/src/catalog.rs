@@ -138,7 +138,12 @@ impl Catalog {
         Ok(out)
     }
 
-    fn list_after(&self, prefix: Vec<u8>, last: Option<&str>, n: Option<usize>) -> Result<Vec<String>> {
+    fn list_after(
+        &self,
+        prefix: Vec<u8>,
+        last: Option<&str>,
+        n: Option<usize>,
+    ) -> Result<Vec<String>> {
         let mut start = prefix.clone();
         if let Some(last) = last {
             start.extend_from_slice(last.as_bytes());
@@ -202,12 +207,12 @@ impl Catalog {
                 }
                 for b in &manifest.blobs {
                     if !self.has(&key("b/", &[repo, b]))? {
-                        return reject(Rejection::BlobUnknown(b.clone()));
+                        return reject(Rejection::ReferencedBlobUnknown(b.clone()));
                     }
                 }
                 for m in &manifest.manifests {
                     if !self.has(&key("m/", &[repo, m]))? && m != &manifest.digest {
-                        return reject(Rejection::ManifestUnknown(m.clone()));
+                        return reject(Rejection::ReferencedManifestUnknown(m.clone()));
                     }
                 }
                 batch.insert(key("r/", &[repo]), Vec::new());
@@ -301,9 +306,17 @@ mod tests {
             digest: "sha256:b1".into(),
             size: 7,
         };
-        check(&c, link.clone(), Outcome::Rejected(Rejection::NamespaceUnknown("acme".into())));
+        check(
+            &c,
+            link.clone(),
+            Outcome::Rejected(Rejection::NamespaceUnknown("acme".into())),
+        );
         check(&c, ns("acme"), Outcome::Done);
-        check(&c, ns("acme"), Outcome::Rejected(Rejection::NamespaceExists("acme".into())));
+        check(
+            &c,
+            ns("acme"),
+            Outcome::Rejected(Rejection::NamespaceExists("acme".into())),
+        );
         check(&c, link.clone(), Outcome::Done);
         check(&c, link, Outcome::Done);
         assert_eq!(c.blob_size("acme/api", "sha256:b1").unwrap(), Some(7));
@@ -317,11 +330,23 @@ mod tests {
         check(
             &c,
             put("sha256:m1", &["sha256:b1", "sha256:b2"], Some("v1")),
-            Outcome::Rejected(Rejection::BlobUnknown("sha256:b2".into())),
+            Outcome::Rejected(Rejection::ReferencedBlobUnknown("sha256:b2".into())),
         );
-        assert_eq!(c.tag("acme/api", "v1").unwrap(), None, "rejected put stores nothing");
-        check(&c, put("sha256:m1", &["sha256:b1"], Some("v1")), Outcome::Done);
-        check(&c, put("sha256:m1", &["sha256:b1"], Some("latest")), Outcome::Done);
+        assert_eq!(
+            c.tag("acme/api", "v1").unwrap(),
+            None,
+            "rejected put stores nothing"
+        );
+        check(
+            &c,
+            put("sha256:m1", &["sha256:b1"], Some("v1")),
+            Outcome::Done,
+        );
+        check(
+            &c,
+            put("sha256:m1", &["sha256:b1"], Some("latest")),
+            Outcome::Done,
+        );
         assert_eq!(c.tags("acme/api", None, None).unwrap(), ["latest", "v1"]);
         check(
             &c,
@@ -331,7 +356,10 @@ mod tests {
             },
             Outcome::Done,
         );
-        assert!(c.tags("acme/api", None, None).unwrap().is_empty(), "tags go with the manifest");
+        assert!(
+            c.tags("acme/api", None, None).unwrap().is_empty(),
+            "tags go with the manifest"
+        );
         check(
             &c,
             Command::DeleteTag {
@@ -362,7 +390,10 @@ mod tests {
         assert_eq!(c.repositories(None, None).unwrap(), ["a/x", "a/x/y", "a/z"]);
         assert_eq!(c.repositories(Some("a/x"), Some(1)).unwrap(), ["a/x/y"]);
         assert_eq!(c.tags("a/x", Some("t1"), Some(1)).unwrap(), ["t2"]);
-        assert_eq!(c.tags("a/x", Some("t3"), None).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            c.tags("a/x", Some("t3"), None).unwrap(),
+            Vec::<String>::new()
+        );
         assert_eq!(c.tags("a/x", None, Some(0)).unwrap(), Vec::<String>::new());
 
         let referrer = Command::PutManifest {

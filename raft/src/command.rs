@@ -79,6 +79,10 @@ pub enum Rejection {
     BlobUnknown(String),
     #[error("manifest {0} is not in the repository")]
     ManifestUnknown(String),
+    #[error("the manifest references blob {0}, which is not in the repository")]
+    ReferencedBlobUnknown(String),
+    #[error("the index references manifest {0}, which is not in the repository")]
+    ReferencedManifestUnknown(String),
     #[error("tag {0:?} is not in the repository")]
     TagUnknown(String),
 }

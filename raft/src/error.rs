@@ -11,7 +11,9 @@ pub enum Error {
     Corrupt(String),
     #[error("no leader can commit this write right now: {0}")]
     NoQuorum(String),
-    #[error("this node is not the leader (leader: {leader:?}) and write forwarding is not built yet")]
+    #[error(
+        "this node is not the leader (leader: {leader:?}) and write forwarding is not built yet"
+    )]
     NotLeader { leader: Option<u64> },
     #[error("raft stopped: {0}")]
     Fatal(String),

@@ -74,7 +74,10 @@ impl Metadata {
         match raft.initialize(members).await {
             Ok(()) => tracing::info!(node_id = cfg.node_id, "initialised a new metadata group"),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
-                tracing::info!(node_id = cfg.node_id, "recovering the metadata group from disk")
+                tracing::info!(
+                    node_id = cfg.node_id,
+                    "recovering the metadata group from disk"
+                )
             }
             Err(e) => return Err(Error::Fatal(e.to_string())),
         }
@@ -103,7 +106,9 @@ impl Metadata {
         match resp {
             Ok(r) => Ok(r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(Error::NotLeader { leader: f.leader_id })
+                Err(Error::NotLeader {
+                    leader: f.leader_id,
+                })
             }
             Err(RaftError::APIError(e)) => Err(Error::NoQuorum(e.to_string())),
             Err(RaftError::Fatal(e)) => Err(Error::Fatal(e.to_string())),

@@ -91,7 +91,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             batch.insert(APPLIED, applied);
             let outcome = match entry.payload {
                 EntryPayload::Blank => Outcome::Done,
-                EntryPayload::Normal(cmd) => self.catalog.plan(&cmd, &mut batch).map_err(write_err)?,
+                EntryPayload::Normal(cmd) => {
+                    self.catalog.plan(&cmd, &mut batch).map_err(write_err)?
+                }
                 EntryPayload::Membership(m) => {
                     let stored = StoredMembership::new(Some(entry.log_id), m);
                     batch.insert(MEMBERSHIP, serde_json::to_vec(&stored).map_err(write_err)?);
@@ -105,9 +107,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        let state = self.applied_state().await.and_then(|(applied, membership)| {
-            Ok((applied, membership, self.copy_all()?))
-        });
+        let state = self
+            .applied_state()
+            .await
+            .and_then(|(applied, membership)| Ok((applied, membership, self.copy_all()?)));
         SnapshotBuilder {
             state: Some(state),
             snapshots: self.snapshots.clone(),
@@ -133,7 +136,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             batch.insert(k, v);
         }
         // The snapshot's own bookkeeping pairs are overwritten by its metadata.
-        batch.insert(APPLIED, serde_json::to_vec(&meta.last_log_id).map_err(write_err)?);
+        batch.insert(
+            APPLIED,
+            serde_json::to_vec(&meta.last_log_id).map_err(write_err)?,
+        );
         batch.insert(
             MEMBERSHIP,
             serde_json::to_vec(&meta.last_membership).map_err(write_err)?,
@@ -171,7 +177,11 @@ fn save_snapshot(
     Ok(())
 }
 
-type Taken = StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>, Pairs)>;
+type Taken = StorageResult<(
+    Option<LogId<NodeId>>,
+    StoredMembership<NodeId, BasicNode>,
+    Pairs,
+)>;
 
 /// Holds a copy of the catalogue taken in order with `apply`.
 pub struct SnapshotBuilder {
@@ -181,13 +191,16 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let (last_log_id, last_membership, pairs) = self
-            .state
-            .take()
-            .expect("a snapshot builder builds once")?;
+        let (last_log_id, last_membership, pairs) =
+            self.state.take().expect("a snapshot builder builds once")?;
         let data = postcard::to_stdvec(&pairs).map_err(write_err)?;
         let snapshot_id = match last_log_id {
-            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, chrono::Utc::now().timestamp_millis()),
+            Some(l) => format!(
+                "{}-{}-{}",
+                l.leader_id,
+                l.index,
+                chrono::Utc::now().timestamp_millis()
+            ),
             None => format!("empty-{}", chrono::Utc::now().timestamp_millis()),
         };
         let meta = SnapshotMeta {

@@ -55,7 +55,10 @@ pub fn parse(
     if bytes.len() > MAX_MANIFEST_BYTES {
         return Err(ApiError::new(
             Code::ManifestTooLarge,
-            format!("manifest is {} bytes; the limit is {MAX_MANIFEST_BYTES}", bytes.len()),
+            format!(
+                "manifest is {} bytes; the limit is {MAX_MANIFEST_BYTES}",
+                bytes.len()
+            ),
         ));
     }
     let digest = match digest_ref {
@@ -77,7 +80,9 @@ pub fn parse(
         .as_object()
         .ok_or_else(|| invalid("manifest is not a JSON object"))?;
     if obj.get("schemaVersion").and_then(Value::as_i64) != Some(2) {
-        return Err(invalid("schemaVersion must be 2 (schema 1 manifests are not supported)"));
+        return Err(invalid(
+            "schemaVersion must be 2 (schema 1 manifests are not supported)",
+        ));
     }
     let declared = obj.get("mediaType").and_then(Value::as_str);
     let content_type = content_type
@@ -97,14 +102,20 @@ pub fn parse(
     if !SUPPORTED.contains(&media_type.as_str()) {
         return Err(ApiError::new(
             Code::ManifestInvalid,
-            format!("unsupported manifest media type {media_type:?}; supported: {}", SUPPORTED.join(", ")),
+            format!(
+                "unsupported manifest media type {media_type:?}; supported: {}",
+                SUPPORTED.join(", ")
+            ),
         ));
     }
 
     let mut blobs = Vec::new();
     let mut manifests = Vec::new();
     let is_index = media_type == OCI_INDEX || media_type == DOCKER_LIST;
-    let mut artifact_type = obj.get("artifactType").and_then(Value::as_str).map(String::from);
+    let mut artifact_type = obj
+        .get("artifactType")
+        .and_then(Value::as_str)
+        .map(String::from);
     if is_index {
         let list = obj
             .get("manifests")
@@ -120,7 +131,10 @@ pub fn parse(
             .ok_or_else(|| invalid("an image manifest needs a \"config\" descriptor"))?;
         blobs.push(descriptor_digest(config, "config")?.to_string());
         if artifact_type.is_none() {
-            artifact_type = config.get("mediaType").and_then(Value::as_str).map(String::from);
+            artifact_type = config
+                .get("mediaType")
+                .and_then(Value::as_str)
+                .map(String::from);
         }
         let layers = obj
             .get("layers")
@@ -203,12 +217,36 @@ mod tests {
         let cfg = Some("application/vnd.oci.image.config.v1+json");
         check(&image(json!({})), Some(OCI_MANIFEST), Ok((&both, cfg)));
         check(&image(json!({})), None, Ok((&both, cfg)));
-        check(&image(json!({})), Some(DOCKER_MANIFEST), Err(Code::ManifestInvalid));
-        check(&image(json!({"mediaType": "application/x-foo"})), None, Err(Code::ManifestInvalid));
-        check(&image(json!({"schemaVersion": 1})), None, Err(Code::ManifestInvalid));
-        check(&image(json!({"layers": "x"})), None, Err(Code::ManifestInvalid));
-        check(&image(json!({"config": {"digest": "sha256:nothex"}})), None, Err(Code::ManifestInvalid));
-        check(&image(json!({"artifactType": "application/x-sbom"})), None, Ok((&both, Some("application/x-sbom"))));
+        check(
+            &image(json!({})),
+            Some(DOCKER_MANIFEST),
+            Err(Code::ManifestInvalid),
+        );
+        check(
+            &image(json!({"mediaType": "application/x-foo"})),
+            None,
+            Err(Code::ManifestInvalid),
+        );
+        check(
+            &image(json!({"schemaVersion": 1})),
+            None,
+            Err(Code::ManifestInvalid),
+        );
+        check(
+            &image(json!({"layers": "x"})),
+            None,
+            Err(Code::ManifestInvalid),
+        );
+        check(
+            &image(json!({"config": {"digest": "sha256:nothex"}})),
+            None,
+            Err(Code::ManifestInvalid),
+        );
+        check(
+            &image(json!({"artifactType": "application/x-sbom"})),
+            None,
+            Ok((&both, Some("application/x-sbom"))),
+        );
         let foreign = json!({"layers": [{"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "digest": d("f"), "size": 1}]});
         check(&image(foreign), None, Ok((&[d("c")], cfg)));
         let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{"digest": d("m"), "size": 1, "mediaType": OCI_MANIFEST}]});
@@ -218,20 +256,35 @@ mod tests {
 
     #[test]
     fn bad_bytes_and_digests() {
-        assert_eq!(parse(b"{not json", None, None, 0).err().unwrap().code, Code::ManifestInvalid);
+        assert_eq!(
+            parse(b"{not json", None, None, 0).err().unwrap().code,
+            Code::ManifestInvalid
+        );
         let big = vec![b' '; MAX_MANIFEST_BYTES + 1];
-        assert_eq!(parse(&big, None, None, 0).err().unwrap().code, Code::ManifestTooLarge);
+        assert_eq!(
+            parse(&big, None, None, 0).err().unwrap().code,
+            Code::ManifestTooLarge
+        );
         let bytes = serde_json::to_vec(&image(json!({}))).unwrap();
         let wrong = Digest::sha256_of(b"other");
-        assert_eq!(parse(&bytes, None, Some(&wrong), 0).err().unwrap().code, Code::DigestInvalid);
+        assert_eq!(
+            parse(&bytes, None, Some(&wrong), 0).err().unwrap().code,
+            Code::DigestInvalid
+        );
         let right = Digest::of(shoal_origin::Algorithm::Sha512, &bytes);
-        assert_eq!(parse(&bytes, None, Some(&right), 0).unwrap().record.digest, right.to_string());
+        assert_eq!(
+            parse(&bytes, None, Some(&right), 0).unwrap().record.digest,
+            right.to_string()
+        );
     }
 
     #[test]
     fn subject_is_recorded() {
         let subject = json!({"subject": {"mediaType": OCI_MANIFEST, "digest": d("s"), "size": 3}});
         let bytes = serde_json::to_vec(&image(subject)).unwrap();
-        assert_eq!(parse(&bytes, None, None, 0).unwrap().record.subject, Some(d("s")));
+        assert_eq!(
+            parse(&bytes, None, None, 0).unwrap().record.subject,
+            Some(d("s"))
+        );
     }
 }

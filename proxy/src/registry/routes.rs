@@ -25,7 +25,12 @@ pub enum Route {
 }
 
 pub fn parse(path: &str) -> ApiResult<Route> {
-    let not_found = || ApiError::new(Code::NotFound, format!("no such API endpoint: {}", shown(path)));
+    let not_found = || {
+        ApiError::new(
+            Code::NotFound,
+            format!("no such API endpoint: {}", shown(path)),
+        )
+    };
     let rest = path.strip_prefix("/v2").ok_or_else(not_found)?;
     if rest.is_empty() || rest == "/" {
         return Ok(Route::Base);
@@ -97,7 +102,10 @@ mod tests {
         check("/v2/", Ok(Route::Base));
         check("/v2", Ok(Route::Base));
         check("/v2/_catalog", Ok(Route::Catalog));
-        check("/v2/acme/api/tags/list", Ok(Route::TagsList(repo("acme/api"))));
+        check(
+            "/v2/acme/api/tags/list",
+            Ok(Route::TagsList(repo("acme/api"))),
+        );
         check(
             "/v2/acme/api/manifests/v1",
             Ok(Route::Manifest(repo("acme/api"), "v1".into())),
@@ -110,8 +118,14 @@ mod tests {
             "/v2/acme/a/b/c/blobs/sha256:ab",
             Ok(Route::Blob(repo("acme/a/b/c"), "sha256:ab".into())),
         );
-        check("/v2/acme/x/blobs/uploads/", Ok(Route::UploadStart(repo("acme/x"))));
-        check("/v2/acme/x/blobs/uploads", Ok(Route::UploadStart(repo("acme/x"))));
+        check(
+            "/v2/acme/x/blobs/uploads/",
+            Ok(Route::UploadStart(repo("acme/x"))),
+        );
+        check(
+            "/v2/acme/x/blobs/uploads",
+            Ok(Route::UploadStart(repo("acme/x"))),
+        );
         check(
             "/v2/acme/x/blobs/uploads/abc-def",
             Ok(Route::Upload(repo("acme/x"), "abc-def".into())),

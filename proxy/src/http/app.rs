@@ -1,0 +1,202 @@
+//! The node's `HttpServerApp`: reads one request off a Pingora session, hands it to the
+//! right handler (`/v2`, `/api/v1`, health), writes the reply and logs one line.
+//!
+//! Blob bodies are written in 1 MiB pieces: Pingora flushes per write, and 64 KiB writes
+//! measured 0.4× nginx on this kind of machine while 1–2 MiB writes reached 1.1–1.2×.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use tokio::io::AsyncReadExt;
+
+use crate::api::Api;
+use crate::errors::{ApiError, ApiResult, Code};
+use crate::registry::Registry;
+use crate::wire::{Body, Reply, Request, RequestBody};
+
+const WRITE_CHUNK: usize = 1 << 20;
+
+pub struct NodeApp {
+    pub registry: Arc<Registry>,
+    pub api: Arc<Api>,
+    pub options: HttpServerOptions,
+    pub requests: AtomicU64,
+}
+
+struct SessionBody<'a> {
+    session: &'a mut ServerSession,
+}
+
+#[async_trait]
+impl RequestBody for SessionBody<'_> {
+    async fn next(&mut self) -> ApiResult<Option<Bytes>> {
+        self.session.read_request_body().await.map_err(|e| {
+            ApiError::new(
+                Code::BlobUploadInvalid,
+                format!("the request body ended early or could not be read: {e}"),
+            )
+        })
+    }
+}
+
+impl NodeApp {
+    async fn route(&self, req: &Request, body: &mut dyn RequestBody) -> Reply {
+        let p = req.path.as_str();
+        if p == "/v2" || p.starts_with("/v2/") {
+            self.registry.handle(req, body).await
+        } else if p.starts_with("/api/v1/") || p == "/api/v1" {
+            self.api.handle(req, body).await
+        } else if p == "/healthz" {
+            Reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+        } else if p == "/readyz" {
+            if self.registry.meta.ready() {
+                Reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+            } else {
+                Reply::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "metadata group has no leader"}),
+                )
+            }
+        } else {
+            Reply::error(&ApiError::new(
+                Code::NotFound,
+                format!("nothing is served at {p}"),
+            ))
+        }
+    }
+
+    /// Writes the reply; returns body bytes sent, or `None` if the connection must be dropped.
+    async fn write(session: &mut ServerSession, reply: Reply, request_id: &str) -> Option<u64> {
+        let len = reply.content_length();
+        let mut head =
+            ResponseHeader::build(reply.status.as_u16(), Some(reply.headers.len() + 4)).ok()?;
+        for (k, v) in &reply.headers {
+            head.append_header(*k, v.as_str()).ok()?;
+        }
+        head.insert_header("X-Request-Id", request_id).ok()?;
+        head.insert_header("X-Content-Type-Options", "nosniff")
+            .ok()?;
+        head.set_content_length(len as usize).ok()?;
+        session.write_response_header(Box::new(head)).await.ok()?;
+        match reply.body {
+            Body::Empty | Body::HeadOnly(_) => {
+                session.write_response_body(Bytes::new(), true).await.ok()?;
+                Some(0)
+            }
+            Body::Bytes(b) => {
+                session.write_response_body(b, true).await.ok()?;
+                Some(len)
+            }
+            Body::Stream { len, mut reader } => {
+                let mut sent = 0u64;
+                while sent < len {
+                    let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
+                    while buf.len() < WRITE_CHUNK {
+                        match reader.read_buf(&mut buf).await {
+                            Ok(0) => break,
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::error!(%e, request_id, "reading a blob failed mid-response; dropping the connection");
+                                return None;
+                            }
+                        }
+                    }
+                    if buf.is_empty() {
+                        tracing::error!(
+                            sent,
+                            len,
+                            request_id,
+                            "blob ended early; dropping the connection"
+                        );
+                        return None;
+                    }
+                    sent += buf.len() as u64;
+                    session
+                        .write_response_body(buf.freeze(), false)
+                        .await
+                        .ok()?;
+                }
+                session.write_response_body(Bytes::new(), true).await.ok()?;
+                Some(sent)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for NodeApp {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!(%e, "unreadable request");
+                let _ = session.respond_error(400).await;
+                return None;
+            }
+        }
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        let started = Instant::now();
+        let request_id = format!("{:x}", self.requests.fetch_add(1, Ordering::Relaxed));
+        let head = session.req_header();
+        let target = head
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let req = Request::new(head.method.clone(), &target, head.headers.clone());
+        let peer = session
+            .client_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        if req
+            .header("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+            && session.write_continue_response().await.is_err()
+        {
+            return None;
+        }
+        let reply = {
+            let mut body = SessionBody {
+                session: &mut session,
+            };
+            self.route(&req, &mut body).await
+        };
+        let status = reply.status.as_u16();
+        let sent = Self::write(&mut session, reply, &request_id).await;
+        tracing::info!(
+            target: "shoal::access",
+            request_id,
+            method = %req.method,
+            path = %req.path,
+            status,
+            bytes = sent.unwrap_or(0),
+            complete = sent.is_some(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            peer,
+            "request"
+        );
+        sent?;
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
+            _ => None,
+        }
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+}

@@ -1,0 +1,80 @@
+//! The node's HTTP front end on Pingora. This module is the only one that touches Pingora
+//! types: it binds the listener, runs the server until a shutdown signal, and adapts
+//! sessions to `wire::Request`/`Reply`.
+
+mod app;
+mod prebound;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+
+use crate::api::Api;
+use crate::registry::Registry;
+
+pub type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Settings of the HTTP front end.
+pub struct FrontEnd {
+    pub listen: String,
+    pub threads: usize,
+    /// Seconds in-flight requests get after a shutdown signal before the runtime stops.
+    pub shutdown_timeout_secs: u64,
+}
+
+struct OnFuture(parking_lot::Mutex<Option<ShutdownFuture>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for OnFuture {
+    async fn recv(&self) -> ShutdownSignal {
+        let fut = self.0.lock().take();
+        if let Some(f) = fut {
+            f.await;
+        }
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// A bound, not yet running, HTTP server.
+pub struct Bound {
+    server: Server,
+    pub addr: SocketAddr,
+}
+
+pub fn bind(front: &FrontEnd, registry: Arc<Registry>, api: Arc<Api>) -> std::io::Result<Bound> {
+    let conf = ServerConf {
+        threads: front.threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(front.shutdown_timeout_secs),
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let app = app::NodeApp {
+        registry,
+        api,
+        options: HttpServerOptions::default(),
+        requests: AtomicU64::new(0),
+    };
+    let (service, addr) =
+        prebound::PreBound::bind("shoal-http", &front.listen, app, front.threads)?;
+    server.add_service(service);
+    Ok(Bound { server, addr })
+}
+
+impl Bound {
+    /// Serves until `shutdown` completes, then lets in-flight requests finish (bounded).
+    /// Must not be called from inside a tokio runtime.
+    pub fn run(self, shutdown: ShutdownFuture) {
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(OnFuture(parking_lot::Mutex::new(Some(shutdown)))),
+        });
+    }
+}

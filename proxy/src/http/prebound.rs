@@ -1,0 +1,63 @@
+//! Hands Pingora a listening socket we bound ourselves.
+//!
+//! Pingora binds its listeners late (inside `run`) and cannot report the port it got for
+//! `:0`. Binding first lets the node print its real address before serving, with no race:
+//! connections queue in the kernel backlog until the accept loop starts. Pingora adopts an
+//! fd from the `ListenFds` table when its key equals the listener address string.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::IntoRawFd;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::server::{Fds, ListenFds, ShutdownWatch};
+use pingora::services::listening::Service as Listening;
+use pingora::services::Service;
+
+pub struct PreBound<A> {
+    inner: Listening<A>,
+    fds: ListenFds,
+}
+
+impl<A: pingora::apps::ServerApp + Send + Sync + 'static> PreBound<A> {
+    /// Binds `addr` now; returns the service and the bound address.
+    pub fn bind(
+        name: &str,
+        addr: &str,
+        app: A,
+        threads: usize,
+    ) -> std::io::Result<(Self, SocketAddr)> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let bound = listener.local_addr()?;
+        let key = bound.to_string();
+        let mut table = Fds::new();
+        table.add(key.clone(), listener.into_raw_fd());
+        let mut inner = Listening::new(name.to_string(), app);
+        inner.add_tcp(&key);
+        inner.threads = Some(threads);
+        let fds = Arc::new(parking_lot::Mutex::new(table));
+        Ok((PreBound { inner, fds }, bound))
+    }
+}
+
+#[async_trait]
+impl<A: pingora::apps::ServerApp + Send + Sync + 'static> Service for PreBound<A> {
+    async fn start_service(
+        &mut self,
+        _fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        per_fd: usize,
+    ) {
+        let fds = self.fds.clone();
+        Service::start_service(&mut self.inner, Some(fds), shutdown, per_fd).await
+    }
+
+    fn name(&self) -> &str {
+        Service::name(&self.inner)
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.inner.threads
+    }
+}

@@ -1,0 +1,100 @@
+//! Blob reads and deletes: `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`.
+//!
+//! A blob is served only if the metadata links it to the repository (no reading another
+//! repository's blob by guessing its digest); the bytes stream from the origin.
+
+use http::StatusCode;
+use shoal_raft::Command;
+
+use super::range::parse_range;
+use super::{parse_digest, Registry};
+use crate::errors::{ApiError, ApiResult, Code};
+use crate::names::RepoName;
+use crate::wire::{Body, Reply, Request};
+
+impl Registry {
+    pub(super) async fn get_blob(
+        &self,
+        req: &Request,
+        repo: &RepoName,
+        digest: &str,
+        head: bool,
+    ) -> ApiResult<Reply> {
+        let digest = parse_digest(digest)?;
+        let linked = self
+            .meta
+            .catalog()
+            .blob_size(repo.as_str(), &digest.to_string())?;
+        let Some(size) = linked else {
+            self.require_repo(repo)?;
+            return Err(ApiError::new(
+                Code::BlobUnknown,
+                format!("blob {digest} is not in repository {repo}"),
+            ));
+        };
+        let range = parse_range(req.header("range"), Some(size)).map_err(|()| {
+            ApiError::new(Code::RangeInvalid, "unsupported or malformed Range header")
+                .header("Content-Range", format!("bytes */{size}"))
+        })?;
+        let common = |r: Reply| {
+            r.header("Docker-Content-Digest", digest.to_string())
+                .header("ETag", format!("\"{digest}\""))
+                .header("Accept-Ranges", "bytes")
+                .header("Content-Type", "application/octet-stream")
+                .header("Cache-Control", "max-age=31536000, immutable")
+        };
+        if head && range.is_none() {
+            let stored = self.store.stat(&digest).await?;
+            let size = stored.ok_or_else(|| lost(&digest))?;
+            return Ok(common(Reply::new(StatusCode::OK)).body(Body::HeadOnly(size)));
+        }
+        let blob = self.store.read(&digest, range).await.map_err(|e| match e {
+            shoal_origin::Error::BlobNotFound(_) => lost(&digest),
+            other => other.into(),
+        })?;
+        let len = blob.range.len();
+        let mut reply = common(Reply::new(if range.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        }));
+        if range.is_some() {
+            reply = reply.header(
+                "Content-Range",
+                format!(
+                    "bytes {}-{}/{}",
+                    blob.range.start,
+                    blob.range.end - 1,
+                    blob.size
+                ),
+            );
+        }
+        Ok(reply.body(if head {
+            Body::HeadOnly(len)
+        } else {
+            Body::Stream {
+                len,
+                reader: blob.body,
+            }
+        }))
+    }
+
+    pub(super) async fn delete_blob(&self, repo: &RepoName, digest: &str) -> ApiResult<Reply> {
+        let digest = parse_digest(digest)?;
+        self.commit(Command::UnlinkBlob {
+            repo: repo.to_string(),
+            digest: digest.to_string(),
+        })
+        .await?;
+        Ok(Reply::new(StatusCode::ACCEPTED).header("Docker-Content-Digest", digest.to_string()))
+    }
+}
+
+/// The metadata links a blob the origin does not have: answered as unknown, logged loudly.
+fn lost(digest: &shoal_origin::Digest) -> ApiError {
+    tracing::error!(%digest, "blob is linked in the metadata but missing from the origin");
+    ApiError::new(
+        Code::BlobUnknown,
+        format!("blob {digest} is missing from the origin store"),
+    )
+}

@@ -1,0 +1,124 @@
+//! Content discovery: `tags/list` and `_catalog` with `n`/`last` pagination and `Link`, and
+//! the referrers API. All read the local replica only.
+
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use super::manifest::OCI_INDEX;
+use super::{parse_digest, Registry};
+use crate::errors::{ApiError, ApiResult, Code};
+use crate::names::RepoName;
+use crate::wire::{Body, Reply, Request};
+
+/// Largest page a client may ask for; larger `n` are clamped (Distribution clamps too).
+const MAX_PAGE: usize = 10_000;
+
+fn page_size(req: &Request) -> ApiResult<Option<usize>> {
+    match req.query("n") {
+        None | Some("") => Ok(None),
+        Some(n) => n
+            .parse::<usize>()
+            .map(|n| Some(n.min(MAX_PAGE)))
+            .map_err(|_| {
+                ApiError::new(
+                    Code::PaginationInvalid,
+                    format!("n must be a non-negative integer, got {n:?}"),
+                )
+            }),
+    }
+}
+
+/// Builds a page reply; `items` holds up to n+1 entries so we know whether more exist.
+fn page(path: &str, key: &str, mut items: Vec<String>, n: Option<usize>, mut body: Value) -> Reply {
+    let mut link = None;
+    if let Some(n) = n {
+        if items.len() > n {
+            items.truncate(n);
+            if let Some(last) = items.last() {
+                let q: String = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("last", last)
+                    .append_pair("n", &n.to_string())
+                    .finish();
+                link = Some(format!("<{path}?{q}>; rel=\"next\""));
+            }
+        }
+    }
+    body[key] = json!(items);
+    let reply = Reply::json(StatusCode::OK, &body);
+    match link {
+        Some(l) => reply.header("Link", l),
+        None => reply,
+    }
+}
+
+impl Registry {
+    pub(super) fn tags_list(&self, req: &Request, repo: &RepoName) -> ApiResult<Reply> {
+        self.require_repo(repo)?;
+        let n = page_size(req)?;
+        let tags = self
+            .meta
+            .catalog()
+            .tags(repo.as_str(), req.query("last"), n.map(|n| n + 1))?;
+        Ok(page(
+            &req.path,
+            "tags",
+            tags,
+            n,
+            json!({"name": repo.as_str()}),
+        ))
+    }
+
+    pub(super) fn catalog(&self, req: &Request) -> ApiResult<Reply> {
+        let n = page_size(req)?;
+        let repos = self
+            .meta
+            .catalog()
+            .repositories(req.query("last"), n.map(|n| n + 1))?;
+        Ok(page(&req.path, "repositories", repos, n, json!({})))
+    }
+
+    pub(super) fn referrers(
+        &self,
+        req: &Request,
+        repo: &RepoName,
+        digest: &str,
+    ) -> ApiResult<Reply> {
+        let digest = parse_digest(digest)?;
+        let filter = req.query("artifactType").filter(|s| !s.is_empty());
+        let mut manifests = Vec::new();
+        for m in self
+            .meta
+            .catalog()
+            .referrers(repo.as_str(), &digest.to_string())?
+        {
+            if filter.is_some_and(|f| m.artifact_type.as_deref() != Some(f)) {
+                continue;
+            }
+            let mut d = json!({
+                "mediaType": m.media_type,
+                "digest": m.digest,
+                "size": m.bytes.len(),
+            });
+            if let Some(t) = &m.artifact_type {
+                d["artifactType"] = json!(t);
+            }
+            if let Some(a) = m
+                .annotations
+                .as_deref()
+                .and_then(|a| serde_json::from_str::<Value>(a).ok())
+            {
+                d["annotations"] = a;
+            }
+            manifests.push(d);
+        }
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+        let bytes = serde_json::to_vec(&index).expect("JSON values serialise");
+        let mut reply = Reply::new(StatusCode::OK)
+            .header("Content-Type", OCI_INDEX)
+            .body(Body::Bytes(bytes.into()));
+        if filter.is_some() {
+            reply = reply.header("OCI-Filters-Applied", "artifactType");
+        }
+        Ok(reply)
+    }
+}

@@ -1,0 +1,127 @@
+//! The OCI Distribution API (`/v2/...`): routing, the authorisation seam, and one module per
+//! resource (`blobs`, `uploads`, `manifests`, `discovery`).
+//!
+//! Handlers read metadata from the local replica (`Catalog`), blob bytes from the origin
+//! (`BlobStore`), and change metadata only through `Metadata::write` (Raft).
+
+mod blobs;
+mod discovery;
+pub mod manifest;
+mod manifests;
+mod range;
+pub mod routes;
+mod uploads;
+
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use shoal_origin::{BlobStore, Digest};
+use shoal_raft::{Command, Metadata, Outcome};
+
+use crate::auth::{Authorizer, Need};
+use crate::errors::{ApiError, ApiResult, Code};
+use crate::names::RepoName;
+use crate::wire::{Reply, Request, RequestBody};
+use routes::Route;
+
+/// Everything a request handler can reach.
+pub struct Registry {
+    pub meta: Arc<Metadata>,
+    pub store: Arc<dyn BlobStore>,
+    pub auth: Arc<dyn Authorizer>,
+}
+
+impl Registry {
+    pub async fn handle(&self, req: &Request, body: &mut dyn RequestBody) -> Reply {
+        let reply = match self.dispatch(req, body).await {
+            Ok(r) => r,
+            Err(e) => Reply::error(&e),
+        };
+        reply.header("Docker-Distribution-Api-Version", "registry/2.0")
+    }
+
+    async fn dispatch(&self, req: &Request, body: &mut dyn RequestBody) -> ApiResult<Reply> {
+        let route = routes::parse(&req.path)?;
+        let m = &req.method;
+        let read = *m == Method::GET || *m == Method::HEAD;
+        let need = match &route {
+            Route::Base => Need::Ping,
+            Route::Catalog => Need::List,
+            Route::TagsList(r) | Route::Referrers(r, _) => Need::Pull(r.clone()),
+            Route::Manifest(r, _) | Route::Blob(r, _) if *m == Method::DELETE => {
+                Need::Delete(r.clone())
+            }
+            Route::Manifest(r, _) | Route::Blob(r, _) if read => Need::Pull(r.clone()),
+            Route::Manifest(r, _)
+            | Route::Blob(r, _)
+            | Route::UploadStart(r)
+            | Route::Upload(r, _) => Need::Push(r.clone()),
+        };
+        self.auth.authorize(req, &need)?;
+        let head = *m == Method::HEAD;
+        match (route, m.clone()) {
+            (Route::Base, Method::GET | Method::HEAD) => {
+                Ok(Reply::json(StatusCode::OK, &serde_json::json!({})))
+            }
+            (Route::Catalog, Method::GET) => self.catalog(req),
+            (Route::TagsList(r), Method::GET) => self.tags_list(req, &r),
+            (Route::Referrers(r, d), Method::GET) => self.referrers(req, &r, &d),
+            (Route::Blob(r, d), Method::GET | Method::HEAD) => {
+                self.get_blob(req, &r, &d, head).await
+            }
+            (Route::Blob(r, d), Method::DELETE) => self.delete_blob(&r, &d).await,
+            (Route::UploadStart(r), Method::POST) => self.start_upload(req, body, &r).await,
+            (Route::Upload(r, id), Method::GET) => self.upload_status(&r, &id).await,
+            (Route::Upload(r, id), Method::PATCH) => self.patch_upload(req, body, &r, &id).await,
+            (Route::Upload(r, id), Method::PUT) => self.put_upload(req, body, &r, &id).await,
+            (Route::Upload(r, id), Method::DELETE) => self.cancel_upload(&r, &id).await,
+            (Route::Manifest(r, reference), Method::GET | Method::HEAD) => {
+                self.get_manifest(&r, &reference, head)
+            }
+            (Route::Manifest(r, reference), Method::PUT) => {
+                self.put_manifest(req, body, &r, &reference).await
+            }
+            (Route::Manifest(r, reference), Method::DELETE) => {
+                self.delete_manifest(&r, &reference).await
+            }
+            (_, method) => Err(ApiError::new(
+                Code::MethodNotAllowed,
+                format!("{method} is not allowed on {}", req.path),
+            )),
+        }
+    }
+
+    /// Proposes a command; a rejection becomes the matching client error.
+    async fn commit(&self, cmd: Command) -> ApiResult<()> {
+        match self.meta.write(cmd).await? {
+            Outcome::Done => Ok(()),
+            Outcome::Rejected(r) => Err(r.into()),
+        }
+    }
+
+    /// Fails with `NAME_UNKNOWN` unless the repository's namespace exists.
+    fn require_namespace(&self, repo: &RepoName) -> ApiResult<()> {
+        let ns = repo.namespace();
+        match self.meta.catalog().namespace(ns.as_str()) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(shoal_raft::Rejection::NamespaceUnknown(ns.to_string()).into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Fails with `NAME_UNKNOWN` unless the repository exists.
+    fn require_repo(&self, repo: &RepoName) -> ApiResult<()> {
+        if self.meta.catalog().repository_exists(repo.as_str())? {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                Code::NameUnknown,
+                format!("repository {repo} is not known to this registry"),
+            ))
+        }
+    }
+}
+
+fn parse_digest(s: &str) -> ApiResult<Digest> {
+    Ok(s.parse::<Digest>()?)
+}

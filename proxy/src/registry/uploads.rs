@@ -1,0 +1,233 @@
+//! Blob uploads: `POST /v2/<name>/blobs/uploads/` (plain, monolithic `?digest=`, cross-repo
+//! `?mount=&from=`), `PATCH`, `PUT ?digest=`, `GET` status and `DELETE` on the session.
+//!
+//! The session lives in the origin; the node only streams bytes into it. A blob becomes
+//! visible in a repository only after the origin verified its digest *and* the link was
+//! committed through Raft, so a failed or truncated upload leaves nothing behind.
+
+use http::StatusCode;
+use shoal_origin::{Digest, UploadId, UploadWriter};
+use shoal_raft::Command;
+
+use super::range::parse_content_range;
+use super::{parse_digest, Registry};
+use crate::auth::Need;
+use crate::errors::{ApiError, ApiResult, Code};
+use crate::names::RepoName;
+use crate::wire::{Reply, Request, RequestBody};
+
+fn upload_location(repo: &RepoName, id: &UploadId) -> String {
+    format!("/v2/{repo}/blobs/uploads/{id}")
+}
+
+/// `Range` value for an upload of `size` bytes (inclusive end; `0-0` when empty, as Distribution).
+fn range_of(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+fn parse_id(id: &str) -> ApiResult<UploadId> {
+    Ok(id.parse::<UploadId>()?)
+}
+
+impl Registry {
+    fn upload_reply(&self, status: StatusCode, repo: &RepoName, id: &UploadId, size: u64) -> Reply {
+        Reply::new(status)
+            .header("Location", upload_location(repo, id))
+            .header("Range", range_of(size))
+            .header("Docker-Upload-UUID", id.to_string())
+    }
+
+    fn created(&self, repo: &RepoName, digest: &Digest) -> Reply {
+        Reply::new(StatusCode::CREATED)
+            .header("Location", format!("/v2/{repo}/blobs/{digest}"))
+            .header("Docker-Content-Digest", digest.to_string())
+    }
+
+    async fn link(&self, repo: &RepoName, digest: &Digest, size: u64) -> ApiResult<()> {
+        self.commit(Command::LinkBlob {
+            repo: repo.to_string(),
+            digest: digest.to_string(),
+            size,
+        })
+        .await
+    }
+
+    pub(super) async fn start_upload(
+        &self,
+        req: &Request,
+        body: &mut dyn RequestBody,
+        repo: &RepoName,
+    ) -> ApiResult<Reply> {
+        self.require_namespace(repo)?;
+        if let (Some(mount), Some(from)) = (req.query("mount"), req.query("from")) {
+            if let Some(reply) = self.try_mount(req, repo, mount, from).await? {
+                return Ok(reply);
+            }
+        }
+        if let Some(digest) = req.query("digest") {
+            let digest = parse_digest(digest)?;
+            let id = self.store.create_upload().await?;
+            let result = async {
+                self.append_body(req, body, &id).await?;
+                self.finish(repo, &id, &digest).await
+            }
+            .await;
+            if result.is_err() {
+                let _ = self.store.cancel_upload(&id).await;
+            }
+            return result;
+        }
+        let id = self.store.create_upload().await?;
+        Ok(self.upload_reply(StatusCode::ACCEPTED, repo, &id, 0))
+    }
+
+    /// Links a blob another repository already has. `None` means "not mountable": the
+    /// client gets a normal upload session instead, as the spec asks.
+    async fn try_mount(
+        &self,
+        req: &Request,
+        repo: &RepoName,
+        mount: &str,
+        from: &str,
+    ) -> ApiResult<Option<Reply>> {
+        let digest = parse_digest(mount)?;
+        let Ok(from) = RepoName::parse(from) else {
+            return Ok(None);
+        };
+        if self.auth.authorize(req, &Need::Pull(from.clone())).is_err() {
+            return Ok(None);
+        }
+        let Some(size) = self
+            .meta
+            .catalog()
+            .blob_size(from.as_str(), &digest.to_string())?
+        else {
+            return Ok(None);
+        };
+        if self.store.stat(&digest).await?.is_none() {
+            return Ok(None);
+        }
+        self.link(repo, &digest, size).await?;
+        Ok(Some(self.created(repo, &digest)))
+    }
+
+    /// Streams the request body into the upload at its current end. When a `Content-Range`
+    /// is given it must start there and match the body length. Returns the new size.
+    async fn append_body(
+        &self,
+        req: &Request,
+        body: &mut dyn RequestBody,
+        id: &UploadId,
+    ) -> ApiResult<u64> {
+        let current = self.store.upload_size(id).await?;
+        let declared = match req.header("content-range") {
+            None => None,
+            Some(h) => {
+                let r = parse_content_range(h).ok_or_else(|| {
+                    ApiError::new(Code::RangeInvalid, format!("malformed Content-Range {h:?}"))
+                        .header("Range", range_of(current))
+                })?;
+                if r.start != current {
+                    return Err(ApiError::new(
+                        Code::RangeInvalid,
+                        format!(
+                            "chunk starts at {}, but the upload has {current} bytes",
+                            r.start
+                        ),
+                    )
+                    .header("Range", range_of(current)));
+                }
+                Some(r.len())
+            }
+        };
+        let mut writer: Option<Box<dyn UploadWriter>> = None;
+        let mut received = 0u64;
+        while let Some(chunk) = body.next().await? {
+            if writer.is_none() {
+                writer = Some(self.store.append(id, current).await?);
+            }
+            received += chunk.len() as u64;
+            if declared.is_some_and(|d| received > d) {
+                break;
+            }
+            writer
+                .as_mut()
+                .expect("writer opened above")
+                .write(chunk)
+                .await?;
+        }
+        if let Some(d) = declared {
+            if received != d {
+                return Err(ApiError::new(
+                    Code::SizeInvalid,
+                    format!("Content-Range announces {d} bytes but the body had {received}"),
+                ));
+            }
+        }
+        if let Some(cl) = req
+            .header("content-length")
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if cl != received {
+                return Err(ApiError::new(
+                    Code::SizeInvalid,
+                    format!("Content-Length is {cl} but the body had {received} bytes"),
+                ));
+            }
+        }
+        match writer {
+            Some(w) => Ok(w.finish().await?),
+            None => Ok(current),
+        }
+    }
+
+    async fn finish(&self, repo: &RepoName, id: &UploadId, digest: &Digest) -> ApiResult<Reply> {
+        let size = self.store.commit_upload(id, digest).await?;
+        self.link(repo, digest, size).await?;
+        Ok(self.created(repo, digest))
+    }
+
+    pub(super) async fn upload_status(&self, repo: &RepoName, id: &str) -> ApiResult<Reply> {
+        let id = parse_id(id)?;
+        let size = self.store.upload_size(&id).await?;
+        Ok(self.upload_reply(StatusCode::NO_CONTENT, repo, &id, size))
+    }
+
+    pub(super) async fn patch_upload(
+        &self,
+        req: &Request,
+        body: &mut dyn RequestBody,
+        repo: &RepoName,
+        id: &str,
+    ) -> ApiResult<Reply> {
+        let id = parse_id(id)?;
+        let size = self.append_body(req, body, &id).await?;
+        Ok(self.upload_reply(StatusCode::ACCEPTED, repo, &id, size))
+    }
+
+    pub(super) async fn put_upload(
+        &self,
+        req: &Request,
+        body: &mut dyn RequestBody,
+        repo: &RepoName,
+        id: &str,
+    ) -> ApiResult<Reply> {
+        let id = parse_id(id)?;
+        let digest = req.query("digest").ok_or_else(|| {
+            ApiError::new(
+                Code::DigestInvalid,
+                "PUT needs ?digest= to finish an upload",
+            )
+        })?;
+        let digest = parse_digest(digest)?;
+        self.require_namespace(repo)?;
+        self.append_body(req, body, &id).await?;
+        self.finish(repo, &id, &digest).await
+    }
+
+    pub(super) async fn cancel_upload(&self, _repo: &RepoName, id: &str) -> ApiResult<Reply> {
+        let id = parse_id(id)?;
+        self.store.cancel_upload(&id).await?;
+        Ok(Reply::new(StatusCode::NO_CONTENT))
+    }
+}

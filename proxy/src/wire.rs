@@ -1,0 +1,150 @@
+//! The request and reply types handlers work with, free of Pingora types so that
+//! `registry` and `api` can be tested and read without knowing the HTTP server.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use tokio::io::AsyncRead;
+
+use crate::errors::{ApiError, ApiResult};
+
+/// A request head, already read off the connection.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// The path without the query string, as sent.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+}
+
+impl Request {
+    pub fn new(method: Method, path_and_query: &str, headers: HeaderMap) -> Request {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        Request {
+            method,
+            path: path.to_string(),
+            query: form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+            headers,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.method == Method::HEAD
+    }
+}
+
+/// The request body, read piece by piece; an error means the client sent less than it
+/// announced or the connection broke.
+#[async_trait]
+pub trait RequestBody: Send {
+    async fn next(&mut self) -> ApiResult<Option<Bytes>>;
+}
+
+/// A request body already held in memory (tests, empty bodies).
+pub struct BytesBody(pub Option<Bytes>);
+
+#[async_trait]
+impl RequestBody for BytesBody {
+    async fn next(&mut self) -> ApiResult<Option<Bytes>> {
+        Ok(self.0.take().filter(|b| !b.is_empty()))
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes; `Ok(None)` if it is longer.
+pub async fn read_limited(body: &mut dyn RequestBody, limit: usize) -> ApiResult<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await? {
+        if out.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
+}
+
+pub enum Body {
+    Empty,
+    Bytes(Bytes),
+    /// `len` bytes read from `reader`, streamed in large writes.
+    Stream {
+        len: u64,
+        reader: Box<dyn AsyncRead + Send + Unpin>,
+    },
+    /// The answer to a HEAD: announces `Content-Length` but sends nothing.
+    HeadOnly(u64),
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body,
+}
+
+impl Reply {
+    pub fn new(status: StatusCode) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: Body) -> Reply {
+        self.body = body;
+        self
+    }
+
+    pub fn json(status: StatusCode, value: &serde_json::Value) -> Reply {
+        let bytes = serde_json::to_vec(value).expect("JSON values serialise");
+        Reply::new(status)
+            .header("Content-Type", "application/json")
+            .body(Body::Bytes(bytes.into()))
+    }
+
+    pub fn error(err: &ApiError) -> Reply {
+        let mut r = Reply::new(err.status())
+            .header("Content-Type", "application/json")
+            .body(Body::Bytes(err.body().into()));
+        r.headers.extend(err.headers.iter().cloned());
+        r
+    }
+
+    pub fn content_length(&self) -> u64 {
+        match &self.body {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::Stream { len, .. } | Body::HeadOnly(len) => *len,
+        }
+    }
+}
+
+impl From<ApiError> for Reply {
+    fn from(e: ApiError) -> Reply {
+        Reply::error(&e)
+    }
+}
+
+pub fn status_only(status: StatusCode) -> Reply {
+    Reply::new(status)
+}
