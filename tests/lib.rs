@@ -1,1 +1,348 @@
-//! placeholder
+//! Test harness for Shoal's integration tests: starts real `shoal` processes on port 0 and
+//! reads the address they print, finds real client tools, and offers a small typed client
+//! for the registry API.
+//!
+//! A test that needs a missing tool calls `require_tool`: outside CI it prints a loud notice
+//! and the test returns early; with `CI=true` it fails.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use sha2::{Digest as _, Sha256};
+
+pub mod oci;
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// True if `tool` is on PATH. Otherwise: fails under `CI=true`, else says so loudly.
+pub fn require_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        let msg = format!(
+            "\n!!!!!!!!!! TOOL MISSING: `{tool}` is not installed; this test did NOT run. \
+             The README's test command installs it. !!!!!!!!!!\n"
+        );
+        if in_ci() {
+            panic!("{msg}");
+        }
+        eprintln!("{msg}");
+    }
+    found
+}
+
+/// True if `python3` can import `module`. Otherwise: fails under `CI=true`, else says so loudly.
+pub fn require_python_module(module: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        let msg = format!(
+            "\n!!!!!!!!!! PYTHON MODULE MISSING: `{module}` cannot be imported; this test did NOT run. \
+             The README's test command installs it (pip install {module}). !!!!!!!!!!\n"
+        );
+        if in_ci() {
+            panic!("{msg}");
+        }
+        eprintln!("{msg}");
+    }
+    found
+}
+
+/// True if a Docker engine answers. Otherwise: fails under `CI=true`, else says so loudly.
+pub fn require_docker() -> bool {
+    if !require_tool("docker") {
+        return false;
+    }
+    let up = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !up {
+        let msg = "\n!!!!!!!!!! DOCKER ENGINE DOWN: `docker info` failed; this test did NOT run. !!!!!!!!!!\n";
+        if in_ci() {
+            panic!("{msg}");
+        }
+        eprintln!("{msg}");
+    }
+    up
+}
+
+/// The `shoal` binary built next to this test binary.
+pub fn shoal_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
+    let bin = dir.join("shoal");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins`",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `shoal serve` process.
+pub struct Node {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    pub data: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Starts a node on a free port with its data in `data`.
+    pub fn start(data: &Path) -> Node {
+        Node::start_with(data, &[])
+    }
+
+    pub fn start_with(data: &Path, extra: &[&str]) -> Node {
+        std::fs::create_dir_all(data).unwrap();
+        let log = data.with_extension("log");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut child = Command::new(shoal_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn shoal");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "shoal did not print its address; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        let url = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let addr = url.trim_start_matches("http://").to_string();
+        Node {
+            url,
+            addr,
+            data: data.to_path_buf(),
+            log,
+            child: Some(child),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("node running").id()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "INT") and waits for the process to exit.
+    pub fn stop_with(mut self, signal: &str) -> ExitStatus {
+        let mut child = self.child.take().expect("node running");
+        Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("shoal did not exit within 30 s of SIG{signal}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(self) -> ExitStatus {
+        self.stop_with("TERM")
+    }
+
+    /// `VmHWM` (peak resident set) of the node in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn registry(&self) -> Registry {
+        Registry::new(&self.url)
+    }
+
+    /// Runs `shoal <group> --server URL <rest>` against this node and returns
+    /// (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(shoal_bin())
+            .args(&args[..1])
+            .args(["--server", &self.url])
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A thin client for the registry API, for tests that speak HTTP directly.
+pub struct Registry {
+    pub base: String,
+    pub http: Client,
+}
+
+impl Registry {
+    pub fn new(base: &str) -> Registry {
+        Registry {
+            base: base.to_string(),
+            http: Client::builder()
+                .timeout(Duration::from_secs(600))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn create_namespace(&self, name: &str) {
+        let r = self
+            .http
+            .post(self.url("/api/v1/namespaces"))
+            .json(&serde_json::json!({"name": name}))
+            .send()
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            201,
+            "create namespace {name}: {}",
+            r.text().unwrap()
+        );
+    }
+
+    /// Monolithic push (`POST ?digest=`); returns the digest.
+    pub fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
+        let d = sha256(bytes);
+        let r = self
+            .http
+            .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+            .header("Content-Type", "application/octet-stream")
+            .body(bytes.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "push blob: {}", r.text().unwrap());
+        d
+    }
+
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Response {
+        self.http
+            .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .header("Content-Type", media_type)
+            .body(bytes.to_vec())
+            .send()
+            .unwrap()
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.http.get(self.url(path)).send().unwrap()
+    }
+
+    /// Pushes a config and one layer and an OCI manifest over them, tagged `tag`.
+    /// Returns (manifest digest, manifest bytes).
+    pub fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> (String, Vec<u8>) {
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let c = self.push_blob(repo, config);
+        let l = self.push_blob(repo, layer);
+        let m = oci::image_manifest(&c, config.len(), &[(&l, layer.len())], None);
+        let r = self.put_manifest(repo, tag, oci::OCI_MANIFEST, &m);
+        assert_eq!(r.status(), 201, "put manifest: {}", r.text().unwrap());
+        (sha256(&m), m)
+    }
+}
+
+/// Reads an error response's first OCI error code.
+pub fn error_code(r: Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let mut body = String::new();
+    let _ = r.take(1 << 20).read_to_string(&mut body);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    let code = v["errors"][0]["code"].as_str().unwrap_or("").to_string();
+    assert!(
+        status < 400 || !code.is_empty(),
+        "error response without an OCI error body: {status} {body}"
+    );
+    (status, code)
+}
+
+/// A fresh temporary directory for one test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("shoal-test-")
+        .tempdir()
+        .unwrap()
+}

@@ -1,1 +1,9 @@
+//! Shoal's integration tests: one binary (ripgrep's `tests/tests.rs` shape) whose tests
+//! start real `shoal` processes and drive them with HTTP and real clients.
 
+mod bad_input;
+mod distribution;
+mod docker;
+mod lifecycle;
+mod oras;
+mod skopeo;

@@ -84,6 +84,7 @@ impl Registry {
         digest: &str,
     ) -> ApiResult<Reply> {
         let digest = parse_digest(digest)?;
+        self.require_repo(repo)?;
         let filter = req.query("artifactType").filter(|s| !s.is_empty());
         let mut manifests = Vec::new();
         for m in self

@@ -1,0 +1,87 @@
+//! The Docker engine against a real node: build an image FROM scratch, push it, remove it,
+//! pull it back and check the digest; pushing into a missing namespace shows our message.
+
+use std::process::Command;
+
+use shoal_tests::{require_docker, tempdir, Node};
+
+fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker")
+        .args(args)
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .expect("run docker");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn docker_build_push_rmi_pull_inspect() {
+    if !require_docker() {
+        return;
+    }
+    let dir = tempdir();
+    let node = Node::start(&dir.path().join("node"));
+    node.registry().create_namespace("acme");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("hello.txt"), "hello from shoal\n").unwrap();
+    std::fs::write(ctx.join("note.txt"), "second file\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /\nCOPY note.txt /\nCMD [\"/hello\"]\n",
+    )
+    .unwrap();
+    let image = format!("{}/acme/hello:v1", node.addr);
+    let (ok, out) = docker(&["build", "-q", "-t", &image, ctx.to_str().unwrap()]);
+    assert!(ok, "docker build: {out}");
+
+    let (ok, out) = docker(&["push", &image]);
+    assert!(ok, "docker push: {out}\nnode log:\n{}", node.log_text());
+    let pushed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("v1: digest: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in push output: {out}"))
+        .to_string();
+    let r = node.registry().get("/v2/acme/hello/manifests/v1");
+    assert_eq!(
+        r.headers()["Docker-Content-Digest"].to_str().unwrap(),
+        pushed
+    );
+
+    let (ok, out) = docker(&["rmi", &image]);
+    assert!(ok, "docker rmi: {out}");
+    let (ok, out) = docker(&["pull", &image]);
+    assert!(ok, "docker pull: {out}");
+    let (ok, out) = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .RepoDigests 0}}",
+        &image,
+    ]);
+    assert!(ok, "docker inspect: {out}");
+    assert_eq!(out.trim(), format!("{}/acme/hello@{pushed}", node.addr));
+    let (ok, cid) = docker(&["create", &image]);
+    assert!(ok, "docker create: {cid}");
+    let cid = cid.trim().to_string();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("docker cp {cid}:/hello.txt - | tar -xO"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from shoal\n");
+    docker(&["rm", &cid]);
+
+    let elsewhere = format!("{}/nosuchns/x:v1", node.addr);
+    docker(&["tag", &image, &elsewhere]);
+    let (ok, out) = docker(&["push", &elsewhere]);
+    assert!(!ok, "push into a missing namespace must fail");
+    assert!(out.contains("shoal namespace create nosuchns"), "{out}");
+    docker(&["rmi", &image, &elsewhere]);
+}
