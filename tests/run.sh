@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs Shoal's whole test suite on a fresh Debian machine of the project's kind, installing
+# what it needs when missing: cmake (for pingora's zlib-ng), skopeo, the Python `oras` client.
+# The Docker engine must be running for the docker tests; with CI=true a missing tool or a
+# stopped engine fails the run instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+command -v skopeo >/dev/null || missing+=(skopeo)
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}"
+fi
+if ! python3 -c 'import oras' 2>/dev/null; then
+  echo "installing the Python oras client with pip"
+  python3 -m pip install -q oras
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# The integration tests start the real `shoal` binary, so build it first.
+cargo build --workspace --bins
+cargo test --workspace
