@@ -160,7 +160,7 @@ mod tests {
         check("acme/", false, false, false);
         check("", false, false, false);
         check("a b", false, false, false);
-        check("a..b", false, false, false);
+        check("a..b", false, false, true);
         check("a___b", false, false, true);
         check("-a", false, false, false);
         check("a-", false, false, true);

@@ -32,6 +32,7 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
             node_id: config.node_id,
             dir: config.meta_dir(),
             advertise: config.listen.clone(),
+            snapshot_every: MetaConfig::DEFAULT_SNAPSHOT_EVERY,
         })
         .await
         .context("opening the metadata store")?;

@@ -31,7 +31,17 @@ pub struct MetaConfig {
     pub dir: PathBuf,
     /// Address other members would use to reach this node (recorded in the membership).
     pub advertise: String,
+    /// Build a snapshot (and purge the log behind it) after this many entries.
+    pub snapshot_every: u64,
 }
+
+impl MetaConfig {
+    /// Entries after which a snapshot is built by default; the sled log then keeps
+    /// `LOG_KEPT_AFTER_SNAPSHOT` entries behind it, so it stays bounded.
+    pub const DEFAULT_SNAPSHOT_EVERY: u64 = 5000;
+}
+
+const LOG_KEPT_AFTER_SNAPSHOT: u64 = 1000;
 
 /// Leader, term and progress as this node sees them.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -61,8 +71,9 @@ impl Metadata {
             heartbeat_interval: 250,
             election_timeout_min: 800,
             election_timeout_max: 1600,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
-            max_in_snapshot_log_to_keep: 1000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
+            max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT.min(cfg.snapshot_every),
+            purge_batch_size: 1,
             ..Default::default()
         }
         .validate()
@@ -115,6 +126,11 @@ impl Metadata {
         }
     }
 
+    /// Number of entries currently held in the sled log (for tests and diagnostics).
+    pub fn log_len(&self) -> Result<usize> {
+        Ok(self.db.open_tree("log")?.len())
+    }
+
     pub fn status(&self) -> Status {
         let m = self.raft.metrics().borrow().clone();
         Status {
@@ -139,5 +155,60 @@ impl Metadata {
         }
         self.db.flush_async().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, snapshot_every: u64) -> MetaConfig {
+        MetaConfig {
+            node_id: 1,
+            dir: dir.to_path_buf(),
+            advertise: "127.0.0.1:0".into(),
+            snapshot_every,
+        }
+    }
+
+    fn ns(i: usize) -> Command {
+        Command::CreateNamespace {
+            name: format!("ns{i:03}"),
+            description: None,
+            created_at: i as i64,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_survive_restart_and_the_log_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Metadata::open(config(dir.path(), 10)).await.unwrap();
+        for i in 0..60 {
+            assert_eq!(meta.write(ns(i)).await.unwrap(), Outcome::Done);
+        }
+        assert_eq!(
+            meta.write(ns(0)).await.unwrap(),
+            Outcome::Rejected(crate::Rejection::NamespaceExists("ns000".into()))
+        );
+        // Snapshots are built in the background; give the purge a moment to land.
+        for _ in 0..100 {
+            if meta.log_len().unwrap() <= 25 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let kept = meta.log_len().unwrap();
+        assert!(
+            kept <= 25,
+            "the log holds {kept} entries after 60 writes with snapshots every 10"
+        );
+        meta.shutdown().await.unwrap();
+        drop(meta);
+
+        let meta = Metadata::open(config(dir.path(), 10)).await.unwrap();
+        assert_eq!(meta.catalog().namespaces().unwrap().len(), 60);
+        assert_eq!(meta.write(ns(60)).await.unwrap(), Outcome::Done);
+        assert!(meta.status().leader == Some(1));
+        meta.shutdown().await.unwrap();
     }
 }

@@ -1,0 +1,84 @@
+//! containerd (through `ctr`, against the containerd that the Docker engine runs) pulls an
+//! image from a real node, unpacks it, and pushes it back under another name.
+
+use std::process::Command;
+
+use shoal_tests::oci::{noise, write_layout};
+use shoal_tests::{in_ci, require_docker, require_tool, tempdir, Node};
+
+/// The containerd socket of Docker's engine on this kind of machine.
+const SOCKET: &str = "/var/run/docker/containerd/containerd.sock";
+
+fn ctr(namespace: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("ctr")
+        .args(["--address", SOCKET, "--namespace", namespace])
+        .args(args)
+        .output()
+        .expect("run ctr");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn containerd_pull_unpack_and_push() {
+    if !require_tool("ctr") || !require_tool("skopeo") || !require_docker() {
+        return;
+    }
+    if !std::path::Path::new(SOCKET).exists() {
+        let msg = format!("\n!!!!!!!!!! containerd socket {SOCKET} is missing; this test did NOT run. !!!!!!!!!!\n");
+        assert!(!in_ci(), "{msg}");
+        eprintln!("{msg}");
+        return;
+    }
+    let dir = tempdir();
+    let node = Node::start(&dir.path().join("node"));
+    node.registry().create_namespace("acme");
+    let src = dir.path().join("src");
+    let layers = vec![
+        vec![("a.txt", b"containerd layer\n".to_vec())],
+        vec![("b.bin", noise(11, 200_000))],
+    ];
+    let digest = write_layout(&src, "v1", &layers);
+    let image = format!("{}/acme/ctr:v1", node.addr);
+    let out = Command::new("skopeo")
+        .args(["copy", "--preserve-digests", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", src.display()))
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A namespace of our own inside containerd, unique per run, removed at the end.
+    let ns = format!("shoal-test-{}", std::process::id());
+    let (ok, out) = ctr(&ns, &["images", "pull", "--plain-http", &image]);
+    assert!(ok, "ctr pull: {out}\nnode log:\n{}", node.log_text());
+    let (ok, out) = ctr(&ns, &["images", "ls"]);
+    assert!(
+        ok && out.contains(&digest),
+        "pulled digest {digest} not listed:\n{out}"
+    );
+
+    let copy = format!("{}/acme/ctr-copy:v1", node.addr);
+    let (ok, out) = ctr(&ns, &["images", "tag", &image, &copy]);
+    assert!(ok, "ctr tag: {out}");
+    let (ok, out) = ctr(&ns, &["images", "push", "--plain-http", &copy]);
+    assert!(ok, "ctr push: {out}\nnode log:\n{}", node.log_text());
+    let r = node.registry().get("/v2/acme/ctr-copy/manifests/v1");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["Docker-Content-Digest"].to_str().unwrap(),
+        digest
+    );
+
+    ctr(&ns, &["images", "rm", &image, &copy]);
+    ctr(&ns, &["content", "prune", "references"]);
+    ctr(&ns, &["namespaces", "rm", &ns]);
+}
