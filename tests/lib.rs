@@ -339,6 +339,30 @@ pub fn error_code(r: Response) -> (u16, String) {
     (status, code)
 }
 
+/// Runs `program args…` to completion; returns (success, stdout followed by stderr).
+pub fn run_tool(program: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A node in a fresh temporary directory with namespace `ns` created. Keep the directory
+/// alive as long as the node.
+pub fn node_with_namespace(ns: &str) -> (tempfile::TempDir, Node) {
+    let dir = tempdir();
+    let node = Node::start(&dir.path().join("node"));
+    node.registry().create_namespace(ns);
+    (dir, node)
+}
+
 /// A fresh temporary directory for one test.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()

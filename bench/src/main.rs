@@ -99,6 +99,37 @@ fn peak_rss_mib(pid: u32) -> Option<u64> {
     Some(kib / 1024)
 }
 
+/// Sends `req` and fails with the server's answer unless the status is `want`.
+async fn expect(
+    req: reqwest::RequestBuilder,
+    want: u16,
+    what: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let r = req.send().await?;
+    if r.status() != want {
+        bail!(
+            "{what}: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+    }
+    Ok(r)
+}
+
+/// The absolute URL of a response's `Location` (registries may answer with a path).
+fn location(base: &str, r: &reqwest::Response) -> anyhow::Result<String> {
+    let loc = r
+        .headers()
+        .get("location")
+        .context("no Location header")?
+        .to_str()?;
+    Ok(if loc.starts_with('/') {
+        format!("{base}{loc}")
+    } else {
+        loc.to_string()
+    })
+}
+
 async fn blob(
     target: &str,
     repo: &str,
@@ -115,48 +146,20 @@ async fn blob(
     let digest = format!("sha256:{}", hex::encode(h.finalize()));
 
     let started = Instant::now();
-    let r = http
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await?;
-    if r.status() != 202 {
-        bail!(
-            "POST upload: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        );
-    }
-    let loc = r.headers()["location"].to_str()?.to_string();
-    let loc = if loc.starts_with('/') {
-        format!("{base}{loc}")
-    } else {
-        loc
-    };
+    let r = expect(
+        http.post(format!("{base}/v2/{repo}/blobs/uploads/")),
+        202,
+        "POST upload",
+    )
+    .await?;
+    let loc = location(base, &r)?;
     let body = reqwest::Body::wrap_stream(futures::stream::iter(
         chunks(size).map(Ok::<_, std::io::Error>),
     ));
-    let r = http.patch(&loc).body(body).send().await?;
-    if r.status() != 202 {
-        bail!(
-            "PATCH: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        );
-    }
-    let loc = r.headers()["location"].to_str()?.to_string();
-    let loc = if loc.starts_with('/') {
-        format!("{base}{loc}")
-    } else {
-        loc
-    };
+    let r = expect(http.patch(&loc).body(body), 202, "PATCH").await?;
+    let loc = location(base, &r)?;
     let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = http
-        .put(format!("{loc}{sep}digest={digest}"))
-        .send()
-        .await?;
-    if r.status() != 201 {
-        bail!("PUT: {} {}", r.status(), r.text().await.unwrap_or_default());
-    }
+    expect(http.put(format!("{loc}{sep}digest={digest}")), 201, "PUT").await?;
     let push = started.elapsed().as_secs_f64();
     println!(
         "push  {size} bytes  {push:.2} s  {:.0} MB/s",
@@ -165,13 +168,12 @@ async fn blob(
 
     for i in 0..gets {
         let started = Instant::now();
-        let r = http
-            .get(format!("{base}/v2/{repo}/blobs/{digest}"))
-            .send()
-            .await?;
-        if r.status() != 200 {
-            bail!("GET: {}", r.status());
-        }
+        let r = expect(
+            http.get(format!("{base}/v2/{repo}/blobs/{digest}")),
+            200,
+            "GET",
+        )
+        .await?;
         let mut stream = r.bytes_stream();
         let mut got = 0u64;
         while let Some(b) = stream.next().await {

@@ -7,14 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use shoal_tests::oci::{self, descriptor};
-use shoal_tests::{error_code, sha256, tempdir, Node};
-
-fn node_with(ns: &str) -> (tempfile::TempDir, Node) {
-    let dir = tempdir();
-    let node = Node::start(&dir.path().join("node"));
-    node.registry().create_namespace(ns);
-    (dir, node)
-}
+use shoal_tests::{error_code, node_with_namespace, sha256};
 
 /// Sends raw bytes, returns the status code and the whole response text.
 fn raw(addr: &str, request: &[u8]) -> (u16, String) {
@@ -42,7 +35,7 @@ fn raw_get(addr: &str, path: &str) -> (u16, String) {
 
 #[test]
 fn invalid_names_are_name_invalid() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let long = format!("acme/{}", "a".repeat(600));
     for path in [
         "/v2/../etc/manifests/latest".to_string(),
@@ -61,7 +54,7 @@ fn invalid_names_are_name_invalid() {
 
 #[test]
 fn push_into_unknown_namespace_says_create_it() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let r = reg
         .http
@@ -81,7 +74,7 @@ fn push_into_unknown_namespace_says_create_it() {
 
 #[test]
 fn invalid_digests_and_references() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     reg.push_blob("acme/x", b"present");
     for d in [
@@ -114,7 +107,7 @@ fn invalid_digests_and_references() {
 
 #[test]
 fn wrong_digest_on_finalise_stores_nothing() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let claimed = sha256(b"what the client claims");
     let r = reg
@@ -171,7 +164,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn truncated_uploads_count_nothing() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let r = reg
         .http
@@ -227,7 +220,7 @@ fn truncated_uploads_count_nothing() {
 
 #[test]
 fn unknown_upload_ids() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     for id in [
         "not-a-uuid",
@@ -255,7 +248,7 @@ fn unknown_upload_ids() {
 
 #[test]
 fn bad_manifests_are_rejected_and_nothing_is_tagged() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let config = reg.push_blob("acme/m", b"{}");
     let layer = reg.push_blob("acme/m", b"layer");
@@ -361,7 +354,7 @@ fn bad_manifests_are_rejected_and_nothing_is_tagged() {
 
 #[test]
 fn namespace_names_follow_the_rules() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     for bad in ["Upper", "with space", "a/b", "-lead", "", &"x".repeat(256)] {
         let (ok, _, err) = node.cli(&["namespace", "create", "--", bad]);
         assert!(!ok, "{bad:?} was accepted");
@@ -389,4 +382,30 @@ fn namespace_names_follow_the_rules() {
         (415, "UNSUPPORTED".into()),
         "JSON bodies need a JSON content type"
     );
+}
+
+/// Guards the drain before error replies: a client still sending a large body must read
+/// the OCI error, not hit a broken pipe because the node answered and closed early.
+#[test]
+fn error_reaches_a_client_still_sending_its_body() {
+    let (_d, node) = node_with_namespace("acme");
+    let reg = node.registry();
+    let oversized = vec![b' '; (4 << 20) + 4096];
+    let unknown = "/v2/acme/e/blobs/uploads/00000000-0000-4000-8000-000000000000";
+    for _ in 0..40 {
+        let r = reg.put_manifest(
+            "acme/e",
+            "v1",
+            "application/vnd.oci.image.manifest.v1+json",
+            &oversized,
+        );
+        assert_eq!(error_code(r), (413, "SIZE_INVALID".into()));
+        let r = reg
+            .http
+            .patch(reg.url(unknown))
+            .body(vec![0u8; 8 << 20])
+            .send()
+            .expect("the client gets an answer, not a broken pipe");
+        assert_eq!(error_code(r), (404, "BLOB_UPLOAD_UNKNOWN".into()));
+    }
 }

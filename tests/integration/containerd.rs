@@ -1,26 +1,19 @@
 //! containerd (through `ctr`, against the containerd that the Docker engine runs) pulls an
 //! image from a real node, unpacks it, and pushes it back under another name.
 
-use std::process::Command;
-
 use shoal_tests::oci::{noise, write_layout};
-use shoal_tests::{in_ci, require_docker, require_tool, tempdir, Node};
+use shoal_tests::{in_ci, node_with_namespace, require_docker, require_tool, run_tool};
 
 /// The containerd socket of Docker's engine on this kind of machine.
 const SOCKET: &str = "/var/run/docker/containerd/containerd.sock";
 
 fn ctr(namespace: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new("ctr")
-        .args(["--address", SOCKET, "--namespace", namespace])
-        .args(args)
-        .output()
-        .expect("run ctr");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let all: Vec<&str> = ["--address", SOCKET, "--namespace", namespace]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    run_tool("ctr", &all, &[])
 }
 
 #[test]
@@ -34,9 +27,7 @@ fn containerd_pull_unpack_and_push() {
         eprintln!("{msg}");
         return;
     }
-    let dir = tempdir();
-    let node = Node::start(&dir.path().join("node"));
-    node.registry().create_namespace("acme");
+    let (dir, node) = node_with_namespace("acme");
     let src = dir.path().join("src");
     let layers = vec![
         vec![("a.txt", b"containerd layer\n".to_vec())],
@@ -44,17 +35,18 @@ fn containerd_pull_unpack_and_push() {
     ];
     let digest = write_layout(&src, "v1", &layers);
     let image = format!("{}/acme/ctr:v1", node.addr);
-    let out = Command::new("skopeo")
-        .args(["copy", "--preserve-digests", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:v1", src.display()))
-        .arg(format!("docker://{image}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, out) = run_tool(
+        "skopeo",
+        &[
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", src.display()),
+            &format!("docker://{image}"),
+        ],
+        &[],
     );
+    assert!(ok, "skopeo copy: {out}");
 
     // A namespace of our own inside containerd, unique per run, removed at the end.
     let ns = format!("shoal-test-{}", std::process::id());

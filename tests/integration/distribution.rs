@@ -3,14 +3,7 @@
 use reqwest::blocking::Body;
 use serde_json::{json, Value};
 use shoal_tests::oci::{self, descriptor, noise};
-use shoal_tests::{error_code, sha256, tempdir, Node};
-
-fn node_with(ns: &str) -> (tempfile::TempDir, Node) {
-    let dir = tempdir();
-    let node = Node::start(&dir.path().join("node"));
-    node.registry().create_namespace(ns);
-    (dir, node)
-}
+use shoal_tests::{error_code, node_with_namespace, sha256};
 
 fn header(r: &reqwest::blocking::Response, name: &str) -> String {
     r.headers()
@@ -21,7 +14,7 @@ fn header(r: &reqwest::blocking::Response, name: &str) -> String {
 
 #[test]
 fn base_endpoint_answers_with_api_version() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let r = node.registry().get("/v2/");
     assert_eq!(r.status(), 200);
     assert_eq!(
@@ -32,7 +25,7 @@ fn base_endpoint_answers_with_api_version() {
 
 #[test]
 fn chunked_upload_with_status_and_finalise() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let data = noise(1, 300_000);
     let digest = sha256(&data);
@@ -90,7 +83,7 @@ fn chunked_upload_with_status_and_finalise() {
 
 #[test]
 fn streamed_patch_and_put_with_body() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let data = noise(2, 2_000_000);
     let digest = sha256(&data);
@@ -125,7 +118,7 @@ fn streamed_patch_and_put_with_body() {
 
 #[test]
 fn out_of_order_chunk_and_cancel() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let r = reg
         .http
@@ -163,7 +156,7 @@ fn out_of_order_chunk_and_cancel() {
 
 #[test]
 fn range_requests_on_blobs() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let data = b"0123456789".to_vec();
     let d = reg.push_blob("acme/r", &data);
@@ -191,7 +184,7 @@ fn range_requests_on_blobs() {
 
 #[test]
 fn cross_repository_mount() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let d = reg.push_blob("acme/a", b"shared layer");
     let r = reg
@@ -223,7 +216,7 @@ fn cross_repository_mount() {
 
 #[test]
 fn blobs_are_not_readable_from_another_repository() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let d = reg.push_blob("acme/private", b"secret");
     reg.push_blob("acme/other", b"something else");
@@ -233,7 +226,7 @@ fn blobs_are_not_readable_from_another_repository() {
 
 #[test]
 fn manifests_by_tag_and_digest_are_byte_identical() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let (digest, bytes) = reg.push_image("acme/web", "v1", b"layer one");
     for reference in ["v1", digest.as_str()] {
@@ -289,7 +282,7 @@ fn manifests_by_tag_and_digest_are_byte_identical() {
 
 #[test]
 fn tags_and_catalog_paginate_with_link() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let (digest, bytes) = reg.push_image("acme/p", "a", b"x");
     for tag in ["b", "c", "d", "e"] {
@@ -339,7 +332,7 @@ fn tags_and_catalog_paginate_with_link() {
 
 #[test]
 fn deletes_of_tags_manifests_and_blobs() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let (digest, bytes) = reg.push_image("acme/del", "v1", b"layer");
     assert_eq!(
@@ -399,7 +392,7 @@ fn deletes_of_tags_manifests_and_blobs() {
 
 #[test]
 fn referrers_list_and_filter_by_artifact_type() {
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let (subject, subject_bytes) = reg.push_image("acme/ref", "v1", b"base");
     let empty = reg.push_blob("acme/ref", b"{}");
@@ -460,7 +453,7 @@ fn referrers_list_and_filter_by_artifact_type() {
 #[test]
 fn sha512_blobs_and_manifests() {
     use sha2::{Digest as _, Sha512};
-    let (_d, node) = node_with("acme");
+    let (_d, node) = node_with_namespace("acme");
     let reg = node.registry();
     let data = noise(3, 100_000);
     let d512 = format!("sha512:{}", hex::encode(Sha512::digest(&data)));

@@ -1,22 +1,11 @@
 //! The Docker engine against a real node: build an image FROM scratch, push it, remove it,
 //! pull it back and check the digest; pushing into a missing namespace shows our message.
 
-use std::process::Command;
-
-use shoal_tests::{require_docker, tempdir, Node};
+use shoal_tests::{node_with_namespace, require_docker, run_tool};
 
 fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker")
-        .args(args)
-        .env("DOCKER_BUILDKIT", "0")
-        .output()
-        .expect("run docker");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    // The legacy builder: buildx is not installed on this kind of machine.
+    run_tool("docker", args, &[("DOCKER_BUILDKIT", "0")])
 }
 
 #[test]
@@ -24,9 +13,7 @@ fn docker_build_push_rmi_pull_inspect() {
     if !require_docker() {
         return;
     }
-    let dir = tempdir();
-    let node = Node::start(&dir.path().join("node"));
-    node.registry().create_namespace("acme");
+    let (dir, node) = node_with_namespace("acme");
     let ctx = dir.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(ctx.join("hello.txt"), "hello from shoal\n").unwrap();
@@ -70,12 +57,13 @@ fn docker_build_push_rmi_pull_inspect() {
     let (ok, cid) = docker(&["create", &image]);
     assert!(ok, "docker create: {cid}");
     let cid = cid.trim().to_string();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!("docker cp {cid}:/hello.txt - | tar -xO"))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from shoal\n");
+    let (ok, out) = run_tool(
+        "sh",
+        &["-c", &format!("docker cp {cid}:/hello.txt - | tar -xO")],
+        &[],
+    );
+    assert!(ok);
+    assert_eq!(out, "hello from shoal\n");
     docker(&["rm", &cid]);
 
     let elsewhere = format!("{}/nosuchns/x:v1", node.addr);

@@ -5,16 +5,14 @@
 
 use std::process::Command;
 
-use shoal_tests::{require_python_module, tempdir, Node};
+use shoal_tests::{node_with_namespace, require_python_module};
 
 #[test]
 fn oras_artifact_with_subject_shows_up_in_referrers() {
     if !require_python_module("oras") {
         return;
     }
-    let dir = tempdir();
-    let node = Node::start(&dir.path().join("node"));
-    node.registry().create_namespace("acme");
+    let (dir, node) = node_with_namespace("acme");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/integration/oras_referrers.py");
     let out = Command::new("python3")
         .arg(script)

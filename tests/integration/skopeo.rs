@@ -2,23 +2,13 @@
 //! inspect, list tags, delete.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 use shoal_tests::oci::{noise, write_layout};
-use shoal_tests::{require_tool, tempdir, Node};
+use shoal_tests::{node_with_namespace, require_tool, run_tool};
 
 fn skopeo(args: &[&str]) -> (bool, String) {
-    let out = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("run skopeo");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    run_tool("skopeo", args, &[])
 }
 
 fn blob_files(layout: &Path) -> Vec<(String, Vec<u8>)> {
@@ -41,9 +31,7 @@ fn skopeo_copy_inspect_list_delete() {
     if !require_tool("skopeo") {
         return;
     }
-    let dir = tempdir();
-    let node = Node::start(&dir.path().join("node"));
-    node.registry().create_namespace("acme");
+    let (dir, node) = node_with_namespace("acme");
     let src = dir.path().join("src");
     let layers = vec![
         vec![("hello.txt", b"hello from layer one\n".to_vec())],

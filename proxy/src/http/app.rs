@@ -24,6 +24,12 @@ use crate::wire::{Body, Reply, Request, RequestBody};
 
 const WRITE_CHUNK: usize = 1 << 20;
 
+/// How much of an unread request body is read and dropped before an error reply is sent.
+/// A client still writing its body when the server answers and closes sees a broken pipe
+/// instead of the error; draining a bounded amount lets it read the OCI error. Bodies
+/// larger than this get the connection closed after the reply.
+const DRAIN_BEFORE_ERROR: u64 = 64 << 20;
+
 pub struct NodeApp {
     pub registry: Arc<Registry>,
     pub api: Arc<Api>,
@@ -70,6 +76,17 @@ impl NodeApp {
                 Code::NotFound,
                 format!("nothing is served at {p}"),
             ))
+        }
+    }
+
+    /// Reads and drops what is left of the request body, up to `DRAIN_BEFORE_ERROR`.
+    async fn drain_bounded(session: &mut ServerSession) {
+        let mut drained = 0u64;
+        while !session.is_body_done() && drained < DRAIN_BEFORE_ERROR {
+            match session.read_request_body().await {
+                Ok(Some(b)) => drained += b.len() as u64,
+                _ => break,
+            }
         }
     }
 
@@ -175,6 +192,9 @@ impl HttpServerApp for NodeApp {
             self.route(&req, &mut body).await
         };
         let status = reply.status.as_u16();
+        if status >= 400 {
+            Self::drain_bounded(&mut session).await;
+        }
         let sent = Self::write(&mut session, reply, &request_id).await;
         tracing::info!(
             target: "shoal::access",
