@@ -211,6 +211,20 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits (up to 10 s) until the node's log has a line containing `needle`; returns the
+    /// whole log. The access line of a request is written after its response, so a test
+    /// reading the log right after a response must wait for it.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log_text();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn registry(&self) -> Registry {
         Registry::new(&self.url)
     }

@@ -73,7 +73,7 @@ fn json_logs_have_one_line_per_request() {
     let reg = node.registry();
     reg.get("/v2/");
     reg.get("/v2/nosuch/repo/manifests/latest");
-    let log = node.log_text();
+    let log = node.wait_for_log("/v2/nosuch/repo/manifests/latest");
     let lines: Vec<Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
