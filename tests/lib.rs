@@ -87,20 +87,121 @@ pub fn require_docker() -> bool {
     up
 }
 
-/// The `shoal` binary built next to this test binary.
-pub fn shoal_bin() -> PathBuf {
+/// A workspace binary (`shoal`, `shoal-origin`) built next to this test binary.
+pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target profile dir");
-    let bin = dir.join("shoal");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
         "{} is missing: build it first with `cargo build --workspace --bins`",
         bin.display()
     );
     bin
+}
+
+pub fn shoal_bin() -> PathBuf {
+    bin("shoal")
+}
+
+/// Spawns `cmd` with stdout piped and stderr appended to `log`, and waits (60 s at most) for
+/// its first stdout line, `listening on http://HOST:PORT`. Returns the child and the URL.
+pub fn spawn_listening(mut cmd: Command, log: &Path) -> (Child, String) {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn process");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {}
+    });
+    let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+        let _ = child.kill();
+        panic!(
+            "{cmd:?} did not print its address; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    };
+    let url = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+/// A running `shoal-origin serve` process.
+pub struct Origin {
+    pub url: String,
+    pub secret: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Origin {
+    /// Serves the directory `root` with `secret`.
+    pub fn start(root: &Path, secret: &str) -> Origin {
+        let log = root.with_extension("log");
+        Origin::start_args(&["--root", root.to_str().unwrap()], &log, secret, &[])
+    }
+
+    pub fn start_args(args: &[&str], log: &Path, secret: &str, env: &[(&str, &str)]) -> Origin {
+        let mut cmd = Command::new(bin("shoal-origin"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("SHOAL_ORIGIN_SECRET", secret)
+            .envs(env.iter().copied());
+        let (child, url) = spawn_listening(cmd, log);
+        Origin {
+            url,
+            secret: secret.to_string(),
+            log: log.to_path_buf(),
+            child: Some(child),
+        }
+    }
+
+    /// A node using this origin, its data in `data`.
+    pub fn node(&self, data: &Path) -> Node {
+        let env = [("SHOAL_ORIGIN_SECRET", self.secret.as_str())];
+        Node::start_env(data, &["--origin", &self.url], &env)
+    }
+
+    /// Another handle on the same origin (not owning the process) that hands its nodes
+    /// `secret` instead of the right one.
+    pub fn with_secret(other: &Origin, secret: &str) -> Origin {
+        Origin {
+            url: other.url.clone(),
+            secret: secret.to_string(),
+            log: other.log.clone(),
+            child: None,
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// A running `shoal serve` process.
@@ -121,48 +222,22 @@ impl Node {
     }
 
     pub fn start_with(data: &Path, extra: &[&str]) -> Node {
+        Node::start_env(data, extra, &[])
+    }
+
+    /// Starts a node with extra flags and environment variables.
+    pub fn start_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
         std::fs::create_dir_all(data).unwrap();
         let log = data.with_extension("log");
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let mut child = Command::new(shoal_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        let mut cmd = Command::new(bin("shoal"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn shoal");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "shoal did not print its address; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-        };
-        let url = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        let addr = url.trim_start_matches("http://").to_string();
+            .envs(env.iter().copied());
+        let (child, url) = spawn_listening(cmd, &log);
         Node {
+            addr: url.trim_start_matches("http://").to_string(),
             url,
-            addr,
             data: data.to_path_buf(),
             log,
             child: Some(child),

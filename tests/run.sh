@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Shoal's whole test suite on a fresh Debian machine of the project's kind, installing
-# what it needs when missing: cmake (for pingora's zlib-ng), skopeo, the Python `oras` client.
+# what it needs when missing: cmake (for pingora's zlib-ng), skopeo, the Python `oras` client,
+# and moto's S3 server (the S3-compatible server the S3 origin backend is tested against).
 # The Docker engine must be running for the docker tests; with CI=true a missing tool or a
 # stopped engine fails the run instead of skipping.
 set -euo pipefail
@@ -19,6 +20,12 @@ if ! python3 -c 'import oras' 2>/dev/null; then
   echo "installing the Python oras client with pip"
   python3 -m pip install -q oras
 fi
+if ! command -v moto_server >/dev/null; then
+  echo "installing moto's S3 server with pip"
+  python3 -m pip install -q 'moto[server]'
+fi
+# pyenv installs console scripts behind shims that exist only after a rehash.
+if command -v pyenv >/dev/null; then pyenv rehash || true; fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

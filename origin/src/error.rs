@@ -34,12 +34,15 @@ pub enum Error {
     RangeNotSatisfiable { size: u64 },
     #[error("storage I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The origin service cannot be reached or refused this caller.
+    #[error("origin unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
     pub fn source_kind(&self) -> Source {
         match self {
-            Error::Io(_) => Source::Storage,
+            Error::Io(_) | Error::Unavailable(_) => Source::Storage,
             _ => Source::Client,
         }
     }

@@ -5,20 +5,29 @@
 //! - `store`: the `BlobStore` trait, `UploadWriter`, `BlobReader`, `ByteRange`, `UploadId`;
 //! - `paths`: the on-disk layout of the filesystem backend, drawn once;
 //! - `fs`: `FsStore`, the filesystem backend (the embedded default);
+//! - `s3`: `S3Store`, the S3 backend; its bucket key layout is drawn in its module doc;
+//! - `remote`: `RemoteStore`, the client of a separate origin service;
+//! - `api`, `server`: the origin service's HTTP API (paths, wire errors) and its server;
 //! - `conformance`: the suite every backend passes;
 //! - `error`: the crate's `Error` and `Result`.
 //!
 //! The origin knows nothing about Raft, tokens, repositories or a node's cache: it stores
 //! bytes under digests and runs upload sessions.
 
+pub mod api;
 pub mod conformance;
 mod digest;
 mod error;
 mod fs;
 pub mod paths;
+mod remote;
+mod s3;
+pub mod server;
 mod store;
 
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{Error, Result, Source};
 pub use fs::FsStore;
+pub use remote::RemoteStore;
+pub use s3::{S3Config, S3Store};
 pub use store::{BlobReader, BlobStore, ByteRange, UploadId, UploadWriter};

@@ -20,6 +20,22 @@ pub struct Config {
     pub threads: usize,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// A separate origin service; `None` keeps the embedded filesystem origin.
+    pub origin: Option<RemoteOrigin>,
+}
+
+#[derive(Clone)]
+pub struct RemoteOrigin {
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for RemoteOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteOrigin")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {

@@ -214,6 +214,13 @@ impl From<shoal_origin::Error> for ApiError {
             E::RangeNotSatisfiable { size } => ApiError::new(Code::RangeInvalid, msg)
                 .header("Content-Range", format!("bytes */{size}")),
             E::Io(err) => ApiError::internal("origin storage failed", err),
+            E::Unavailable(m) => {
+                tracing::warn!(reason = %m, "origin unavailable");
+                ApiError::new(
+                    Code::Unavailable,
+                    format!("the origin store is unavailable: {m}"),
+                )
+            }
         }
     }
 }

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shoal_proxy::cli::{print_namespaces, Client};
-use shoal_proxy::config::{Config, LogFormat};
+use shoal_proxy::config::{Config, LogFormat, RemoteOrigin};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +39,12 @@ enum Cmd {
         /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
         #[arg(long, env = "SHOAL_SHUTDOWN_TIMEOUT", default_value_t = 10)]
         shutdown_timeout: u64,
+        /// URL of a separate `shoal-origin` service; without it the origin is embedded.
+        #[arg(long, env = "SHOAL_ORIGIN")]
+        origin: Option<String>,
+        /// File holding the origin's shared secret (or set SHOAL_ORIGIN_SECRET).
+        #[arg(long, env = "SHOAL_ORIGIN_SECRET_FILE", requires = "origin")]
+        origin_secret_file: Option<PathBuf>,
     },
     /// Manage namespaces (the first path segment of every repository).
     Namespace {
@@ -78,14 +85,27 @@ fn main() -> ExitCode {
             log_format,
             threads,
             shutdown_timeout,
+            origin,
+            origin_secret_file,
         } => {
             shoal_proxy::logging::init(log_format);
+            let origin = match origin {
+                None => None,
+                Some(url) => match origin_secret(origin_secret_file) {
+                    Ok(secret) => Some(RemoteOrigin { url, secret }),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
             let config = Config {
                 listen,
                 data,
                 node_id,
                 threads,
                 shutdown_timeout_secs: shutdown_timeout,
+                origin,
             };
             shoal_proxy::node::run(config, shoal_proxy::node::os_signals())
         }
@@ -102,6 +122,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn origin_secret(file: Option<PathBuf>) -> anyhow::Result<String> {
+    let secret = match file {
+        Some(f) => {
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?
+        }
+        None => std::env::var("SHOAL_ORIGIN_SECRET").unwrap_or_default(),
+    };
+    let secret = secret.trim().to_string();
+    if secret.is_empty() {
+        anyhow::bail!("--origin needs the origin's shared secret: --origin-secret-file FILE or SHOAL_ORIGIN_SECRET");
+    }
+    Ok(secret)
 }
 
 fn namespace(cmd: NamespaceCmd, server: &str, json: bool) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
-use shoal_origin::FsStore;
+use shoal_origin::{BlobStore, FsStore, RemoteStore};
 use shoal_raft::{MetaConfig, Metadata};
 
 use crate::api::Api;
@@ -36,15 +36,23 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         })
         .await
         .context("opening the metadata store")?;
-        let store = FsStore::open(config.origin_dir())
-            .await
-            .context("opening the embedded origin")?;
+        let store: Arc<dyn BlobStore> = match &config.origin {
+            None => Arc::new(
+                FsStore::open(config.origin_dir())
+                    .await
+                    .context("opening the embedded origin")?,
+            ),
+            Some(o) => {
+                tracing::info!(url = %o.url, "blobs live in a separate origin service");
+                Arc::new(RemoteStore::new(&o.url, &o.secret)?)
+            }
+        };
         anyhow::Ok((meta, store))
     })?;
     let auth: Arc<dyn crate::auth::Authorizer> = Arc::new(OpenAccess::install());
     let registry = Arc::new(Registry {
         meta: meta.clone(),
-        store: Arc::new(store),
+        store,
         auth: auth.clone(),
     });
     let api = Arc::new(Api {

@@ -7,4 +7,5 @@ mod distribution;
 mod docker;
 mod lifecycle;
 mod oras;
+mod origin_service;
 mod skopeo;
