@@ -15,6 +15,7 @@ use reqwest::blocking::{Client, Response};
 use sha2::{Digest as _, Sha256};
 
 pub mod oci;
+pub mod region;
 
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {
@@ -227,10 +228,17 @@ impl Node {
 
     /// Starts a node with extra flags and environment variables.
     pub fn start_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend(extra);
+        Node::start_listen(data, &all, env)
+    }
+
+    /// Starts a node whose flags (`extra`) include its own `--listen`.
+    pub fn start_listen(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
         std::fs::create_dir_all(data).unwrap();
         let log = data.with_extension("log");
         let mut cmd = Command::new(bin("shoal"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        cmd.args(["serve", "--data"])
             .arg(data)
             .args(extra)
             .envs(env.iter().copied());
@@ -265,6 +273,14 @@ impl Node {
                 panic!("shoal did not exit within 30 s of SIG{signal}");
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9`: no chance to flush or say goodbye.
+    pub fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 

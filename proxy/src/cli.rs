@@ -50,6 +50,26 @@ impl Client {
         .await
     }
 
+    pub async fn cluster_status(&self) -> anyhow::Result<Value> {
+        self.call(self.http.get(format!("{}/api/v1/cluster", self.server)))
+            .await
+    }
+
+    pub async fn remove_node(&self, id: u64) -> anyhow::Result<()> {
+        let url = format!("{}/api/v1/cluster/members/{id}", self.server);
+        let resp = self.http.delete(url).send().await?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let e = &body["errors"][0];
+        bail!(
+            "{}: {}",
+            e["code"].as_str().unwrap_or("ERROR"),
+            e["message"].as_str().unwrap_or("removal failed")
+        )
+    }
+
     pub async fn namespace_list(&self) -> anyhow::Result<Value> {
         let url = format!("{}/api/v1/namespaces", self.server);
         self.call(self.http.get(url)).await
@@ -93,4 +113,42 @@ pub fn print_namespaces(list: &Value) {
         })
         .collect();
     print_table(&["NAME", "CREATED", "DESCRIPTION"], &rows);
+}
+
+pub fn print_cluster(status: &Value) {
+    let leader = status["leader"].as_u64();
+    println!(
+        "node {} ({}), leader {}, term {}, last applied {}",
+        status["node_id"],
+        status["state"].as_str().unwrap_or("?"),
+        leader.map_or("unknown".to_string(), |l| l.to_string()),
+        status["term"],
+        status["last_applied"]
+            .as_u64()
+            .map_or("-".to_string(), |a| a.to_string()),
+    );
+    let rows: Vec<Vec<String>> = status["members"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            let id = m["id"].as_u64().unwrap_or(0);
+            let role = match (Some(id) == leader, m["voter"].as_bool() == Some(true)) {
+                (true, _) => "leader",
+                (false, true) => "voter",
+                (false, false) => "learner",
+            };
+            vec![
+                id.to_string(),
+                role.to_string(),
+                m["api"].as_str().unwrap_or("").to_string(),
+                m["cluster"].as_str().unwrap_or("").to_string(),
+                m["matched"]
+                    .as_u64()
+                    .map_or("-".to_string(), |x| x.to_string()),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "ROLE", "API", "CLUSTER", "MATCHED"], &rows);
 }

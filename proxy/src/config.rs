@@ -22,6 +22,27 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     /// A separate origin service; `None` keeps the embedded filesystem origin.
     pub origin: Option<RemoteOrigin>,
+    /// Public API URL other members and operators use (default: `http://` + bound address).
+    pub advertise_url: Option<String>,
+    /// `None`: the single-node default without a cluster plane.
+    pub cluster: Option<Cluster>,
+}
+
+/// Settings of a node that is part of a multi-node region.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// UDP address of the QUIC cluster plane.
+    pub listen: std::net::SocketAddr,
+    /// Cluster-plane address peers dial, if not the bound one.
+    pub advertise: Option<String>,
+    /// Directory with this node's `ca.pem`, `node.pem`, `node-key.pem`.
+    pub tls_dir: PathBuf,
+    /// Start a new region with this node as its first voter.
+    pub bootstrap: bool,
+    /// API URL of any member of the region to join.
+    pub join: Option<String>,
+    /// Voters the region should have; further nodes stay learners.
+    pub voters: usize,
 }
 
 #[derive(Clone)]

@@ -247,6 +247,9 @@ impl From<shoal_raft::Rejection> for ApiError {
 
 impl From<shoal_raft::Error> for ApiError {
     fn from(e: shoal_raft::Error) -> ApiError {
+        if let shoal_raft::Error::Membership(m) = &e {
+            return ApiError::new(Code::BadRequest, m.clone());
+        }
         if e.retryable() {
             tracing::warn!(err = %e, "metadata write failed");
             ApiError::new(Code::Unavailable, format!("metadata is unavailable: {e}"))

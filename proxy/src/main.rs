@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use shoal_proxy::cli::{print_namespaces, Client};
-use shoal_proxy::config::{Config, LogFormat, RemoteOrigin};
+use shoal_proxy::cli::{print_cluster, print_namespaces, Client};
+use shoal_proxy::config::{Cluster, Config, LogFormat, RemoteOrigin};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +45,44 @@ enum Cmd {
         /// File holding the origin's shared secret (or set SHOAL_ORIGIN_SECRET).
         #[arg(long, env = "SHOAL_ORIGIN_SECRET_FILE", requires = "origin")]
         origin_secret_file: Option<PathBuf>,
+        /// Public API URL other members and operators use (default: http:// + the bound address).
+        #[arg(long, env = "SHOAL_ADVERTISE_URL")]
+        advertise_url: Option<String>,
+        /// UDP address of the QUIC cluster plane; enables multi-node mode. The nodes of a
+        /// region share one origin service, so this needs --origin.
+        #[arg(long, env = "SHOAL_CLUSTER_LISTEN", requires_all = ["cluster_tls", "origin"])]
+        cluster_listen: Option<std::net::SocketAddr>,
+        /// Cluster-plane address peers dial (default: the bound one).
+        #[arg(long, env = "SHOAL_CLUSTER_ADVERTISE", requires = "cluster_listen")]
+        cluster_advertise: Option<String>,
+        /// This node's certificate directory from `shoal cluster cert`.
+        #[arg(long, env = "SHOAL_CLUSTER_TLS", requires = "cluster_listen")]
+        cluster_tls: Option<PathBuf>,
+        /// Start a new region with this node as its first voter.
+        #[arg(long, requires = "cluster_listen", conflicts_with = "join")]
+        bootstrap: bool,
+        /// API URL of any member of the region to join.
+        #[arg(long, env = "SHOAL_JOIN", requires = "cluster_listen")]
+        join: Option<String>,
+        /// Voters the region should have; further nodes stay learners.
+        #[arg(long, env = "SHOAL_VOTERS", default_value_t = 3)]
+        voters: usize,
+    },
+    /// Region membership and the cluster CA.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCmd,
+        /// Node to ask (status, remove-node).
+        #[arg(
+            long,
+            env = "SHOAL_SERVER",
+            default_value = "http://127.0.0.1:5000",
+            global = true
+        )]
+        server: String,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// Manage namespaces (the first path segment of every repository).
     Namespace {
@@ -61,6 +99,29 @@ enum Cmd {
         #[arg(long, global = true)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Create the cluster CA in DIR (keep its ca-key.pem off the nodes).
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue node ID a certificate from the CA in DIR, into DIR/node-ID/ (its --cluster-tls).
+    Cert {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node_id: u64,
+        /// Extra DNS names or IP addresses the node is reached by (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+    /// Leader, term and members as the node at --server sees them.
+    Status,
+    /// Remove a member at runtime (removing the leader makes it step down; the rest elect).
+    RemoveNode { id: u64 },
 }
 
 #[derive(Subcommand)]
@@ -87,6 +148,13 @@ fn main() -> ExitCode {
             shutdown_timeout,
             origin,
             origin_secret_file,
+            advertise_url,
+            cluster_listen,
+            cluster_advertise,
+            cluster_tls,
+            bootstrap,
+            join,
+            voters,
         } => {
             shoal_proxy::logging::init(log_format);
             let origin = match origin {
@@ -106,6 +174,15 @@ fn main() -> ExitCode {
                 threads,
                 shutdown_timeout_secs: shutdown_timeout,
                 origin,
+                advertise_url,
+                cluster: cluster_listen.map(|listen| Cluster {
+                    listen,
+                    advertise: cluster_advertise,
+                    tls_dir: cluster_tls.unwrap_or_default(),
+                    bootstrap,
+                    join,
+                    voters,
+                }),
             };
             shoal_proxy::node::run(config, shoal_proxy::node::os_signals())
         }
@@ -114,12 +191,61 @@ fn main() -> ExitCode {
             server,
             json,
         } => namespace(command, &server, json),
+        Cmd::Cluster {
+            command,
+            server,
+            json,
+        } => cluster(command, &server, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn cluster(cmd: ClusterCmd, server: &str, json: bool) -> anyhow::Result<()> {
+    use shoal_raft::plane::tls;
+    match cmd {
+        ClusterCmd::Init { dir } => {
+            tls::init_ca(&dir)?;
+            println!("created the cluster CA in {}", dir.display());
+            Ok(())
+        }
+        ClusterCmd::Cert {
+            dir,
+            node_id,
+            hosts,
+        } => {
+            let out = tls::issue_node_cert(&dir, node_id, &hosts)?;
+            println!(
+                "issued {} for node {node_id}: run it with --cluster-tls {}",
+                tls::node_name(node_id),
+                out.display()
+            );
+            Ok(())
+        }
+        ClusterCmd::Status => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let status = rt.block_on(Client::new(server)?.cluster_status())?;
+            if json {
+                println!("{status}");
+            } else {
+                print_cluster(&status);
+            }
+            Ok(())
+        }
+        ClusterCmd::RemoveNode { id } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(Client::new(server)?.remove_node(id))?;
+            println!("removed node {id}");
+            Ok(())
         }
     }
 }

@@ -1,20 +1,23 @@
 //! `run`: starts one node from a `Config` and serves until `shutdown` completes.
 //!
-//! Raft and its sled storage run on a tokio runtime of their own; Pingora runs its services
-//! on its runtimes and must not be started inside another runtime, so `run` is a plain
-//! blocking function. Order on the way down: stop accepting, let requests finish (bounded),
-//! stop Raft, flush sled.
+//! The public listener is bound first, so the node knows its real API URL (port 0 allowed)
+//! before it records itself in the region's membership. Raft, the cluster plane and sled run
+//! on a tokio runtime of their own; Pingora runs its services on its runtimes and must not be
+//! started inside another runtime, so `run` is a plain blocking function. A node started with
+//! `--join` asks the region to add it in the background while it already serves. Order on the
+//! way down: stop accepting, let requests finish (bounded), stop Raft and the plane, flush sled.
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use shoal_origin::{BlobStore, FsStore, RemoteStore};
-use shoal_raft::{MetaConfig, Metadata};
+use shoal_raft::{ClusterConfig, MetaConfig, Metadata};
 
 use crate::api::Api;
 use crate::auth::OpenAccess;
-use crate::config::Config;
+use crate::config::{Cluster, Config};
 use crate::http::{self, FrontEnd, ShutdownFuture};
 use crate::registry::Registry;
 
@@ -22,6 +25,12 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("creating the data directory {}", config.data.display()))?;
+    let listener =
+        http::listen(&config.listen).with_context(|| format!("binding {}", config.listen))?;
+    let api_url = match &config.advertise_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => format!("http://{}", listener.local_addr()?),
+    };
     let background = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("shoal-meta")
@@ -31,8 +40,14 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         let meta = Metadata::open(MetaConfig {
             node_id: config.node_id,
             dir: config.meta_dir(),
-            advertise: config.listen.clone(),
+            api_url: api_url.clone(),
             snapshot_every: MetaConfig::DEFAULT_SNAPSHOT_EVERY,
+            cluster: config.cluster.as_ref().map(|c| ClusterConfig {
+                listen: c.listen,
+                advertise: c.advertise.clone(),
+                tls_dir: c.tls_dir.clone(),
+                bootstrap: c.bootstrap,
+            }),
         })
         .await
         .context("opening the metadata store")?;
@@ -49,6 +64,13 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         };
         anyhow::Ok((meta, store))
     })?;
+    if let Some(cluster) = &config.cluster {
+        let (id, member) = meta.member();
+        tracing::info!(id, api = %member.api, cluster = %member.cluster, "cluster plane up");
+        if let Some(join) = &cluster.join {
+            background.spawn(join_region(meta.clone(), join.clone(), cluster.clone()));
+        }
+    }
     let auth: Arc<dyn crate::auth::Authorizer> = Arc::new(OpenAccess::install());
     let registry = Arc::new(Registry {
         meta: meta.clone(),
@@ -60,12 +82,11 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         auth,
     });
     let front = FrontEnd {
-        listen: config.listen.clone(),
         threads: config.threads,
         shutdown_timeout_secs: config.shutdown_timeout_secs,
     };
     let bound =
-        http::bind(&front, registry, api).with_context(|| format!("binding {}", config.listen))?;
+        http::bind(&front, listener, registry, api).context("starting the HTTP front end")?;
     tracing::info!(addr = %bound.addr, data = %config.data.display(), "node ready");
     println!("listening on http://{}", bound.addr);
     std::io::stdout().flush()?;
@@ -74,6 +95,54 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
     background.block_on(meta.shutdown())?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Asks the region behind `url` to add this node, retrying until it is a member. The
+/// member's cluster address comes from its public status; the request itself goes over the
+/// authenticated cluster plane.
+async fn join_region(meta: Arc<Metadata>, url: String, cluster: Cluster) {
+    let http = reqwest::Client::new();
+    let status_url = format!("{}/api/v1/cluster", url.trim_end_matches('/'));
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let (me, _) = meta.member();
+        if meta.cluster_status().members.iter().any(|m| m.id == me) {
+            tracing::info!(me, "this node is a member of the region");
+            return;
+        }
+        let attempt = async {
+            let status: serde_json::Value = http
+                .get(&status_url)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let target = status["leader"]
+                .as_u64()
+                .or_else(|| status["node_id"].as_u64())
+                .context("the member reports no node id")?;
+            let addr = status["members"]
+                .as_array()
+                .and_then(|ms| ms.iter().find(|m| m["id"].as_u64() == Some(target)))
+                .and_then(|m| m["cluster"].as_str())
+                .map(str::to_string)
+                .context("the member does not list its cluster address")?;
+            meta.request_join(target, &addr, cluster.voters).await?;
+            anyhow::Ok(())
+        };
+        match attempt.await {
+            Ok(()) => {
+                tracing::info!(via = %url, "joined the region");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(via = %url, error = %format!("{e:#}"), "joining the region failed; retrying")
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

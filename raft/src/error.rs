@@ -17,10 +17,19 @@ pub enum Error {
     NotLeader { leader: Option<u64> },
     #[error("raft stopped: {0}")]
     Fatal(String),
+    #[error("cluster TLS: {0}")]
+    Tls(String),
+    #[error("cluster peer unreachable: {0}")]
+    Unreachable(String),
+    #[error("membership change refused: {0}")]
+    Membership(String),
 }
 
 impl Error {
     pub fn retryable(&self) -> bool {
-        matches!(self, Error::NoQuorum(_) | Error::NotLeader { .. })
+        matches!(
+            self,
+            Error::NoQuorum(_) | Error::NotLeader { .. } | Error::Unreachable(_)
+        )
     }
 }

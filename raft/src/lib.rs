@@ -6,26 +6,32 @@
 //! - `catalog`: the catalogue's key layout in sled, reads, and planning a command's writes;
 //! - `log_store`: the Raft log and vote in sled;
 //! - `sm`: the state machine (apply, snapshots) over the catalogue;
-//! - `network`: Raft RPC transport (single-member only until the QUIC plane exists);
-//! - `node`: `Metadata`, opening and driving this node's member of the group.
+//! - `network`: Raft RPC transport over the plane (`QuicNetwork`), or none for a single node;
+//! - `plane`: the QUIC cluster plane with mutual TLS (`tls`: CA and node certificates;
+//!   `rpc`: messages);
+//! - `node`: `Metadata`, opening and driving this node's member of the group, forwarding;
+//! - `cluster`: membership (join, promote, remove), region status, the plane's handler.
 //!
-//! This crate never sees blob bytes or HTTP.
+//! This crate never sees blob bytes or HTTP: members reach one another only over the plane.
 
 // openraft's storage traits fix `StorageError` (224 bytes) as the error type; helpers that
 // feed those traits return it as is rather than boxing and unboxing at every call.
 #![allow(clippy::result_large_err)]
 
 mod catalog;
+mod cluster;
 mod command;
 mod error;
 mod log_store;
 mod network;
 mod node;
+pub mod plane;
 mod sm;
 mod types;
 
 pub use catalog::{Catalog, NamespaceRecord};
+pub use cluster::{ClusterStatus, MemberStatus};
 pub use command::{Command, ManifestRecord, Outcome, Rejection};
 pub use error::{Error, Result};
-pub use node::{MetaConfig, Metadata, Status};
-pub use types::NodeId;
+pub use node::{ClusterConfig, MetaConfig, Metadata, Status};
+pub use types::{Member, NodeId};

@@ -1,23 +1,31 @@
-//! Raft RPC transport. The QUIC cluster plane (mutual TLS, quinn) is built by the region
-//! cluster issue; until then a node can only form a single-member group, which never sends
-//! an RPC. Any attempt to reach a peer fails loudly as `Unreachable` rather than pretending.
+//! Raft RPC transport. `QuicNetwork` sends every RPC over the cluster plane; a transport
+//! failure is reported as `Unreachable` so openraft backs off instead of spinning.
+//! `SingleNodeNetwork` serves the single-node default (no `--cluster-listen`), whose
+//! one-member group never sends an RPC: any attempt fails loudly rather than pretending.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
 
-use crate::types::{NodeId, TypeConfig};
+use crate::plane::rpc::{Request, Response};
+use crate::plane::Plane;
+use crate::types::{Member, NodeId, TypeConfig};
 
-const NOT_BUILT: &str =
-    "the QUIC cluster plane is not built yet: this node can only run a single-member group";
+const NOT_CLUSTERED: &str =
+    "this node runs without a cluster plane (no --cluster-listen): it can only be a single-member group";
 
-fn unreachable<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
-    let io = std::io::Error::new(std::io::ErrorKind::Unsupported, NOT_BUILT);
-    RPCError::Unreachable(Unreachable::new(&io))
+fn unreachable<E: std::error::Error>(why: &str) -> RPCError<NodeId, Member, E> {
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(why.to_string())))
+}
+
+fn remote_failed<E: std::error::Error>(why: String) -> RPCError<NodeId, Member, E> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other(why)))
 }
 
 /// The network of a single-member group.
@@ -28,8 +36,8 @@ pub struct NoPeer;
 impl RaftNetworkFactory<TypeConfig> for SingleNodeNetwork {
     type Network = NoPeer;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> NoPeer {
-        tracing::error!(target, addr = %node.addr, "{NOT_BUILT}");
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> NoPeer {
+        tracing::error!(target, cluster = %node.cluster, "{NOT_CLUSTERED}");
         NoPeer
     }
 }
@@ -39,8 +47,8 @@ impl RaftNetwork<TypeConfig> for NoPeer {
         &mut self,
         _rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(unreachable())
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        Err(unreachable(NOT_CLUSTERED))
     }
 
     async fn install_snapshot(
@@ -49,16 +57,94 @@ impl RaftNetwork<TypeConfig> for NoPeer {
         _option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+        RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        Err(unreachable())
+        Err(unreachable(NOT_CLUSTERED))
     }
 
     async fn vote(
         &mut self,
         _rpc: VoteRequest<NodeId>,
         _option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(unreachable())
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        Err(unreachable(NOT_CLUSTERED))
+    }
+}
+
+/// Raft over the QUIC cluster plane.
+pub struct QuicNetwork {
+    pub plane: Arc<Plane>,
+}
+
+pub struct QuicPeer {
+    plane: Arc<Plane>,
+    target: NodeId,
+    addr: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
+    type Network = QuicPeer;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> QuicPeer {
+        QuicPeer {
+            plane: self.plane.clone(),
+            target,
+            addr: node.cluster.clone(),
+        }
+    }
+}
+
+impl QuicPeer {
+    async fn call<E: std::error::Error>(
+        &self,
+        req: Request,
+        option: &RPCOption,
+    ) -> Result<Response, RPCError<NodeId, Member, E>> {
+        let ttl = option.hard_ttl().max(Duration::from_millis(200));
+        self.plane
+            .call(self.target, &self.addr, &req, ttl)
+            .await
+            .map_err(|e| unreachable(&e.to_string()))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for QuicPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        match self.call(Request::Append(rpc), &option).await? {
+            Response::Append(Ok(r)) => Ok(r),
+            Response::Append(Err(e)) | Response::Failed(e) => Err(remote_failed(e)),
+            other => Err(remote_failed(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        match self.call(Request::Snapshot(rpc), &option).await? {
+            Response::Snapshot(Ok(r)) => Ok(r),
+            Response::Snapshot(Err(e)) | Response::Failed(e) => Err(remote_failed(e)),
+            other => Err(remote_failed(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        match self.call(Request::Vote(rpc), &option).await? {
+            Response::Vote(Ok(r)) => Ok(r),
+            Response::Vote(Err(e)) | Response::Failed(e) => Err(remote_failed(e)),
+            other => Err(remote_failed(format!("unexpected answer {other:?}"))),
+        }
     }
 }

@@ -2,37 +2,56 @@
 //!
 //! `Metadata` is what the rest of Shoal sees: `write` proposes a command through Raft and
 //! returns the state machine's outcome once applied here; `catalog` reads the local replica.
-//! A brand-new data directory initialises a single-member group; a restart recovers from the
-//! sled log and elects itself again. There is no second code path without Raft.
+//! Without a cluster plane a brand-new data directory initialises a single-member group and
+//! a restart recovers from the sled log and elects itself again. With one, a `bootstrap`
+//! node initialises a region and the others join it (see `cluster`). Either way every write
+//! goes through Raft; a follower forwards it to the leader and waits for its own replica.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use openraft::{ServerState, SnapshotPolicy};
 
 use crate::catalog::Catalog;
 use crate::command::{Command, Outcome};
 use crate::log_store::LogStore;
-use crate::network::SingleNodeNetwork;
+use crate::network::{QuicNetwork, SingleNodeNetwork};
+use crate::plane::rpc::{Request, Response};
+use crate::plane::{self, Plane};
 use crate::sm::StateMachine;
-use crate::types::{NodeId, Raft};
+use crate::types::{Member, NodeId, Raft};
 use crate::{Error, Result};
 
 /// How long a write may wait for a commit before it is answered as unavailable.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct MetaConfig {
     pub node_id: NodeId,
     /// Directory of the sled database (log + state machine).
     pub dir: PathBuf,
-    /// Address other members would use to reach this node (recorded in the membership).
-    pub advertise: String,
+    /// This node's public API URL, recorded in the membership for operators and joiners.
+    pub api_url: String,
     /// Build a snapshot (and purge the log behind it) after this many entries.
     pub snapshot_every: u64,
+    /// `None`: the single-node default, a one-member group with no cluster plane.
+    pub cluster: Option<ClusterConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// UDP address of the QUIC cluster plane.
+    pub listen: SocketAddr,
+    /// Address peers dial (defaults to the bound address).
+    pub advertise: Option<String>,
+    /// This node's `ca.pem`, `node.pem`, `node-key.pem` (see `plane::tls`).
+    pub tls_dir: PathBuf,
+    /// Initialise a new region with this node as its only voter (ignored once initialised).
+    pub bootstrap: bool,
 }
 
 impl MetaConfig {
@@ -54,8 +73,13 @@ pub struct Status {
 }
 
 pub struct Metadata {
-    node_id: NodeId,
-    raft: Raft,
+    pub(crate) node_id: NodeId,
+    pub(crate) raft: Raft,
+    pub(crate) plane: Option<Arc<Plane>>,
+    pub(crate) member: Member,
+    /// Serialises membership changes on the leader: openraft refuses a change while another
+    /// is in progress, and concurrent joins would otherwise race for the voter slots.
+    pub(crate) membership_lock: tokio::sync::Mutex<()>,
     db: sled::Db,
     catalog: Catalog,
 }
@@ -69,8 +93,8 @@ impl Metadata {
         let config = openraft::Config {
             cluster_name: "shoal".into(),
             heartbeat_interval: 250,
-            election_timeout_min: 800,
-            election_timeout_max: 1600,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT.min(cfg.snapshot_every),
             purge_batch_size: 1,
@@ -78,30 +102,72 @@ impl Metadata {
         }
         .validate()
         .map_err(|e| Error::Fatal(e.to_string()))?;
-        let raft = Raft::new(cfg.node_id, Arc::new(config), SingleNodeNetwork, log, sm)
-            .await
-            .map_err(|e| Error::Fatal(e.to_string()))?;
-        let members = BTreeMap::from([(cfg.node_id, BasicNode::new(&cfg.advertise))]);
-        match raft.initialize(members).await {
-            Ok(()) => tracing::info!(node_id = cfg.node_id, "initialised a new metadata group"),
-            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
-                tracing::info!(
-                    node_id = cfg.node_id,
-                    "recovering the metadata group from disk"
-                )
+        let config = Arc::new(config);
+        let fatal = |e: openraft::error::Fatal<NodeId>| Error::Fatal(e.to_string());
+        let (raft, plane, member) = match &cfg.cluster {
+            None => {
+                let member = Member {
+                    api: cfg.api_url.clone(),
+                    cluster: String::new(),
+                };
+                let raft = Raft::new(cfg.node_id, config, SingleNodeNetwork, log, sm)
+                    .await
+                    .map_err(fatal)?;
+                (raft, None, member)
             }
-            Err(e) => return Err(Error::Fatal(e.to_string())),
-        }
-        raft.wait(Some(Duration::from_secs(30)))
-            .state(ServerState::Leader, "single member elects itself")
-            .await
-            .map_err(|e| Error::NoQuorum(e.to_string()))?;
-        Ok(Arc::new(Metadata {
+            Some(c) => {
+                let plane = Plane::bind(c.listen, plane::tls::load(&c.tls_dir)?)?;
+                let cluster = match &c.advertise {
+                    Some(a) => a.clone(),
+                    None => plane.local_addr()?.to_string(),
+                };
+                let member = Member {
+                    api: cfg.api_url.clone(),
+                    cluster,
+                };
+                let network = QuicNetwork {
+                    plane: plane.clone(),
+                };
+                let raft = Raft::new(cfg.node_id, config, network, log, sm)
+                    .await
+                    .map_err(fatal)?;
+                (raft, Some(plane), member)
+            }
+        };
+        let meta = Arc::new(Metadata {
             node_id: cfg.node_id,
             raft,
+            plane,
+            member: member.clone(),
+            membership_lock: tokio::sync::Mutex::new(()),
             db,
             catalog,
-        }))
+        });
+        if let Some(plane) = &meta.plane {
+            plane.serve(meta.clone());
+        }
+        let initialise = cfg.cluster.as_ref().is_none_or(|c| c.bootstrap);
+        if initialise {
+            let members = BTreeMap::from([(cfg.node_id, member)]);
+            match meta.raft.initialize(members).await {
+                Ok(()) => tracing::info!(node_id = cfg.node_id, "initialised a new metadata group"),
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                    tracing::info!(
+                        node_id = cfg.node_id,
+                        "recovering the metadata group from disk"
+                    )
+                }
+                Err(e) => return Err(Error::Fatal(e.to_string())),
+            }
+        }
+        if cfg.cluster.is_none() {
+            meta.raft
+                .wait(Some(Duration::from_secs(30)))
+                .state(ServerState::Leader, "single member elects itself")
+                .await
+                .map_err(|e| Error::NoQuorum(e.to_string()))?;
+        }
+        Ok(meta)
     }
 
     /// The local replica of the catalogue.
@@ -109,21 +175,73 @@ impl Metadata {
         &self.catalog
     }
 
-    /// Proposes `cmd` and waits until it is committed and applied on this node.
+    /// This node's id and addresses.
+    pub fn member(&self) -> (NodeId, &Member) {
+        (self.node_id, &self.member)
+    }
+
+    /// Proposes `cmd` and waits until it is committed and applied on this node. A follower
+    /// or learner forwards it to the leader over the cluster plane, then waits for its own
+    /// replica to apply it, so a client reads its write on the node that took it.
     pub async fn write(&self, cmd: Command) -> Result<Outcome> {
-        let resp = tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(cmd))
-            .await
-            .map_err(|_| Error::NoQuorum(format!("no commit within {WRITE_TIMEOUT:?}")))?;
-        match resp {
-            Ok(r) => Ok(r.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(Error::NotLeader {
-                    leader: f.leader_id,
-                })
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::NoQuorum(format!(
+                    "no leader committed the write within {WRITE_TIMEOUT:?}"
+                )));
             }
-            Err(RaftError::APIError(e)) => Err(Error::NoQuorum(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(Error::Fatal(e.to_string())),
+            let resp = tokio::time::timeout(left, self.raft.client_write(cmd.clone()))
+                .await
+                .map_err(|_| Error::NoQuorum(format!("no commit within {WRITE_TIMEOUT:?}")))?;
+            let forward = match resp {
+                Ok(r) => return Ok(r.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
+                Err(RaftError::APIError(e)) => return Err(Error::NoQuorum(e.to_string())),
+                Err(RaftError::Fatal(e)) => return Err(Error::Fatal(e.to_string())),
+            };
+            let Some(plane) = &self.plane else {
+                return Err(Error::NotLeader {
+                    leader: forward.leader_id,
+                });
+            };
+            let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node) else {
+                // An election is under way; nothing was proposed, so trying again is safe.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            match plane
+                .call(leader, &node.cluster, &Request::Forward(cmd.clone()), left)
+                .await?
+            {
+                Response::Forwarded { index, outcome } => {
+                    self.wait_applied(index, deadline).await?;
+                    return Ok(outcome);
+                }
+                Response::NotLeader { .. } => tokio::time::sleep(Duration::from_millis(50)).await,
+                other => {
+                    return Err(Error::NoQuorum(format!(
+                        "leader {leader} answered {other:?}"
+                    )))
+                }
+            }
         }
+    }
+
+    /// Waits until this replica has applied the entry at `index`.
+    pub(crate) async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(left.max(Duration::from_millis(1))))
+            .applied_index_at_least(Some(index), "read your own write")
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                Error::NoQuorum(format!(
+                    "this replica did not apply entry {index} in time: {e}"
+                ))
+            })
     }
 
     /// Number of entries currently held in the sled log (for tests and diagnostics).
@@ -148,10 +266,13 @@ impl Metadata {
         m.running_state.is_ok() && m.current_leader.is_some()
     }
 
-    /// Stops Raft and flushes everything to disk.
+    /// Stops Raft and the cluster plane and flushes everything to disk.
     pub async fn shutdown(&self) -> Result<()> {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(%e, "raft shutdown");
+        }
+        if let Some(p) = &self.plane {
+            p.close();
         }
         self.db.flush_async().await?;
         Ok(())
@@ -166,8 +287,9 @@ mod tests {
         MetaConfig {
             node_id: 1,
             dir: dir.to_path_buf(),
-            advertise: "127.0.0.1:0".into(),
+            api_url: "http://127.0.0.1:0".into(),
             snapshot_every,
+            cluster: None,
         }
     }
 

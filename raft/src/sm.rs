@@ -11,13 +11,12 @@ use std::io::Cursor;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
-    StoredMembership,
+    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StoredMembership,
 };
 
 use crate::catalog::Catalog;
 use crate::command::Outcome;
-use crate::types::{read_err, write_err, NodeId, StorageResult, TypeConfig};
+use crate::types::{read_err, write_err, Member, NodeId, StorageResult, TypeConfig};
 
 const APPLIED: &[u8] = b"~applied";
 const MEMBERSHIP: &[u8] = b"~membership";
@@ -66,7 +65,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(
         &mut self,
-    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>)> {
         let membership = match self.tree().get(MEMBERSHIP).map_err(read_err)? {
             Some(v) => serde_json::from_slice(&v).map_err(read_err)?,
             None => StoredMembership::default(),
@@ -123,7 +122,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
+        meta: &SnapshotMeta<NodeId, Member>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StorageResult<()> {
         let data = snapshot.into_inner();
@@ -166,7 +165,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 fn save_snapshot(
     tree: &sled::Tree,
-    meta: &SnapshotMeta<NodeId, BasicNode>,
+    meta: &SnapshotMeta<NodeId, Member>,
     data: &[u8],
 ) -> StorageResult<()> {
     let mut batch = sled::Batch::default();
@@ -179,7 +178,7 @@ fn save_snapshot(
 
 type Taken = StorageResult<(
     Option<LogId<NodeId>>,
-    StoredMembership<NodeId, BasicNode>,
+    StoredMembership<NodeId, Member>,
     Pairs,
 )>;
 

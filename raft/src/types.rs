@@ -6,13 +6,21 @@ use crate::command::{Command, Outcome};
 
 pub type NodeId = u64;
 
+/// How the members of a region reach one another: the public API URL (for operators and
+/// joining nodes) and the QUIC cluster-plane address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    pub api: String,
+    pub cluster: String,
+}
+
 openraft::declare_raft_types!(
     /// Shoal's Raft types: commands in, outcomes out, snapshots as byte buffers.
     pub TypeConfig:
         D = Command,
         R = Outcome,
         NodeId = NodeId,
-        Node = openraft::BasicNode,
+        Node = Member,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,

@@ -2,6 +2,7 @@
 //! start real `shoal` processes and drive them with HTTP and real clients.
 
 mod bad_input;
+mod cluster;
 mod containerd;
 mod distribution;
 mod docker;

@@ -1,6 +1,7 @@
-//! The management API under `/api/v1` (JSON). So far: namespaces. Errors use the same
+//! The management API under `/api/v1` (JSON). So far: namespaces and the region's cluster. Errors use the same
 //! OCI-style body as the registry API, from the same table.
 
+mod cluster;
 mod namespaces;
 
 use std::sync::Arc;
@@ -32,6 +33,8 @@ impl Api {
             (Method::GET, ["namespaces"]) => self.list_namespaces(req),
             (Method::POST, ["namespaces"]) => self.create_namespace(req, body).await,
             (Method::GET, ["namespaces", name]) => self.get_namespace(req, name),
+            (Method::GET, ["cluster"]) => self.cluster_status(),
+            (Method::DELETE, ["cluster", "members", id]) => self.remove_member(req, id).await,
             (m, _) => Err(ApiError::new(
                 Code::NotFound,
                 format!("no management endpoint {m} {}", req.path),

@@ -23,7 +23,6 @@ pub type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Settings of the HTTP front end.
 pub struct FrontEnd {
-    pub listen: String,
     pub threads: usize,
     /// Seconds in-flight requests get after a shutdown signal before the runtime stops.
     pub shutdown_timeout_secs: u64,
@@ -48,7 +47,17 @@ pub struct Bound {
     pub addr: SocketAddr,
 }
 
-pub fn bind(front: &FrontEnd, registry: Arc<Registry>, api: Arc<Api>) -> std::io::Result<Bound> {
+/// Binds the public listener now, so its real address is known before anything else starts.
+pub fn listen(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr)
+}
+
+pub fn bind(
+    front: &FrontEnd,
+    listener: std::net::TcpListener,
+    registry: Arc<Registry>,
+    api: Arc<Api>,
+) -> std::io::Result<Bound> {
     let conf = ServerConf {
         threads: front.threads,
         grace_period_seconds: Some(0),
@@ -63,8 +72,7 @@ pub fn bind(front: &FrontEnd, registry: Arc<Registry>, api: Arc<Api>) -> std::io
         options: HttpServerOptions::default(),
         requests: AtomicU64::new(0),
     };
-    let (service, addr) =
-        prebound::PreBound::bind("shoal-http", &front.listen, app, front.threads)?;
+    let (service, addr) = prebound::PreBound::adopt("shoal-http", listener, app, front.threads)?;
     server.add_service(service);
     Ok(Bound { server, addr })
 }

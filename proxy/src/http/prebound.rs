@@ -20,14 +20,13 @@ pub struct PreBound<A> {
 }
 
 impl<A: pingora::apps::ServerApp + Send + Sync + 'static> PreBound<A> {
-    /// Binds `addr` now; returns the service and the bound address.
-    pub fn bind(
+    /// Serves on `listener`, bound earlier; returns the service and the bound address.
+    pub fn adopt(
         name: &str,
-        addr: &str,
+        listener: TcpListener,
         app: A,
         threads: usize,
     ) -> std::io::Result<(Self, SocketAddr)> {
-        let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let bound = listener.local_addr()?;
         let key = bound.to_string();

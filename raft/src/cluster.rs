@@ -1,0 +1,258 @@
+//! Region membership and the cluster plane's request handler.
+//!
+//! A node joins by asking any member over the authenticated plane; a member that is not the
+//! leader passes the request on. The leader adds the node as a learner, waits until it has
+//! caught up, and promotes it to voter while the region has fewer voters than it wants, so
+//! extra nodes add read capacity without growing the quorum. A joining node may only ask for
+//! its own id: the id must be the one its certificate names.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+use serde::Serialize;
+
+use crate::node::Metadata;
+use crate::plane::rpc::{Request, Response};
+use crate::plane::Handler;
+use crate::types::{Member, NodeId};
+use crate::{Error, Result};
+
+/// How long a learner may take to catch up before its join is answered as failed.
+const CATCH_UP: Duration = Duration::from_secs(60);
+const PLANE_CALL: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    pub api: String,
+    pub cluster: String,
+    pub voter: bool,
+    /// Last log index the leader knows this member holds (only known on the leader).
+    pub matched: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterStatus {
+    pub node_id: NodeId,
+    pub state: String,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_applied: Option<u64>,
+    pub members: Vec<MemberStatus>,
+}
+
+fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Error {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
+            leader: f.leader_id,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            Error::Membership(c.to_string())
+        }
+        RaftError::Fatal(f) => Error::Fatal(f.to_string()),
+    }
+}
+
+impl Metadata {
+    pub fn cluster_status(&self) -> ClusterStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let matched = |id: &NodeId| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map(|l| l.index)
+                .or_else(|| {
+                    (*id == self.node_id)
+                        .then(|| m.last_applied.map(|l| l.index))
+                        .flatten()
+                })
+        };
+        let members = membership
+            .nodes()
+            .map(|(id, n)| MemberStatus {
+                id: *id,
+                api: n.api.clone(),
+                cluster: n.cluster.clone(),
+                voter: voters.contains(id),
+                matched: matched(id),
+            })
+            .collect();
+        ClusterStatus {
+            node_id: self.node_id,
+            state: format!("{:?}", m.state),
+            leader: m.current_leader,
+            term: m.current_term,
+            last_applied: m.last_applied.map(|l| l.index),
+            members,
+        }
+    }
+
+    fn is_member(&self, id: NodeId) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config.membership().get_node(&id).is_some()
+    }
+
+    /// The leader's id and cluster address, if known.
+    fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node.cluster))
+    }
+
+    /// Sends `req` to the leader over the plane (for membership requests a follower got).
+    async fn to_leader(&self, req: Request) -> Result<()> {
+        let plane = self
+            .plane
+            .as_ref()
+            .ok_or(Error::NotLeader { leader: None })?;
+        let deadline = Instant::now() + PLANE_CALL;
+        loop {
+            if let Some((id, addr)) = self.leader().filter(|(id, _)| *id != self.node_id) {
+                match plane.call(id, &addr, &req, CATCH_UP + PLANE_CALL).await? {
+                    Response::Done => return Ok(()),
+                    Response::Failed(e) => return Err(Error::Membership(e)),
+                    Response::NotLeader { .. } => {}
+                    other => return Err(Error::Membership(format!("unexpected answer {other:?}"))),
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(Error::NoQuorum(
+                    "no leader to take the membership change".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn leads(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.node_id)
+    }
+
+    /// Adds `id` to the region (run on the leader; other members pass it on).
+    pub async fn add_member(&self, id: NodeId, member: Member, voters: usize) -> Result<()> {
+        if !self.leads() {
+            return self.to_leader(Request::Join { id, member, voters }).await;
+        }
+        let _serial = self.membership_lock.lock().await;
+        let added = tokio::time::timeout(CATCH_UP, self.raft.add_learner(id, member, true))
+            .await
+            .map_err(|_| {
+                Error::Membership(format!("node {id} did not catch up within {CATCH_UP:?}"))
+            })?;
+        added.map_err(write_err)?;
+        let m = self.raft.metrics().borrow().clone();
+        let current: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+        if !current.contains(&id) && current.len() < voters {
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+                .await
+                .map_err(write_err)?;
+            tracing::info!(id, "node joined as a voter");
+        } else {
+            tracing::info!(id, "node joined as a learner");
+        }
+        Ok(())
+    }
+
+    /// Removes `id` from the region. Removing the leader makes it step down once the change
+    /// is committed; the remaining voters elect a new one.
+    pub async fn remove_member(&self, id: NodeId) -> Result<()> {
+        if !self.leads() {
+            return self.to_leader(Request::Remove { id }).await;
+        }
+        let _serial = self.membership_lock.lock().await;
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let change = if membership.voter_ids().any(|v| v == id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else if membership.get_node(&id).is_some() {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        } else {
+            return Err(Error::Membership(format!("node {id} is not a member")));
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(write_err)?;
+        tracing::info!(id, "node removed from the region");
+        Ok(())
+    }
+
+    /// Asks member `target` (at cluster address `addr`) to add this node.
+    pub async fn request_join(&self, target: NodeId, addr: &str, voters: usize) -> Result<()> {
+        let plane = self.plane.as_ref().ok_or_else(|| {
+            Error::Membership("joining needs the cluster plane (--cluster-listen)".into())
+        })?;
+        let req = Request::Join {
+            id: self.node_id,
+            member: self.member.clone(),
+            voters,
+        };
+        match plane
+            .call(target, addr, &req, CATCH_UP + PLANE_CALL)
+            .await?
+        {
+            Response::Done => Ok(()),
+            Response::Failed(e) => Err(Error::Membership(e)),
+            other => Err(Error::Membership(format!("unexpected answer {other:?}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for Metadata {
+    async fn handle(&self, peer: NodeId, req: Request) -> Response {
+        let done = |r: Result<()>| match r {
+            Ok(()) => Response::Done,
+            Err(Error::NotLeader { leader }) => Response::NotLeader { leader },
+            Err(e) => Response::Failed(e.to_string()),
+        };
+        match req {
+            Request::Append(r) => {
+                Response::Append(self.raft.append_entries(r).await.map_err(|e| e.to_string()))
+            }
+            Request::Vote(r) => Response::Vote(self.raft.vote(r).await.map_err(|e| e.to_string())),
+            Request::Snapshot(r) => Response::Snapshot(
+                self.raft
+                    .install_snapshot(r)
+                    .await
+                    .map_err(|e| e.to_string()),
+            ),
+            Request::Forward(cmd) => {
+                if !self.is_member(peer) {
+                    return Response::Failed(format!("node {peer} is not a member of this region"));
+                }
+                match self.raft.client_write(cmd).await {
+                    Ok(r) => Response::Forwarded {
+                        index: r.log_id.index,
+                        outcome: r.data,
+                    },
+                    Err(e) => match write_err(e) {
+                        Error::NotLeader { leader } => Response::NotLeader { leader },
+                        other => Response::Failed(other.to_string()),
+                    },
+                }
+            }
+            Request::Join { id, member, voters } => {
+                if peer != id && !self.is_member(peer) {
+                    return Response::Failed(format!(
+                        "node {peer} may only ask to join as itself, not as node {id}"
+                    ));
+                }
+                done(self.add_member(id, member, voters).await)
+            }
+            Request::Remove { id } => {
+                if !self.is_member(peer) {
+                    return Response::Failed(format!("node {peer} is not a member of this region"));
+                }
+                done(self.remove_member(id).await)
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! What travels over the cluster plane: one request and one response per QUIC stream,
+//! postcard-encoded. Raft's own errors travel as text: the caller only needs to know that
+//! the remote side failed, not to rebuild its error type.
+
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Outcome};
+use crate::types::{Member, NodeId, TypeConfig};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A follower or learner asks the leader to commit a command for it.
+    Forward(Command),
+    /// A node asks to become a member; `voters` is how many voters the region wants.
+    Join {
+        id: NodeId,
+        member: Member,
+        voters: usize,
+    },
+    /// Remove a member from the region.
+    Remove {
+        id: NodeId,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    Append(Result<AppendEntriesResponse<NodeId>, String>),
+    Vote(Result<VoteResponse<NodeId>, String>),
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, String>),
+    /// The command was committed at this log index with this outcome.
+    Forwarded {
+        index: u64,
+        outcome: Outcome,
+    },
+    Done,
+    /// This node is not the leader; try `leader` (if known).
+    NotLeader {
+        leader: Option<NodeId>,
+    },
+    Failed(String),
+}
+
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("plane messages serialise")
+}

@@ -1,0 +1,312 @@
+//! A region of several real `shoal` processes on loopback sharing one origin service: writes
+//! through any node (forwarded to the leader), reads from any replica, learners past the
+//! voter count, a leader killed with `kill -9`, runtime removal, no quorum, whole-region
+//! restart, and a node without a certificate from the cluster CA.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shoal_tests::oci::{noise, write_layout, OCI_MANIFEST};
+use shoal_tests::region::{Region, SECRET};
+use shoal_tests::{error_code, require_tool, run_tool, shoal_bin, tempdir, Node, Registry};
+
+fn voters(s: &Value) -> Vec<u64> {
+    let ms = s["members"].as_array().cloned().unwrap_or_default();
+    ms.iter()
+        .filter(|m| m["voter"] == true)
+        .filter_map(|m| m["id"].as_u64())
+        .collect()
+}
+
+#[test]
+fn writes_through_any_node_and_reads_from_every_replica() {
+    let dir = tempdir();
+    let region = Region::start(dir.path(), 4, 3);
+    let status = region.wait_members(4);
+    assert_eq!(
+        voters(&status).len(),
+        3,
+        "the fourth node stays a learner: {status:#}"
+    );
+    let leader = region.leader();
+    let learner = (1..=4).find(|id| !voters(&status).contains(id)).unwrap();
+    let follower = (1..=4).find(|id| *id != leader && *id != learner).unwrap();
+
+    // A namespace created through the learner, an image pushed through a follower.
+    let (ok, out, err) = region.node(learner).cli(&["namespace", "create", "acme"]);
+    assert!(ok, "{out}{err}");
+    let reg = region.node(follower).registry();
+    let (digest, bytes) = reg.push_image("acme/app", "v1", b"replicated layer");
+    // Read-your-writes on the node that took the write, then every replica converges.
+    assert_eq!(
+        reg.get("/v2/acme/app/manifests/v1")
+            .bytes()
+            .unwrap()
+            .as_ref(),
+        &bytes[..]
+    );
+    for (id, node) in region.running() {
+        let r = wait_ok(&node.registry(), "/v2/acme/app/manifests/v1");
+        assert_eq!(r, bytes, "node {id} serves the manifest");
+        let layer = shoal_tests::sha256(b"replicated layer");
+        let r = node.registry().get(&format!("/v2/acme/app/blobs/{layer}"));
+        assert_eq!(
+            r.status(),
+            200,
+            "node {id} serves the blob from the shared origin"
+        );
+    }
+    assert_eq!(
+        region
+            .node(leader)
+            .registry()
+            .get(&format!("/v2/acme/app/manifests/{digest}"))
+            .status(),
+        200
+    );
+
+    if require_tool("skopeo") {
+        let src = dir.path().join("src");
+        let layout_digest = write_layout(
+            &src,
+            "v1",
+            &[
+                vec![("a.txt", b"through two nodes\n".to_vec())],
+                vec![("b.bin", noise(41, 500_000))],
+            ],
+        );
+        let push = format!("docker://{}/acme/sk:v1", region.node(learner).addr);
+        let pull = format!("docker://{}/acme/sk:v1", region.node(leader).addr);
+        let (ok, out) = run_tool(
+            "skopeo",
+            &[
+                "copy",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+                &format!("oci:{}:v1", src.display()),
+                &push,
+            ],
+            &[],
+        );
+        assert!(ok, "skopeo push through the learner: {out}");
+        let (ok, out) = run_tool("skopeo", &["inspect", "--tls-verify=false", &pull], &[]);
+        assert!(ok, "skopeo inspect through the leader: {out}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Digest"], Value::String(layout_digest));
+    }
+    let (ok, out, _) = region.node(follower).cli(&["cluster", "status"]);
+    assert!(
+        ok && out.contains("learner") && out.contains("leader"),
+        "{out}"
+    );
+}
+
+/// Polls `path` until it answers 200 (replication lag), for at most 10 s.
+fn wait_ok(reg: &Registry, path: &str) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = reg.get(path);
+        if r.status() == 200 {
+            return r.bytes().unwrap().to_vec();
+        }
+        assert!(Instant::now() < deadline, "{path} never became readable");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn leader_killed_then_a_new_leader_takes_writes() {
+    let dir = tempdir();
+    let mut region = Region::start(dir.path(), 3, 3);
+    let leader = region.leader();
+    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+    region.node(survivor).registry().create_namespace("acme");
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        let id = (i % 3) + 1;
+        let reg = region.node(id).registry();
+        let (_, bytes) = reg.push_image(
+            "acme/k",
+            &format!("before-{i}"),
+            format!("layer {i}").as_bytes(),
+        );
+        acknowledged.push((format!("before-{i}"), bytes));
+    }
+    let killed_at = Instant::now();
+    region.kill(leader);
+    let new_leader = region.wait_for(
+        |s| s["leader"].is_u64() && s["leader"] != leader && s["leader"] == s["node_id"],
+        "a new leader is elected",
+    )["node_id"]
+        .as_u64()
+        .unwrap();
+    let reg = region.node(survivor).registry();
+    let first_write = loop {
+        let r = reg.put_manifest("acme/k", "after", OCI_MANIFEST, &acknowledged[0].1);
+        if r.status() == 201 {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "writes never resumed: {}",
+            r.status()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("leader {leader} killed; node {new_leader} leads; first write after {first_write:?}");
+    for (id, node) in region.running() {
+        for (tag, bytes) in &acknowledged {
+            let got = wait_ok(&node.registry(), &format!("/v2/acme/k/manifests/{tag}"));
+            assert_eq!(&got, bytes, "node {id} lost acknowledged tag {tag}");
+        }
+    }
+}
+
+#[test]
+fn without_quorum_writes_fail_fast_and_reads_go_on() {
+    let dir = tempdir();
+    let mut region = Region::start(dir.path(), 3, 3);
+    region.node(1).registry().create_namespace("acme");
+    let (_, bytes) = region
+        .node(1)
+        .registry()
+        .push_image("acme/q", "v1", b"quorum layer");
+    let leader = region.leader();
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    region.kill(others[0]);
+    region.kill(others[1]);
+    let reg = region.node(leader).registry();
+    let started = Instant::now();
+    let r = reg.put_manifest("acme/q", "v2", OCI_MANIFEST, &bytes);
+    let took = started.elapsed();
+    assert_eq!(error_code(r), (503, "UNAVAILABLE".into()));
+    // Generous bound: it guards against hanging, it is not a latency target.
+    assert!(
+        took < Duration::from_secs(20),
+        "a write without quorum hung for {took:?}"
+    );
+    assert_eq!(
+        reg.get("/v2/acme/q/manifests/v1").status(),
+        200,
+        "reads keep working"
+    );
+}
+
+#[test]
+fn members_are_removed_at_runtime_including_the_leader() {
+    let dir = tempdir();
+    let region = Region::start(dir.path(), 4, 3);
+    region.wait_members(4);
+    let (ok, out, err) = region.node(2).cli(&["cluster", "remove-node", "4"]);
+    assert!(ok, "{out}{err}");
+    region.wait_for(
+        |s| s["members"].as_array().is_some_and(|m| m.len() == 3),
+        "node 4 is gone",
+    );
+    let leader = region.leader();
+    let other = (1..=3).find(|id| *id != leader).unwrap();
+    let (ok, out, err) = region
+        .node(other)
+        .cli(&["cluster", "remove-node", &leader.to_string()]);
+    assert!(ok, "removing the leader: {out}{err}");
+    let s = region.wait_for(
+        |s| {
+            s["leader"].is_u64()
+                && s["leader"] != leader
+                && s["leader"] == s["node_id"]
+                && s["members"].as_array().is_some_and(|m| m.len() == 2)
+        },
+        "the old leader is out and another leads",
+    );
+    assert!(!voters(&s).contains(&leader));
+    let reg = region.node(other).registry();
+    reg.create_namespace("after-removal");
+}
+
+#[test]
+fn whole_region_restart_loses_nothing() {
+    let dir = tempdir();
+    let mut region = Region::start(dir.path(), 3, 3);
+    region.node(2).registry().create_namespace("acme");
+    let (digest, bytes) = region
+        .node(3)
+        .registry()
+        .push_image("acme/r", "v1", b"restart layer");
+    for id in 1..=3 {
+        if let Some(node) = region.nodes[id - 1].take() {
+            assert!(node.stop().success());
+        }
+    }
+    for id in 1..=3 {
+        region.start_node(id as u64);
+    }
+    region.leader();
+    for (id, node) in region.running() {
+        let got = wait_ok(&node.registry(), "/v2/acme/r/manifests/v1");
+        assert_eq!(got, bytes, "node {id} after the restart");
+        assert_eq!(
+            node.registry()
+                .get(&format!("/v2/acme/r/manifests/{digest}"))
+                .status(),
+            200
+        );
+    }
+    let r = region
+        .node(1)
+        .registry()
+        .put_manifest("acme/r", "v2", OCI_MANIFEST, &bytes);
+    assert_eq!(r.status(), 201, "writes work after the restart");
+}
+
+#[test]
+fn a_node_without_a_cluster_certificate_cannot_join() {
+    let dir = tempdir();
+    let region = Region::start(dir.path(), 1, 3);
+    let rogue_ca = dir.path().join("rogue-ca");
+    for args in [
+        vec!["cluster", "init", "--dir", rogue_ca.to_str().unwrap()],
+        vec![
+            "cluster",
+            "cert",
+            "--dir",
+            rogue_ca.to_str().unwrap(),
+            "--node-id",
+            "9",
+        ],
+    ] {
+        let out = std::process::Command::new(shoal_bin())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let tls = rogue_ca.join("node-9");
+    let rogue = Node::start_env(
+        &dir.path().join("rogue"),
+        &[
+            "--node-id",
+            "9",
+            "--cluster-listen",
+            "127.0.0.1:0",
+            "--cluster-tls",
+            tls.to_str().unwrap(),
+            "--origin",
+            &region.origin.url,
+            "--join",
+            &region.api_url(1),
+        ],
+        &[("SHOAL_ORIGIN_SECRET", SECRET)],
+    );
+    let log = rogue.wait_for_log("joining the region failed");
+    assert!(log.contains("joining the region failed"), "{log}");
+    let s = region.status(1);
+    assert_eq!(
+        s["members"].as_array().unwrap().len(),
+        1,
+        "the rogue is not a member: {s:#}"
+    );
+    let leader_log = region
+        .node(1)
+        .wait_for_log("refused a cluster-plane connection");
+    assert!(leader_log.contains("refused a cluster-plane connection"));
+}

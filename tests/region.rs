@@ -1,0 +1,193 @@
+//! A multi-node region for tests: a cluster CA and node certificates made with the real
+//! `shoal cluster` commands, one origin service, node 1 bootstrapping and the others joining.
+//! Ports are chosen up front and kept, so a node restarted on the same data dir keeps the
+//! addresses recorded in the membership.
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{shoal_bin, Node, Origin};
+
+pub const SECRET: &str = "region-secret-0123456789";
+
+pub struct Region {
+    pub dir: PathBuf,
+    pub origin: Origin,
+    /// Index i holds node id i + 1; `None` once stopped or killed.
+    pub nodes: Vec<Option<Node>>,
+    ports: Vec<(u16, u16)>,
+    voters: usize,
+}
+
+fn free_tcp() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn shoal(args: &[&str]) {
+    let out = Command::new(shoal_bin()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "shoal {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Region {
+    /// Starts `n` nodes wanting `voters` voters and waits until all are members.
+    pub fn start(dir: &Path, n: usize, voters: usize) -> Region {
+        let ca = dir.join("ca");
+        shoal(&["cluster", "init", "--dir", ca.to_str().unwrap()]);
+        let origin = Origin::start(&dir.join("origin"), SECRET);
+        let mut region = Region {
+            dir: dir.to_path_buf(),
+            origin,
+            nodes: Vec::new(),
+            ports: Vec::new(),
+            voters,
+        };
+        for id in 1..=n as u64 {
+            shoal(&[
+                "cluster",
+                "cert",
+                "--dir",
+                ca.to_str().unwrap(),
+                "--node-id",
+                &id.to_string(),
+            ]);
+            region.ports.push((free_tcp(), free_udp()));
+            region.nodes.push(None);
+        }
+        for id in 1..=n as u64 {
+            region.start_node(id);
+            if id == 1 {
+                region.wait_for(|s| s["leader"] == 1, "node 1 leads the new region");
+            }
+        }
+        region.wait_members(n);
+        region
+    }
+
+    pub fn api_url(&self, id: u64) -> String {
+        format!("http://127.0.0.1:{}", self.ports[id as usize - 1].0)
+    }
+
+    /// Starts (or restarts) node `id` on its data dir and ports.
+    pub fn start_node(&mut self, id: u64) {
+        let (api, cluster) = self.ports[id as usize - 1];
+        let data = self.dir.join(format!("node-{id}"));
+        let tls = self.dir.join(format!("ca/node-{id}"));
+        let id_s = id.to_string();
+        let listen = format!("127.0.0.1:{api}");
+        let cluster_listen = format!("127.0.0.1:{cluster}");
+        let voters = self.voters.to_string();
+        let join = self.api_url(1);
+        let mut args = vec![
+            "--node-id",
+            &id_s,
+            "--cluster-listen",
+            &cluster_listen,
+            "--cluster-tls",
+            tls.to_str().unwrap(),
+            "--voters",
+            &voters,
+            "--listen",
+            &listen,
+        ];
+        if id == 1 {
+            args.push("--bootstrap");
+        } else {
+            args.extend(["--join", &join]);
+        }
+        let mut all = vec!["--origin", &self.origin.url];
+        all.extend(args);
+        let node = Node::start_listen(&data, &all, &[("SHOAL_ORIGIN_SECRET", SECRET)]);
+        self.nodes[id as usize - 1] = Some(node);
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        self.nodes[id as usize - 1]
+            .as_ref()
+            .expect("node is running")
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = (u64, &Node)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_ref().map(|n| (i as u64 + 1, n)))
+    }
+
+    /// `GET /api/v1/cluster` on node `id`.
+    pub fn status(&self, id: u64) -> Value {
+        reqwest::blocking::get(format!("{}/api/v1/cluster", self.api_url(id)))
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Polls every running node's status until `pred` holds on one of them (30 s at most).
+    pub fn wait_for(&self, pred: impl Fn(&Value) -> bool, what: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for (id, _) in self.running() {
+                let s = self.status(id);
+                if pred(&s) {
+                    return s;
+                }
+            }
+            if Instant::now() > deadline {
+                let all: Vec<Value> = self.running().map(|(id, _)| self.status(id)).collect();
+                panic!("timed out waiting until {what}; statuses: {all:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the leader lists `n` members with the wanted number of voters.
+    pub fn wait_members(&self, n: usize) -> Value {
+        let voters = self.voters.min(n);
+        self.wait_for(
+            |s| {
+                let ms = s["members"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                s["leader"] == s["node_id"]
+                    && ms.len() == n
+                    && ms.iter().filter(|m| m["voter"] == true).count() == voters
+            },
+            &format!("{n} members, {voters} of them voters"),
+        )
+    }
+
+    /// The id of the current leader, as the running nodes agree.
+    pub fn leader(&self) -> u64 {
+        let s = self.wait_for(
+            |s| s["leader"].is_u64() && s["leader"] == s["node_id"],
+            "a leader exists",
+        );
+        s["node_id"].as_u64().unwrap()
+    }
+
+    /// `kill -9` node `id`.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(node) = self.nodes[id as usize - 1].take() {
+            node.kill9();
+        }
+    }
+}
