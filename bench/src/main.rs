@@ -1,7 +1,12 @@
 //! shoal-bench: load generator for Shoal and other OCI registries.
 //!
-//! So far one scenario, `blob`: push one large generated blob through a streamed upload
-//! (POST, one chunked PATCH, PUT ?digest=) and read it back with GETs, reporting throughput.
+//! Two scenarios so far:
+//! - `blob`: push one large generated blob through a streamed upload (POST, one chunked
+//!   PATCH, PUT ?digest=) and read it back with GETs, reporting throughput;
+//! - `tag-push`: push one small image, then re-tag it COUNT times one after another
+//!   (manifest PUT by tag), reporting p50/p95/p99 latency. Through a follower this
+//!   includes forwarding to the leader and waiting for the local replica.
+//!
 //! The data is generated on the fly from a seed and its digest is computed in a first pass
 //! before the clock starts, so the client never holds the blob and never hashes while timed.
 //! The pull-storm, manifest-rps and push scenarios and the side-by-side comparisons come with
@@ -41,6 +46,15 @@ enum Scenario {
         /// Also print this process's peak RSS (VmHWM) of the given pid afterwards.
         #[arg(long)]
         pid: Option<u32>,
+    },
+    /// Re-tag one small image COUNT times and report manifest PUT latency percentiles.
+    TagPush {
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value = "bench/tags")]
+        repo: String,
+        #[arg(long, default_value_t = 200)]
+        count: u32,
     },
 }
 
@@ -194,9 +208,67 @@ async fn blob(
     Ok(())
 }
 
+async fn push_blob(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    bytes: &[u8],
+) -> anyhow::Result<String> {
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    let url = format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}");
+    expect(
+        http.post(url).body(bytes.to_vec()),
+        201,
+        "monolithic upload",
+    )
+    .await?;
+    Ok(digest)
+}
+
+async fn tag_push(target: &str, repo: &str, count: u32) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let base = target.trim_end_matches('/');
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = chunk(7, 4096);
+    let c = push_blob(&http, base, repo, config).await?;
+    let l = push_blob(&http, base, repo, &layer).await?;
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
+    }))?;
+    let mut times = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let started = Instant::now();
+        let req = http
+            .put(format!("{base}/v2/{repo}/manifests/t{i}"))
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.clone());
+        expect(req, 201, "manifest PUT").await?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "tag-push {count} PUTs  p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        pct(1.0)
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
+        Scenario::TagPush {
+            target,
+            repo,
+            count,
+        } => tag_push(&target, &repo, count).await,
         Scenario::Blob {
             target,
             repo,

@@ -92,9 +92,9 @@ impl Metadata {
         let catalog = sm.catalog();
         let config = openraft::Config {
             cluster_name: "shoal".into(),
-            heartbeat_interval: 250,
-            election_timeout_min: 1000,
-            election_timeout_max: 2000,
+            heartbeat_interval: 150,
+            election_timeout_min: 600,
+            election_timeout_max: 1200,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT.min(cfg.snapshot_every),
             purge_batch_size: 1,
@@ -211,10 +211,25 @@ impl Metadata {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            match plane
-                .call(leader, &node.cluster, &Request::Forward(cmd.clone()), left)
-                .await?
-            {
+            // If another leader appears while we wait, the old one is gone or deposed: answer
+            // at once (the client retries against the new leader) instead of waiting out the
+            // timeout on a dead peer. Not retried here: the old leader may have committed it.
+            let mut metrics = self.raft.metrics();
+            let replaced = async move {
+                let _ = metrics
+                    .wait_for(|m| m.current_leader.is_some_and(|l| l != leader))
+                    .await;
+            };
+            let req = Request::Forward(cmd.clone());
+            let answer = tokio::select! {
+                a = plane.call(leader, &node.cluster, &req, left) => a?,
+                _ = replaced => {
+                    return Err(Error::NoQuorum(format!(
+                        "leader {leader} was replaced while this write was forwarded to it; retry the write"
+                    )))
+                }
+            };
+            match answer {
                 Response::Forwarded { index, outcome } => {
                     self.wait_applied(index, deadline).await?;
                     return Ok(outcome);

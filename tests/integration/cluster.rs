@@ -310,3 +310,49 @@ fn a_node_without_a_cluster_certificate_cannot_join() {
         .wait_for_log("refused a cluster-plane connection");
     assert!(leader_log.contains("refused a cluster-plane connection"));
 }
+
+/// Upload sessions live in the origin: when the node that took the POST dies mid-upload,
+/// the client finishes the same upload through another node.
+#[test]
+fn an_upload_survives_the_death_of_the_node_that_started_it() {
+    let dir = tempdir();
+    let mut region = Region::start(dir.path(), 3, 3);
+    region.node(1).registry().create_namespace("acme");
+    let data = noise(51, 2_500_000);
+    let digest = shoal_tests::sha256(&data);
+    let a = region.node(2).registry();
+    let r = a
+        .http
+        .post(a.url("/v2/acme/up/blobs/uploads/"))
+        .send()
+        .unwrap();
+    let loc = r.headers()["Location"].to_str().unwrap().to_string();
+    let r = a
+        .http
+        .patch(a.url(&loc))
+        .header("Content-Range", "0-999999")
+        .body(data[..1_000_000].to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    region.kill(2);
+    let b = region.node(3).registry();
+    let r = b.http.get(b.url(&loc)).send().unwrap();
+    assert_eq!(
+        r.headers()["Range"],
+        "0-999999",
+        "the session outlived node 2"
+    );
+    let r = b
+        .http
+        .put(b.url(&format!("{loc}?digest={digest}")))
+        .body(data[1_000_000..].to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    let got = wait_ok(
+        &region.node(1).registry(),
+        &format!("/v2/acme/up/blobs/{digest}"),
+    );
+    assert_eq!(got, data);
+}

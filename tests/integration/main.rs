@@ -6,6 +6,7 @@ mod cluster;
 mod containerd;
 mod distribution;
 mod docker;
+mod docker_region;
 mod lifecycle;
 mod oras;
 mod origin_service;

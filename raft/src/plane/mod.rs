@@ -91,9 +91,10 @@ impl Plane {
         });
     }
 
+    /// A live connection to `target`, dialled if needed. The cache lock is never held while
+    /// dialling: a dead peer's handshake must not hold up calls to the live ones.
     async fn connection(&self, target: NodeId, addr: &str) -> Result<quinn::Connection> {
-        let mut conns = self.conns.lock().await;
-        if let Some(c) = conns.get(&target) {
+        if let Some(c) = self.conns.lock().await.get(&target) {
             if c.close_reason().is_none() {
                 return Ok(c.clone());
             }
@@ -109,7 +110,7 @@ impl Plane {
             .map_err(|e| Error::Unreachable(format!("node {target} at {addr}: {e}")))?
             .await
             .map_err(|e| Error::Unreachable(format!("node {target} at {addr}: {e}")))?;
-        conns.insert(target, conn.clone());
+        self.conns.lock().await.insert(target, conn.clone());
         Ok(conn)
     }
 

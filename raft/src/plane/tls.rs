@@ -148,11 +148,13 @@ pub fn load(dir: &Path) -> Result<PlaneTls> {
         QuicServerConfig::try_from(server).map_err(tls_err)?,
     ));
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
+    // A peer that stops answering is declared gone after 3 s, so cached connections to a dead
+    // node fail fast instead of swallowing requests.
+    transport.keep_alive_interval(Some(std::time::Duration::from_millis(500)));
     transport.max_idle_timeout(Some(
-        std::time::Duration::from_secs(10)
+        std::time::Duration::from_secs(3)
             .try_into()
-            .expect("10 s fits"),
+            .expect("3 s fits"),
     ));
     let transport = Arc::new(transport);
     server.transport_config(transport.clone());
