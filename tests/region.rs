@@ -21,6 +21,8 @@ pub struct Region {
     pub nodes: Vec<Option<Node>>,
     ports: Vec<(u16, u16)>,
     voters: usize,
+    /// Extra flags for every node.
+    pub extra: Vec<String>,
 }
 
 fn free_tcp() -> u16 {
@@ -51,6 +53,19 @@ fn shoal(args: &[&str]) {
 impl Region {
     /// Starts `n` nodes wanting `voters` voters and waits until all are members.
     pub fn start(dir: &Path, n: usize, voters: usize) -> Region {
+        let mut region = Region::prepare(dir, n, voters, &[]);
+        for id in 1..=n as u64 {
+            region.start_node(id);
+            if id == 1 {
+                region.wait_for(|s| s["leader"] == 1, "node 1 leads the new region");
+            }
+        }
+        region.wait_members(n);
+        region
+    }
+
+    /// Makes the CA, `n` node certificates, ports and the origin, but starts no node.
+    pub fn prepare(dir: &Path, n: usize, voters: usize, extra: &[&str]) -> Region {
         let ca = dir.join("ca");
         shoal(&["cluster", "init", "--dir", ca.to_str().unwrap()]);
         let origin = Origin::start(&dir.join("origin"), SECRET);
@@ -60,26 +75,21 @@ impl Region {
             nodes: Vec::new(),
             ports: Vec::new(),
             voters,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for id in 1..=n as u64 {
+            let id = id.to_string();
             shoal(&[
                 "cluster",
                 "cert",
                 "--dir",
                 ca.to_str().unwrap(),
                 "--node-id",
-                &id.to_string(),
+                &id,
             ]);
             region.ports.push((free_tcp(), free_udp()));
             region.nodes.push(None);
         }
-        for id in 1..=n as u64 {
-            region.start_node(id);
-            if id == 1 {
-                region.wait_for(|s| s["leader"] == 1, "node 1 leads the new region");
-            }
-        }
-        region.wait_members(n);
         region
     }
 
@@ -116,6 +126,7 @@ impl Region {
         }
         let mut all = vec!["--origin", &self.origin.url];
         all.extend(args);
+        all.extend(self.extra.iter().map(String::as_str));
         let node = Node::start_listen(&data, &all, &[("SHOAL_ORIGIN_SECRET", SECRET)]);
         self.nodes[id as usize - 1] = Some(node);
     }

@@ -24,6 +24,8 @@ pub struct Config {
     pub origin: Option<RemoteOrigin>,
     /// Public API URL other members and operators use (default: `http://` + bound address).
     pub advertise_url: Option<String>,
+    /// Raft log entries between metadata snapshots; the log is purged behind each one.
+    pub snapshot_every: u64,
     /// `None`: the single-node default without a cluster plane.
     pub cluster: Option<Cluster>,
 }

@@ -67,6 +67,9 @@ enum Cmd {
         /// Voters the region should have; further nodes stay learners.
         #[arg(long, env = "SHOAL_VOTERS", default_value_t = 3)]
         voters: usize,
+        /// Build a metadata snapshot (and purge the Raft log behind it) every N entries.
+        #[arg(long, env = "SHOAL_SNAPSHOT_EVERY", default_value_t = 5000)]
+        snapshot_every: u64,
     },
     /// Region membership and the cluster CA.
     Cluster {
@@ -155,6 +158,7 @@ fn main() -> ExitCode {
             bootstrap,
             join,
             voters,
+            snapshot_every,
         } => {
             shoal_proxy::logging::init(log_format);
             let origin = match origin {
@@ -175,6 +179,7 @@ fn main() -> ExitCode {
                 shutdown_timeout_secs: shutdown_timeout,
                 origin,
                 advertise_url,
+                snapshot_every,
                 cluster: cluster_listen.map(|listen| Cluster {
                     listen,
                     advertise: cluster_advertise,

@@ -41,7 +41,7 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
             node_id: config.node_id,
             dir: config.meta_dir(),
             api_url: api_url.clone(),
-            snapshot_every: MetaConfig::DEFAULT_SNAPSHOT_EVERY,
+            snapshot_every: config.snapshot_every,
             cluster: config.cluster.as_ref().map(|c| ClusterConfig {
                 listen: c.listen,
                 advertise: c.advertise.clone(),
