@@ -459,6 +459,20 @@ pub fn run_tool(program: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, St
     (out.status.success(), text)
 }
 
+/// `skopeo copy` between two image references (plain HTTP allowed on both sides), keeping
+/// digests; returns (success, output).
+pub fn skopeo_copy(src: &str, dest: &str) -> (bool, String) {
+    let args = [
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        src,
+        dest,
+    ];
+    run_tool("skopeo", &args, &[])
+}
+
 /// A node in a fresh temporary directory with namespace `ns` created. Keep the directory
 /// alive as long as the node.
 pub fn node_with_namespace(ns: &str) -> (tempfile::TempDir, Node) {

@@ -211,17 +211,7 @@ impl BlobStore for FsStore {
             Err(e) => return Err(e.into()),
         };
         let size = file.metadata().await?.len();
-        let range = match range {
-            None => ByteRange {
-                start: 0,
-                end: size,
-            },
-            Some(r) if r.start < size && r.start < r.end => ByteRange {
-                start: r.start,
-                end: r.end.min(size),
-            },
-            Some(_) => return Err(Error::RangeNotSatisfiable { size }),
-        };
+        let range = ByteRange::within(range, size)?;
         if range.start > 0 {
             file.seek(std::io::SeekFrom::Start(range.start)).await?;
         }

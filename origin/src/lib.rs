@@ -31,3 +31,13 @@ pub use fs::FsStore;
 pub use remote::RemoteStore;
 pub use s3::{S3Config, S3Store};
 pub use store::{BlobReader, BlobStore, ByteRange, UploadId, UploadWriter};
+
+/// The region's shared secret: the contents of `file`, else `SHOAL_ORIGIN_SECRET`, trimmed.
+/// Both the origin service and its nodes read it this way.
+pub fn read_secret(file: Option<&std::path::Path>) -> std::io::Result<String> {
+    let secret = match file {
+        Some(f) => std::fs::read_to_string(f)?,
+        None => std::env::var("SHOAL_ORIGIN_SECRET").unwrap_or_default(),
+    };
+    Ok(secret.trim().to_string())
+}

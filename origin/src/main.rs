@@ -43,13 +43,7 @@ enum Cmd {
 }
 
 fn secret(file: Option<PathBuf>) -> anyhow::Result<String> {
-    let secret = match file {
-        Some(f) => {
-            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?
-        }
-        None => std::env::var("SHOAL_ORIGIN_SECRET").unwrap_or_default(),
-    };
-    let secret = secret.trim().to_string();
+    let secret = shoal_origin::read_secret(file.as_deref()).context("reading --secret-file")?;
     if secret.len() < 16 {
         bail!("the origin needs a shared secret of at least 16 characters: --secret-file FILE or SHOAL_ORIGIN_SECRET");
     }

@@ -352,17 +352,7 @@ impl BlobStore for S3Store {
         let key = blob_key(digest);
         let not_found = || Error::BlobNotFound(digest.clone());
         let size = self.size_of(&key).await?.ok_or_else(not_found)?;
-        let range = match range {
-            None => ByteRange {
-                start: 0,
-                end: size,
-            },
-            Some(r) if r.start < size && r.start < r.end => ByteRange {
-                start: r.start,
-                end: r.end.min(size),
-            },
-            Some(_) => return Err(Error::RangeNotSatisfiable { size }),
-        };
+        let range = ByteRange::within(range, size)?;
         if range.is_empty() {
             // S3 rejects a zero-length range, and an empty blob has nothing to fetch.
             let body = Box::new(tokio::io::empty());

@@ -29,6 +29,23 @@ impl ByteRange {
     pub fn is_empty(&self) -> bool {
         self.end == self.start
     }
+
+    /// The part of a blob of `size` bytes that `requested` asks for (all of it when `None`),
+    /// with the end clamped to the size. A start at or past the end is not satisfiable;
+    /// every backend answers ranges through this one rule.
+    pub fn within(requested: Option<ByteRange>, size: u64) -> Result<ByteRange> {
+        match requested {
+            None => Ok(ByteRange {
+                start: 0,
+                end: size,
+            }),
+            Some(r) if r.start < size && r.start < r.end => Ok(ByteRange {
+                start: r.start,
+                end: r.end.min(size),
+            }),
+            Some(_) => Err(Error::RangeNotSatisfiable { size }),
+        }
+    }
 }
 
 /// A blob opened for reading: its total size, the range being read and the bytes.

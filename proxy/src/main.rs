@@ -256,13 +256,8 @@ fn cluster(cmd: ClusterCmd, server: &str, json: bool) -> anyhow::Result<()> {
 }
 
 fn origin_secret(file: Option<PathBuf>) -> anyhow::Result<String> {
-    let secret = match file {
-        Some(f) => {
-            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?
-        }
-        None => std::env::var("SHOAL_ORIGIN_SECRET").unwrap_or_default(),
-    };
-    let secret = secret.trim().to_string();
+    let secret =
+        shoal_origin::read_secret(file.as_deref()).context("reading --origin-secret-file")?;
     if secret.is_empty() {
         anyhow::bail!("--origin needs the origin's shared secret: --origin-secret-file FILE or SHOAL_ORIGIN_SECRET");
     }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use shoal_tests::oci::{noise, write_layout, OCI_MANIFEST};
 use shoal_tests::region::{Region, SECRET};
-use shoal_tests::{error_code, require_tool, run_tool, shoal_bin, tempdir, Node, Registry};
+use shoal_tests::{
+    error_code, require_tool, run_tool, shoal_bin, skopeo_copy, tempdir, Node, Registry,
+};
 
 fn voters(s: &Value) -> Vec<u64> {
     let ms = s["members"].as_array().cloned().unwrap_or_default();
@@ -77,17 +79,7 @@ fn writes_through_any_node_and_reads_from_every_replica() {
         );
         let push = format!("docker://{}/acme/sk:v1", region.node(learner).addr);
         let pull = format!("docker://{}/acme/sk:v1", region.node(leader).addr);
-        let (ok, out) = run_tool(
-            "skopeo",
-            &[
-                "copy",
-                "--preserve-digests",
-                "--dest-tls-verify=false",
-                &format!("oci:{}:v1", src.display()),
-                &push,
-            ],
-            &[],
-        );
+        let (ok, out) = skopeo_copy(&format!("oci:{}:v1", src.display()), &push);
         assert!(ok, "skopeo push through the learner: {out}");
         let (ok, out) = run_tool("skopeo", &["inspect", "--tls-verify=false", &pull], &[]);
         assert!(ok, "skopeo inspect through the leader: {out}");

@@ -2,7 +2,9 @@
 //! image from a real node, unpacks it, and pushes it back under another name.
 
 use shoal_tests::oci::{noise, write_layout};
-use shoal_tests::{in_ci, node_with_namespace, require_docker, require_tool, run_tool};
+use shoal_tests::{
+    in_ci, node_with_namespace, require_docker, require_tool, run_tool, skopeo_copy,
+};
 
 /// The containerd socket of Docker's engine on this kind of machine.
 const SOCKET: &str = "/var/run/docker/containerd/containerd.sock";
@@ -35,16 +37,9 @@ fn containerd_pull_unpack_and_push() {
     ];
     let digest = write_layout(&src, "v1", &layers);
     let image = format!("{}/acme/ctr:v1", node.addr);
-    let (ok, out) = run_tool(
-        "skopeo",
-        &[
-            "copy",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:v1", src.display()),
-            &format!("docker://{image}"),
-        ],
-        &[],
+    let (ok, out) = skopeo_copy(
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{image}"),
     );
     assert!(ok, "skopeo copy: {out}");
 

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shoal_tests::oci::{noise, write_layout};
-use shoal_tests::{error_code, require_tool, run_tool, sha256, tempdir, Origin};
+use shoal_tests::{error_code, require_tool, sha256, skopeo_copy, tempdir, Origin};
 
 const SECRET: &str = "region-secret-0123456789";
 
@@ -221,34 +221,14 @@ fn skopeo_through_a_node_backed_by_an_s3_origin() {
     ];
     let digest = write_layout(&src, "v1", &layers);
     let dest = format!("docker://{}/acme/s3img:v1", node.addr);
-    let (ok, out) = run_tool(
-        "skopeo",
-        &[
-            "copy",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:v1", src.display()),
-            &dest,
-        ],
-        &[],
-    );
+    let (ok, out) = skopeo_copy(&format!("oci:{}:v1", src.display()), &dest);
     assert!(
         ok,
         "skopeo copy in: {out}\norigin log:\n{}",
         std::fs::read_to_string(&origin.log).unwrap_or_default()
     );
     let back = dir.path().join("back");
-    let (ok, out) = run_tool(
-        "skopeo",
-        &[
-            "copy",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            &dest,
-            &format!("oci:{}:v1", back.display()),
-        ],
-        &[],
-    );
+    let (ok, out) = skopeo_copy(&dest, &format!("oci:{}:v1", back.display()));
     assert!(ok, "skopeo copy out: {out}");
     let manifest =
         std::fs::read(back.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap();

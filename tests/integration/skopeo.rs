@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use shoal_tests::oci::{noise, write_layout};
-use shoal_tests::{node_with_namespace, require_tool, run_tool};
+use shoal_tests::{node_with_namespace, require_tool, run_tool, skopeo_copy};
 
 fn skopeo(args: &[&str]) -> (bool, String) {
     run_tool("skopeo", args, &[])
@@ -43,13 +43,7 @@ fn skopeo_copy_inspect_list_delete() {
     ];
     let digest = write_layout(&src, "v1", &layers);
     let dest = format!("docker://{}/acme/team/img:v1", node.addr);
-    let (ok, out) = skopeo(&[
-        "copy",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", src.display()),
-        &dest,
-    ]);
+    let (ok, out) = skopeo_copy(&format!("oci:{}:v1", src.display()), &dest);
     assert!(ok, "skopeo copy in: {out}");
 
     let (ok, out) = skopeo(&["inspect", "--tls-verify=false", &dest]);
@@ -68,13 +62,7 @@ fn skopeo_copy_inspect_list_delete() {
     assert_eq!(v["Tags"], serde_json::json!(["v1"]));
 
     let back = dir.path().join("back");
-    let (ok, out) = skopeo(&[
-        "copy",
-        "--preserve-digests",
-        "--src-tls-verify=false",
-        &dest,
-        &format!("oci:{}:v1", back.display()),
-    ]);
+    let (ok, out) = skopeo_copy(&dest, &format!("oci:{}:v1", back.display()));
     assert!(ok, "skopeo copy out: {out}");
     assert_eq!(
         blob_files(&back),
