@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use serde::Serialize;
 
@@ -184,6 +184,41 @@ impl Metadata {
         Ok(())
     }
 
+    /// Waits until this replica has applied every write the region committed before the
+    /// call (a read-index through the leader). Lets a node answer "does not exist" only
+    /// when it is true region-wide, not merely not yet replicated here.
+    pub async fn catch_up(&self) -> Result<()> {
+        let deadline = Instant::now() + PLANE_CALL;
+        if self.leads() {
+            return self
+                .raft
+                .ensure_linearizable()
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::NoQuorum(e.to_string()));
+        }
+        let plane = self
+            .plane
+            .as_ref()
+            .ok_or(Error::NotLeader { leader: None })?;
+        loop {
+            if let Some((id, addr)) = self.leader().filter(|(id, _)| *id != self.node_id) {
+                if let Response::ReadIndex { index } = plane
+                    .call(id, &addr, &Request::ReadIndex, PLANE_CALL)
+                    .await?
+                {
+                    return self.wait_applied(index, deadline).await;
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(Error::NoQuorum(
+                    "no leader to confirm the latest writes".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Asks member `target` (at cluster address `addr`) to add this node.
     pub async fn request_join(&self, target: NodeId, addr: &str, voters: usize) -> Result<()> {
         let plane = self.plane.as_ref().ok_or_else(|| {
@@ -247,6 +282,19 @@ impl Handler for Metadata {
                 }
                 done(self.add_member(id, member, voters).await)
             }
+            Request::ReadIndex => match self.raft.ensure_linearizable().await {
+                Ok(applied) => Response::ReadIndex {
+                    index: applied.map_or(0, |l| l.index),
+                },
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    Response::NotLeader {
+                        leader: f.leader_id,
+                    }
+                }
+                Err(e) => {
+                    Response::Failed(format!("the leader could not confirm its leadership: {e}"))
+                }
+            },
             Request::Remove { id } => {
                 if !self.is_member(peer) {
                     return Response::Failed(format!("node {peer} is not a member of this region"));

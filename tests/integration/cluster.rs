@@ -445,3 +445,19 @@ fn acknowledged_pushes_survive_a_leader_kill_mid_stream() {
         }
     }
 }
+
+/// Guards the read-index behind the namespace check: a namespace created through one node
+/// can be pushed to through another at once, before that node's replica has caught up.
+#[test]
+fn a_namespace_created_through_one_node_is_usable_through_another_at_once() {
+    let dir = tempdir();
+    let region = Region::start(dir.path(), 3, 3);
+    for i in 0..20u64 {
+        let ns = format!("fresh{i}");
+        region.node(1 + i % 3).registry().create_namespace(&ns);
+        region
+            .node(1 + (i + 1) % 3)
+            .registry()
+            .push_blob(&format!("{ns}/x"), b"right away");
+    }
+}

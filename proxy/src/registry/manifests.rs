@@ -79,7 +79,7 @@ impl Registry {
         reference: &str,
     ) -> ApiResult<Reply> {
         let reference = parse_reference(reference)?;
-        self.require_namespace(repo)?;
+        self.require_namespace(repo).await?;
         let too_large = || {
             ApiError::new(
                 Code::ManifestTooLarge,

@@ -99,13 +99,19 @@ impl Registry {
         }
     }
 
-    /// Fails with `NAME_UNKNOWN` unless the repository's namespace exists.
-    fn require_namespace(&self, repo: &RepoName) -> ApiResult<()> {
+    /// Fails with `NAME_UNKNOWN` unless the repository's namespace exists. A namespace this
+    /// replica does not have yet may have just been created through another node, so the
+    /// answer "unknown" is only given after catching up with the region (read-index).
+    async fn require_namespace(&self, repo: &RepoName) -> ApiResult<()> {
         let ns = repo.namespace();
-        match self.meta.catalog().namespace(ns.as_str()) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(shoal_raft::Rejection::NamespaceUnknown(ns.to_string()).into()),
-            Err(e) => Err(e.into()),
+        let catalog = self.meta.catalog();
+        if catalog.namespace(ns.as_str())?.is_some() {
+            return Ok(());
+        }
+        self.meta.catch_up().await?;
+        match catalog.namespace(ns.as_str())? {
+            Some(_) => Ok(()),
+            None => Err(shoal_raft::Rejection::NamespaceUnknown(ns.to_string()).into()),
         }
     }
 

@@ -58,7 +58,7 @@ impl Registry {
         body: &mut dyn RequestBody,
         repo: &RepoName,
     ) -> ApiResult<Reply> {
-        self.require_namespace(repo)?;
+        self.require_namespace(repo).await?;
         if let (Some(mount), Some(from)) = (req.query("mount"), req.query("from")) {
             if let Some(reply) = self.try_mount(req, repo, mount, from).await? {
                 return Ok(reply);
@@ -220,7 +220,7 @@ impl Registry {
             )
         })?;
         let digest = parse_digest(digest)?;
-        self.require_namespace(repo)?;
+        self.require_namespace(repo).await?;
         self.append_body(req, body, &id).await?;
         self.finish(repo, &id, &digest).await
     }

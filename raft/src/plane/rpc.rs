@@ -28,6 +28,8 @@ pub enum Request {
     Remove {
         id: NodeId,
     },
+    /// Ask the leader for an index that covers every write committed so far (read-index).
+    ReadIndex,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -44,6 +46,10 @@ pub enum Response {
     /// This node is not the leader; try `leader` (if known).
     NotLeader {
         leader: Option<NodeId>,
+    },
+    /// Everything committed before the request is at or below this index.
+    ReadIndex {
+        index: u64,
     },
     Failed(String),
 }
