@@ -215,3 +215,17 @@ async fn recommit_same_content(store: &dyn BlobStore) {
     }
     assert_eq!(read_all(store, &d, None).await, b"twice");
 }
+
+/// An upload begun through `before` continues through `after`, a fresh instance of the same
+/// backend over the same storage (a restarted origin): its size is recovered, appending
+/// resumes at it, and the commit verifies the whole content.
+pub async fn upload_resumes_after_restart(before: &dyn BlobStore, after: &dyn BlobStore) {
+    let id = upload(before, &[b"hello "]).await;
+    assert_eq!(after.upload_size(&id).await.unwrap(), 6, "size recovered");
+    let mut w = after.append(&id, 6).await.unwrap();
+    w.write(Bytes::from_static(b"world")).await.unwrap();
+    w.finish().await.unwrap();
+    let d = Digest::sha256_of(b"hello world");
+    assert_eq!(after.commit_upload(&id, &d).await.unwrap(), 11);
+    assert_eq!(after.stat(&d).await.unwrap(), Some(11));
+}

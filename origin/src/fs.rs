@@ -364,20 +364,8 @@ mod tests {
     #[tokio::test]
     async fn upload_survives_restart_and_is_rehashed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FsStore::open(dir.path()).await.unwrap();
-        let id = store.create_upload().await.unwrap();
-        let mut w = store.append(&id, 0).await.unwrap();
-        w.write(Bytes::from_static(b"hello ")).await.unwrap();
-        w.finish().await.unwrap();
-        drop(store);
-
-        let store = FsStore::open(dir.path()).await.unwrap();
-        assert_eq!(store.upload_size(&id).await.unwrap(), 6);
-        let mut w = store.append(&id, 6).await.unwrap();
-        w.write(Bytes::from_static(b"world")).await.unwrap();
-        w.finish().await.unwrap();
-        let d = Digest::sha256_of(b"hello world");
-        assert_eq!(store.commit_upload(&id, &d).await.unwrap(), 11);
-        assert_eq!(store.stat(&d).await.unwrap(), Some(11));
+        let before = FsStore::open(dir.path()).await.unwrap();
+        let after = FsStore::open(dir.path()).await.unwrap();
+        crate::conformance::upload_resumes_after_restart(&before, &after).await;
     }
 }

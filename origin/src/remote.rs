@@ -180,16 +180,14 @@ impl BlobStore for RemoteStore {
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobReader> {
         let mut req = self.req(reqwest::Method::GET, &format!("/v1/blobs/{digest}"));
         if let Some(r) = range {
-            let spec = if r.end == u64::MAX || r.end <= r.start {
-                format!("bytes={}-", r.start)
-            } else {
-                format!("bytes={}-{}", r.start, r.end - 1)
-            };
-            if r.end <= r.start {
-                return Err(Error::RangeNotSatisfiable {
-                    size: self.stat(digest).await?.unwrap_or(0),
-                });
+            if r.is_empty() || r.end < r.start {
+                let size = self.stat(digest).await?.unwrap_or(0);
+                return Err(Error::RangeNotSatisfiable { size });
             }
+            let spec = match r.end {
+                u64::MAX => format!("bytes={}-", r.start),
+                end => format!("bytes={}-{}", r.start, end - 1),
+            };
             req = req.header(reqwest::header::RANGE, spec);
         }
         let resp = Self::send(req).await?;

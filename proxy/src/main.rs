@@ -75,33 +75,32 @@ enum Cmd {
     Cluster {
         #[command(subcommand)]
         command: ClusterCmd,
-        /// Node to ask (status, remove-node).
-        #[arg(
-            long,
-            env = "SHOAL_SERVER",
-            default_value = "http://127.0.0.1:5000",
-            global = true
-        )]
-        server: String,
-        /// Print JSON instead of a table.
-        #[arg(long, global = true)]
-        json: bool,
+        #[command(flatten)]
+        target: ServerArgs,
     },
     /// Manage namespaces (the first path segment of every repository).
     Namespace {
         #[command(subcommand)]
         command: NamespaceCmd,
-        #[arg(
-            long,
-            env = "SHOAL_SERVER",
-            default_value = "http://127.0.0.1:5000",
-            global = true
-        )]
-        server: String,
-        /// Print JSON instead of a table.
-        #[arg(long, global = true)]
-        json: bool,
+        #[command(flatten)]
+        target: ServerArgs,
     },
+}
+
+/// The node an operator command talks to, and how it prints.
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// API URL of the node to ask.
+    #[arg(
+        long,
+        env = "SHOAL_SERVER",
+        default_value = "http://127.0.0.1:5000",
+        global = true
+    )]
+    server: String,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -191,16 +190,8 @@ fn main() -> ExitCode {
             };
             shoal_proxy::node::run(config, shoal_proxy::node::os_signals())
         }
-        Cmd::Namespace {
-            command,
-            server,
-            json,
-        } => namespace(command, &server, json),
-        Cmd::Cluster {
-            command,
-            server,
-            json,
-        } => cluster(command, &server, json),
+        Cmd::Namespace { command, target } => namespace(command, &target.server, target.json),
+        Cmd::Cluster { command, target } => cluster(command, &target.server, target.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -191,15 +191,22 @@ fn docker_region_partition_kill_and_pause() {
         404
     );
 
-    // Pause a follower: the other two still commit; unpaused, it catches up.
+    // Pause a follower: the other two still commit; unpaused, it catches up. The healed
+    // node's higher term may have forced an election, so ask again who leads, and give the
+    // write a bounded wait: a write during an election is rightly answered 503.
+    let mut leader = 0;
+    wait("the region knows its leader again", || {
+        leader = status(&urls[cut - 1])["leader"].as_u64().unwrap_or(0) as usize;
+        leader != 0
+    });
     let paused = (1..=3).find(|i| *i != leader && *i != cut).unwrap();
     docker(&["pause", &compose.container(&format!("node{paused}"))]);
-    assert_eq!(
+    wait("the two unpaused nodes commit a write", || {
         reg(leader)
             .put_manifest("acme/part", "while-paused", OCI_MANIFEST, &v1)
-            .status(),
-        201
-    );
+            .status()
+            == 201
+    });
     docker(&["unpause", &compose.container(&format!("node{paused}"))]);
     wait("the unpaused node catches up", || {
         reg(paused)
