@@ -160,8 +160,9 @@ impl Metadata {
         Ok(())
     }
 
-    /// Removes `id` from the region. Removing the leader makes it step down once the change
-    /// is committed; the remaining voters elect a new one.
+    /// Removes `id` from the region. A leader asked to remove itself first hands leadership
+    /// to another voter (`handover`) and lets the new leader remove it; if that fails it
+    /// commits its own removal and steps down, and the remaining voters elect a new leader.
     pub async fn remove_member(&self, id: NodeId) -> Result<()> {
         if !self.leads() {
             return self.to_leader(Request::Remove { id }).await;
@@ -169,6 +170,19 @@ impl Metadata {
         let _serial = self.membership_lock.lock().await;
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
+        let others = membership.voter_ids().filter(|v| *v != id).count();
+        if id == self.node_id && others > 0 && self.plane.is_some() {
+            match self.hand_over().await {
+                Ok(to) => {
+                    tracing::info!(to, "handed leadership over to node {to} before leaving");
+                    drop(_serial);
+                    return self.to_leader(Request::Remove { id }).await;
+                }
+                Err(e) => tracing::warn!(
+                    "leader handover failed ({e}); this leader commits its own removal and steps down"
+                ),
+            }
+        }
         let change = if membership.voter_ids().any(|v| v == id) {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else if membership.get_node(&id).is_some() {
@@ -263,6 +277,10 @@ impl Handler for Metadata {
                 if !self.is_member(peer) {
                     return Response::Failed(format!("node {peer} is not a member of this region"));
                 }
+                let Ok(_proposing) = self.paused.try_read() else {
+                    // Handing leadership over: the forwarder waits and retries.
+                    return Response::NotLeader { leader: None };
+                };
                 match self.raft.client_write(cmd).await {
                     Ok(r) => Response::Forwarded {
                         index: r.log_id.index,
@@ -295,6 +313,7 @@ impl Handler for Metadata {
                     Response::Failed(format!("the leader could not confirm its leadership: {e}"))
                 }
             },
+            Request::Elect => done(self.campaign_for(peer).await),
             Request::Remove { id } => {
                 if !self.is_member(peer) {
                     return Response::Failed(format!("node {peer} is not a member of this region"));

@@ -10,7 +10,8 @@
 //! - `plane`: the QUIC cluster plane with mutual TLS (`tls`: CA and node certificates;
 //!   `rpc`: messages);
 //! - `node`: `Metadata`, opening and driving this node's member of the group, forwarding;
-//! - `cluster`: membership (join, promote, remove), region status, the plane's handler.
+//! - `cluster`: membership (join, promote, remove), region status, the plane's handler;
+//! - `handover`: a leader that is being removed hands leadership to another voter first.
 //!
 //! This crate never sees blob bytes or HTTP: members reach one another only over the plane.
 
@@ -22,6 +23,7 @@ mod catalog;
 mod cluster;
 mod command;
 mod error;
+mod handover;
 mod log_store;
 mod network;
 mod node;

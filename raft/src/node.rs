@@ -18,6 +18,7 @@ use openraft::{ServerState, SnapshotPolicy};
 
 use crate::catalog::Catalog;
 use crate::command::{Command, Outcome};
+use crate::handover::Tenure;
 use crate::log_store::LogStore;
 use crate::network::{QuicNetwork, SingleNodeNetwork};
 use crate::plane::rpc::{Request, Response};
@@ -80,6 +81,10 @@ pub struct Metadata {
     /// Serialises membership changes on the leader: openraft refuses a change while another
     /// is in progress, and concurrent joins would otherwise race for the voter slots.
     pub(crate) membership_lock: tokio::sync::Mutex<()>,
+    /// Held for writing while a leader hands over (see `handover`); writes hold it for
+    /// reading around their proposal, so none is appended that the successor could miss.
+    pub(crate) paused: tokio::sync::RwLock<()>,
+    pub(crate) tenure: Arc<Tenure>,
     db: sled::Db,
     catalog: Catalog,
 }
@@ -134,9 +139,12 @@ impl Metadata {
                 (raft, Some(plane), member)
             }
         };
+        let tenure = Tenure::watch(&raft, cfg.node_id);
         let meta = Arc::new(Metadata {
             node_id: cfg.node_id,
             raft,
+            paused: tokio::sync::RwLock::new(()),
+            tenure,
             plane,
             member: member.clone(),
             membership_lock: tokio::sync::Mutex::new(()),
@@ -192,9 +200,15 @@ impl Metadata {
                     "no leader committed the write within {WRITE_TIMEOUT:?}"
                 )));
             }
+            let Ok(proposing) = self.paused.try_read() else {
+                // Leadership is being handed over: wait for the successor.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
             let resp = tokio::time::timeout(left, self.raft.client_write(cmd.clone()))
                 .await
                 .map_err(|_| Error::NoQuorum(format!("no commit within {WRITE_TIMEOUT:?}")))?;
+            drop(proposing);
             let forward = match resp {
                 Ok(r) => return Ok(r.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
@@ -222,6 +236,7 @@ impl Metadata {
             };
             let req = Request::Forward(cmd.clone());
             let answer = tokio::select! {
+                biased;
                 a = plane.call(leader, &node.cluster, &req, left) => a?,
                 _ = replaced => {
                     return Err(Error::NoQuorum(format!(

@@ -197,10 +197,52 @@ fn members_are_removed_at_runtime_including_the_leader() {
     );
     let leader = region.leader();
     let other = (1..=3).find(|id| *id != leader).unwrap();
+    // Writes keep flowing through another node while the leader leaves: with a handover
+    // they wait for the successor instead of failing while the region has no leader.
+    let reg = region.node(other).registry();
+    reg.create_namespace("during");
+    let (_, manifest) = reg.push_image("during/r", "v0", b"handover layer");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, url) = (stop.clone(), region.api_url(other));
+        std::thread::spawn(move || {
+            let reg = Registry::new(&url);
+            let mut results = Vec::new();
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let started = Instant::now();
+                let r = reg.put_manifest("during/r", &format!("t{i}"), OCI_MANIFEST, &manifest);
+                results.push((r.status().as_u16(), started.elapsed()));
+            }
+            results
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
     let (ok, out, err) = region
         .node(other)
         .cli(&["cluster", "remove-node", &leader.to_string()]);
     assert!(ok, "removing the leader: {out}{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let results = writer.join().unwrap();
+    let slowest = results.iter().map(|(_, d)| *d).max().unwrap();
+    eprintln!(
+        "{} writes during the leader's removal, slowest {slowest:?}",
+        results.len()
+    );
+    assert!(
+        results.iter().all(|(status, _)| *status == 201),
+        "every write during a handover succeeds: {:?}",
+        results
+            .iter()
+            .filter(|(s, _)| *s != 201)
+            .collect::<Vec<_>>()
+    );
+    region
+        .node(leader)
+        .wait_for_log("handed leadership over to node");
     let s = region.wait_for(
         |s| {
             s["leader"].is_u64()

@@ -28,6 +28,8 @@ pub enum Request {
     Remove {
         id: NodeId,
     },
+    /// The leader asks a caught-up voter to start an election (leader handover).
+    Elect,
     /// Ask the leader for an index that covers every write committed so far (read-index).
     ReadIndex,
 }
