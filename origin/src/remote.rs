@@ -34,7 +34,7 @@ impl RemoteStore {
     /// `base` is the origin's URL (`http://host:port`), `secret` the region's shared secret.
     pub fn new(base: &str, secret: &str) -> Result<RemoteStore> {
         let http = Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| Error::Unavailable(format!("building the HTTP client: {e}")))?;

@@ -26,6 +26,10 @@ pub struct Config {
     pub advertise_url: Option<String>,
     /// Raft log entries between metadata snapshots; the log is purged behind each one.
     pub snapshot_every: u64,
+    /// Blob cache directory (default `<data>/cache`); the cache runs only with a separate
+    /// origin, since the embedded origin is already this node's own disk.
+    pub cache_dir: Option<PathBuf>,
+    pub cache_max_bytes: u64,
     /// `None`: the single-node default without a cluster plane.
     pub cluster: Option<Cluster>,
 }
@@ -68,5 +72,11 @@ impl Config {
 
     pub fn origin_dir(&self) -> PathBuf {
         self.data.join("origin")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data.join("cache"))
     }
 }

@@ -6,6 +6,8 @@
 //! - `registry`: the OCI Distribution API (`routes`, `blobs`, `uploads`, `manifests`,
 //!   `discovery`, manifest parsing, range headers);
 //! - `api`: the management API under `/api/v1`;
+//! - `cache`: the edge blob cache (LRU on disk, single-flight fills, peer fetch);
+//! - `metrics`: Prometheus metric names, recorder and `/metrics` text;
 //! - `auth`: the authorisation seam (`Authorizer`, `Need`);
 //! - `names`: validated namespace, repository and tag names;
 //! - `errors`: `ApiError` and the one code → status table;
@@ -14,11 +16,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod errors;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod names;
 pub mod node;
 pub mod registry;

@@ -70,6 +70,12 @@ enum Cmd {
         /// Build a metadata snapshot (and purge the Raft log behind it) every N entries.
         #[arg(long, env = "SHOAL_SNAPSHOT_EVERY", default_value_t = 5000)]
         snapshot_every: u64,
+        /// Directory of the blob cache (used with --origin; default: <data>/cache).
+        #[arg(long, env = "SHOAL_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Most bytes the blob cache keeps, e.g. 50GiB.
+        #[arg(long, env = "SHOAL_CACHE_MAX_BYTES", default_value = "10GiB", value_parser = parse_size)]
+        cache_max_bytes: u64,
     },
     /// Region membership and the cluster CA.
     Cluster {
@@ -138,6 +144,14 @@ enum NamespaceCmd {
     List,
 }
 
+/// A byte size such as `50GiB`, `512MB` or `1048576`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{s:?} is not a size like 50GiB: {e}"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -158,6 +172,8 @@ fn main() -> ExitCode {
             join,
             voters,
             snapshot_every,
+            cache_dir,
+            cache_max_bytes,
         } => {
             shoal_proxy::logging::init(log_format);
             let origin = match origin {
@@ -179,6 +195,8 @@ fn main() -> ExitCode {
                 origin,
                 advertise_url,
                 snapshot_every,
+                cache_dir,
+                cache_max_bytes,
                 cluster: cluster_listen.map(|listen| Cluster {
                     listen,
                     advertise: cluster_advertise,

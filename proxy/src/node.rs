@@ -17,6 +17,7 @@ use shoal_raft::{ClusterConfig, MetaConfig, Metadata};
 
 use crate::api::Api;
 use crate::auth::OpenAccess;
+use crate::cache::{BlobCache, CacheConfig};
 use crate::config::{Cluster, Config};
 use crate::http::{self, FrontEnd, ShutdownFuture};
 use crate::registry::Registry;
@@ -36,6 +37,7 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         .thread_name("shoal-meta")
         .enable_all()
         .build()?;
+    crate::metrics::install();
     let (meta, store) = background.block_on(async {
         let meta = Metadata::open(MetaConfig {
             node_id: config.node_id,
@@ -71,10 +73,29 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
             background.spawn(join_region(meta.clone(), join.clone(), cluster.clone()));
         }
     }
+    let cache = match &config.origin {
+        None => None,
+        Some(_) => {
+            let cache_config = CacheConfig {
+                dir: config.cache_dir(),
+                max_bytes: config.cache_max_bytes,
+            };
+            let _guard = background.enter();
+            let cache = BlobCache::open(
+                &cache_config,
+                store.clone(),
+                &meta,
+                background.handle().clone(),
+            )
+            .with_context(|| format!("opening the blob cache in {}", cache_config.dir.display()))?;
+            Some(cache)
+        }
+    };
     let auth: Arc<dyn crate::auth::Authorizer> = Arc::new(OpenAccess::install());
     let registry = Arc::new(Registry {
         meta: meta.clone(),
         store,
+        cache,
         auth: auth.clone(),
     });
     let api = Arc::new(Api {

@@ -314,6 +314,8 @@ impl Handler for Metadata {
                 }
             },
             Request::Elect => done(self.campaign_for(peer).await),
+            // The plane answers streams itself (`Plane::serve_stream`).
+            Request::Open(_) => Response::Failed("streams are not requests".into()),
             Request::Remove { id } => {
                 if !self.is_member(peer) {
                     return Response::Failed(format!("node {peer} is not a member of this region"));

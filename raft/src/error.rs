@@ -11,9 +11,7 @@ pub enum Error {
     Corrupt(String),
     #[error("no leader can commit this write right now: {0}")]
     NoQuorum(String),
-    #[error(
-        "this node is not the leader (leader: {leader:?}) and write forwarding is not built yet"
-    )]
+    #[error("this node is not the leader (leader: {leader:?})")]
     NotLeader { leader: Option<u64> },
     #[error("raft stopped: {0}")]
     Fatal(String),
@@ -23,6 +21,8 @@ pub enum Error {
     Unreachable(String),
     #[error("membership change refused: {0}")]
     Membership(String),
+    #[error("the peer could not open the stream: {0}")]
+    Refused(String),
 }
 
 impl Error {

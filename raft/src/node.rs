@@ -85,6 +85,7 @@ pub struct Metadata {
     /// reading around their proposal, so none is appended that the successor could miss.
     pub(crate) paused: tokio::sync::RwLock<()>,
     pub(crate) tenure: Arc<Tenure>,
+    unlinked: tokio::sync::broadcast::Sender<String>,
     db: sled::Db,
     catalog: Catalog,
 }
@@ -95,6 +96,7 @@ impl Metadata {
         let log = LogStore::open(&db)?;
         let sm = StateMachine::open(&db)?;
         let catalog = sm.catalog();
+        let unlinked = sm.unlinked();
         let config = openraft::Config {
             cluster_name: "shoal".into(),
             heartbeat_interval: 150,
@@ -145,6 +147,7 @@ impl Metadata {
             raft,
             paused: tokio::sync::RwLock::new(()),
             tenure,
+            unlinked,
             plane,
             member: member.clone(),
             membership_lock: tokio::sync::Mutex::new(()),
@@ -181,6 +184,27 @@ impl Metadata {
     /// The local replica of the catalogue.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// Digests unlinked from a repository, announced on every node as the unlink is applied
+    /// there (a node's cache drops them).
+    pub fn blob_unlinks(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.unlinked.subscribe()
+    }
+
+    /// The cluster plane, if this node is part of a region.
+    pub fn plane(&self) -> Option<&Arc<Plane>> {
+        self.plane.as_ref()
+    }
+
+    /// Every member's id and cluster-plane address, as this replica knows them.
+    pub fn members(&self) -> Vec<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.cluster.clone()))
+            .collect()
     }
 
     /// This node's id and addresses.

@@ -15,7 +15,7 @@ use openraft::{
 };
 
 use crate::catalog::Catalog;
-use crate::command::Outcome;
+use crate::command::{Command, Outcome};
 use crate::types::{read_err, write_err, Member, NodeId, StorageResult, TypeConfig};
 
 const APPLIED: &[u8] = b"~applied";
@@ -27,6 +27,9 @@ type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 pub struct StateMachine {
     catalog: Catalog,
     snapshots: sled::Tree,
+    /// Digests unlinked from a repository, announced after the entry is applied so that a
+    /// node's cache can drop them (`Metadata::blob_unlinks`).
+    unlinked: tokio::sync::broadcast::Sender<String>,
 }
 
 impl StateMachine {
@@ -34,7 +37,12 @@ impl StateMachine {
         Ok(StateMachine {
             catalog: Catalog::new(db.open_tree("catalog")?),
             snapshots: db.open_tree("snapshot")?,
+            unlinked: tokio::sync::broadcast::channel(1024).0,
         })
+    }
+
+    pub fn unlinked(&self) -> tokio::sync::broadcast::Sender<String> {
+        self.unlinked.clone()
     }
 
     pub fn catalog(&self) -> Catalog {
@@ -88,9 +96,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut batch = sled::Batch::default();
             let applied = serde_json::to_vec(&Some(entry.log_id)).map_err(write_err)?;
             batch.insert(APPLIED, applied);
+            let mut unlinked = None;
             let outcome = match entry.payload {
                 EntryPayload::Blank => Outcome::Done,
                 EntryPayload::Normal(cmd) => {
+                    if let Command::UnlinkBlob { digest, .. } = &cmd {
+                        unlinked = Some(digest.clone());
+                    }
                     self.catalog.plan(&cmd, &mut batch).map_err(write_err)?
                 }
                 EntryPayload::Membership(m) => {
@@ -100,6 +112,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             };
             self.tree().apply_batch(batch).map_err(write_err)?;
+            if let (Some(digest), Outcome::Done) = (unlinked, &outcome) {
+                // Nobody listening (no cache) is fine.
+                let _ = self.unlinked.send(digest);
+            }
             out.push(outcome);
         }
         Ok(out)

@@ -60,6 +60,11 @@ impl NodeApp {
             self.registry.handle(req, body).await
         } else if p.starts_with("/api/v1/") || p == "/api/v1" {
             self.api.handle(req, body).await
+        } else if p == "/metrics" {
+            crate::metrics::publish_raft(&self.registry.meta.status());
+            Reply::new(StatusCode::OK)
+                .header("Content-Type", "text/plain; version=0.0.4")
+                .body(Body::Bytes(crate::metrics::render().into()))
         } else if p == "/healthz" {
             Reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
         } else if p == "/readyz" {
@@ -208,6 +213,7 @@ impl HttpServerApp for NodeApp {
             peer,
             "request"
         );
+        crate::metrics::count_request(&req.method, status);
         sent?;
         let settings = HttpPersistentSettings::for_session(&session);
         match session.finish().await {

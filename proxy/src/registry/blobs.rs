@@ -1,13 +1,16 @@
 //! Blob reads and deletes: `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`.
 //!
 //! A blob is served only if the metadata links it to the repository (no reading another
-//! repository's blob by guessing its digest); the bytes stream from the origin.
+//! repository's blob by guessing its digest). The bytes come from the edge cache when the
+//! origin is a separate service (`cache`), else straight from the embedded origin. With the
+//! cache, a HEAD is answered from the metadata alone, so it works while the origin is down.
 
 use http::StatusCode;
 use shoal_raft::Command;
 
 use super::range::parse_range;
 use super::{parse_digest, Registry};
+use crate::cache::Route as CacheRoute;
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::RepoName;
 use crate::wire::{Body, Reply, Request};
@@ -44,11 +47,18 @@ impl Registry {
                 .header("Cache-Control", "max-age=31536000, immutable")
         };
         if head && range.is_none() {
+            if self.cache.is_some() {
+                return Ok(common(Reply::new(StatusCode::OK)).body(Body::HeadOnly(size)));
+            }
             let stored = self.store.stat(&digest).await?;
             let size = stored.ok_or_else(|| lost(&digest))?;
             return Ok(common(Reply::new(StatusCode::OK)).body(Body::HeadOnly(size)));
         }
-        let blob = self.store.read(&digest, range).await.map_err(|e| match e {
+        let read = match &self.cache {
+            Some(cache) => cache.read(&digest, size, range, CacheRoute::Region).await,
+            None => self.store.read(&digest, range).await,
+        };
+        let blob = read.map_err(|e| match e {
             shoal_origin::Error::BlobNotFound(_) => lost(&digest),
             other => other.into(),
         })?;

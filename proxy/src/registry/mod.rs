@@ -18,6 +18,7 @@ use http::{Method, StatusCode};
 use shoal_origin::{BlobStore, Digest};
 use shoal_raft::{Command, Metadata, Outcome};
 
+use crate::cache::BlobCache;
 use crate::auth::{Authorizer, Need};
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::RepoName;
@@ -28,6 +29,8 @@ use routes::Route;
 pub struct Registry {
     pub meta: Arc<Metadata>,
     pub store: Arc<dyn BlobStore>,
+    /// The edge cache blob reads go through when the origin is a separate service.
+    pub cache: Option<Arc<BlobCache>>,
     pub auth: Arc<dyn Authorizer>,
 }
 

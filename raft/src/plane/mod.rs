@@ -1,6 +1,7 @@
 //! The cluster plane: QUIC (quinn) with mutual TLS between the members of a region. Raft
 //! RPCs, write forwarding and membership requests all travel here; see `tls` for who may
-//! connect and `rpc` for the messages.
+//! connect and `rpc` for the messages. The node also opens byte streams over it (peer blob
+//! fetch, `Plane::open` / `StreamSource`): the plane carries those bytes without reading them.
 //!
 //! One endpoint per node acts as server and client on one UDP socket. A call opens a
 //! bidirectional stream on a cached connection to the target (dialled by the TLS name its
@@ -12,10 +13,11 @@ pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::types::NodeId;
 use crate::{Error, Result};
@@ -30,9 +32,26 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, peer: NodeId, req: Request) -> Response;
 }
 
+/// A byte stream the node serves to its peers.
+pub type ByteStream = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Answers `Request::Open`: the node's own streams (peer blob fetch). The payload and the
+/// bytes are the node's business; an error ends the stream abruptly, never cleanly.
+#[async_trait]
+pub trait StreamSource: Send + Sync + 'static {
+    async fn open(&self, peer: NodeId, payload: Vec<u8>) -> std::result::Result<ByteStream, String>;
+}
+
+/// Status byte that precedes an opened stream's bytes; anything else is followed by an error.
+const OPENED: u8 = 0;
+const REFUSED: u8 = 1;
+/// Size of the writes that copy an opened stream onto QUIC.
+const STREAM_CHUNK: usize = 1 << 20;
+
 pub struct Plane {
     endpoint: quinn::Endpoint,
     conns: tokio::sync::Mutex<HashMap<NodeId, quinn::Connection>>,
+    streams: OnceLock<Arc<dyn StreamSource>>,
 }
 
 impl Plane {
@@ -44,6 +63,7 @@ impl Plane {
         Ok(Arc::new(Plane {
             endpoint,
             conns: tokio::sync::Mutex::new(HashMap::new()),
+            streams: OnceLock::new(),
         }))
     }
 
@@ -53,12 +73,19 @@ impl Plane {
             .map_err(|e| Error::Tls(e.to_string()))
     }
 
+    /// Sets what answers `Request::Open` (once; later calls are ignored).
+    pub fn serve_streams(&self, source: Arc<dyn StreamSource>) {
+        let _ = self.streams.set(source);
+    }
+
     /// Accepts connections until the endpoint closes, answering with `handler`.
     pub fn serve(self: &Arc<Self>, handler: Arc<dyn Handler>) {
         let endpoint = self.endpoint.clone();
+        let plane = self.clone();
         tokio::spawn(async move {
             while let Some(incoming) = endpoint.accept().await {
                 let handler = handler.clone();
+                let plane = plane.clone();
                 tokio::spawn(async move {
                     let conn = match incoming.await {
                         Ok(c) => c,
@@ -74,9 +101,14 @@ impl Plane {
                     };
                     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                         let handler = handler.clone();
+                        let plane = plane.clone();
                         tokio::spawn(async move {
                             let resp = match recv.read_to_end(MAX_MESSAGE).await {
                                 Ok(bytes) => match postcard::from_bytes::<Request>(&bytes) {
+                                    Ok(Request::Open(payload)) => {
+                                        plane.serve_stream(peer, payload, send).await;
+                                        return;
+                                    }
                                     Ok(req) => handler.handle(peer, req).await,
                                     Err(e) => Response::Failed(format!("undecodable request: {e}")),
                                 },
@@ -138,6 +170,81 @@ impl Plane {
         tokio::time::timeout(timeout, attempt).await.map_err(|_| {
             Error::Unreachable(format!(
                 "node {target} at {addr}: no answer within {timeout:?}"
+            ))
+        })?
+    }
+
+    /// Copies the stream the node opens for `payload` onto `send`, after a status byte.
+    async fn serve_stream(&self, peer: NodeId, payload: Vec<u8>, mut send: quinn::SendStream) {
+        let opened = match self.streams.get() {
+            Some(source) => source.open(peer, payload).await,
+            None => Err("this node serves no streams".to_string()),
+        };
+        let mut reader = match opened {
+            Ok(r) => r,
+            Err(e) => {
+                let mut answer = vec![REFUSED];
+                answer.extend_from_slice(e.as_bytes());
+                let _ = send.write_all(&answer).await;
+                let _ = send.finish();
+                return;
+            }
+        };
+        if send.write_all(&[OPENED]).await.is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; STREAM_CHUNK];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) => {
+                    let _ = send.finish();
+                    return;
+                }
+                Ok(n) => {
+                    if send.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(peer, error = %e, "a stream served to a peer failed; resetting it");
+                    let _ = send.reset(1u32.into());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Opens a byte stream on node `target` (its `StreamSource` decides what `payload`
+    /// means). Waits at most `timeout` for the stream to open; the bytes then arrive as
+    /// fast as the peer sends them, and a peer failure is a read error, never a clean end.
+    pub async fn open(
+        &self,
+        target: NodeId,
+        addr: &str,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<ByteStream> {
+        let attempt = async {
+            let conn = self.connection(target, addr).await?;
+            let io = |e: &dyn std::fmt::Display| {
+                Error::Unreachable(format!("node {target} at {addr}: {e}"))
+            };
+            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| io(&e))?;
+            send.write_all(&rpc::encode(&Request::Open(payload)))
+                .await
+                .map_err(|e| io(&e))?;
+            send.finish().map_err(|e| io(&e))?;
+            let mut status = [0u8; 1];
+            recv.read_exact(&mut status).await.map_err(|e| io(&e))?;
+            if status[0] == OPENED {
+                return Ok(Box::new(recv) as ByteStream);
+            }
+            let why = recv.read_to_end(64 << 10).await.map_err(|e| io(&e))?;
+            Err(Error::Refused(String::from_utf8_lossy(&why).into_owned()))
+        };
+        tokio::time::timeout(timeout, attempt).await.map_err(|_| {
+            Error::Unreachable(format!(
+                "node {target} at {addr}: the stream did not open within {timeout:?}"
             ))
         })?
     }

@@ -30,6 +30,9 @@ pub enum Request {
     },
     /// The leader asks a caught-up voter to start an election (leader handover).
     Elect,
+    /// Open a byte stream for the node's own use (peer blob fetch); the payload is the
+    /// node's, the answer is a status byte and then raw bytes (see `Plane::open`).
+    Open(Vec<u8>),
     /// Ask the leader for an index that covers every write committed so far (read-index).
     ReadIndex,
 }

@@ -1,0 +1,462 @@
+//! The node's edge cache: blobs it served, kept on its own disk, filled once per miss.
+//!
+//! The pull-through shape of distribution's `proxyblobstore`, at the level the node needs:
+//! - a hit streams the cached file from disk;
+//! - a miss joins the blob's fill if one runs (single flight) or starts one, and streams from
+//!   the fill as it grows (`fill`);
+//! - a fill asks the blob's home node first (`peer`), then the origin; a peer that fails
+//!   mid-stream is replaced by the origin from the offset reached, in the same fill;
+//! - a fill is verified against the digest before it is renamed into the cache; a mismatch
+//!   never enters it, and the responses in flight are aborted.
+//!
+//! Policy (`index`) is apart from IO (`files`). The cache is not a `BlobStore`: a read needs
+//! the size the metadata recorded, so the response can be answered before the fill has it.
+//! Fills run as detached tasks on the node's background runtime: a client that goes away
+//! cancels only its own response.
+
+mod files;
+mod fill;
+mod index;
+pub mod peer;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use shoal_origin::{BlobReader, BlobStore, ByteRange, Digest, Hasher};
+use shoal_raft::Metadata;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
+use tokio_util::io::StreamReader;
+
+use crate::metrics as m;
+use files::{remove_quietly, Layout};
+use fill::{Fill, FillError, Progress, State};
+use index::CacheIndex;
+use peer::Peers;
+
+/// How long an upstream may stay silent in the middle of a fill.
+const STALL: Duration = Duration::from_secs(10);
+/// Bytes gathered from the upstream before each write to the fill file.
+const FILL_WRITE: usize = 1 << 20;
+
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+}
+
+/// Where a miss may be filled from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// The home node first, then the origin.
+    Region,
+    /// The origin only: this node is the home node serving a peer.
+    OriginOnly,
+}
+
+pub struct BlobCache {
+    layout: Layout,
+    index: Mutex<CacheIndex>,
+    fills: Mutex<HashMap<Digest, Arc<Fill>>>,
+    origin: Arc<dyn BlobStore>,
+    peers: Option<Peers>,
+    /// Fills run here, detached from the requests that started them.
+    runtime: tokio::runtime::Handle,
+}
+
+impl BlobCache {
+    /// Opens the cache directory, discards half-written fills and rebuilds the index.
+    pub fn open(
+        config: &CacheConfig,
+        origin: Arc<dyn BlobStore>,
+        meta: &Arc<Metadata>,
+        runtime: tokio::runtime::Handle,
+    ) -> std::io::Result<Arc<BlobCache>> {
+        let layout = Layout::new(config.dir.clone());
+        let mut index = CacheIndex::new(config.max_bytes);
+        let mut evicted = Vec::new();
+        for (digest, size) in layout.prepare()? {
+            evicted.extend(index.insert(digest, size));
+        }
+        for d in &evicted {
+            remove_quietly(&layout.blob(d));
+        }
+        tracing::info!(
+            dir = %config.dir.display(),
+            entries = index.len(),
+            bytes = index.bytes(),
+            max_bytes = config.max_bytes,
+            "blob cache ready"
+        );
+        let cache = Arc::new(BlobCache {
+            layout,
+            index: Mutex::new(index),
+            fills: Mutex::new(HashMap::new()),
+            origin,
+            peers: Peers::new(meta.clone()),
+            runtime: runtime.clone(),
+        });
+        cache.publish_size();
+        if let Some(plane) = meta.plane() {
+            plane.serve_streams(Arc::new(peer::PeerSource(Arc::downgrade(&cache))));
+        }
+        runtime.spawn(drop_unlinked(Arc::downgrade(&cache), meta.blob_unlinks()));
+        Ok(cache)
+    }
+
+    /// Opens `range` of a blob of `size` bytes: from disk on a hit, else from its fill.
+    /// Answers only once the bytes can flow, so an unreachable origin is an error here and
+    /// not a broken response.
+    pub async fn read(
+        self: &Arc<Self>,
+        digest: &Digest,
+        size: u64,
+        range: Option<ByteRange>,
+        route: Route,
+    ) -> shoal_origin::Result<BlobReader> {
+        let range = ByteRange::within(range, size)?;
+        if let Some(reader) = self.read_cached(digest, size, range).await? {
+            metrics::counter!(m::CACHE_HITS).increment(1);
+            metrics::counter!(m::BLOB_BYTES, "source" => "cache").increment(range.len());
+            return Ok(reader);
+        }
+        metrics::counter!(m::CACHE_MISSES).increment(1);
+        let fill = self.join_or_start(digest, size, route)?;
+        fill.opened()
+            .await
+            .map_err(|e| e.into_origin_error(digest))?;
+        let stream = fill.reader(range.start, range.end);
+        Ok(BlobReader {
+            size,
+            range,
+            body: Box::new(StreamReader::new(Box::pin(stream))),
+        })
+    }
+
+    async fn read_cached(
+        &self,
+        digest: &Digest,
+        size: u64,
+        range: ByteRange,
+    ) -> shoal_origin::Result<Option<BlobReader>> {
+        if self.index.lock().touch(digest).is_none() {
+            return Ok(None);
+        }
+        let path = self.layout.blob(digest);
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(%digest, "a cached blob vanished from disk; filling it again");
+                self.forget(digest);
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        file.seek(std::io::SeekFrom::Start(range.start)).await?;
+        Ok(Some(BlobReader {
+            size,
+            range,
+            body: Box::new(file.take(range.len())),
+        }))
+    }
+
+    /// The running fill of `digest`, or a new one.
+    fn join_or_start(
+        self: &Arc<Self>,
+        digest: &Digest,
+        size: u64,
+        route: Route,
+    ) -> shoal_origin::Result<Arc<Fill>> {
+        let mut fills = self.fills.lock();
+        if let Some(f) = fills.get(digest) {
+            return Ok(f.clone());
+        }
+        let tmp = self.layout.new_tmp();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let (fill, tx) = Fill::new(digest.clone(), size, file);
+        fills.insert(digest.clone(), fill.clone());
+        self.runtime
+            .spawn(self.clone().run_fill(fill.clone(), tx, tmp, route));
+        Ok(fill)
+    }
+
+    /// The detached filler: fetch, verify, then rename into the cache or throw away.
+    async fn run_fill(
+        self: Arc<Self>,
+        fill: Arc<Fill>,
+        tx: watch::Sender<Progress>,
+        tmp: PathBuf,
+        route: Route,
+    ) {
+        metrics::gauge!(m::FILLS_IN_FLIGHT).increment(1.0);
+        let result = self.fetch(&fill, &tx, route).await;
+        match result {
+            Ok(()) => {
+                tx.send_modify(|p| p.state = State::Verified);
+                if let Err(e) = self.admit(&fill, &tmp).await {
+                    tracing::warn!(digest = %fill.digest, error = %e, "could not keep a verified blob in the cache");
+                    remove_quietly(&tmp);
+                }
+            }
+            Err(e) => {
+                if let FillError::Mismatch(why) = &e {
+                    metrics::counter!(m::DIGEST_MISMATCHES).increment(1);
+                    tracing::error!(digest = %fill.digest, %why, "upstream content does not match its digest; nothing cached, responses aborted");
+                } else {
+                    tracing::warn!(digest = %fill.digest, error = %e, "blob fill failed");
+                }
+                tx.send_modify(|p| p.state = State::Failed(e));
+                remove_quietly(&tmp);
+            }
+        }
+        let mut fills = self.fills.lock();
+        if fills.get(&fill.digest).is_some_and(|f| Arc::ptr_eq(f, &fill)) {
+            fills.remove(&fill.digest);
+        }
+        metrics::gauge!(m::FILLS_IN_FLIGHT).decrement(1.0);
+    }
+
+    /// Streams the blob from the home node or the origin into the fill file, verifying it.
+    async fn fetch(
+        &self,
+        fill: &Fill,
+        tx: &watch::Sender<Progress>,
+        route: Route,
+    ) -> Result<(), FillError> {
+        let digest = &fill.digest;
+        let mut upstream = self.open_upstream(digest, fill.size, 0, route).await?;
+        tx.send_modify(|p| p.state = State::Streaming);
+        let mut hasher = Hasher::new(digest.algorithm());
+        let mut written = 0u64;
+        let mut buf = Vec::with_capacity(FILL_WRITE);
+        let mut file = fill.file.as_ref().try_clone().map_err(io)?;
+        loop {
+            let read = tokio::time::timeout(STALL, upstream.reader.read_buf(&mut buf)).await;
+            let at = written + buf.len() as u64;
+            let broke = match &read {
+                Ok(Ok(0)) if at < fill.size => Some("the stream ended early".to_string()),
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no bytes for {STALL:?}")),
+            };
+            if let Some(why) = broke {
+                let Some(peer) = upstream.peer else {
+                    return Err(FillError::Unavailable(format!(
+                        "the origin stream broke off at byte {at}: {why}"
+                    )));
+                };
+                if let Some(p) = &self.peers {
+                    p.failed(peer);
+                }
+                metrics::counter!(m::PEER_FETCH_FAILURES).increment(1);
+                tracing::warn!(%digest, home = peer, at, %why, "peer fetch failed mid-stream; continuing from the origin");
+                upstream = self.open_origin(digest, fill.size, at).await?;
+                continue;
+            }
+            let end = matches!(read, Ok(Ok(0)));
+            if end || buf.len() >= FILL_WRITE / 2 {
+                if written + buf.len() as u64 > fill.size {
+                    return Err(FillError::Mismatch(format!(
+                        "upstream sent more than the {} bytes recorded",
+                        fill.size
+                    )));
+                }
+                hasher.update(&buf);
+                let chunk = std::mem::replace(&mut buf, Vec::with_capacity(FILL_WRITE));
+                let n = chunk.len() as u64;
+                file = tokio::task::spawn_blocking(move || {
+                    file.write_all(&chunk).map(|()| file)
+                })
+                .await
+                .map_err(|e| FillError::Io(e.to_string()))?
+                .map_err(io)?;
+                written += n;
+                metrics::counter!(m::BLOB_BYTES, "source" => upstream.source).increment(n);
+                tx.send_modify(|p| p.written = written);
+            }
+            if end {
+                break;
+            }
+        }
+        if written != fill.size {
+            return Err(FillError::Mismatch(format!(
+                "upstream sent {written} of {} bytes",
+                fill.size
+            )));
+        }
+        let actual = hasher.finish();
+        if &actual != digest {
+            return Err(FillError::Mismatch(format!("content hashes to {actual}")));
+        }
+        Ok(())
+    }
+
+    async fn open_upstream(
+        &self,
+        digest: &Digest,
+        size: u64,
+        from: u64,
+        route: Route,
+    ) -> Result<Upstream, FillError> {
+        let home = match (&self.peers, route) {
+            (Some(p), Route::Region) => p.home(digest).map(|h| (p, h)),
+            _ => None,
+        };
+        if let Some((peers, (id, addr))) = home {
+            let started = Instant::now();
+            match peers.open(id, &addr, digest, size).await {
+                Ok(reader) => {
+                    metrics::counter!(m::PEER_FETCHES).increment(1);
+                    metrics::histogram!(m::PEER_FETCH_SECONDS)
+                        .record(started.elapsed().as_secs_f64());
+                    tracing::info!(%digest, home = id, "peer fetch");
+                    return Ok(Upstream {
+                        reader,
+                        source: "peer",
+                        peer: Some(id),
+                    });
+                }
+                Err(e) => {
+                    peers.failed(id);
+                    metrics::counter!(m::PEER_FETCH_FAILURES).increment(1);
+                    tracing::warn!(%digest, home = id, error = %e, "peer fetch failed; asking the origin");
+                }
+            }
+        }
+        self.open_origin(digest, size, from).await
+    }
+
+    async fn open_origin(&self, digest: &Digest, size: u64, from: u64) -> Result<Upstream, FillError> {
+        let started = Instant::now();
+        let range = (from > 0).then_some(ByteRange {
+            start: from,
+            end: size,
+        });
+        let blob = self.origin.read(digest, range).await.map_err(|e| match e {
+            shoal_origin::Error::BlobNotFound(_) => FillError::NotFound,
+            shoal_origin::Error::Unavailable(m) => FillError::Unavailable(m),
+            other => FillError::Io(format!("reading from the origin: {other}")),
+        })?;
+        if blob.size != size {
+            return Err(FillError::Mismatch(format!(
+                "the origin holds {} bytes, the metadata records {size}",
+                blob.size
+            )));
+        }
+        metrics::counter!(m::ORIGIN_FETCHES).increment(1);
+        metrics::histogram!(m::ORIGIN_FETCH_SECONDS).record(started.elapsed().as_secs_f64());
+        Ok(Upstream {
+            reader: blob.body,
+            source: "origin",
+            peer: None,
+        })
+    }
+
+    /// Renames a verified fill into the cache and evicts what no longer fits.
+    async fn admit(&self, fill: &Fill, tmp: &std::path::Path) -> std::io::Result<()> {
+        let file = fill.file.clone();
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(std::io::Error::other)??;
+        if fill.discarded() {
+            remove_quietly(tmp);
+            return Ok(());
+        }
+        let dest = self.layout.blob(&fill.digest);
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::rename(tmp, &dest).await?;
+        let evicted = self.index.lock().insert(fill.digest.clone(), fill.size);
+        for d in &evicted {
+            remove_quietly(&self.layout.blob(d));
+        }
+        metrics::counter!(m::EVICTIONS).increment(evicted.len() as u64);
+        self.publish_size();
+        Ok(())
+    }
+
+    /// Drops `digest` from the cache, including a fill under way (deleted blobs never stay).
+    pub fn drop_blob(&self, digest: &Digest) {
+        if let Some(f) = self.fills.lock().get(digest) {
+            f.discard.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.forget(digest);
+    }
+
+    fn forget(&self, digest: &Digest) {
+        if self.index.lock().remove(digest).is_some() {
+            remove_quietly(&self.layout.blob(digest));
+            tracing::info!(%digest, "dropped a blob from the cache");
+        }
+        self.publish_size();
+    }
+
+    /// Empties the cache (after missing delete notices).
+    fn forget_all(&self) {
+        let digests: Vec<Digest> = {
+            let mut index = self.index.lock();
+            let all = index.digests();
+            for d in &all {
+                index.remove(d);
+            }
+            all
+        };
+        for d in &digests {
+            remove_quietly(&self.layout.blob(d));
+        }
+        self.publish_size();
+    }
+
+    fn publish_size(&self) {
+        let (bytes, len) = {
+            let i = self.index.lock();
+            (i.bytes(), i.len())
+        };
+        metrics::gauge!(m::CACHE_BYTES).set(bytes as f64);
+        metrics::gauge!(m::CACHE_ENTRIES).set(len as f64);
+    }
+}
+
+/// A stream of blob bytes being copied into a fill.
+struct Upstream {
+    reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    source: &'static str,
+    /// The peer this stream comes from; if it breaks off, the origin continues it.
+    peer: Option<shoal_raft::NodeId>,
+}
+
+fn io(e: std::io::Error) -> FillError {
+    FillError::Io(format!("cache file: {e}"))
+}
+
+/// Drops every blob the metadata unlinks, as each unlink is applied on this node.
+async fn drop_unlinked(
+    cache: std::sync::Weak<BlobCache>,
+    mut unlinks: tokio::sync::broadcast::Receiver<String>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let next = unlinks.recv().await;
+        let Some(cache) = cache.upgrade() else { return };
+        match next {
+            Ok(d) => match d.parse::<Digest>() {
+                Ok(d) => cache.drop_blob(&d),
+                Err(e) => tracing::warn!(digest = %d, error = %e, "unlink notice with a bad digest"),
+            },
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "missed blob unlink notices; emptying the cache to be safe");
+                cache.forget_all();
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}

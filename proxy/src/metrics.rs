@@ -1,0 +1,99 @@
+//! Prometheus metrics: the names in one place, the recorder, and the `/metrics` text.
+//!
+//! Code records through the `metrics` macros with these names; `install` sets the
+//! process-wide recorder once and `render` produces the exposition text.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const CACHE_HITS: &str = "shoal_cache_hits_total";
+pub const CACHE_MISSES: &str = "shoal_cache_misses_total";
+pub const EVICTIONS: &str = "shoal_cache_evictions_total";
+pub const DIGEST_MISMATCHES: &str = "shoal_cache_digest_mismatches_total";
+pub const FILLS_IN_FLIGHT: &str = "shoal_cache_fills_in_flight";
+pub const CACHE_BYTES: &str = "shoal_cache_bytes";
+pub const CACHE_ENTRIES: &str = "shoal_cache_entries";
+/// Blob bytes by where they came from: `source` = `cache`, `peer` or `origin`.
+pub const BLOB_BYTES: &str = "shoal_blob_bytes_total";
+pub const ORIGIN_FETCHES: &str = "shoal_origin_fetches_total";
+pub const ORIGIN_FETCH_SECONDS: &str = "shoal_origin_fetch_seconds";
+pub const PEER_FETCHES: &str = "shoal_peer_fetches_total";
+pub const PEER_FETCH_FAILURES: &str = "shoal_peer_fetch_failures_total";
+pub const PEER_FETCH_SECONDS: &str = "shoal_peer_fetch_seconds";
+pub const PEER_SERVES: &str = "shoal_peer_serves_total";
+/// HTTP requests by `method` and `status`.
+pub const HTTP_REQUESTS: &str = "shoal_http_requests_total";
+pub const RAFT_TERM: &str = "shoal_raft_term";
+pub const RAFT_LAST_APPLIED: &str = "shoal_raft_last_applied";
+pub const RAFT_IS_LEADER: &str = "shoal_raft_is_leader";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder (the first call wins).
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).expect("the metrics recorder is installed once");
+        describe();
+        handle
+    });
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(CACHE_HITS, "Blob reads answered from this node's disk cache");
+    describe_counter!(CACHE_MISSES, "Blob reads that needed a fill (joined or started)");
+    describe_counter!(EVICTIONS, "Blobs evicted from the cache to stay within its budget");
+    describe_counter!(DIGEST_MISMATCHES, "Fills whose bytes did not match the digest");
+    describe_gauge!(FILLS_IN_FLIGHT, "Fills running now");
+    describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes of complete blobs in the cache");
+    describe_gauge!(CACHE_ENTRIES, "Complete blobs in the cache");
+    describe_counter!(BLOB_BYTES, Unit::Bytes, "Blob bytes read, by source (cache, peer, origin)");
+    describe_counter!(ORIGIN_FETCHES, "Fills (or resumptions) started from the origin");
+    describe_histogram!(ORIGIN_FETCH_SECONDS, Unit::Seconds, "Time until the origin answered a fetch");
+    describe_counter!(PEER_FETCHES, "Fills started from the blob's home node");
+    describe_counter!(PEER_FETCH_FAILURES, "Peer fetches that failed (the origin took over)");
+    describe_histogram!(PEER_FETCH_SECONDS, Unit::Seconds, "Time until the home node answered a fetch");
+    describe_counter!(PEER_SERVES, "Blobs this node streamed to peers as their home node");
+    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method and status");
+    describe_gauge!(RAFT_TERM, "Current Raft term");
+    describe_gauge!(RAFT_LAST_APPLIED, "Last log index applied to this replica");
+    describe_gauge!(RAFT_IS_LEADER, "1 if this node leads the region");
+}
+
+/// The exposition text (empty before `install`).
+pub fn render() -> String {
+    HANDLE.get().map(|h| h.render()).unwrap_or_default()
+}
+
+/// Records the replica's Raft state as gauges (called when metrics are scraped).
+pub fn publish_raft(status: &shoal_raft::Status) {
+    metrics::gauge!(RAFT_TERM).set(status.term as f64);
+    metrics::gauge!(RAFT_LAST_APPLIED).set(status.last_applied.unwrap_or(0) as f64);
+    let leads = status.leader == Some(status.node_id);
+    metrics::gauge!(RAFT_IS_LEADER).set(if leads { 1.0 } else { 0.0 });
+}
+
+/// Counts one answered request; unusual methods share one label value.
+pub fn count_request(method: &http::Method, status: u16) {
+    use http::Method;
+    let method = match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    metrics::counter!(HTTP_REQUESTS, "method" => method, "status" => status.to_string())
+        .increment(1);
+}
