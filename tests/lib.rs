@@ -150,6 +150,9 @@ pub struct Origin {
     pub secret: String,
     pub log: PathBuf,
     child: Option<Child>,
+    /// The flags and environment it was started with (minus `--listen`), for `restart`.
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Origin {
@@ -171,6 +174,11 @@ impl Origin {
             secret: secret.to_string(),
             log: log.to_path_buf(),
             child: Some(child),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -188,6 +196,8 @@ impl Origin {
             secret: secret.to_string(),
             log: other.log.clone(),
             child: None,
+            args: other.args.clone(),
+            env: other.env.clone(),
         }
     }
 
@@ -488,4 +498,199 @@ pub fn tempdir() -> tempfile::TempDir {
         .prefix("shoal-test-")
         .tempdir()
         .unwrap()
+}
+
+impl Origin {
+    /// A node using this origin with extra flags (e.g. `--cache-max-bytes 3MiB`).
+    pub fn node_with(&self, data: &Path, extra: &[&str]) -> Node {
+        let mut args = vec!["--origin", self.url.as_str()];
+        args.extend(extra);
+        Node::start_env(
+            data,
+            &args,
+            &[("SHOAL_ORIGIN_SECRET", self.secret.as_str())],
+        )
+    }
+
+    /// Starts the origin again with the same flags on the same address (killing it first if
+    /// it still runs), so nodes configured with its URL reach it again without a restart.
+    /// Its log goes on in the same file.
+    pub fn restart(&mut self) {
+        self.kill();
+        let listen = self.url.trim_start_matches("http://").to_string();
+        let mut cmd = Command::new(bin("shoal-origin"));
+        cmd.args(["serve", "--listen", &listen])
+            .args(&self.args)
+            .env("SHOAL_ORIGIN_SECRET", &self.secret)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let (child, url) = spawn_listening(cmd, &self.log);
+        assert_eq!(url, self.url, "the origin came back on another address");
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("origin running").id()
+    }
+
+    /// Sends `sig` ("STOP", "CONT", …) to the origin process.
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid(), sig);
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Sends `sig` ("STOP", "CONT", "KILL", …) to process `pid`; a test freezes a process with
+/// STOP to hold a transfer where it is (its sockets stay open) without racing it.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// How many blob GETs of `digest` the origin has logged (lines with `blob read` and the
+/// digest), across its restarts.
+pub fn origin_reads(origin: &Origin, digest: &str) -> usize {
+    strip_ansi(&origin.log_text())
+        .lines()
+        .filter(|l| l.contains("blob read") && l.contains(digest))
+        .count()
+}
+
+/// `text` without ANSI escape sequences: the text log format colours field names, which
+/// would split `home=2` into pieces.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The value of one series of `node`'s `GET /metrics` (Prometheus text), e.g.
+/// `shoal_cache_hits_total` or `shoal_blob_bytes_total{source="cache"}`. The labels given
+/// must all be on a series for it to count; matching series are summed. A metric never
+/// touched may be absent from the output: that reads as 0.
+pub fn metric(node: &Node, series: &str) -> f64 {
+    let r = reqwest::blocking::get(format!("{}/metrics", node.url)).expect("GET /metrics");
+    assert_eq!(r.status(), 200, "GET /metrics on {}", node.url);
+    sum_series(&r.text().unwrap(), series)
+}
+
+/// Sums the samples of `text` (Prometheus text format) that `series` names.
+pub fn sum_series(text: &str, series: &str) -> f64 {
+    let (name, want) = parse_series(series);
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let end = if l.contains('{') {
+                l.find('}')? + 1
+            } else {
+                l.find(char::is_whitespace)?
+            };
+            let (n, labels) = parse_series(&l[..end]);
+            let value = l[end..].split_whitespace().next()?.parse::<f64>().ok()?;
+            (n == name && want.iter().all(|w| labels.contains(w))).then_some(value)
+        })
+        .sum()
+}
+
+fn parse_series(s: &str) -> (&str, Vec<(String, String)>) {
+    let Some((name, rest)) = s.split_once('{') else {
+        return (s.trim(), Vec::new());
+    };
+    let labels = rest
+        .trim_end_matches('}')
+        .split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        })
+        .collect();
+    (name.trim(), labels)
+}
+
+/// A `Write` sink that hashes and counts what goes through it, so a test checks a big body
+/// (`resp.copy_to(&mut sink)`) without holding it.
+#[derive(Default, Clone)]
+pub struct Sha256Writer {
+    hasher: Sha256,
+    pub len: u64,
+}
+
+impl Sha256Writer {
+    /// `sha256:<hex>` of everything written so far.
+    pub fn digest(&self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+    }
+}
+
+impl std::io::Write for Sha256Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(buf);
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads a shared buffer from the start, so a request body can stream a big blob the test
+/// also keeps, without a second copy.
+struct SharedReader {
+    bytes: std::sync::Arc<Vec<u8>>,
+    pos: usize,
+}
+
+impl Read for SharedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let rest = &self.bytes[self.pos..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Registry {
+    /// Monolithic push (`POST ?digest=`) streamed from `bytes` without copying them;
+    /// returns the digest.
+    pub fn push_blob_shared(&self, repo: &str, bytes: &std::sync::Arc<Vec<u8>>) -> String {
+        let d = sha256(bytes);
+        let body = reqwest::blocking::Body::sized(
+            SharedReader {
+                bytes: bytes.clone(),
+                pos: 0,
+            },
+            bytes.len() as u64,
+        );
+        let r = self
+            .http
+            .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+            .header("Content-Type", "application/octet-stream")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "push blob: {}", r.text().unwrap());
+        d
+    }
 }

@@ -48,21 +48,61 @@ pub fn install() {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(CACHE_HITS, "Blob reads answered from this node's disk cache");
-    describe_counter!(CACHE_MISSES, "Blob reads that needed a fill (joined or started)");
-    describe_counter!(EVICTIONS, "Blobs evicted from the cache to stay within its budget");
-    describe_counter!(DIGEST_MISMATCHES, "Fills whose bytes did not match the digest");
+    describe_counter!(
+        CACHE_HITS,
+        "Blob reads answered from this node's disk cache"
+    );
+    describe_counter!(
+        CACHE_MISSES,
+        "Blob reads that needed a fill (joined or started)"
+    );
+    describe_counter!(
+        EVICTIONS,
+        "Blobs evicted from the cache to stay within its budget"
+    );
+    describe_counter!(
+        DIGEST_MISMATCHES,
+        "Fills whose bytes did not match the digest"
+    );
     describe_gauge!(FILLS_IN_FLIGHT, "Fills running now");
-    describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes of complete blobs in the cache");
+    describe_gauge!(
+        CACHE_BYTES,
+        Unit::Bytes,
+        "Bytes of complete blobs in the cache"
+    );
     describe_gauge!(CACHE_ENTRIES, "Complete blobs in the cache");
-    describe_counter!(BLOB_BYTES, Unit::Bytes, "Blob bytes read, by source (cache, peer, origin)");
-    describe_counter!(ORIGIN_FETCHES, "Fills (or resumptions) started from the origin");
-    describe_histogram!(ORIGIN_FETCH_SECONDS, Unit::Seconds, "Time until the origin answered a fetch");
+    describe_counter!(
+        BLOB_BYTES,
+        Unit::Bytes,
+        "Blob bytes read, by source (cache, peer, origin)"
+    );
+    describe_counter!(
+        ORIGIN_FETCHES,
+        "Fills (or resumptions) started from the origin"
+    );
+    describe_histogram!(
+        ORIGIN_FETCH_SECONDS,
+        Unit::Seconds,
+        "Time until the origin answered a fetch"
+    );
     describe_counter!(PEER_FETCHES, "Fills started from the blob's home node");
-    describe_counter!(PEER_FETCH_FAILURES, "Peer fetches that failed (the origin took over)");
-    describe_histogram!(PEER_FETCH_SECONDS, Unit::Seconds, "Time until the home node answered a fetch");
-    describe_counter!(PEER_SERVES, "Blobs this node streamed to peers as their home node");
-    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method and status");
+    describe_counter!(
+        PEER_FETCH_FAILURES,
+        "Peer fetches that failed (the origin took over)"
+    );
+    describe_histogram!(
+        PEER_FETCH_SECONDS,
+        Unit::Seconds,
+        "Time until the home node answered a fetch"
+    );
+    describe_counter!(
+        PEER_SERVES,
+        "Blobs this node streamed to peers as their home node"
+    );
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by method and status"
+    );
     describe_gauge!(RAFT_TERM, "Current Raft term");
     describe_gauge!(RAFT_LAST_APPLIED, "Last log index applied to this replica");
     describe_gauge!(RAFT_IS_LEADER, "1 if this node leads the region");

@@ -2,6 +2,7 @@
 //! start real `shoal` processes and drive them with HTTP and real clients.
 
 mod bad_input;
+mod cache;
 mod cluster;
 mod containerd;
 mod distribution;

@@ -87,7 +87,11 @@ pub struct Fill {
 }
 
 impl Fill {
-    pub fn new(digest: Digest, size: u64, file: std::fs::File) -> (Arc<Fill>, watch::Sender<Progress>) {
+    pub fn new(
+        digest: Digest,
+        size: u64,
+        file: std::fs::File,
+    ) -> (Arc<Fill>, watch::Sender<Progress>) {
         let (tx, rx) = watch::channel(Progress {
             written: 0,
             state: State::Opening,

@@ -107,7 +107,15 @@ mod tests {
     #[test]
     fn evicts_least_recently_used_by_bytes() {
         use Op::*;
-        check(10, &[(Insert(1, 4), &[]), (Insert(2, 4), &[]), (Insert(3, 4), &[1])], 8);
+        check(
+            10,
+            &[
+                (Insert(1, 4), &[]),
+                (Insert(2, 4), &[]),
+                (Insert(3, 4), &[1]),
+            ],
+            8,
+        );
         check(
             10,
             &[
@@ -118,9 +126,21 @@ mod tests {
             ],
             8,
         );
-        check(10, &[(Insert(1, 3), &[]), (Insert(2, 3), &[]), (Insert(3, 9), &[1, 2])], 9);
+        check(
+            10,
+            &[
+                (Insert(1, 3), &[]),
+                (Insert(2, 3), &[]),
+                (Insert(3, 9), &[1, 2]),
+            ],
+            9,
+        );
         check(10, &[(Insert(1, 11), &[1])], 0);
         check(10, &[(Insert(1, 5), &[]), (Insert(1, 5), &[])], 5);
-        check(10, &[(Insert(1, 5), &[]), (Remove(1), &[]), (Insert(2, 10), &[])], 10);
+        check(
+            10,
+            &[(Insert(1, 5), &[]), (Remove(1), &[]), (Insert(2, 10), &[])],
+            10,
+        );
     }
 }

@@ -218,7 +218,10 @@ impl BlobCache {
             }
         }
         let mut fills = self.fills.lock();
-        if fills.get(&fill.digest).is_some_and(|f| Arc::ptr_eq(f, &fill)) {
+        if fills
+            .get(&fill.digest)
+            .is_some_and(|f| Arc::ptr_eq(f, &fill))
+        {
             fills.remove(&fill.digest);
         }
         metrics::gauge!(m::FILLS_IN_FLIGHT).decrement(1.0);
@@ -272,12 +275,10 @@ impl BlobCache {
                 hasher.update(&buf);
                 let chunk = std::mem::replace(&mut buf, Vec::with_capacity(FILL_WRITE));
                 let n = chunk.len() as u64;
-                file = tokio::task::spawn_blocking(move || {
-                    file.write_all(&chunk).map(|()| file)
-                })
-                .await
-                .map_err(|e| FillError::Io(e.to_string()))?
-                .map_err(io)?;
+                file = tokio::task::spawn_blocking(move || file.write_all(&chunk).map(|()| file))
+                    .await
+                    .map_err(|e| FillError::Io(e.to_string()))?
+                    .map_err(io)?;
                 written += n;
                 metrics::counter!(m::BLOB_BYTES, "source" => upstream.source).increment(n);
                 tx.send_modify(|p| p.written = written);
@@ -334,7 +335,12 @@ impl BlobCache {
         self.open_origin(digest, size, from).await
     }
 
-    async fn open_origin(&self, digest: &Digest, size: u64, from: u64) -> Result<Upstream, FillError> {
+    async fn open_origin(
+        &self,
+        digest: &Digest,
+        size: u64,
+        from: u64,
+    ) -> Result<Upstream, FillError> {
         let started = Instant::now();
         let range = (from > 0).then_some(ByteRange {
             start: from,
@@ -450,10 +456,15 @@ async fn drop_unlinked(
         match next {
             Ok(d) => match d.parse::<Digest>() {
                 Ok(d) => cache.drop_blob(&d),
-                Err(e) => tracing::warn!(digest = %d, error = %e, "unlink notice with a bad digest"),
+                Err(e) => {
+                    tracing::warn!(digest = %d, error = %e, "unlink notice with a bad digest")
+                }
             },
             Err(RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "missed blob unlink notices; emptying the cache to be safe");
+                tracing::warn!(
+                    missed = n,
+                    "missed blob unlink notices; emptying the cache to be safe"
+                );
                 cache.forget_all();
             }
             Err(RecvError::Closed) => return,

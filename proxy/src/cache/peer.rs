@@ -137,7 +137,10 @@ mod tests {
             *spread.entry(home3).or_insert(0) += 1;
             let home2 = rendezvous(&d, members(&[1, 2])).unwrap().0;
             if home3 != 3 {
-                assert_eq!(home2, home3, "a blob not homed on the removed node stays put");
+                assert_eq!(
+                    home2, home3,
+                    "a blob not homed on the removed node stays put"
+                );
             } else {
                 moved += 1;
             }

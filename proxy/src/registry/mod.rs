@@ -18,8 +18,8 @@ use http::{Method, StatusCode};
 use shoal_origin::{BlobStore, Digest};
 use shoal_raft::{Command, Metadata, Outcome};
 
-use crate::cache::BlobCache;
 use crate::auth::{Authorizer, Need};
+use crate::cache::BlobCache;
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::RepoName;
 use crate::wire::{Reply, Request, RequestBody};

@@ -39,7 +39,8 @@ pub type ByteStream = Box<dyn AsyncRead + Send + Unpin>;
 /// bytes are the node's business; an error ends the stream abruptly, never cleanly.
 #[async_trait]
 pub trait StreamSource: Send + Sync + 'static {
-    async fn open(&self, peer: NodeId, payload: Vec<u8>) -> std::result::Result<ByteStream, String>;
+    async fn open(&self, peer: NodeId, payload: Vec<u8>)
+        -> std::result::Result<ByteStream, String>;
 }
 
 /// Status byte that precedes an opened stream's bytes; anything else is followed by an error.
