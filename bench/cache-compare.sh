@@ -29,7 +29,7 @@ REG=http://127.0.0.1:7301/v2/bench/blob
 
 push() { # file -> digest
   local d="sha256:$(sha256sum "$1" | cut -d' ' -f1)"
-  curl -sf -o /dev/null -X POST -H 'Content-Type: application/octet-stream' -T "$1" "$REG/blobs/uploads/?digest=$d"
+  curl -sf -o /dev/null -X POST -H 'Content-Type: application/octet-stream' -T - "$REG/blobs/uploads/?digest=$d" <"$1"
   echo "$d"
 }
 rate() { # url -> MB/s of one GET

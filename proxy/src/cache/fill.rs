@@ -22,7 +22,7 @@ use shoal_origin::Digest;
 use tokio::sync::watch;
 
 /// The largest piece a reader takes from the fill file at once.
-const READ_CHUNK: u64 = 1 << 20;
+const READ_CHUNK: u64 = 256 << 10;
 
 /// Why a fill failed, shared by every waiting reader.
 #[derive(Clone, Debug)]
@@ -110,7 +110,8 @@ impl Fill {
         self.discard.load(Ordering::Relaxed)
     }
 
-    /// Waits until the upstream answered; the error if it never did.
+    /// Waits until the upstream answered; the error if the fill has failed by then (a
+    /// request is answered with an error rather than with headers and a cut-off body).
     pub async fn opened(&self) -> Result<(), FillError> {
         let mut rx = self.progress.clone();
         let p = rx
@@ -118,7 +119,7 @@ impl Fill {
             .await
             .map_err(|_| FillError::Io("the fill ended without a result".into()))?;
         match &p.state {
-            State::Failed(e) if p.written == 0 => Err(e.clone()),
+            State::Failed(e) => Err(e.clone()),
             _ => Ok(()),
         }
     }

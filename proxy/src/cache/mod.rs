@@ -40,6 +40,9 @@ use peer::Peers;
 
 /// How long an upstream may stay silent in the middle of a fill.
 const STALL: Duration = Duration::from_secs(10);
+/// How long the origin may take to answer a fetch before the request gets a 503: an origin
+/// that accepts connections but does not answer (paused, stuck backend) must not hang pulls.
+const ORIGIN_OPEN: Duration = Duration::from_secs(5);
 /// Bytes gathered from the upstream before each write to the fill file.
 const FILL_WRITE: usize = 1 << 20;
 
@@ -119,13 +122,17 @@ impl BlobCache {
         route: Route,
     ) -> shoal_origin::Result<BlobReader> {
         let range = ByteRange::within(range, size)?;
-        if let Some(reader) = self.read_cached(digest, size, range).await? {
-            metrics::counter!(m::CACHE_HITS).increment(1);
-            metrics::counter!(m::BLOB_BYTES, "source" => "cache").increment(range.len());
-            return Ok(reader);
-        }
+        let fill = loop {
+            if let Some(reader) = self.read_cached(digest, size, range).await? {
+                metrics::counter!(m::CACHE_HITS).increment(1);
+                metrics::counter!(m::BLOB_BYTES, "source" => "cache").increment(range.len());
+                return Ok(reader);
+            }
+            if let Some(fill) = self.join_or_start(digest, size, route)? {
+                break fill;
+            }
+        };
         metrics::counter!(m::CACHE_MISSES).increment(1);
-        let fill = self.join_or_start(digest, size, route)?;
         fill.opened()
             .await
             .map_err(|e| e.into_origin_error(digest))?;
@@ -164,16 +171,20 @@ impl BlobCache {
         }))
     }
 
-    /// The running fill of `digest`, or a new one.
+    /// The running fill of `digest`, or a new one; `None` if the blob is cached by now.
     fn join_or_start(
         self: &Arc<Self>,
         digest: &Digest,
         size: u64,
         route: Route,
-    ) -> shoal_origin::Result<Arc<Fill>> {
+    ) -> shoal_origin::Result<Option<Arc<Fill>>> {
         let mut fills = self.fills.lock();
         if let Some(f) = fills.get(digest) {
-            return Ok(f.clone());
+            return Ok(Some(f.clone()));
+        }
+        // A fill may have been admitted since the caller looked (lock order: fills, index).
+        if self.index.lock().touch(digest).is_some() {
+            return Ok(None);
         }
         let tmp = self.layout.new_tmp();
         let file = std::fs::OpenOptions::new()
@@ -185,7 +196,7 @@ impl BlobCache {
         fills.insert(digest.clone(), fill.clone());
         self.runtime
             .spawn(self.clone().run_fill(fill.clone(), tx, tmp, route));
-        Ok(fill)
+        Ok(Some(fill))
     }
 
     /// The detached filler: fetch, verify, then rename into the cache or throw away.
@@ -213,18 +224,22 @@ impl BlobCache {
                 } else {
                     tracing::warn!(digest = %fill.digest, error = %e, "blob fill failed");
                 }
+                // Unregistered first: a request arriving now starts a new fill rather than
+                // joining this failed one.
+                self.unregister(&fill);
                 tx.send_modify(|p| p.state = State::Failed(e));
                 remove_quietly(&tmp);
             }
         }
+        self.unregister(&fill);
+        metrics::gauge!(m::FILLS_IN_FLIGHT).decrement(1.0);
+    }
+
+    fn unregister(&self, fill: &Arc<Fill>) {
         let mut fills = self.fills.lock();
-        if fills
-            .get(&fill.digest)
-            .is_some_and(|f| Arc::ptr_eq(f, &fill))
-        {
+        if fills.get(&fill.digest).is_some_and(|f| Arc::ptr_eq(f, fill)) {
             fills.remove(&fill.digest);
         }
-        metrics::gauge!(m::FILLS_IN_FLIGHT).decrement(1.0);
     }
 
     /// Streams the blob from the home node or the origin into the fill file, verifying it.
@@ -250,7 +265,9 @@ impl BlobCache {
                 Ok(Err(e)) => Some(e.to_string()),
                 Err(_) => Some(format!("no bytes for {STALL:?}")),
             };
-            if let Some(why) = broke {
+            // A peer that fails after its last byte has still delivered the whole blob.
+            let complete = upstream.peer.is_some() && at == fill.size;
+            if let Some(why) = broke.filter(|_| !complete) {
                 let Some(peer) = upstream.peer else {
                     return Err(FillError::Unavailable(format!(
                         "the origin stream broke off at byte {at}: {why}"
@@ -264,7 +281,7 @@ impl BlobCache {
                 upstream = self.open_origin(digest, fill.size, at).await?;
                 continue;
             }
-            let end = matches!(read, Ok(Ok(0)));
+            let end = matches!(read, Ok(Ok(0))) || complete;
             if end || buf.len() >= FILL_WRITE / 2 {
                 if written + buf.len() as u64 > fill.size {
                     return Err(FillError::Mismatch(format!(
@@ -272,13 +289,16 @@ impl BlobCache {
                         fill.size
                     )));
                 }
-                hasher.update(&buf);
                 let chunk = std::mem::replace(&mut buf, Vec::with_capacity(FILL_WRITE));
                 let n = chunk.len() as u64;
-                file = tokio::task::spawn_blocking(move || file.write_all(&chunk).map(|()| file))
-                    .await
-                    .map_err(|e| FillError::Io(e.to_string()))?
-                    .map_err(io)?;
+                // Hashing and writing stay off the runtime that also drives Raft.
+                (file, hasher) = tokio::task::spawn_blocking(move || {
+                    hasher.update(&chunk);
+                    file.write_all(&chunk).map(|()| (file, hasher))
+                })
+                .await
+                .map_err(|e| FillError::Io(e.to_string()))?
+                .map_err(io)?;
                 written += n;
                 metrics::counter!(m::BLOB_BYTES, "source" => upstream.source).increment(n);
                 tx.send_modify(|p| p.written = written);
@@ -326,7 +346,9 @@ impl BlobCache {
                     });
                 }
                 Err(e) => {
-                    peers.failed(id);
+                    if matches!(e, shoal_raft::Error::Unreachable(_)) {
+                        peers.failed(id);
+                    }
                     metrics::counter!(m::PEER_FETCH_FAILURES).increment(1);
                     tracing::warn!(%digest, home = id, error = %e, "peer fetch failed; asking the origin");
                 }
@@ -346,7 +368,12 @@ impl BlobCache {
             start: from,
             end: size,
         });
-        let blob = self.origin.read(digest, range).await.map_err(|e| match e {
+        let read = tokio::time::timeout(ORIGIN_OPEN, self.origin.read(digest, range))
+            .await
+            .map_err(|_| {
+                FillError::Unavailable(format!("the origin did not answer within {ORIGIN_OPEN:?}"))
+            })?;
+        let blob = read.map_err(|e| match e {
             shoal_origin::Error::BlobNotFound(_) => FillError::NotFound,
             shoal_origin::Error::Unavailable(m) => FillError::Unavailable(m),
             other => FillError::Io(format!("reading from the origin: {other}")),
@@ -384,6 +411,11 @@ impl BlobCache {
         let evicted = self.index.lock().insert(fill.digest.clone(), fill.size);
         for d in &evicted {
             remove_quietly(&self.layout.blob(d));
+        }
+        if fill.discarded() {
+            // Unlinked while it was being renamed: `drop_blob` sets the flag before it looks
+            // at the index, so one of the two sees the other.
+            self.forget(&fill.digest);
         }
         metrics::counter!(m::EVICTIONS).increment(evicted.len() as u64);
         self.publish_size();
