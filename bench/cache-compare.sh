@@ -45,6 +45,7 @@ for i in 1 2 3; do echo "warm 1 GiB GET (shoal cache) #$i: $(rate "$REG/blobs/$B
 mkdir -p "$WORK/www"
 cp "$WORK/node/cache/blobs/sha256/${BIG#sha256:}" "$WORK/www/big"
 cat >"$WORK/nginx.conf" <<EOF
+user root;
 worker_processes 2;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log;
@@ -67,13 +68,15 @@ B=$(push "$WORK/b")
 t0=$(date +%s.%N)
 curl -sf -o /dev/null "$REG/blobs/$A"
 t1=$(date +%s.%N)
-for i in $(seq 50); do curl -sf -o /dev/null "$REG/blobs/$B" & done
-wait
+C=()
+for i in $(seq 50); do curl -sf -o /dev/null "$REG/blobs/$B" & C+=($!); done
+wait "${C[@]}"
 t2=$(date +%s.%N)
 awk -v one="$(echo "$t1 - $t0" | bc)" -v fifty="$(echo "$t2 - $t1" | bc)" \
   'BEGIN { printf "256 MiB cold: one pull %.2f s; 50 concurrent pulls %.2f s (%.2fx)\n", one, fifty, fifty/one }'
 echo "origin reads: blob A $(origin_reads "$A"), blob B $(origin_reads "$B") (50 clients)"
 
-for i in $(seq 64); do curl -sf -o /dev/null "$REG/blobs/$BIG" & done
-wait
+C=()
+for i in $(seq 64); do curl -sf -o /dev/null "$REG/blobs/$BIG" & C+=($!); done
+wait "${C[@]}"
 echo "node peak RSS after 64 concurrent warm 1 GiB pulls: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$NODE/status)"
