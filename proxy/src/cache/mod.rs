@@ -237,7 +237,10 @@ impl BlobCache {
 
     fn unregister(&self, fill: &Arc<Fill>) {
         let mut fills = self.fills.lock();
-        if fills.get(&fill.digest).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+        if fills
+            .get(&fill.digest)
+            .is_some_and(|f| Arc::ptr_eq(f, fill))
+        {
             fills.remove(&fill.digest);
         }
     }
