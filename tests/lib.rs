@@ -163,29 +163,36 @@ impl Origin {
     }
 
     pub fn start_args(args: &[&str], log: &Path, secret: &str, env: &[(&str, &str)]) -> Origin {
-        let mut cmd = Command::new(bin("shoal-origin"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("SHOAL_ORIGIN_SECRET", secret)
-            .envs(env.iter().copied());
-        let (child, url) = spawn_listening(cmd, log);
-        Origin {
-            url,
+        let mut origin = Origin {
+            url: String::new(),
             secret: secret.to_string(),
             log: log.to_path_buf(),
-            child: Some(child),
+            child: None,
             args: args.iter().map(|a| a.to_string()).collect(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        }
+        };
+        origin.spawn("127.0.0.1:0");
+        origin
+    }
+
+    /// Runs `shoal-origin serve` on `listen` with this origin's flags, secret and log.
+    fn spawn(&mut self, listen: &str) {
+        let mut cmd = Command::new(bin("shoal-origin"));
+        cmd.args(["serve", "--listen", listen])
+            .args(&self.args)
+            .env("SHOAL_ORIGIN_SECRET", &self.secret)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let (child, url) = spawn_listening(cmd, &self.log);
+        self.url = url;
+        self.child = Some(child);
     }
 
     /// A node using this origin, its data in `data`.
     pub fn node(&self, data: &Path) -> Node {
-        let env = [("SHOAL_ORIGIN_SECRET", self.secret.as_str())];
-        Node::start_env(data, &["--origin", &self.url], &env)
+        self.node_with(data, &[])
     }
 
     /// Another handle on the same origin (not owning the process) that hands its nodes
@@ -269,10 +276,7 @@ impl Node {
     /// Sends `signal` (e.g. "TERM", "INT") and waits for the process to exit.
     pub fn stop_with(mut self, signal: &str) -> ExitStatus {
         let mut child = self.child.take().expect("node running");
-        Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap();
+        crate::signal(child.id(), signal);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -517,15 +521,9 @@ impl Origin {
     /// Its log goes on in the same file.
     pub fn restart(&mut self) {
         self.kill();
-        let listen = self.url.trim_start_matches("http://").to_string();
-        let mut cmd = Command::new(bin("shoal-origin"));
-        cmd.args(["serve", "--listen", &listen])
-            .args(&self.args)
-            .env("SHOAL_ORIGIN_SECRET", &self.secret)
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
-        let (child, url) = spawn_listening(cmd, &self.log);
-        assert_eq!(url, self.url, "the origin came back on another address");
-        self.child = Some(child);
+        let was = self.url.clone();
+        self.spawn(was.trim_start_matches("http://"));
+        assert_eq!(self.url, was, "the origin came back on another address");
     }
 
     pub fn pid(&self) -> u32 {
@@ -555,32 +553,11 @@ pub fn signal(pid: u32, sig: &str) {
 /// How many blob GETs of `digest` the origin has logged (lines with `blob read` and the
 /// digest), across its restarts.
 pub fn origin_reads(origin: &Origin, digest: &str) -> usize {
-    strip_ansi(&origin.log_text())
+    origin
+        .log_text()
         .lines()
         .filter(|l| l.contains("blob read") && l.contains(digest))
         .count()
-}
-
-/// `text` without ANSI escape sequences: the text log format colours field names, which
-/// would split `home=2` into pieces.
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            out.push(c);
-            continue;
-        }
-        if chars.peek() == Some(&'[') {
-            chars.next();
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) {
-                    break;
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The value of one series of `node`'s `GET /metrics` (Prometheus text), e.g.
@@ -625,72 +602,4 @@ fn parse_series(s: &str) -> (&str, Vec<(String, String)>) {
         })
         .collect();
     (name.trim(), labels)
-}
-
-/// A `Write` sink that hashes and counts what goes through it, so a test checks a big body
-/// (`resp.copy_to(&mut sink)`) without holding it.
-#[derive(Default, Clone)]
-pub struct Sha256Writer {
-    hasher: Sha256,
-    pub len: u64,
-}
-
-impl Sha256Writer {
-    /// `sha256:<hex>` of everything written so far.
-    pub fn digest(&self) -> String {
-        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
-    }
-}
-
-impl std::io::Write for Sha256Writer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.hasher.update(buf);
-        self.len += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Reads a shared buffer from the start, so a request body can stream a big blob the test
-/// also keeps, without a second copy.
-struct SharedReader {
-    bytes: std::sync::Arc<Vec<u8>>,
-    pos: usize,
-}
-
-impl Read for SharedReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let rest = &self.bytes[self.pos..];
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl Registry {
-    /// Monolithic push (`POST ?digest=`) streamed from `bytes` without copying them;
-    /// returns the digest.
-    pub fn push_blob_shared(&self, repo: &str, bytes: &std::sync::Arc<Vec<u8>>) -> String {
-        let d = sha256(bytes);
-        let body = reqwest::blocking::Body::sized(
-            SharedReader {
-                bytes: bytes.clone(),
-                pos: 0,
-            },
-            bytes.len() as u64,
-        );
-        let r = self
-            .http
-            .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
-            .header("Content-Type", "application/octet-stream")
-            .body(body)
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 201, "push blob: {}", r.text().unwrap());
-        d
-    }
 }

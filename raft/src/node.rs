@@ -199,7 +199,8 @@ impl Metadata {
 
     /// Every member's id and cluster-plane address, as this replica knows them.
     pub fn members(&self) -> Vec<(NodeId, String)> {
-        let m = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         m.membership_config
             .membership()
             .nodes()

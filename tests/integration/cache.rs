@@ -21,11 +21,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Response;
+use sha2::{Digest as _, Sha256};
 use shoal_tests::oci::noise;
 use shoal_tests::region::{Region, SECRET};
 use shoal_tests::{
-    error_code, metric, origin_reads, sha256, signal, strip_ansi, tempdir, Node, Origin, Registry,
-    Sha256Writer,
+    error_code, metric, origin_reads, sha256, signal, tempdir, Node, Origin, Registry,
 };
 
 const MIB: usize = 1 << 20;
@@ -88,20 +88,23 @@ fn settled_origin_reads(origin: &Origin, digest: &str, n: usize) -> usize {
 
 /// The origin's log lines about `digest`, for failure messages.
 fn origin_lines(origin: &Origin, digest: &str) -> String {
-    strip_ansi(&origin.log_text())
+    origin
+        .log_text()
         .lines()
         .filter(|l| l.contains(hex(digest)))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-/// A response body read through a `Sha256Writer`, possibly in several steps: what arrived
+/// A response body hashed as it is read, possibly in several steps: what arrived
 /// and whether it ended cleanly.
 struct Pull {
     resp: Response,
     status: u16,
     length: Option<u64>,
-    sink: Sha256Writer,
+    hasher: Sha256,
+    /// Bytes read so far.
+    len: u64,
     error: Option<String>,
 }
 
@@ -111,7 +114,8 @@ impl Pull {
             status: resp.status().as_u16(),
             length: resp.content_length(),
             resp,
-            sink: Sha256Writer::default(),
+            hasher: Sha256::new(),
+            len: 0,
             error: None,
         }
     }
@@ -120,8 +124,9 @@ impl Pull {
     fn read(&mut self, n: u64) {
         if self.error.is_none() {
             let mut part = std::io::Read::take(&mut self.resp, n);
-            if let Err(e) = std::io::copy(&mut part, &mut self.sink) {
-                self.error = Some(e.to_string());
+            match std::io::copy(&mut part, &mut self.hasher) {
+                Ok(n) => self.len += n,
+                Err(e) => self.error = Some(e.to_string()),
             }
         }
     }
@@ -134,8 +139,13 @@ impl Pull {
 
     /// The body ended without an error and at its Content-Length, if it had one: what a
     /// client takes for a whole blob.
+    /// `sha256:<hex>` of what was read so far.
+    fn digest(&self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+    }
+
     fn complete(&self) -> bool {
-        self.error.is_none() && self.length.is_none_or(|l| l == self.sink.len)
+        self.error.is_none() && self.length.is_none_or(|l| l == self.len)
     }
 
     fn describe(&self) -> String {
@@ -143,18 +153,15 @@ impl Pull {
             "status {}, Content-Length {:?}, {} bytes read, {}, error {:?}",
             self.status,
             self.length,
-            self.sink.len,
-            self.sink.digest(),
+            self.len,
+            self.digest(),
             self.error
         )
     }
 
     fn assert_blob(&self, digest: &str, size: u64) {
         assert!(
-            self.status == 200
-                && self.complete()
-                && self.sink.len == size
-                && self.sink.digest() == digest,
+            self.status == 200 && self.complete() && self.len == size && self.digest() == digest,
             "expected the whole blob {digest} ({size} bytes); got {}",
             self.describe()
         );
@@ -210,7 +217,7 @@ fn wait_replicated(region: &Region, repo: &str) {
 fn find_home(node: &Node, digest: &str) -> Option<u64> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let log = strip_ansi(&node.log_text());
+        let log = node.log_text();
         let line = log
             .lines()
             .find(|l| l.contains("peer fetch") && l.contains(hex(digest)));
@@ -248,7 +255,7 @@ fn a_pull_storm_across_a_region_reads_the_origin_once() {
     reg.create_namespace("storm");
     let data = Arc::new(noise(101, 24 * MIB));
     let size = data.len() as u64;
-    let digest = reg.push_blob_shared("storm/app", &data);
+    let digest = reg.push_blob("storm/app", &data);
     drop(data);
     wait_replicated(&region, "storm/app");
 
@@ -277,8 +284,8 @@ fn a_pull_storm_across_a_region_reads_the_origin_once() {
             "a client of node {id}: {}",
             pull.describe()
         );
-        assert_eq!(pull.sink.digest(), digest, "a client of node {id}");
-        assert_eq!(pull.sink.len, size, "a client of node {id}");
+        assert_eq!(pull.digest(), digest, "a client of node {id}");
+        assert_eq!(pull.len, size, "a client of node {id}");
     }
 
     let reads = settled_origin_reads(&region.origin, &digest, 1);
@@ -306,7 +313,7 @@ fn range_requests_during_a_fill_are_served_from_it() {
     let reg = node.registry();
     let data = Arc::new(noise(22, 64 * MIB));
     let size = data.len() as u64;
-    let digest = reg.push_blob_shared("acme/ranges", &data);
+    let digest = reg.push_blob("acme/ranges", &data);
     let path = blob_path("acme/ranges", &digest);
 
     let mut full = Pull::new(reg.get(&path));
@@ -570,7 +577,7 @@ fn an_origin_killed_mid_fill_cuts_the_response_short() {
     let reg = node.registry();
     let data = Arc::new(noise(77, 128 * MIB));
     let size = data.len() as u64;
-    let digest = reg.push_blob_shared("acme/cut", &data);
+    let digest = reg.push_blob("acme/cut", &data);
     drop(data);
     let path = blob_path("acme/cut", &digest);
 
@@ -587,7 +594,7 @@ fn an_origin_killed_mid_fill_cuts_the_response_short() {
         pull.assert_blob(&digest, size);
     } else {
         assert!(
-            !pull.complete() && pull.sink.len < size,
+            !pull.complete() && pull.len < size,
             "the origin died mid-fill, yet the response looked complete: {}",
             pull.describe()
         );
@@ -612,7 +619,7 @@ fn a_peer_killed_mid_fetch_is_finished_from_the_origin() {
     reg.create_namespace("peer");
     let data = Arc::new(noise(81, 128 * MIB));
     let size = data.len() as u64;
-    let digest = reg.push_blob_shared("peer/big", &data);
+    let digest = reg.push_blob("peer/big", &data);
     drop(data);
     wait_replicated(&region, "peer/big");
     let path = blob_path("peer/big", &digest);

@@ -216,6 +216,8 @@ impl BlobCache {
                     tracing::warn!(digest = %fill.digest, error = %e, "could not keep a verified blob in the cache");
                     remove_quietly(&tmp);
                 }
+                // Only now: until the blob is in the index, newcomers must join this fill.
+                self.unregister(&fill);
             }
             Err(e) => {
                 if let FillError::Mismatch(why) = &e {
@@ -231,7 +233,6 @@ impl BlobCache {
                 remove_quietly(&tmp);
             }
         }
-        self.unregister(&fill);
         metrics::gauge!(m::FILLS_IN_FLIGHT).decrement(1.0);
     }
 
@@ -441,20 +442,13 @@ impl BlobCache {
         self.publish_size();
     }
 
-    /// Empties the cache (after missing delete notices).
+    /// Empties the cache, fills under way included (after missing delete notices).
     fn forget_all(&self) {
-        let digests: Vec<Digest> = {
-            let mut index = self.index.lock();
-            let all = index.digests();
-            for d in &all {
-                index.remove(d);
-            }
-            all
-        };
-        for d in &digests {
-            remove_quietly(&self.layout.blob(d));
+        let cached = self.index.lock().digests();
+        let filling: Vec<Digest> = self.fills.lock().keys().cloned().collect();
+        for d in cached.iter().chain(&filling) {
+            self.drop_blob(d);
         }
-        self.publish_size();
     }
 
     fn publish_size(&self) {

@@ -156,15 +156,8 @@ impl Plane {
         timeout: Duration,
     ) -> Result<Response> {
         let attempt = async {
-            let conn = self.connection(target, addr).await?;
-            let io = |e: &dyn std::fmt::Display| {
-                Error::Unreachable(format!("node {target} at {addr}: {e}"))
-            };
-            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| io(&e))?;
-            send.write_all(&rpc::encode(req))
-                .await
-                .map_err(|e| io(&e))?;
-            send.finish().map_err(|e| io(&e))?;
+            let mut recv = self.send(target, addr, req).await?;
+            let io = |e: &dyn std::fmt::Display| unreachable_at(target, addr, e);
             let bytes = recv.read_to_end(MAX_MESSAGE).await.map_err(|e| io(&e))?;
             postcard::from_bytes::<Response>(&bytes).map_err(|e| io(&e))
         };
@@ -173,6 +166,18 @@ impl Plane {
                 "node {target} at {addr}: no answer within {timeout:?}"
             ))
         })?
+    }
+
+    /// Opens a stream to `target`, writes `req` and returns the stream to read the answer from.
+    async fn send(&self, target: NodeId, addr: &str, req: &Request) -> Result<quinn::RecvStream> {
+        let conn = self.connection(target, addr).await?;
+        let io = |e: &dyn std::fmt::Display| unreachable_at(target, addr, e);
+        let (mut send, recv) = conn.open_bi().await.map_err(|e| io(&e))?;
+        send.write_all(&rpc::encode(req))
+            .await
+            .map_err(|e| io(&e))?;
+        send.finish().map_err(|e| io(&e))?;
+        Ok(recv)
     }
 
     /// Copies the stream the node opens for `payload` onto `send`, after a status byte.
@@ -226,15 +231,8 @@ impl Plane {
         timeout: Duration,
     ) -> Result<ByteStream> {
         let attempt = async {
-            let conn = self.connection(target, addr).await?;
-            let io = |e: &dyn std::fmt::Display| {
-                Error::Unreachable(format!("node {target} at {addr}: {e}"))
-            };
-            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| io(&e))?;
-            send.write_all(&rpc::encode(&Request::Open(payload)))
-                .await
-                .map_err(|e| io(&e))?;
-            send.finish().map_err(|e| io(&e))?;
+            let mut recv = self.send(target, addr, &Request::Open(payload)).await?;
+            let io = |e: &dyn std::fmt::Display| unreachable_at(target, addr, e);
             let mut status = [0u8; 1];
             recv.read_exact(&mut status).await.map_err(|e| io(&e))?;
             if status[0] == OPENED {
@@ -253,4 +251,8 @@ impl Plane {
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"shutting down");
     }
+}
+
+fn unreachable_at(target: NodeId, addr: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::Unreachable(format!("node {target} at {addr}: {e}"))
 }
