@@ -15,6 +15,10 @@ WORK=$(mktemp -d /tmp/shoal-cache-bench.XXXX)
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; nginx -c "$WORK/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$WORK"' EXIT
 export SHOAL_ORIGIN_SECRET=bench-secret-0123456789
+# The node's first admin; the CLI and curl sign in with it.
+export SHOAL_ADMIN_PASSWORD=bench-admin-password-0123 SHOAL_USERNAME=admin
+export SHOAL_PASSWORD=$SHOAL_ADMIN_PASSWORD
+AUTH=(-u "admin:$SHOAL_ADMIN_PASSWORD")
 
 "$BIN/shoal-origin" serve --listen 127.0.0.1:7300 --root "$WORK/origin" 2>"$WORK/origin.log" >"$WORK/origin.out" &
 PIDS+=($!)
@@ -29,11 +33,11 @@ REG=http://127.0.0.1:7301/v2/bench/blob
 
 push() { # file -> digest
   local d="sha256:$(sha256sum "$1" | cut -d' ' -f1)"
-  curl -sf -o /dev/null -X POST -H 'Content-Type: application/octet-stream' -T - "$REG/blobs/uploads/?digest=$d" <"$1"
+  curl -sf "${AUTH[@]}" -o /dev/null -X POST -H 'Content-Type: application/octet-stream' -T - "$REG/blobs/uploads/?digest=$d" <"$1"
   echo "$d"
 }
 rate() { # url -> MB/s of one GET
-  curl -s -o /dev/null -w '%{speed_download}' "$1" | awk '{printf "%.0f", $1/1e6}'
+  curl -s "${AUTH[@]}" -o /dev/null -w '%{speed_download}' "$1" | awk '{printf "%.0f", $1/1e6}'
 }
 origin_reads() { grep -c "blob read.*$1" "$WORK/origin.log" || true; }
 
@@ -66,10 +70,10 @@ head -c 256M /dev/urandom >"$WORK/b"
 A=$(push "$WORK/a")
 B=$(push "$WORK/b")
 t0=$(date +%s.%N)
-curl -sf -o /dev/null "$REG/blobs/$A"
+curl -sf "${AUTH[@]}" -o /dev/null "$REG/blobs/$A"
 t1=$(date +%s.%N)
 C=()
-for i in $(seq 50); do curl -sf -o /dev/null "$REG/blobs/$B" & C+=($!); done
+for i in $(seq 50); do curl -sf "${AUTH[@]}" -o /dev/null "$REG/blobs/$B" & C+=($!); done
 wait "${C[@]}"
 t2=$(date +%s.%N)
 awk -v one="$(echo "$t1 - $t0" | bc)" -v fifty="$(echo "$t2 - $t1" | bc)" \
@@ -77,6 +81,6 @@ awk -v one="$(echo "$t1 - $t0" | bc)" -v fifty="$(echo "$t2 - $t1" | bc)" \
 echo "origin reads: blob A $(origin_reads "$A"), blob B $(origin_reads "$B") (50 clients)"
 
 C=()
-for i in $(seq 64); do curl -sf -o /dev/null "$REG/blobs/$BIG" & C+=($!); done
+for i in $(seq 64); do curl -sf "${AUTH[@]}" -o /dev/null "$REG/blobs/$BIG" & C+=($!); done
 wait "${C[@]}"
 echo "node peak RSS after 64 concurrent warm 1 GiB pulls: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$NODE/status)"

@@ -5,7 +5,7 @@
 //! A test that needs a missing tool calls `require_tool`: outside CI it prints a loud notice
 //! and the test returns early; with `CI=true` it fails.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -123,12 +123,19 @@ pub fn spawn_listening(mut cmd: Command, log: &Path) -> (Child, String) {
         .expect("spawn process");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
+    // Lines other than the address (a first start's admin password) go to `<log>.stdout`.
+    let mut other = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log.with_extension("stdout"))
+        .unwrap();
     std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
-            let _ = tx.send(line);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("listening on ") {
+                let _ = tx.send(line.clone());
+            }
+            let _ = writeln!(other, "{line}");
         }
-        for _ in lines {}
     });
     let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
         let _ = child.kill();
@@ -223,6 +230,14 @@ impl Drop for Origin {
 }
 
 /// A running `shoal serve` process.
+/// The admin password every test node starts with (`SHOAL_ADMIN_PASSWORD`).
+pub const ADMIN_PASSWORD: &str = "test-admin-password-0123";
+
+/// `admin:PASSWORD`, for clients' `--creds` flags.
+pub fn admin_creds() -> String {
+    format!("admin:{ADMIN_PASSWORD}")
+}
+
 pub struct Node {
     /// `http://127.0.0.1:PORT`
     pub url: String,
@@ -258,6 +273,7 @@ impl Node {
         cmd.args(["serve", "--data"])
             .arg(data)
             .args(extra)
+            .env("SHOAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .envs(env.iter().copied());
         let (child, url) = spawn_listening(cmd, &log);
         Node {
@@ -330,17 +346,36 @@ impl Node {
         }
     }
 
+    /// A client signed in as the admin.
     pub fn registry(&self) -> Registry {
         Registry::new(&self.url)
     }
 
-    /// Runs `shoal <group> --server URL <rest>` against this node and returns
+    /// Creates a credential through the CLI; returns (id, username, password).
+    pub fn credential(&self, args: &[&str]) -> (String, String, String) {
+        let mut all = vec!["credential", "create", "--json"];
+        all.extend(args);
+        let (ok, out, err) = self.cli(&all);
+        assert!(ok, "credential create {args:?}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let field = |k: &str| v[k].as_str().unwrap().to_string();
+        (field("id"), field("username"), field("password"))
+    }
+
+    /// Runs `shoal <group> --server URL <rest>` against this node as the admin and returns
     /// (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        self.cli_as("admin", ADMIN_PASSWORD, args)
+    }
+
+    /// `cli` with `SHOAL_USERNAME`/`SHOAL_PASSWORD` set to `user`/`password`.
+    pub fn cli_as(&self, user: &str, password: &str, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(shoal_bin())
             .args(&args[..1])
             .args(["--server", &self.url])
             .args(&args[1..])
+            .env("SHOAL_USERNAME", user)
+            .env("SHOAL_PASSWORD", password)
             .output()
             .unwrap();
         (
@@ -367,12 +402,28 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A client that sends the admin's Basic credentials with every request.
     pub fn new(base: &str) -> Registry {
+        Registry::with_auth(base, Some(&basic("admin", ADMIN_PASSWORD)))
+    }
+
+    /// A client without credentials.
+    pub fn anonymous(base: &str) -> Registry {
+        Registry::with_auth(base, None)
+    }
+
+    /// A client that sends `authorization` (e.g. `basic(u, p)` or `Bearer …`) with every request.
+    pub fn with_auth(base: &str, authorization: Option<&str>) -> Registry {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(a) = authorization {
+            headers.insert("authorization", a.parse().unwrap());
+        }
         Registry {
             base: base.to_string(),
             http: Client::builder()
                 .timeout(Duration::from_secs(600))
                 .redirect(reqwest::redirect::Policy::none())
+                .default_headers(headers)
                 .build()
                 .unwrap(),
         }
@@ -444,6 +495,16 @@ impl Registry {
     }
 }
 
+/// The `Authorization` value of Basic credentials.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let raw = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
 /// Reads an error response's first OCI error code.
 pub fn error_code(r: Response) -> (u16, String) {
     let status = r.status().as_u16();
@@ -476,14 +537,20 @@ pub fn run_tool(program: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, St
 /// `skopeo copy` between two image references (plain HTTP allowed on both sides), keeping
 /// digests; returns (success, output).
 pub fn skopeo_copy(src: &str, dest: &str) -> (bool, String) {
-    let args = [
+    let creds = admin_creds();
+    let mut args = vec![
         "copy",
         "--preserve-digests",
         "--src-tls-verify=false",
         "--dest-tls-verify=false",
-        src,
-        dest,
     ];
+    if src.starts_with("docker://") {
+        args.extend(["--src-creds", &creds]);
+    }
+    if dest.starts_with("docker://") {
+        args.extend(["--dest-creds", &creds]);
+    }
+    args.extend([src, dest]);
     run_tool("skopeo", &args, &[])
 }
 

@@ -60,6 +60,23 @@ enum Scenario {
 
 const CHUNK: usize = 1 << 20;
 
+/// An HTTP client that signs in with `SHOAL_USERNAME`/`SHOAL_PASSWORD` (Basic, which Shoal
+/// takes on `/v2` directly) when they are set.
+fn client() -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let (Ok(user), Ok(password)) = (
+        std::env::var("SHOAL_USERNAME"),
+        std::env::var("SHOAL_PASSWORD"),
+    ) {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        headers.insert("authorization", format!("Basic {raw}").parse()?);
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
 fn parse_size(s: &str) -> anyhow::Result<u64> {
     let s = s.trim();
     let (num, mult) = [
@@ -151,7 +168,7 @@ async fn blob(
     gets: u32,
     pid: Option<u32>,
 ) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let http = client()?;
     let base = target.trim_end_matches('/');
     let mut h = Sha256::new();
     for c in chunks(size) {
@@ -226,7 +243,7 @@ async fn push_blob(
 }
 
 async fn tag_push(target: &str, repo: &str, count: u32) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let http = client()?;
     let base = target.trim_end_matches('/');
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use tokio::fs::{self, File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 
+use crate::chunks::file_chunks;
 use crate::digest::{Algorithm, Hasher};
 use crate::paths::Layout;
 use crate::store::{BlobReader, BlobStore, ByteRange, UploadId, UploadWriter};
@@ -203,7 +204,7 @@ impl BlobStore for FsStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobReader> {
-        let mut file = match File::open(self.inner.layout.blob(digest)).await {
+        let file = match File::open(self.inner.layout.blob(digest)).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::BlobNotFound(digest.clone()))
@@ -212,13 +213,10 @@ impl BlobStore for FsStore {
         };
         let size = file.metadata().await?.len();
         let range = ByteRange::within(range, size)?;
-        if range.start > 0 {
-            file.seek(std::io::SeekFrom::Start(range.start)).await?;
-        }
         Ok(BlobReader {
             size,
             range,
-            body: Box::new(file.take(range.len())),
+            body: file_chunks(file.into_std().await, range.start, range.end),
         })
     }
 

@@ -2,6 +2,7 @@
 //!
 //! Layout of the crate:
 //! - `digest`: `Digest` (validated `alg:hex`) and a streaming `Hasher`;
+//! - `chunks`: `ByteChunks`, blob bodies as streams of owned chunks, and the file source;
 //! - `store`: the `BlobStore` trait, `UploadWriter`, `BlobReader`, `ByteRange`, `UploadId`;
 //! - `paths`: the on-disk layout of the filesystem backend, drawn once;
 //! - `fs`: `FsStore`, the filesystem backend (the embedded default);
@@ -15,6 +16,7 @@
 //! bytes under digests and runs upload sessions.
 
 pub mod api;
+mod chunks;
 pub mod conformance;
 mod digest;
 mod error;
@@ -25,6 +27,7 @@ mod s3;
 pub mod server;
 mod store;
 
+pub use chunks::{file_chunks, ByteChunks, FILE_CHUNK};
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{Error, Result, Source};
 pub use fs::FsStore;

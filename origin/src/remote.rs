@@ -17,7 +17,6 @@ use futures::StreamExt;
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_util::io::StreamReader;
 
 use crate::api::{self, Claim, Created, Digests, Existed, Size, WireError};
 use crate::store::{BlobReader, BlobStore, ByteRange, UploadId, UploadWriter};
@@ -213,7 +212,7 @@ impl BlobStore for RemoteStore {
                 start,
                 end: start + len,
             },
-            body: Box::new(StreamReader::new(body)),
+            body: Box::pin(body),
         })
     }
 

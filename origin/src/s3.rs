@@ -29,7 +29,6 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::ClientOptions;
 use object_store::{GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, WriteMultipart};
-use tokio_util::io::StreamReader;
 
 use crate::store::{BlobReader, BlobStore, ByteRange, UploadId, UploadWriter};
 use crate::{Digest, Error, Hasher, Result};
@@ -355,7 +354,7 @@ impl BlobStore for S3Store {
         let range = ByteRange::within(range, size)?;
         if range.is_empty() {
             // S3 rejects a zero-length range, and an empty blob has nothing to fetch.
-            let body = Box::new(tokio::io::empty());
+            let body = Box::pin(futures::stream::empty());
             return Ok(BlobReader { size, range, body });
         }
         let opts = GetOptions::default().with_range(Some(range.start..range.end));
@@ -364,8 +363,7 @@ impl BlobStore for S3Store {
             Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
             Err(e) => return Err(storage(e)),
         };
-        let body = StreamReader::new(got.into_stream().map_err(std::io::Error::other));
-        let body = Box::new(body);
+        let body = Box::pin(got.into_stream().map_err(std::io::Error::other));
         Ok(BlobReader { size, range, body })
     }
 
@@ -593,9 +591,9 @@ mod tests {
             start: (8 << 20) - 5,
             end: (13 << 20) + 5,
         };
-        let mut r = store.read(&d, Some(range)).await.unwrap();
+        let r = store.read(&d, Some(range)).await.unwrap();
         let mut got = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut r.body, &mut got)
+        tokio::io::AsyncReadExt::read_to_end(&mut r.into_async_read(), &mut got)
             .await
             .unwrap();
         assert!(

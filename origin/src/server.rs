@@ -25,7 +25,6 @@ use futures::StreamExt;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio_util::io::ReaderStream;
 
 use crate::api::{self, Claim, Created, Digests, Existed, Size};
 use crate::store::{BlobStore, ByteRange, UploadId, UploadWriter};
@@ -33,7 +32,6 @@ use crate::{Digest, Error};
 
 const CLAIM_TTL: Duration = Duration::from_secs(60);
 const BUSY_WAIT: Duration = Duration::from_secs(2);
-const READ_CHUNK: usize = 1 << 20;
 
 struct Parked {
     writer: Box<dyn UploadWriter>,
@@ -204,9 +202,7 @@ async fn read(
     } else {
         StatusCode::OK
     };
-    let mut resp = Response::new(Body::from_stream(ReaderStream::with_capacity(
-        blob.body, READ_CHUNK,
-    )));
+    let mut resp = Response::new(Body::from_stream(blob.body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_LENGTH, size_header(blob.range.len()));

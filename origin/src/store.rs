@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::AsyncRead;
 
+use crate::chunks::ByteChunks;
 use crate::{Digest, Error, Result};
 
 /// An inclusive-exclusive byte range `[start, end)` inside a blob.
@@ -52,7 +53,14 @@ impl ByteRange {
 pub struct BlobReader {
     pub size: u64,
     pub range: ByteRange,
-    pub body: Box<dyn AsyncRead + Send + Unpin>,
+    pub body: ByteChunks,
+}
+
+impl BlobReader {
+    /// The body as an `AsyncRead`, for callers that copy it somewhere.
+    pub fn into_async_read(self) -> impl AsyncRead + Send + Unpin {
+        tokio_util::io::StreamReader::new(self.body)
+    }
 }
 
 impl fmt::Debug for BlobReader {

@@ -8,15 +8,50 @@ use serde_json::{json, Value};
 pub struct Client {
     server: String,
     http: reqwest::Client,
+    /// `SHOAL_USERNAME` / `SHOAL_PASSWORD`, sent as Basic credentials when set.
+    login: Option<(String, String)>,
 }
 
 impl Client {
     pub fn new(server: &str) -> anyhow::Result<Client> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let login = match (
+            std::env::var("SHOAL_USERNAME"),
+            std::env::var("SHOAL_PASSWORD"),
+        ) {
+            (Ok(u), Ok(p)) if !u.is_empty() => Some((u, p)),
+            _ => None,
+        };
         Ok(Client {
             server: server.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder().build()?,
+            login,
         })
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self
+            .http
+            .request(method, format!("{}/api/v1/{path}", self.server));
+        match &self.login {
+            Some((u, p)) => r.basic_auth(u, Some(p)),
+            None => r,
+        }
+    }
+
+    /// `METHOD /api/v1/PATH` with an optional JSON body; the answer's JSON (null if empty).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let r = self.req(method, path);
+        self.call(match body {
+            Some(b) => r.json(&b),
+            None => r,
+        })
+        .await
     }
 
     async fn call(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
@@ -40,39 +75,30 @@ impl Client {
         &self,
         name: &str,
         description: Option<&str>,
+        public: bool,
     ) -> anyhow::Result<Value> {
-        let url = format!("{}/api/v1/namespaces", self.server);
-        self.call(
-            self.http
-                .post(url)
-                .json(&json!({"name": name, "description": description})),
-        )
-        .await
-    }
-
-    pub async fn cluster_status(&self) -> anyhow::Result<Value> {
-        self.call(self.http.get(format!("{}/api/v1/cluster", self.server)))
+        let visibility = if public { "public" } else { "private" };
+        let body = json!({"name": name, "description": description, "visibility": visibility});
+        self.send(reqwest::Method::POST, "namespaces", Some(body))
             .await
     }
 
+    pub async fn cluster_status(&self) -> anyhow::Result<Value> {
+        self.send(reqwest::Method::GET, "cluster", None).await
+    }
+
     pub async fn remove_node(&self, id: u64) -> anyhow::Result<()> {
-        let url = format!("{}/api/v1/cluster/members/{id}", self.server);
-        let resp = self.http.delete(url).send().await?;
-        if resp.status().is_success() {
-            return Ok(());
-        }
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let e = &body["errors"][0];
-        bail!(
-            "{}: {}",
-            e["code"].as_str().unwrap_or("ERROR"),
-            e["message"].as_str().unwrap_or("removal failed")
+        self.send(
+            reqwest::Method::DELETE,
+            &format!("cluster/members/{id}"),
+            None,
         )
+        .await
+        .map(drop)
     }
 
     pub async fn namespace_list(&self) -> anyhow::Result<Value> {
-        let url = format!("{}/api/v1/namespaces", self.server);
-        self.call(self.http.get(url)).await
+        self.send(reqwest::Method::GET, "namespaces", None).await
     }
 }
 
@@ -151,4 +177,36 @@ pub fn print_cluster(status: &Value) {
         })
         .collect();
     print_table(&["ID", "ROLE", "API", "CLUSTER", "MATCHED"], &rows);
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Prints `out[list_key]` as a table (columns from the first object), or one object as
+/// `key: value` lines, or `done` for an empty answer.
+pub fn print_objects(out: &Value, list_key: &str) {
+    if let Some(items) = out[list_key].as_array() {
+        let Some(first) = items.first().and_then(Value::as_object) else {
+            println!("(none)");
+            return;
+        };
+        let headers: Vec<String> = first.keys().map(|k| k.to_uppercase()).collect();
+        let rows: Vec<Vec<String>> = items
+            .iter()
+            .map(|i| first.keys().map(|k| cell(&i[k])).collect())
+            .collect();
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        print_table(&headers, &rows);
+    } else if let Some(obj) = out.as_object() {
+        for (k, v) in obj {
+            println!("{k}: {}", cell(v));
+        }
+    } else {
+        println!("done");
+    }
 }

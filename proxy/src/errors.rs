@@ -22,6 +22,8 @@ pub enum Code {
     NameInvalid,
     NameUnknown,
     NamespaceExists,
+    /// A management object with that name or id exists already.
+    Conflict,
     SizeInvalid,
     RangeInvalid,
     Unauthorized,
@@ -82,6 +84,7 @@ const TABLE: &[(Code, &str, StatusCode)] = &[
         "NAMESPACE_EXISTS",
         StatusCode::CONFLICT,
     ),
+    (Code::Conflict, "CONFLICT", StatusCode::CONFLICT),
     (Code::SizeInvalid, "SIZE_INVALID", StatusCode::BAD_REQUEST),
     (
         Code::RangeInvalid,
@@ -241,6 +244,13 @@ impl From<shoal_raft::Rejection> for ApiError {
                 ApiError::new(Code::ManifestBlobUnknown, msg).detail(json!({"digest": d}))
             }
             R::TagUnknown(_) => ApiError::new(Code::ManifestUnknown, msg),
+            R::AlreadyInitialised | R::PrincipalExists(_) | R::CredentialExists(_) => {
+                ApiError::new(Code::Conflict, msg)
+            }
+            R::PrincipalUnknown(_)
+            | R::CredentialUnknown(_)
+            | R::ScopeUnknown(_)
+            | R::BindingUnknown => ApiError::new(Code::NotFound, msg),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - `names`: validated namespace, repository and tag names;
 //! - `errors`: `ApiError` and the one code → status table;
 //! - `cli`: the operator commands of the `shoal` binary;
+//! - `malloc`: glibc arena limit for many concurrent large bodies;
 //! - `logging`, `config`.
 
 pub mod api;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod errors;
 pub mod http;
 pub mod logging;
+pub mod malloc;
 pub mod metrics;
 pub mod names;
 pub mod node;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use reqwest::Method;
 use shoal_proxy::cli::{print_cluster, print_namespaces, Client};
 use shoal_proxy::config::{Cluster, Config, LogFormat, RemoteOrigin};
 
@@ -93,6 +94,89 @@ enum Cmd {
         #[command(flatten)]
         target: ServerArgs,
     },
+    /// Access credentials: generated username + secret for docker login and CI.
+    Credential {
+        #[command(subcommand)]
+        command: CredentialCmd,
+        #[command(flatten)]
+        target: ServerArgs,
+    },
+    /// Users (people who sign in with a password).
+    User {
+        #[command(subcommand)]
+        command: PrincipalCmd,
+        #[command(flatten)]
+        target: ServerArgs,
+    },
+    /// Service accounts (automation; they act through credentials).
+    ServiceAccount {
+        #[command(subcommand)]
+        command: PrincipalCmd,
+        #[command(flatten)]
+        target: ServerArgs,
+    },
+    /// Role bindings: owner, admin, developer or reader, on the organisation or a namespace.
+    Role {
+        #[command(subcommand)]
+        command: RoleCmd,
+        #[command(flatten)]
+        target: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CredentialCmd {
+    /// Create a credential; its password is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// containerRegistry (push and pull), containerRegistry:all, or containerRegistry:pull.
+        #[arg(long, default_value = "containerRegistry:pull")]
+        scope: String,
+        /// Limit the credential to one namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Lifetime, e.g. 24h or 30d.
+        #[arg(long)]
+        expires: Option<String>,
+        /// The user or service account it acts for (default: you).
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Revoke a credential by id; its tokens stop working too.
+    Revoke { id: String },
+    /// Your credentials (all of them for an admin).
+    List,
+}
+
+#[derive(Subcommand)]
+enum PrincipalCmd {
+    /// Create one (a user's password comes from --password or SHOAL_NEW_PASSWORD).
+    Create {
+        name: String,
+        #[arg(long, env = "SHOAL_NEW_PASSWORD")]
+        password: Option<String>,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+enum RoleCmd {
+    /// Grant PRINCIPAL a role on the organisation, or on --namespace.
+    Bind {
+        principal: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+    /// Remove PRINCIPAL's role on the organisation, or on --namespace.
+    Unbind {
+        principal: String,
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+    List,
 }
 
 /// The node an operator command talks to, and how it prints.
@@ -141,7 +225,18 @@ enum NamespaceCmd {
         name: String,
         #[arg(long)]
         description: Option<String>,
+        /// Allow anonymous pulls (default: private).
+        #[arg(long)]
+        public: bool,
     },
+    /// Change a namespace's configuration.
+    Set {
+        name: String,
+        #[arg(long, value_parser = ["public", "private"])]
+        visibility: String,
+    },
+    /// Delete a namespace with all its repositories, tags and role bindings.
+    Delete { name: String },
     /// List namespaces.
     List,
 }
@@ -155,6 +250,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
+    shoal_proxy::malloc::limit_arenas();
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Serve {
@@ -211,6 +307,51 @@ fn main() -> ExitCode {
             shoal_proxy::node::run(config, shoal_proxy::node::os_signals())
         }
         Cmd::Namespace { command, target } => namespace(command, &target.server, target.json),
+        Cmd::Credential { command, target } => {
+            let (method, path, body) = match command {
+                CredentialCmd::Create {
+                    name,
+                    scope,
+                    namespace,
+                    expires,
+                    owner,
+                } => (
+                    Method::POST,
+                    "credentials".to_string(),
+                    Some(
+                        serde_json::json!({"name": name, "scope": scope, "namespace": namespace, "expires": expires, "owner": owner}),
+                    ),
+                ),
+                CredentialCmd::Revoke { id } => (Method::DELETE, format!("credentials/{id}"), None),
+                CredentialCmd::List => (Method::GET, "credentials".to_string(), None),
+            };
+            api_call(&target, method, &path, body, "credentials")
+        }
+        Cmd::User { command, target } => principal(command, &target, "users"),
+        Cmd::ServiceAccount { command, target } => principal(command, &target, "service-accounts"),
+        Cmd::Role { command, target } => {
+            let (method, body) = match command {
+                RoleCmd::Bind {
+                    principal,
+                    role,
+                    namespace,
+                } => (
+                    Method::POST,
+                    Some(
+                        serde_json::json!({"principal": principal, "role": role, "namespace": namespace}),
+                    ),
+                ),
+                RoleCmd::Unbind {
+                    principal,
+                    namespace,
+                } => (
+                    Method::DELETE,
+                    Some(serde_json::json!({"principal": principal, "namespace": namespace})),
+                ),
+                RoleCmd::List => (Method::GET, None),
+            };
+            api_call(&target, method, "role-bindings", body, "role_bindings")
+        }
         Cmd::Cluster { command, target } => cluster(command, &target.server, target.json),
     };
     match result {
@@ -266,6 +407,39 @@ fn cluster(cmd: ClusterCmd, server: &str, json: bool) -> anyhow::Result<()> {
     }
 }
 
+fn principal(cmd: PrincipalCmd, target: &ServerArgs, path: &str) -> anyhow::Result<()> {
+    match cmd {
+        PrincipalCmd::Create { name, password } => api_call(
+            target,
+            Method::POST,
+            path,
+            Some(serde_json::json!({"name": name, "password": password})),
+            "principals",
+        ),
+        PrincipalCmd::List => api_call(target, Method::GET, "users", None, "principals"),
+    }
+}
+
+/// One management call: JSON with --json, else a table of `list_key` (or of the one object).
+fn api_call(
+    target: &ServerArgs,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    list_key: &str,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let out = rt.block_on(Client::new(&target.server)?.send(method, path, body))?;
+    if target.json {
+        println!("{out}");
+    } else {
+        shoal_proxy::cli::print_objects(&out, list_key);
+    }
+    Ok(())
+}
+
 fn origin_secret(file: Option<PathBuf>) -> anyhow::Result<String> {
     let secret =
         shoal_origin::read_secret(file.as_deref()).context("reading --origin-secret-file")?;
@@ -282,9 +456,35 @@ fn namespace(cmd: NamespaceCmd, server: &str, json: bool) -> anyhow::Result<()> 
     let client = Client::new(server)?;
     rt.block_on(async {
         match cmd {
-            NamespaceCmd::Create { name, description } => {
+            NamespaceCmd::Set { name, visibility } => {
                 let ns = client
-                    .namespace_create(&name, description.as_deref())
+                    .send(
+                        Method::PATCH,
+                        &format!("namespaces/{name}"),
+                        Some(serde_json::json!({ "visibility": visibility })),
+                    )
+                    .await?;
+                if json {
+                    println!("{ns}");
+                } else {
+                    println!("namespace {name} is {visibility}");
+                }
+            }
+            NamespaceCmd::Delete { name } => {
+                client
+                    .send(Method::DELETE, &format!("namespaces/{name}"), None)
+                    .await?;
+                if !json {
+                    println!("deleted namespace {name}");
+                }
+            }
+            NamespaceCmd::Create {
+                name,
+                description,
+                public,
+            } => {
+                let ns = client
+                    .namespace_create(&name, description.as_deref(), public)
                     .await?;
                 if json {
                     println!("{ns}");

@@ -16,7 +16,7 @@ use shoal_origin::{BlobStore, FsStore, RemoteStore};
 use shoal_raft::{ClusterConfig, MetaConfig, Metadata};
 
 use crate::api::Api;
-use crate::auth::OpenAccess;
+use crate::auth::Gate;
 use crate::cache::{BlobCache, CacheConfig};
 use crate::config::{Cluster, Config};
 use crate::http::{self, FrontEnd, ShutdownFuture};
@@ -53,6 +53,11 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         })
         .await
         .context("opening the metadata store")?;
+        if config.cluster.as_ref().is_none_or(|c| c.bootstrap) {
+            crate::auth::bootstrap::first_start(&meta, &config.data)
+                .await
+                .context("initialising access control")?;
+        }
         let store: Arc<dyn BlobStore> = match &config.origin {
             None => Arc::new(
                 FsStore::open(config.origin_dir())
@@ -91,7 +96,7 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
             Some(cache)
         }
     };
-    let auth: Arc<dyn crate::auth::Authorizer> = Arc::new(OpenAccess::install());
+    let auth = Arc::new(Gate::new(meta.clone()));
     let registry = Arc::new(Registry {
         meta: meta.clone(),
         store,

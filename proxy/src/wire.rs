@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
-use tokio::io::AsyncRead;
+use shoal_origin::ByteChunks;
 
 use crate::errors::{ApiError, ApiResult};
 
@@ -82,9 +82,10 @@ pub enum Body {
     Empty,
     Bytes(Bytes),
     /// `len` bytes read from `reader`, streamed in large writes.
+    /// Exactly `len` bytes in chunks; a stream that errors or ends early drops the connection.
     Stream {
         len: u64,
-        reader: Box<dyn AsyncRead + Send + Unpin>,
+        chunks: ByteChunks,
     },
     /// The answer to a HEAD: announces `Content-Length` but sends nothing.
     HeadOnly(u64),

@@ -27,9 +27,20 @@ pub struct NamespaceRecord {
     pub name: String,
     pub description: Option<String>,
     pub created_at: i64,
+    pub visibility: Visibility,
 }
 
-fn key(prefix: &str, parts: &[&str]) -> Vec<u8> {
+/// Who may pull from a namespace without credentials.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Visibility {
+    /// Only principals with a role (the default until configured).
+    #[default]
+    Private,
+    /// Anyone, anonymously; pushing still needs a role.
+    Public,
+}
+
+pub(crate) fn key(prefix: &str, parts: &[&str]) -> Vec<u8> {
     let mut k = prefix.as_bytes().to_vec();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
@@ -44,11 +55,11 @@ fn namespace_of(repo: &str) -> &str {
     repo.split('/').next().unwrap_or(repo)
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("catalogue records always serialise")
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
@@ -71,18 +82,23 @@ impl Catalog {
         Ok(self.tree.contains_key(k)?)
     }
 
-    pub fn namespace(&self, name: &str) -> Result<Option<NamespaceRecord>> {
+    pub(crate) fn get<T: for<'de> Deserialize<'de>>(&self, k: &[u8]) -> Result<Option<T>> {
+        self.tree.get(k)?.map(|v| decode(&v)).transpose()
+    }
+
+    pub(crate) fn scan<T: for<'de> Deserialize<'de>>(&self, prefix: &[u8]) -> Result<Vec<T>> {
         self.tree
-            .get(key("n/", &[name]))?
-            .map(|v| decode(&v))
-            .transpose()
+            .scan_prefix(prefix)
+            .map(|kv| decode(&kv?.1))
+            .collect()
+    }
+
+    pub fn namespace(&self, name: &str) -> Result<Option<NamespaceRecord>> {
+        self.get(&key("n/", &[name]))
     }
 
     pub fn namespaces(&self) -> Result<Vec<NamespaceRecord>> {
-        self.tree
-            .scan_prefix(b"n/")
-            .map(|kv| decode(&kv?.1))
-            .collect()
+        self.scan(b"n/")
     }
 
     pub fn repository_exists(&self, repo: &str) -> Result<bool> {
@@ -164,14 +180,24 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Works out what `cmd` changes, without changing anything: the writes go into `batch`.
-    pub(crate) fn plan(&self, cmd: &Command, batch: &mut Batch) -> Result<Outcome> {
+    /// Works out what `cmd` changes, without changing anything: the writes go into `batch`,
+    /// and the digests it unlinks from a repository into `unlinked`.
+    pub(crate) fn plan(
+        &self,
+        cmd: &Command,
+        batch: &mut Batch,
+        unlinked: &mut Vec<String>,
+    ) -> Result<Outcome> {
+        if let Some(outcome) = self.plan_access(cmd, batch)? {
+            return Ok(outcome);
+        }
         let reject = |r| Ok(Outcome::Rejected(r));
         match cmd {
             Command::CreateNamespace {
                 name,
                 description,
                 created_at,
+                visibility,
             } => {
                 if self.namespace(name)?.is_some() {
                     return reject(Rejection::NamespaceExists(name.clone()));
@@ -180,8 +206,40 @@ impl Catalog {
                     name: name.clone(),
                     description: description.clone(),
                     created_at: *created_at,
+                    visibility: *visibility,
                 };
                 batch.insert(key("n/", &[name]), encode(&rec));
+            }
+            Command::SetVisibility {
+                namespace,
+                visibility,
+            } => {
+                let Some(mut rec) = self.namespace(namespace)? else {
+                    return reject(Rejection::NamespaceUnknown(namespace.clone()));
+                };
+                rec.visibility = *visibility;
+                batch.insert(key("n/", &[namespace]), encode(&rec));
+            }
+            Command::DeleteNamespace { name } => {
+                if self.namespace(name)?.is_none() {
+                    return reject(Rejection::NamespaceUnknown(name.clone()));
+                }
+                batch.remove(key("n/", &[name]));
+                // Repositories of `name` are `name/...`: the `/` keeps `name-2` out.
+                for prefix in ["r/", "b/", "m/", "t/", "s/"] {
+                    let mut p = key(prefix, &[name]);
+                    p.push(b'/');
+                    for kv in self.tree.scan_prefix(&p) {
+                        let (k, _) = kv?;
+                        if prefix == "b/" {
+                            if let Some(d) = k.rsplit(|b| *b == 0).next() {
+                                unlinked.push(String::from_utf8_lossy(d).into_owned());
+                            }
+                        }
+                        batch.remove(k);
+                    }
+                }
+                self.unbind_namespace(name, batch)?;
             }
             Command::LinkBlob { repo, digest, size } => {
                 if !self.has(&key("n/", &[namespace_of(repo)]))? {
@@ -196,6 +254,7 @@ impl Catalog {
                     return reject(Rejection::BlobUnknown(digest.clone()));
                 }
                 batch.remove(k);
+                unlinked.push(digest.clone());
             }
             Command::PutManifest {
                 repo,
@@ -248,6 +307,13 @@ impl Catalog {
                     }
                 }
             }
+            Command::Bootstrap { .. }
+            | Command::CreatePrincipal { .. }
+            | Command::CreateCredential { .. }
+            | Command::RevokeCredential { .. }
+            | Command::Bind { .. }
+            | Command::Unbind { .. }
+            | Command::AddSigningKey { .. } => unreachable!("planned by plan_access"),
         }
         Ok(Outcome::Done)
     }
@@ -257,7 +323,7 @@ impl Catalog {
     #[cfg(test)]
     pub(crate) fn apply(&self, cmd: &Command) -> Result<Outcome> {
         let mut batch = Batch::default();
-        let outcome = self.plan(cmd, &mut batch)?;
+        let outcome = self.plan(cmd, &mut batch, &mut Vec::new())?;
         self.tree.apply_batch(batch)?;
         Ok(outcome)
     }
@@ -291,6 +357,7 @@ mod tests {
             name: name.into(),
             description: None,
             created_at: 1,
+            visibility: Visibility::Private,
         }
     }
 

@@ -8,6 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::{CredentialRecord, OrgRecord, Principal, RoleBinding, RoleScope, SigningKey};
+use crate::catalog::Visibility;
+
 /// A change to the registry catalogue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
@@ -15,6 +18,44 @@ pub enum Command {
         name: String,
         description: Option<String>,
         created_at: i64,
+        visibility: Visibility,
+    },
+    SetVisibility {
+        namespace: String,
+        visibility: Visibility,
+    },
+    /// Removes the namespace with its repositories, tags, manifests, blob links and role
+    /// bindings; blobs no longer linked anywhere become collectable.
+    DeleteNamespace {
+        name: String,
+    },
+    /// First start of a new cluster: the organisation, its Owner and the first signing key.
+    /// Rejected once any organisation exists, so only one bootstrap ever takes effect.
+    Bootstrap {
+        org: OrgRecord,
+        admin: Principal,
+        key: SigningKey,
+    },
+    CreatePrincipal {
+        principal: Principal,
+    },
+    CreateCredential {
+        credential: CredentialRecord,
+    },
+    RevokeCredential {
+        id: String,
+        revoked_at: i64,
+    },
+    /// Grants a role, replacing the principal's role at the same scope.
+    Bind {
+        binding: RoleBinding,
+    },
+    Unbind {
+        principal: String,
+        scope: RoleScope,
+    },
+    AddSigningKey {
+        key: SigningKey,
     },
     /// Records that a verified blob of `size` bytes now belongs to `repo` (creating the repo).
     LinkBlob {
@@ -85,4 +126,18 @@ pub enum Rejection {
     ReferencedManifestUnknown(String),
     #[error("tag {0:?} is not in the repository")]
     TagUnknown(String),
+    #[error("the registry is already initialised")]
+    AlreadyInitialised,
+    #[error("principal {0:?} already exists")]
+    PrincipalExists(String),
+    #[error("principal {0:?} does not exist")]
+    PrincipalUnknown(String),
+    #[error("a credential with login {0:?} already exists")]
+    CredentialExists(String),
+    #[error("credential {0:?} does not exist")]
+    CredentialUnknown(String),
+    #[error("{0} does not exist")]
+    ScopeUnknown(String),
+    #[error("no such role binding")]
+    BindingUnknown,
 }

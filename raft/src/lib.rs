@@ -4,6 +4,8 @@
 //! - `types`: the openraft type configuration;
 //! - `command`: commands, manifest records and outcomes (what the log carries);
 //! - `catalog`: the catalogue's key layout in sled, reads, and planning a command's writes;
+//! - `access`: identity records in the catalogue (organisations, principals, credentials,
+//!   role bindings, signing keys), their keys and their commands;
 //! - `log_store`: the Raft log and vote in sled;
 //! - `sm`: the state machine (apply, snapshots) over the catalogue;
 //! - `network`: Raft RPC transport over the plane (`QuicNetwork`), or none for a single node;
@@ -19,6 +21,7 @@
 // feed those traits return it as is rather than boxing and unboxing at every call.
 #![allow(clippy::result_large_err)]
 
+mod access;
 mod catalog;
 mod cluster;
 mod command;
@@ -31,7 +34,11 @@ pub mod plane;
 mod sm;
 mod types;
 
-pub use catalog::{Catalog, NamespaceRecord};
+pub use access::{
+    CredentialRecord, CredentialScope, OrgRecord, Principal, PrincipalKind, Role, RoleBinding,
+    RoleScope, SigningKey,
+};
+pub use catalog::{Catalog, NamespaceRecord, Visibility};
 pub use cluster::{ClusterStatus, MemberStatus};
 pub use command::{Command, ManifestRecord, Outcome, Rejection};
 pub use error::{Error, Result};

@@ -353,6 +353,7 @@ mod tests {
             name: format!("ns{i:03}"),
             description: None,
             created_at: i as i64,
+            visibility: crate::Visibility::Private,
         }
     }
 

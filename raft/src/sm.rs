@@ -15,7 +15,7 @@ use openraft::{
 };
 
 use crate::catalog::Catalog;
-use crate::command::{Command, Outcome};
+use crate::command::Outcome;
 use crate::types::{read_err, write_err, Member, NodeId, StorageResult, TypeConfig};
 
 const APPLIED: &[u8] = b"~applied";
@@ -96,15 +96,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut batch = sled::Batch::default();
             let applied = serde_json::to_vec(&Some(entry.log_id)).map_err(write_err)?;
             batch.insert(APPLIED, applied);
-            let mut unlinked = None;
+            let mut unlinked = Vec::new();
             let outcome = match entry.payload {
                 EntryPayload::Blank => Outcome::Done,
-                EntryPayload::Normal(cmd) => {
-                    if let Command::UnlinkBlob { digest, .. } = &cmd {
-                        unlinked = Some(digest.clone());
-                    }
-                    self.catalog.plan(&cmd, &mut batch).map_err(write_err)?
-                }
+                EntryPayload::Normal(cmd) => self
+                    .catalog
+                    .plan(&cmd, &mut batch, &mut unlinked)
+                    .map_err(write_err)?,
                 EntryPayload::Membership(m) => {
                     let stored = StoredMembership::new(Some(entry.log_id), m);
                     batch.insert(MEMBERSHIP, serde_json::to_vec(&stored).map_err(write_err)?);
@@ -112,9 +110,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             };
             self.tree().apply_batch(batch).map_err(write_err)?;
-            if let (Some(digest), Outcome::Done) = (unlinked, &outcome) {
-                // Nobody listening (no cache) is fine.
-                let _ = self.unlinked.send(digest);
+            if outcome == Outcome::Done {
+                for digest in unlinked {
+                    // Nobody listening (no cache) is fine.
+                    let _ = self.unlinked.send(digest);
+                }
             }
             out.push(outcome);
         }

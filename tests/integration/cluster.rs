@@ -9,7 +9,8 @@ use serde_json::Value;
 use shoal_tests::oci::{noise, write_layout, OCI_MANIFEST};
 use shoal_tests::region::{Region, SECRET};
 use shoal_tests::{
-    error_code, require_tool, run_tool, shoal_bin, skopeo_copy, tempdir, Node, Registry,
+    admin_creds, error_code, require_tool, run_tool, shoal_bin, skopeo_copy, tempdir, Node,
+    Registry,
 };
 
 fn voters(s: &Value) -> Vec<u64> {
@@ -81,7 +82,17 @@ fn writes_through_any_node_and_reads_from_every_replica() {
         let pull = format!("docker://{}/acme/sk:v1", region.node(leader).addr);
         let (ok, out) = skopeo_copy(&format!("oci:{}:v1", src.display()), &push);
         assert!(ok, "skopeo push through the learner: {out}");
-        let (ok, out) = run_tool("skopeo", &["inspect", "--tls-verify=false", &pull], &[]);
+        let (ok, out) = run_tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--creds",
+                &admin_creds(),
+                "--tls-verify=false",
+                &pull,
+            ],
+            &[],
+        );
         assert!(ok, "skopeo inspect through the leader: {out}");
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["Digest"], Value::String(layout_digest));

@@ -3,7 +3,7 @@
 
 use shoal_tests::oci::{noise, write_layout};
 use shoal_tests::{
-    in_ci, node_with_namespace, require_docker, require_tool, run_tool, skopeo_copy,
+    admin_creds, in_ci, node_with_namespace, require_docker, require_tool, run_tool, skopeo_copy,
 };
 
 /// The containerd socket of Docker's engine on this kind of machine.
@@ -45,7 +45,11 @@ fn containerd_pull_unpack_and_push() {
 
     // A namespace of our own inside containerd, unique per run, removed at the end.
     let ns = format!("shoal-test-{}", std::process::id());
-    let (ok, out) = ctr(&ns, &["images", "pull", "--plain-http", &image]);
+    let user = admin_creds();
+    let (ok, out) = ctr(
+        &ns,
+        &["images", "pull", "--plain-http", "--user", &user, &image],
+    );
     assert!(ok, "ctr pull: {out}\nnode log:\n{}", node.log_text());
     let (ok, out) = ctr(&ns, &["images", "ls"]);
     assert!(
@@ -56,7 +60,10 @@ fn containerd_pull_unpack_and_push() {
     let copy = format!("{}/acme/ctr-copy:v1", node.addr);
     let (ok, out) = ctr(&ns, &["images", "tag", &image, &copy]);
     assert!(ok, "ctr tag: {out}");
-    let (ok, out) = ctr(&ns, &["images", "push", "--plain-http", &copy]);
+    let (ok, out) = ctr(
+        &ns,
+        &["images", "push", "--plain-http", "--user", &user, &copy],
+    );
     assert!(ok, "ctr push: {out}\nnode log:\n{}", node.log_text());
     let r = node.registry().get("/v2/acme/ctr-copy/manifests/v1");
     assert_eq!(r.status(), 200);

@@ -1,5 +1,6 @@
-//! The Docker engine against a real node: build an image FROM scratch, push it, remove it,
-//! pull it back and check the digest; pushing into a missing namespace shows our message.
+//! The Docker engine against a real node: `docker login` with a generated credential, build
+//! an image FROM scratch, push it, remove it, pull it back and check the digest; pushing into
+//! a missing namespace shows our message; a pull-only credential pulls but is denied a push.
 
 use shoal_tests::{node_with_namespace, require_docker, run_tool};
 
@@ -24,6 +25,9 @@ fn docker_build_push_rmi_pull_inspect() {
     )
     .unwrap();
     let image = format!("{}/acme/hello:v1", node.addr);
+    let (_, login, password) = node.credential(&["--name", "ci", "--scope", "containerRegistry"]);
+    let (ok, out) = docker(&["login", &node.addr, "-u", &login, "-p", &password]);
+    assert!(ok, "docker login: {out}\nnode log:\n{}", node.log_text());
     let (ok, out) = docker(&["build", "-q", "-t", &image, ctx.to_str().unwrap()]);
     assert!(ok, "docker build: {out}");
 
@@ -71,5 +75,23 @@ fn docker_build_push_rmi_pull_inspect() {
     let (ok, out) = docker(&["push", &elsewhere]);
     assert!(!ok, "push into a missing namespace must fail");
     assert!(out.contains("shoal namespace create nosuchns"), "{out}");
-    docker(&["rmi", &image, &elsewhere]);
+
+    let (_, login, password) =
+        node.credential(&["--name", "deploy", "--scope", "containerRegistry:pull"]);
+    let (ok, out) = docker(&["login", &node.addr, "-u", &login, "-p", &password]);
+    assert!(ok, "docker login (pull-only): {out}");
+    docker(&["rmi", &image]);
+    let (ok, out) = docker(&["pull", &image]);
+    assert!(ok, "pull with a pull-only credential: {out}");
+    let other = format!("{}/acme/hello:v2", node.addr);
+    docker(&["tag", &image, &other]);
+    let (ok, out) = docker(&["push", &other]);
+    assert!(!ok, "a pull-only credential must not push: {out}");
+    assert!(out.contains("denied"), "{out}");
+    assert_eq!(
+        node.registry().get("/v2/acme/hello/manifests/v2").status(),
+        404
+    );
+    docker(&["logout", &node.addr]);
+    docker(&["rmi", &image, &elsewhere, &other]);
 }

@@ -104,6 +104,10 @@ fn docker_region_partition_kill_and_pause() {
             dir.path().join("region/ca").display().to_string(),
         ),
         ("SHOAL_ORIGIN_SECRET".to_string(), secret.to_string()),
+        (
+            "SHOAL_ADMIN_PASSWORD".to_string(),
+            shoal_tests::ADMIN_PASSWORD.to_string(),
+        ),
         ("SHOAL_IMAGE".to_string(), format!("shoal:{project}")),
     ];
     let image = Command::new(deploy_dir().join("build-image.sh"))

@@ -1,6 +1,7 @@
 //! Shoal's integration tests: one binary (ripgrep's `tests/tests.rs` shape) whose tests
 //! start real `shoal` processes and drive them with HTTP and real clients.
 
+mod access;
 mod bad_input;
 mod cache;
 mod cluster;

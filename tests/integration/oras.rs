@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use shoal_tests::{node_with_namespace, require_python_module};
+use shoal_tests::{node_with_namespace, require_python_module, ADMIN_PASSWORD};
 
 #[test]
 fn oras_artifact_with_subject_shows_up_in_referrers() {
@@ -17,6 +17,8 @@ fn oras_artifact_with_subject_shows_up_in_referrers() {
     let out = Command::new("python3")
         .arg(script)
         .arg(&node.addr)
+        .arg("admin")
+        .arg(ADMIN_PASSWORD)
         .current_dir(dir.path())
         .output()
         .expect("run python3");

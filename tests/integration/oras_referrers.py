@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """oras-py 0.2.43 against a Shoal node: push artifact, push referrers (subject), pull, referrers API.
-Usage: python3 oras_referrers.py 127.0.0.1:PORT   (namespace 'acme' must exist)
+Usage: python3 oras_referrers.py 127.0.0.1:PORT USER PASSWORD   (namespace 'acme' must exist)
 Run by tests/integration/oras.rs; exits non-zero with the failed assertion on any mismatch."""
 import hashlib, json, os, sys, tempfile
 import requests
 import oras.client, oras.oci, oras.defaults
 
-HOST = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:38081"
+HOST, USER, PASSWORD = sys.argv[1], sys.argv[2], sys.argv[3]
+AUTH = (USER, PASSWORD)  # Basic credentials straight on /v2 for the hand-made requests
 REPO = "acme/artifacts"
 T_README = "application/vnd.acme.readme.v1"   # artifact 1 (config.mediaType)
 T_SBOM = "application/vnd.example.sbom.v1"    # artifact 2 (config.mediaType, via push(subject=))
@@ -14,6 +15,7 @@ T_SIG = "application/vnd.example.sig.v1"      # artifact 3 (real artifactType fi
 EMPTY = "application/vnd.oci.empty.v1+json"
 
 client = oras.client.OrasClient(hostname=HOST, insecure=True)  # insecure => http://
+client.login(username=USER, password=PASSWORD, hostname=HOST, tls_verify=False)  # token flow
 work = tempfile.mkdtemp()
 os.chdir(work)  # push() requires files below the CWD unless disable_path_validation=True
 
@@ -35,7 +37,7 @@ r1 = check(client.push(target=f"{HOST}/{REPO}:v1", files=["hello.txt:text/plain"
                        manifest_annotations={"org.example.note": "first"}), "push v1")
 d1 = r1.headers["Docker-Content-Digest"]
 raw1 = requests.get(f"http://{HOST}/v2/{REPO}/manifests/{d1}",
-                    headers={"Accept": oras.defaults.default_manifest_media_type}).content
+                    headers={"Accept": oras.defaults.default_manifest_media_type}, auth=AUTH).content
 assert "sha256:" + hashlib.sha256(raw1).hexdigest() == d1, "stored bytes != digest"
 subject = oras.oci.Subject(mediaType=oras.defaults.default_manifest_media_type, digest=d1, size=len(raw1))
 print("artifact v1:", d1, "Location:", r1.headers.get("Location"))
@@ -75,7 +77,7 @@ print("pulled:", files)
 
 # 5) referrers API
 def referrers(query=""):
-    r = requests.get(f"http://{HOST}/v2/{REPO}/referrers/{d1}{query}")
+    r = requests.get(f"http://{HOST}/v2/{REPO}/referrers/{d1}{query}", auth=AUTH)
     assert r.status_code == 200, (r.status_code, r.text)
     assert r.headers["Content-Type"].startswith("application/vnd.oci.image.index.v1+json"), r.headers
     idx = r.json()
@@ -93,6 +95,6 @@ for t, want in ((T_SBOM, d2), (T_SIG, d3)):
     assert r.headers.get("OCI-Filters-Applied") == "artifactType", r.headers
 _, none = referrers("?artifactType=application/x-none")
 assert none == {}
-r = requests.get(f"http://{HOST}/v2/{REPO}/referrers/{d2}")
+r = requests.get(f"http://{HOST}/v2/{REPO}/referrers/{d2}", auth=AUTH)
 assert r.status_code == 200 and r.json()["manifests"] == [], r.text
 print("OK")

@@ -5,10 +5,14 @@ use std::path::Path;
 
 use serde_json::Value;
 use shoal_tests::oci::{noise, write_layout};
-use shoal_tests::{node_with_namespace, require_tool, run_tool, skopeo_copy};
+use shoal_tests::{admin_creds, node_with_namespace, require_tool, run_tool, skopeo_copy};
 
+/// `skopeo SUBCOMMAND --creds admin:… REST…`
 fn skopeo(args: &[&str]) -> (bool, String) {
-    run_tool("skopeo", args, &[])
+    let creds = admin_creds();
+    let mut all = vec![args[0], "--creds", &creds];
+    all.extend(&args[1..]);
+    run_tool("skopeo", &all, &[])
 }
 
 fn blob_files(layout: &Path) -> Vec<(String, Vec<u8>)> {

@@ -17,7 +17,7 @@ impl Api {
     }
 
     pub(super) async fn remove_member(&self, req: &Request, id: &str) -> ApiResult<Reply> {
-        self.auth.authorize(req, &Need::Admin)?;
+        self.auth.authorize(req, &Need::ManageAccess).await?;
         let id: u64 = id.parse().map_err(|_| {
             ApiError::new(
                 Code::BadRequest,

@@ -1,21 +1,23 @@
 //! The management API under `/api/v1` (JSON). So far: namespaces and the region's cluster. Errors use the same
 //! OCI-style body as the registry API, from the same table.
 
+mod access;
 mod cluster;
+mod credentials;
 mod namespaces;
 
 use std::sync::Arc;
 
 use http::Method;
-use shoal_raft::Metadata;
+use shoal_raft::{Command, Metadata, Outcome, PrincipalKind};
 
-use crate::auth::Authorizer;
+use crate::auth::{Gate, Need};
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::wire::{Reply, Request, RequestBody};
 
 pub struct Api {
     pub meta: Arc<Metadata>,
-    pub auth: Arc<dyn Authorizer>,
+    pub auth: Arc<Gate>,
 }
 
 impl Api {
@@ -30,15 +32,46 @@ impl Api {
         let rest = req.path.strip_prefix("/api/v1").unwrap_or("");
         let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
         match (req.method.clone(), segs.as_slice()) {
-            (Method::GET, ["namespaces"]) => self.list_namespaces(req),
+            (Method::GET, ["namespaces"]) => self.list_namespaces(req).await,
             (Method::POST, ["namespaces"]) => self.create_namespace(req, body).await,
-            (Method::GET, ["namespaces", name]) => self.get_namespace(req, name),
-            (Method::GET, ["cluster"]) => self.cluster_status(),
+            (Method::GET, ["namespaces", name]) => self.get_namespace(req, name).await,
+            (Method::PATCH, ["namespaces", name]) => {
+                self.configure_namespace(req, body, name).await
+            }
+            (Method::DELETE, ["namespaces", name]) => self.delete_namespace(req, name).await,
+            (Method::GET, ["credentials"]) => self.list_credentials(req).await,
+            (Method::POST, ["credentials"]) => self.create_credential(req, body).await,
+            (Method::DELETE, ["credentials", id]) => self.revoke_credential(req, id).await,
+            (Method::GET, ["users"]) => self.list_principals(req).await,
+            (Method::POST, ["users"]) => {
+                self.create_principal(req, body, PrincipalKind::User).await
+            }
+            (Method::POST, ["service-accounts"]) => {
+                self.create_principal(req, body, PrincipalKind::ServiceAccount)
+                    .await
+            }
+            (Method::GET, ["role-bindings"]) => self.list_bindings(req).await,
+            (Method::POST, ["role-bindings"]) => self.bind(req, body).await,
+            (Method::DELETE, ["role-bindings"]) => self.unbind(req, body).await,
+            (Method::GET, ["cluster"]) => {
+                self.auth.authorize(req, &Need::Open).await?;
+                self.cluster_status()
+            }
             (Method::DELETE, ["cluster", "members", id]) => self.remove_member(req, id).await,
             (m, _) => Err(ApiError::new(
                 Code::NotFound,
                 format!("no management endpoint {m} {}", req.path),
             )),
+        }
+    }
+}
+
+impl Api {
+    /// Proposes a command; a rejection becomes the matching client error.
+    async fn commit(&self, cmd: Command) -> ApiResult<()> {
+        match self.meta.write(cmd).await? {
+            Outcome::Done => Ok(()),
+            Outcome::Rejected(r) => Err(r.into()),
         }
     }
 }

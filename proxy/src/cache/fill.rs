@@ -22,7 +22,7 @@ use shoal_origin::Digest;
 use tokio::sync::watch;
 
 /// The largest piece a reader takes from the fill file at once.
-const READ_CHUNK: u64 = 256 << 10;
+const READ_CHUNK: u64 = shoal_origin::FILE_CHUNK as u64;
 
 /// Why a fill failed, shared by every waiting reader.
 #[derive(Clone, Debug)]

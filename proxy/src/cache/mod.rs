@@ -28,9 +28,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use shoal_origin::{BlobReader, BlobStore, ByteRange, Digest, Hasher};
 use shoal_raft::Metadata;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
-use tokio_util::io::StreamReader;
 
 use crate::metrics as m;
 use files::{remove_quietly, Layout};
@@ -140,7 +139,7 @@ impl BlobCache {
         Ok(BlobReader {
             size,
             range,
-            body: Box::new(StreamReader::new(Box::pin(stream))),
+            body: Box::pin(stream),
         })
     }
 
@@ -154,7 +153,7 @@ impl BlobCache {
             return Ok(None);
         }
         let path = self.layout.blob(digest);
-        let mut file = match tokio::fs::File::open(&path).await {
+        let file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::warn!(%digest, "a cached blob vanished from disk; filling it again");
@@ -163,11 +162,10 @@ impl BlobCache {
             }
             Err(e) => return Err(e.into()),
         };
-        file.seek(std::io::SeekFrom::Start(range.start)).await?;
         Ok(Some(BlobReader {
             size,
             range,
-            body: Box::new(file.take(range.len())),
+            body: shoal_origin::file_chunks(file.into_std().await, range.start, range.end),
         }))
     }
 
@@ -391,7 +389,7 @@ impl BlobCache {
         metrics::counter!(m::ORIGIN_FETCHES).increment(1);
         metrics::histogram!(m::ORIGIN_FETCH_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(Upstream {
-            reader: blob.body,
+            reader: Box::new(blob.into_async_read()),
             source: "origin",
             peer: None,
         })

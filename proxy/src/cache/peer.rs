@@ -114,7 +114,7 @@ impl StreamSource for PeerSource {
             .read(&digest, req.size, None, Route::OriginOnly)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(blob.body)
+        Ok(Box::new(blob.into_async_read()))
     }
 }
 

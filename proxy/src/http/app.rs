@@ -10,12 +10,12 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use http::StatusCode;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
-use tokio::io::AsyncReadExt;
 
 use crate::api::Api;
 use crate::errors::{ApiError, ApiResult, Code};
@@ -60,6 +60,8 @@ impl NodeApp {
             self.registry.handle(req, body).await
         } else if p.starts_with("/api/v1/") || p == "/api/v1" {
             self.api.handle(req, body).await
+        } else if p == "/auth/token" {
+            self.registry.auth.token(req).await
         } else if p == "/metrics" {
             crate::metrics::publish_raft(&self.registry.meta.status());
             Reply::new(StatusCode::OK)
@@ -117,34 +119,48 @@ impl NodeApp {
                 session.write_response_body(b, true).await.ok()?;
                 Some(len)
             }
-            Body::Stream { len, mut reader } => {
+            Body::Stream { len, mut chunks } => {
+                // Whole chunks of at least WRITE_CHUNK go out as they are (no copy); smaller
+                // ones are gathered until there is that much.
                 let mut sent = 0u64;
+                let mut pending = BytesMut::new();
                 while sent < len {
-                    let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
-                    while buf.len() < WRITE_CHUNK {
-                        match reader.read_buf(&mut buf).await {
-                            Ok(0) => break,
-                            Ok(_) => {}
-                            Err(e) => {
-                                tracing::error!(%e, request_id, "reading a blob failed mid-response; dropping the connection");
-                                return None;
-                            }
+                    let chunk = match chunks.next().await {
+                        Some(Ok(c)) => c,
+                        Some(Err(e)) => {
+                            tracing::error!(%e, request_id, "reading a blob failed mid-response; dropping the connection");
+                            return None;
                         }
-                    }
-                    if buf.is_empty() {
+                        None => {
+                            tracing::error!(
+                                sent,
+                                len,
+                                request_id,
+                                "blob ended early; dropping the connection"
+                            );
+                            return None;
+                        }
+                    };
+                    sent += chunk.len() as u64;
+                    if sent > len {
                         tracing::error!(
                             sent,
                             len,
                             request_id,
-                            "blob ended early; dropping the connection"
+                            "blob is longer than announced; dropping the connection"
                         );
                         return None;
                     }
-                    sent += buf.len() as u64;
-                    session
-                        .write_response_body(buf.freeze(), false)
-                        .await
-                        .ok()?;
+                    let out = if pending.is_empty() && chunk.len() >= WRITE_CHUNK {
+                        chunk
+                    } else {
+                        pending.extend_from_slice(&chunk);
+                        if pending.len() < WRITE_CHUNK && sent < len {
+                            continue;
+                        }
+                        pending.split().freeze()
+                    };
+                    session.write_response_body(out, false).await.ok()?;
                 }
                 session.write_response_body(Bytes::new(), true).await.ok()?;
                 Some(sent)

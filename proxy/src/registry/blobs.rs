@@ -84,7 +84,7 @@ impl Registry {
         } else {
             Body::Stream {
                 len,
-                reader: blob.body,
+                chunks: blob.body,
             }
         }))
     }

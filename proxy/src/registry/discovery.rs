@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::manifest::OCI_INDEX;
 use super::{parse_digest, Registry};
+use crate::auth::{target_of, Action, Caller, Target};
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::RepoName;
 use crate::wire::{Body, Reply, Request};
@@ -68,12 +69,31 @@ impl Registry {
         ))
     }
 
-    pub(super) fn catalog(&self, req: &Request) -> ApiResult<Reply> {
+    /// Lists only the repositories the caller may list: names in other namespaces are not
+    /// disclosed.
+    pub(super) fn catalog(&self, req: &Request, caller: &Caller) -> ApiResult<Reply> {
         let n = page_size(req)?;
-        let repos = self
-            .meta
-            .catalog()
-            .repositories(req.query("last"), n.map(|n| n + 1))?;
+        let want = n.map_or(usize::MAX, |n| n + 1);
+        let catalog = self.meta.catalog();
+        let mut repos = Vec::new();
+        let mut last = req.query("last").map(str::to_string);
+        while repos.len() < want {
+            let batch = catalog.repositories(last.as_deref(), Some(256))?;
+            let Some(end) = batch.last().cloned() else {
+                break;
+            };
+            for repo in batch {
+                let ns = repo.split('/').next().unwrap_or_default();
+                let target = Target {
+                    namespace: ns,
+                    visibility: target_of(catalog, ns)?,
+                };
+                if repos.len() < want && caller.grants.permits(Action::List, Some(target)) {
+                    repos.push(repo);
+                }
+            }
+            last = Some(end);
+        }
         Ok(page(&req.path, "repositories", repos, n, json!({})))
     }
 

@@ -18,7 +18,7 @@ use http::{Method, StatusCode};
 use shoal_origin::{BlobStore, Digest};
 use shoal_raft::{Command, Metadata, Outcome};
 
-use crate::auth::{Authorizer, Need};
+use crate::auth::{Gate, Need};
 use crate::cache::BlobCache;
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::RepoName;
@@ -31,7 +31,7 @@ pub struct Registry {
     pub store: Arc<dyn BlobStore>,
     /// The edge cache blob reads go through when the origin is a separate service.
     pub cache: Option<Arc<BlobCache>>,
-    pub auth: Arc<dyn Authorizer>,
+    pub auth: Arc<Gate>,
 }
 
 impl Registry {
@@ -49,7 +49,7 @@ impl Registry {
         let read = *m == Method::GET || *m == Method::HEAD;
         let need = match &route {
             Route::Base => Need::Ping,
-            Route::Catalog => Need::List,
+            Route::Catalog => Need::Catalog,
             Route::TagsList(r) | Route::Referrers(r, _) => Need::Pull(r.clone()),
             Route::Manifest(r, _) | Route::Blob(r, _) if *m == Method::DELETE => {
                 Need::Delete(r.clone())
@@ -60,13 +60,13 @@ impl Registry {
             | Route::UploadStart(r)
             | Route::Upload(r, _) => Need::Push(r.clone()),
         };
-        self.auth.authorize(req, &need)?;
+        let caller = self.auth.authorize(req, &need).await?;
         let head = *m == Method::HEAD;
         match (route, m.clone()) {
             (Route::Base, Method::GET | Method::HEAD) => {
                 Ok(Reply::json(StatusCode::OK, &serde_json::json!({})))
             }
-            (Route::Catalog, Method::GET) => self.catalog(req),
+            (Route::Catalog, Method::GET) => self.catalog(req, &caller),
             (Route::TagsList(r), Method::GET) => self.tags_list(req, &r),
             (Route::Referrers(r, d), Method::GET) => self.referrers(req, &r, &d),
             (Route::Blob(r, d), Method::GET | Method::HEAD) => {

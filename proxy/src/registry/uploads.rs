@@ -94,7 +94,12 @@ impl Registry {
         let Ok(from) = RepoName::parse(from) else {
             return Ok(None);
         };
-        if self.auth.authorize(req, &Need::Pull(from.clone())).is_err() {
+        if self
+            .auth
+            .authorize(req, &Need::Pull(from.clone()))
+            .await
+            .is_err()
+        {
             return Ok(None);
         }
         let Some(size) = self

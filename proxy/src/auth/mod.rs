@@ -1,0 +1,363 @@
+//! Authentication and authorisation: the one seam every `/v2`, `/api` and `/auth` request
+//! passes before a handler runs. A request states what it needs (`Need`); `Gate::authorize`
+//! finds out who is calling (`Caller`: anonymous, a user by password, or a credential, by
+//! Basic auth or by a bearer token) and decides with the pure `policy`.
+//!
+//! - `policy`: the permission matrix (roles, credential limits, public namespaces);
+//! - `secrets`: argon2 hashing, secret generation, the memory of recent logins;
+//! - `token`: ES256 registry tokens, keys from the replicated metadata;
+//! - `service`: `/auth/token`, the Docker token endpoint;
+//! - `bootstrap`: the first start of a new cluster (organisation, admin, signing key).
+//!
+//! Answers, as Distribution and Docker clients expect them:
+//! - no credentials where some are needed: 401 `UNAUTHORIZED` with a challenge
+//!   (`Bearer realm=…/auth/token,service="shoal",scope=…` on `/v2`, `Basic` on `/api`);
+//! - wrong credentials, a bad, expired or foreign token: 401 `UNAUTHORIZED`;
+//! - a valid token that lacks the action while its subject may do it: 403 `DENIED` with a
+//!   challenge carrying `error="insufficient_scope"` and the scope to ask for. Distribution
+//!   answers 401 here; oras-py keeps its token on a 401 and fetches a new one only on a 403,
+//!   while docker, containerd and skopeo ask for the whole scope up front and never get here;
+//! - a caller who may not do it: 403 `DENIED`.
+
+pub mod bootstrap;
+pub mod policy;
+pub mod secrets;
+pub mod service;
+pub mod token;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use shoal_raft::{Catalog, CredentialRecord, Metadata, Visibility};
+
+use crate::errors::{ApiError, ApiResult, Code};
+use crate::names::{NamespaceName, RepoName};
+use crate::wire::Request;
+pub use policy::{Action, Grants, Limit, Target};
+use secrets::VerifiedLogins;
+use token::{Claims, Keys, SERVICE};
+
+/// What a request needs to be allowed to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// Health, readiness, the cluster status joining nodes read.
+    Open,
+    /// `GET /v2/`: a signed-in caller (anonymous callers get the challenge that starts login).
+    Ping,
+    Pull(RepoName),
+    Push(RepoName),
+    Delete(RepoName),
+    /// `_catalog`: a signed-in caller; the handler lists only what the caller may list.
+    Catalog,
+    /// Any signed-in principal (listing namespaces, their own credentials).
+    SignedIn,
+    /// Creating (`None`) or changing a namespace.
+    ManageNamespaces(Option<NamespaceName>),
+    ManageAccess,
+}
+
+/// Who the caller is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Subject {
+    Anonymous,
+    User(String),
+    Credential { id: String, owner: String },
+}
+
+impl Subject {
+    /// The `sub` claim of a token for this subject.
+    fn claim(&self) -> String {
+        match self {
+            Subject::Anonymous => "anonymous".into(),
+            Subject::User(u) => format!("user:{u}"),
+            Subject::Credential { id, .. } => format!("credential:{id}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub subject: Subject,
+    pub grants: Grants,
+}
+
+impl Caller {
+    fn anonymous() -> Caller {
+        Caller {
+            subject: Subject::Anonymous,
+            grants: Grants::anonymous(),
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.subject == Subject::Anonymous
+    }
+
+    /// The user or service account acting, if any.
+    pub fn principal(&self) -> Option<&str> {
+        match &self.subject {
+            Subject::Anonymous => None,
+            Subject::User(u) => Some(u),
+            Subject::Credential { owner, .. } => Some(owner),
+        }
+    }
+}
+
+/// The namespace a repository action is on, as the policy sees it. A namespace that does not
+/// exist is private: anonymous callers learn nothing about which names exist.
+pub fn target_of(catalog: &Catalog, ns: &str) -> ApiResult<Visibility> {
+    Ok(catalog
+        .namespace(ns)?
+        .map_or(Visibility::Private, |n| n.visibility))
+}
+
+pub struct Gate {
+    meta: Arc<Metadata>,
+    logins: VerifiedLogins,
+    keys: Keys,
+}
+
+impl Gate {
+    pub fn new(meta: Arc<Metadata>) -> Gate {
+        Gate {
+            meta,
+            logins: VerifiedLogins::default(),
+            keys: Keys::default(),
+        }
+    }
+
+    pub async fn authorize(&self, req: &Request, need: &Need) -> ApiResult<Caller> {
+        if *need == Need::Open {
+            return Ok(Caller::anonymous());
+        }
+        let api = !req.path.starts_with("/v2");
+        let (caller, claims) = self
+            .identify(req, api)
+            .await
+            .map_err(|e| challenge(req, e, None))?;
+        let catalog = self.meta.catalog();
+        let (action, scope, target) = match need {
+            Need::Open => return Ok(caller),
+            Need::Ping | Need::SignedIn if caller.is_anonymous() => {
+                return Err(challenge(req, signin_required(), None))
+            }
+            Need::Ping | Need::SignedIn => return Ok(caller),
+            Need::Catalog => {
+                if caller.is_anonymous() {
+                    return Err(challenge(
+                        req,
+                        signin_required(),
+                        Some("registry:catalog:*"),
+                    ));
+                }
+                if claims
+                    .as_ref()
+                    .is_some_and(|c| !c.grants("registry", "catalog", "*"))
+                {
+                    return Err(insufficient(req, "registry:catalog:*"));
+                }
+                return Ok(caller);
+            }
+            Need::Pull(r) => (Action::Pull, Some((r, "pull")), Some(r.namespace())),
+            Need::Push(r) => (Action::Push, Some((r, "push")), Some(r.namespace())),
+            Need::Delete(r) => (Action::Delete, Some((r, "delete")), Some(r.namespace())),
+            Need::ManageNamespaces(ns) => (Action::ManageNamespaces, None, ns.clone()),
+            Need::ManageAccess => (Action::ManageAccess, None, None),
+        };
+        let visibility = match &target {
+            Some(ns) => Some(target_of(catalog, ns.as_str())?),
+            None => None,
+        };
+        let target = target
+            .as_ref()
+            .zip(visibility)
+            .map(|(ns, visibility)| Target {
+                namespace: ns.as_str(),
+                visibility,
+            });
+        let permitted = caller.grants.permits(action, target);
+        // As Distribution: a push challenge asks for pull too, since pushing reads blobs.
+        let scope_text = scope.map(|(r, a)| match a {
+            "push" => format!("repository:{r}:pull,push"),
+            a => format!("repository:{r}:{a}"),
+        });
+        match (&claims, scope) {
+            (Some(c), Some((r, a))) if permitted && !c.grants("repository", r.as_str(), a) => {
+                Err(insufficient(req, scope_text.as_deref().unwrap_or_default()))
+            }
+            _ if permitted => Ok(caller),
+            _ if caller.is_anonymous() => {
+                Err(challenge(req, signin_required(), scope_text.as_deref()))
+            }
+            _ => Err(ApiError::new(
+                Code::Denied,
+                format!("{} may not {} here", caller.subject.claim(), action.name()),
+            )),
+        }
+    }
+
+    /// The caller named by the request's `Authorization` header, and the token's claims
+    /// when it carried one. `/api` takes Basic credentials only.
+    async fn identify(&self, req: &Request, api: bool) -> ApiResult<(Caller, Option<Claims>)> {
+        let Some(auth) = req.header("authorization") else {
+            return Ok((Caller::anonymous(), None));
+        };
+        if let Some((login, secret)) = basic_credentials(auth) {
+            return Ok((self.login(&login, &secret).await?, None));
+        }
+        match auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))
+        {
+            Some(_) if api => Err(ApiError::new(
+                Code::Unauthorized,
+                "the management API takes Basic credentials (SHOAL_USERNAME/SHOAL_PASSWORD)",
+            )),
+            Some(token) => {
+                let keys = self.meta.catalog().signing_keys()?;
+                let claims = self.keys.verify(&keys, token.trim())?;
+                let caller = self.subject_of(&claims.sub)?;
+                Ok((caller, Some(claims)))
+            }
+            None => Err(ApiError::new(
+                Code::Unauthorized,
+                "unsupported Authorization scheme; use Basic or Bearer",
+            )),
+        }
+    }
+
+    /// Checks a login (a credential's username or a user's name) and its secret.
+    pub async fn login(&self, login: &str, secret: &str) -> ApiResult<Caller> {
+        let catalog = self.meta.catalog();
+        let bad = || ApiError::new(Code::Unauthorized, "invalid username or password");
+        if let Some(c) = catalog.credential_by_login(login)? {
+            if !self.logins.check(login, secret, &c.secret_hash).await {
+                return Err(bad());
+            }
+            return credential_caller(catalog, c);
+        }
+        let Some(user) = catalog.principal(login)? else {
+            return Err(bad());
+        };
+        let Some(phc) = &user.password_hash else {
+            return Err(bad());
+        };
+        if !self.logins.check(login, secret, phc).await {
+            return Err(bad());
+        }
+        Ok(Caller {
+            grants: grants_of(catalog, &user.name, None)?,
+            subject: Subject::User(user.name),
+        })
+    }
+
+    /// The caller a token's subject stands for today: a revoked credential or a deleted
+    /// user no longer acts, whatever the token says.
+    fn subject_of(&self, sub: &str) -> ApiResult<Caller> {
+        let catalog = self.meta.catalog();
+        let gone = || ApiError::new(Code::Unauthorized, "the token's subject no longer exists");
+        if sub == "anonymous" {
+            return Ok(Caller::anonymous());
+        }
+        if let Some(name) = sub.strip_prefix("user:") {
+            catalog.principal(name)?.ok_or_else(gone)?;
+            return Ok(Caller {
+                grants: grants_of(catalog, name, None)?,
+                subject: Subject::User(name.into()),
+            });
+        }
+        if let Some(id) = sub.strip_prefix("credential:") {
+            return credential_caller(catalog, catalog.credential(id)?.ok_or_else(gone)?);
+        }
+        Err(gone())
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn meta(&self) -> &Arc<Metadata> {
+        &self.meta
+    }
+}
+
+fn credential_caller(catalog: &Catalog, c: CredentialRecord) -> ApiResult<Caller> {
+    if !c.usable_at(chrono::Utc::now().timestamp()) {
+        return Err(ApiError::new(
+            Code::Unauthorized,
+            "the credential is revoked or expired",
+        ));
+    }
+    let limit = Limit {
+        scope: c.scope,
+        namespace: c.namespace.clone(),
+    };
+    Ok(Caller {
+        grants: grants_of(catalog, &c.owner, Some(limit))?,
+        subject: Subject::Credential {
+            id: c.id,
+            owner: c.owner,
+        },
+    })
+}
+
+fn grants_of(catalog: &Catalog, principal: &str, limit: Option<Limit>) -> ApiResult<Grants> {
+    Ok(Grants {
+        authenticated: true,
+        bindings: catalog.bindings_of(principal)?,
+        limit,
+    })
+}
+
+/// `(login, secret)` from `Basic base64(login:secret)`.
+pub fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let b64 = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (login, secret) = text.split_once(':')?;
+    Some((login.to_string(), secret.to_string()))
+}
+
+fn signin_required() -> ApiError {
+    ApiError::new(Code::Unauthorized, "authentication required")
+}
+
+/// The token endpoint clients are sent to, on the host they used.
+pub fn realm(req: &Request) -> String {
+    let scheme = req.header("x-forwarded-proto").unwrap_or("http");
+    let host = req.header("host").unwrap_or("localhost");
+    format!("{scheme}://{host}/auth/token")
+}
+
+/// Adds the `WWW-Authenticate` challenge to a 401.
+fn challenge(req: &Request, err: ApiError, scope: Option<&str>) -> ApiError {
+    if err.code != Code::Unauthorized {
+        return err;
+    }
+    let value = if req.path.starts_with("/v2") {
+        let mut v = format!("Bearer realm=\"{}\",service=\"{SERVICE}\"", realm(req));
+        if let Some(s) = scope {
+            v.push_str(&format!(",scope=\"{s}\""));
+        }
+        v
+    } else {
+        "Basic realm=\"shoal\"".to_string()
+    };
+    err.header("WWW-Authenticate", value)
+}
+
+fn insufficient(req: &Request, scope: &str) -> ApiError {
+    let err = ApiError::new(
+        Code::Denied,
+        format!("the token does not grant {scope}; ask the token endpoint for it"),
+    );
+    let value = format!(
+        "Bearer realm=\"{}\",service=\"{SERVICE}\",scope=\"{scope}\",error=\"insufficient_scope\"",
+        realm(req)
+    );
+    err.header("WWW-Authenticate", value)
+}

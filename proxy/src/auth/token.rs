@@ -1,0 +1,224 @@
+//! Registry bearer tokens (Docker token auth): ES256 JWTs signed with the newest key in the
+//! replicated metadata, so any node issues them and every node verifies them. Older keys stay
+//! in the catalogue, so a token signed before a rotation verifies until it expires.
+//!
+//! Claims follow Distribution's token server: `iss`, `sub`, `aud` (the service, `shoal`),
+//! `exp`, `nbf`, `iat`, `jti`, and `access`, the list of granted
+//! `{type, name, actions}`. The subject is `user:<name>`, `credential:<id>` or `anonymous`;
+//! the node re-checks it on every request, so revoking a credential also stops its tokens.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use shoal_raft::SigningKey;
+
+use crate::errors::{ApiError, ApiResult, Code};
+
+pub const SERVICE: &str = "shoal";
+/// Lifetime of a token, in seconds.
+pub const TOKEN_TTL: i64 = 300;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub nbf: i64,
+    pub iat: i64,
+    pub jti: String,
+    #[serde(default)]
+    pub access: Vec<Access>,
+}
+
+impl Claims {
+    /// Whether the token grants `action` on `kind`/`name` (`*` grants every action).
+    pub fn grants(&self, kind: &str, name: &str, action: &str) -> bool {
+        self.access.iter().any(|a| {
+            a.kind == kind && a.name == name && a.actions.iter().any(|x| x == action || x == "*")
+        })
+    }
+}
+
+/// A new ECDSA P-256 key pair for signing tokens.
+pub fn new_signing_key(now: i64) -> SigningKey {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .expect("P-256 key generation does not fail");
+    SigningKey {
+        kid: super::secrets::generate(16),
+        private_pem: pair.serialize_pem(),
+        public_pem: pair.public_key_pem(),
+        created_at: now,
+    }
+}
+
+/// Parsed keys by id; a key never changes under its id, so entries stay valid.
+#[derive(Default)]
+pub struct Keys {
+    decoding: Mutex<HashMap<String, Arc<DecodingKey>>>,
+    encoding: Mutex<Option<(String, Arc<EncodingKey>)>>,
+}
+
+fn unauthorized(msg: impl Into<String>) -> ApiError {
+    ApiError::new(Code::Unauthorized, msg)
+}
+
+impl Keys {
+    /// Signs a token for `sub` with the newest of `keys`, valid from now for `TOKEN_TTL`.
+    pub fn issue(
+        &self,
+        keys: &[SigningKey],
+        sub: &str,
+        access: Vec<Access>,
+    ) -> ApiResult<(String, i64)> {
+        self.issue_at(keys, sub, access, chrono::Utc::now().timestamp())
+    }
+
+    fn issue_at(
+        &self,
+        keys: &[SigningKey],
+        sub: &str,
+        access: Vec<Access>,
+        now: i64,
+    ) -> ApiResult<(String, i64)> {
+        let newest = keys
+            .last()
+            .ok_or_else(|| ApiError::internal("issuing a token", "no signing key yet"))?;
+        let key = {
+            let mut cached = self.encoding.lock();
+            match &*cached {
+                Some((kid, k)) if *kid == newest.kid => k.clone(),
+                _ => {
+                    let k = EncodingKey::from_ec_pem(newest.private_pem.as_bytes())
+                        .map_err(|e| ApiError::internal("loading the signing key", e))?;
+                    let k = Arc::new(k);
+                    *cached = Some((newest.kid.clone(), k.clone()));
+                    k
+                }
+            }
+        };
+        let claims = Claims {
+            iss: SERVICE.into(),
+            sub: sub.into(),
+            aud: SERVICE.into(),
+            exp: now + TOKEN_TTL,
+            nbf: now - 5,
+            iat: now,
+            jti: super::secrets::generate(20),
+            access,
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(newest.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &key)
+            .map_err(|e| ApiError::internal("signing a token", e))?;
+        Ok((token, now))
+    }
+
+    /// Checks signature (ES256 only: `none` and HMAC tokens are refused), issuer, audience
+    /// and lifetime. Any failure is 401 `UNAUTHORIZED`.
+    pub fn verify(&self, keys: &[SigningKey], token: &str) -> ApiResult<Claims> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| unauthorized(format!("malformed token: {e}")))?;
+        if header.alg != Algorithm::ES256 {
+            return Err(unauthorized("tokens must be signed with ES256"));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| unauthorized("the token names no signing key"))?;
+        let key = self.decoding_key(keys, &kid)?;
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_audience(&[SERVICE]);
+        v.set_issuer(&[SERVICE]);
+        v.leeway = 5;
+        v.validate_nbf = true;
+        jsonwebtoken::decode::<Claims>(token, &key, &v)
+            .map(|d| d.claims)
+            .map_err(|e| unauthorized(format!("invalid token: {e}")))
+    }
+
+    /// The parsed key `kid`, only while it is among `keys`.
+    fn decoding_key(&self, keys: &[SigningKey], kid: &str) -> ApiResult<Arc<DecodingKey>> {
+        let stored = keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| unauthorized("the token was signed by an unknown key"))?;
+        if let Some(k) = self.decoding.lock().get(kid) {
+            return Ok(k.clone());
+        }
+        let key = DecodingKey::from_ec_pem(stored.public_pem.as_bytes())
+            .map_err(|e| ApiError::internal("loading a verification key", e))?;
+        let key = Arc::new(key);
+        self.decoding.lock().insert(kid.to_string(), key.clone());
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(name: &str) -> Vec<Access> {
+        vec![Access {
+            kind: "repository".into(),
+            name: name.into(),
+            actions: vec!["pull".into()],
+        }]
+    }
+
+    #[test]
+    fn tokens_verify_only_while_valid_and_under_a_known_key() {
+        let keys = Keys::default();
+        let old = new_signing_key(1);
+        let new = new_signing_key(2);
+        let (t, _) = keys
+            .issue(std::slice::from_ref(&old), "user:a", access("a/b"))
+            .unwrap();
+        let claims = keys.verify(&[old.clone(), new.clone()], &t).unwrap();
+        assert_eq!(claims.sub, "user:a");
+        assert!(claims.grants("repository", "a/b", "pull"));
+        assert!(!claims.grants("repository", "a/c", "pull"));
+        assert!(!claims.grants("repository", "a/b", "push"));
+        // After a rotation the old key's tokens still verify; without the key they do not.
+        assert!(keys.verify(std::slice::from_ref(&new), &t).is_err());
+
+        let now = chrono::Utc::now().timestamp();
+        let (expired, _) = keys
+            .issue_at(
+                std::slice::from_ref(&new),
+                "user:a",
+                vec![],
+                now - TOKEN_TTL - 60,
+            )
+            .unwrap();
+        let err = keys
+            .verify(std::slice::from_ref(&new), &expired)
+            .unwrap_err();
+        assert_eq!(err.code, Code::Unauthorized);
+
+        let (good, _) = keys
+            .issue(std::slice::from_ref(&new), "user:a", vec![])
+            .unwrap();
+        let mut forged = good.clone();
+        forged.pop();
+        forged.push(if good.ends_with('A') { 'B' } else { 'A' });
+        assert!(keys.verify(std::slice::from_ref(&new), &forged).is_err());
+        let (header, rest) = good.split_once('.').unwrap();
+        let none = format!(
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+            rest.split('.').next().unwrap()
+        );
+        assert!(keys.verify(std::slice::from_ref(&new), &none).is_err());
+        assert!(!header.is_empty());
+    }
+}

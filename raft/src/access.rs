@@ -1,0 +1,428 @@
+//! Identity and access in the catalogue: organisations, principals (users and service
+//! accounts), access credentials, role bindings and the token signing keys.
+//!
+//! ```text
+//! o/<org>                        OrgRecord
+//! u/<principal>                  Principal          users and service accounts share names
+//! c/<credential id>              CredentialRecord
+//! l/<login>                      credential id      a credential's generated username
+//! g/<principal>\0<scope>         Role               scope: `org:<org>` or `ns:<namespace>`
+//! k/<kid>                        SigningKey
+//! ```
+//!
+//! The records are replicated like the rest of the catalogue, so every node can check a
+//! password, verify a token and decide a request on its own. Secrets are stored only as
+//! argon2 hashes, made by the node that takes the request (never while applying, which must
+//! be cheap and deterministic). Policy (what a role may do) is not here: this module stores
+//! facts, `proxy::auth` decides.
+
+use serde::{Deserialize, Serialize};
+use sled::Batch;
+
+use crate::catalog::{decode, encode, key, Catalog};
+use crate::command::{Command, Outcome, Rejection};
+use crate::Result;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrgRecord {
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PrincipalKind {
+    User,
+    ServiceAccount,
+}
+
+/// A user (who may log in with a password) or a service account (which only has credentials).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Principal {
+    pub name: String,
+    pub kind: PrincipalKind,
+    /// argon2 PHC string; `None` for service accounts.
+    pub password_hash: Option<String>,
+    pub created_at: i64,
+}
+
+/// What a credential may do at most; the owner's roles still apply on top.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CredentialScope {
+    /// `containerRegistry` / `containerRegistry:all`: push and pull.
+    All,
+    /// `containerRegistry:pull`.
+    Pull,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CredentialRecord {
+    pub id: String,
+    pub name: String,
+    /// The generated username clients log in with.
+    pub login: String,
+    /// argon2 PHC string of the secret; the secret itself is shown once and never stored.
+    pub secret_hash: String,
+    /// The principal the credential acts for.
+    pub owner: String,
+    pub scope: CredentialScope,
+    /// When set, the credential is good for this namespace only.
+    pub namespace: Option<String>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl CredentialRecord {
+    pub fn usable_at(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Role {
+    Reader,
+    Developer,
+    Admin,
+    Owner,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RoleScope {
+    Organisation(String),
+    Namespace(String),
+}
+
+impl RoleScope {
+    fn key_part(&self) -> String {
+        match self {
+            RoleScope::Organisation(o) => format!("org:{o}"),
+            RoleScope::Namespace(n) => format!("ns:{n}"),
+        }
+    }
+
+    fn from_key_part(s: &str) -> Option<RoleScope> {
+        if let Some(o) = s.strip_prefix("org:") {
+            Some(RoleScope::Organisation(o.into()))
+        } else {
+            s.strip_prefix("ns:")
+                .map(|n| RoleScope::Namespace(n.into()))
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoleBinding {
+    pub principal: String,
+    pub scope: RoleScope,
+    pub role: Role,
+}
+
+/// A token signing key pair (ECDSA P-256, PEM). Every key stays until removed, so tokens
+/// signed before a rotation still verify until they expire; the newest key signs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SigningKey {
+    pub kid: String,
+    pub private_pem: String,
+    pub public_pem: String,
+    pub created_at: i64,
+}
+
+impl Catalog {
+    pub fn organisation(&self, name: &str) -> Result<Option<OrgRecord>> {
+        self.get(&key("o/", &[name]))
+    }
+
+    pub fn organisations(&self) -> Result<Vec<OrgRecord>> {
+        self.scan(b"o/")
+    }
+
+    pub fn principal(&self, name: &str) -> Result<Option<Principal>> {
+        self.get(&key("u/", &[name]))
+    }
+
+    pub fn principals(&self) -> Result<Vec<Principal>> {
+        self.scan(b"u/")
+    }
+
+    pub fn credential(&self, id: &str) -> Result<Option<CredentialRecord>> {
+        self.get(&key("c/", &[id]))
+    }
+
+    pub fn credential_by_login(&self, login: &str) -> Result<Option<CredentialRecord>> {
+        match self.tree().get(key("l/", &[login]))? {
+            Some(id) => self.credential(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn credentials(&self) -> Result<Vec<CredentialRecord>> {
+        self.scan(b"c/")
+    }
+
+    /// Every binding of `principal`.
+    pub fn bindings_of(&self, principal: &str) -> Result<Vec<RoleBinding>> {
+        let mut prefix = key("g/", &[principal]);
+        prefix.push(0);
+        self.bindings_under(&prefix)
+    }
+
+    pub fn bindings(&self) -> Result<Vec<RoleBinding>> {
+        self.bindings_under(b"g/")
+    }
+
+    fn bindings_under(&self, prefix: &[u8]) -> Result<Vec<RoleBinding>> {
+        let mut out = Vec::new();
+        for kv in self.tree().scan_prefix(prefix) {
+            let (k, v) = kv?;
+            let rest = String::from_utf8_lossy(&k[2..]).into_owned();
+            let Some((principal, scope)) = rest.split_once('\0') else {
+                continue;
+            };
+            let Some(scope) = RoleScope::from_key_part(scope) else {
+                continue;
+            };
+            out.push(RoleBinding {
+                principal: principal.into(),
+                scope,
+                role: decode(&v)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Signing keys, oldest first by creation time.
+    pub fn signing_keys(&self) -> Result<Vec<SigningKey>> {
+        let mut keys: Vec<SigningKey> = self.scan(b"k/")?;
+        keys.sort_by_key(|k| (k.created_at, k.kid.clone()));
+        Ok(keys)
+    }
+
+    /// Removes every binding scoped to namespace `ns` (part of deleting the namespace).
+    pub(crate) fn unbind_namespace(&self, ns: &str, batch: &mut Batch) -> Result<()> {
+        let scope = RoleScope::Namespace(ns.into()).key_part();
+        for kv in self.tree().scan_prefix(b"g/") {
+            let (k, _) = kv?;
+            if k.ends_with(scope.as_bytes()) && k[..k.len() - scope.len()].ends_with(&[0]) {
+                batch.remove(k);
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans the identity commands; `None` for a command that is not one of them.
+    pub(crate) fn plan_access(&self, cmd: &Command, batch: &mut Batch) -> Result<Option<Outcome>> {
+        let reject = |r| Ok(Some(Outcome::Rejected(r)));
+        match cmd {
+            Command::Bootstrap { org, admin, key: k } => {
+                if !self.organisations()?.is_empty() {
+                    return reject(Rejection::AlreadyInitialised);
+                }
+                batch.insert(key("o/", &[&org.name]), encode(org));
+                batch.insert(key("u/", &[&admin.name]), encode(admin));
+                let owner = RoleScope::Organisation(org.name.clone()).key_part();
+                batch.insert(key("g/", &[&admin.name, &owner]), encode(&Role::Owner));
+                batch.insert(key("k/", &[&k.kid]), encode(k));
+            }
+            Command::CreatePrincipal { principal } => {
+                if self.principal(&principal.name)?.is_some() {
+                    return reject(Rejection::PrincipalExists(principal.name.clone()));
+                }
+                batch.insert(key("u/", &[&principal.name]), encode(principal));
+            }
+            Command::CreateCredential { credential: c } => {
+                if self.principal(&c.owner)?.is_none() {
+                    return reject(Rejection::PrincipalUnknown(c.owner.clone()));
+                }
+                if let Some(ns) = &c.namespace {
+                    if self.namespace(ns)?.is_none() {
+                        return reject(Rejection::NamespaceUnknown(ns.clone()));
+                    }
+                }
+                if self.tree().contains_key(key("l/", &[&c.login]))? {
+                    return reject(Rejection::CredentialExists(c.login.clone()));
+                }
+                batch.insert(key("c/", &[&c.id]), encode(c));
+                batch.insert(key("l/", &[&c.login]), c.id.as_bytes());
+            }
+            Command::RevokeCredential { id, revoked_at } => {
+                let Some(mut c) = self.credential(id)? else {
+                    return reject(Rejection::CredentialUnknown(id.clone()));
+                };
+                c.revoked_at.get_or_insert(*revoked_at);
+                batch.insert(key("c/", &[id]), encode(&c));
+            }
+            Command::Bind { binding: b } => {
+                if self.principal(&b.principal)?.is_none() {
+                    return reject(Rejection::PrincipalUnknown(b.principal.clone()));
+                }
+                let known = match &b.scope {
+                    RoleScope::Organisation(o) => self.organisation(o)?.is_some(),
+                    RoleScope::Namespace(n) => self.namespace(n)?.is_some(),
+                };
+                if !known {
+                    return reject(Rejection::ScopeUnknown(b.scope.key_part()));
+                }
+                let k = key("g/", &[&b.principal, &b.scope.key_part()]);
+                batch.insert(k, encode(&b.role));
+            }
+            Command::Unbind { principal, scope } => {
+                let k = key("g/", &[principal, &scope.key_part()]);
+                if !self.tree().contains_key(&k)? {
+                    return reject(Rejection::BindingUnknown);
+                }
+                batch.remove(k);
+            }
+            Command::AddSigningKey { key: k } => {
+                batch.insert(key("k/", &[&k.kid]), encode(k));
+            }
+            _ => return Ok(None),
+        }
+        Ok(Some(Outcome::Done))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Visibility;
+
+    fn catalog() -> Catalog {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        Catalog::new(db.open_tree("catalog").unwrap())
+    }
+
+    fn apply(c: &Catalog, cmd: Command) -> Outcome {
+        let mut batch = Batch::default();
+        let out = c.plan(&cmd, &mut batch, &mut Vec::new()).unwrap();
+        c.tree().apply_batch(batch).unwrap();
+        out
+    }
+
+    fn principal(name: &str) -> Principal {
+        Principal {
+            name: name.into(),
+            kind: PrincipalKind::User,
+            password_hash: Some("$argon2id$x".into()),
+            created_at: 1,
+        }
+    }
+
+    fn key(kid: &str) -> SigningKey {
+        SigningKey {
+            kid: kid.into(),
+            private_pem: String::new(),
+            public_pem: String::new(),
+            created_at: 1,
+        }
+    }
+
+    fn credential(login: &str, owner: &str, namespace: Option<&str>) -> CredentialRecord {
+        CredentialRecord {
+            id: format!("id-{login}"),
+            name: "n".into(),
+            login: login.into(),
+            secret_hash: "h".into(),
+            owner: owner.into(),
+            scope: CredentialScope::Pull,
+            namespace: namespace.map(Into::into),
+            expires_at: Some(10),
+            revoked_at: None,
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn identity_commands_check_their_preconditions() {
+        let c = catalog();
+        let bootstrap = |kid: &str| Command::Bootstrap {
+            org: OrgRecord {
+                name: "default".into(),
+                created_at: 1,
+            },
+            admin: principal("admin"),
+            key: key(kid),
+        };
+        assert_eq!(apply(&c, bootstrap("k1")), Outcome::Done);
+        assert_eq!(
+            apply(&c, bootstrap("k2")),
+            Outcome::Rejected(Rejection::AlreadyInitialised)
+        );
+        assert_eq!(
+            c.signing_keys().unwrap().len(),
+            1,
+            "the second bootstrap changed nothing"
+        );
+        assert_eq!(c.bindings_of("admin").unwrap()[0].role, Role::Owner);
+
+        let create = |cred| Command::CreateCredential { credential: cred };
+        assert_eq!(
+            apply(&c, create(credential("l1", "ghost", None))),
+            Outcome::Rejected(Rejection::PrincipalUnknown("ghost".into()))
+        );
+        assert_eq!(
+            apply(&c, create(credential("l1", "admin", Some("ns")))),
+            Outcome::Rejected(Rejection::NamespaceUnknown("ns".into()))
+        );
+        let ns = Command::CreateNamespace {
+            name: "ns".into(),
+            description: None,
+            created_at: 1,
+            visibility: Visibility::Private,
+        };
+        assert_eq!(apply(&c, ns), Outcome::Done);
+        assert_eq!(
+            apply(&c, create(credential("l1", "admin", Some("ns")))),
+            Outcome::Done
+        );
+        assert_eq!(
+            apply(&c, create(credential("l1", "admin", None))),
+            Outcome::Rejected(Rejection::CredentialExists("l1".into()))
+        );
+        let cred = c.credential_by_login("l1").unwrap().unwrap();
+        assert!(cred.usable_at(9) && !cred.usable_at(10), "expiry");
+        let revoke = |at| Command::RevokeCredential {
+            id: cred.id.clone(),
+            revoked_at: at,
+        };
+        assert_eq!(apply(&c, revoke(5)), Outcome::Done);
+        assert_eq!(apply(&c, revoke(7)), Outcome::Done);
+        let revoked = c.credential(&cred.id).unwrap().unwrap();
+        assert_eq!(revoked.revoked_at, Some(5), "the first revocation stands");
+        assert!(!revoked.usable_at(1));
+
+        assert_eq!(
+            apply(
+                &c,
+                Command::CreatePrincipal {
+                    principal: principal("dev")
+                }
+            ),
+            Outcome::Done
+        );
+        let bind = |scope| Command::Bind {
+            binding: RoleBinding {
+                principal: "dev".into(),
+                scope,
+                role: Role::Developer,
+            },
+        };
+        assert_eq!(
+            apply(&c, bind(RoleScope::Namespace("other".into()))),
+            Outcome::Rejected(Rejection::ScopeUnknown("ns:other".into()))
+        );
+        assert_eq!(
+            apply(&c, bind(RoleScope::Namespace("ns".into()))),
+            Outcome::Done
+        );
+        assert_eq!(c.bindings_of("dev").unwrap().len(), 1);
+        assert_eq!(
+            apply(&c, Command::DeleteNamespace { name: "ns".into() }),
+            Outcome::Done
+        );
+        assert!(
+            c.bindings_of("dev").unwrap().is_empty(),
+            "bindings go with the namespace"
+        );
+        assert_eq!(c.bindings_of("admin").unwrap().len(), 1);
+    }
+}
