@@ -32,6 +32,7 @@ pub struct Config {
     pub cache_max_bytes: u64,
     /// `None`: the single-node default without a cluster plane.
     pub cluster: Option<Cluster>,
+    pub edge: crate::edge::EdgeConfig,
 }
 
 /// Settings of a node that is part of a multi-node region.

@@ -10,6 +10,7 @@
 //! - `metrics`: Prometheus metric names, recorder and `/metrics` text;
 //! - `auth`: the authorisation seam (`Authorizer`, `Need`);
 //! - `names`: validated namespace, repository and tag names;
+//! - `edge`: anonymous rate limit per IP, CORS, security headers;
 //! - `errors`: `ApiError` and the one code → status table;
 //! - `cli`: the operator commands of the `shoal` binary;
 //! - `malloc`: glibc arena limit for many concurrent large bodies;
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod edge;
 pub mod errors;
 pub mod http;
 pub mod logging;

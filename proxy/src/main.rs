@@ -79,6 +79,16 @@ enum Cmd {
         /// Most bytes the blob cache keeps, e.g. 50GiB.
         #[arg(long, env = "SHOAL_CACHE_MAX_BYTES", default_value = "10GiB", value_parser = parse_size)]
         cache_max_bytes: u64,
+        /// Requests per client IP without credentials, e.g. 500/10m, or off.
+        #[arg(long, env = "SHOAL_ANONYMOUS_RATE_LIMIT", default_value = "500/10m")]
+        anonymous_rate_limit: String,
+        /// Browser origin allowed to call the node (repeatable; `*` for any). Off by default.
+        #[arg(
+            long = "cors-origin",
+            env = "SHOAL_CORS_ORIGINS",
+            value_delimiter = ','
+        )]
+        cors_origins: Vec<String>,
     },
     /// Region membership and the cluster CA.
     Cluster {
@@ -272,6 +282,8 @@ fn main() -> ExitCode {
             snapshot_every,
             cache_dir,
             cache_max_bytes,
+            anonymous_rate_limit,
+            cors_origins,
         } => {
             shoal_proxy::logging::init(log_format);
             let origin = match origin {
@@ -295,6 +307,16 @@ fn main() -> ExitCode {
                 snapshot_every,
                 cache_dir,
                 cache_max_bytes,
+                edge: shoal_proxy::edge::EdgeConfig {
+                    anonymous_rate: match shoal_proxy::edge::parse_rate(&anonymous_rate_limit) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            eprintln!("error: --anonymous-rate-limit: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    },
+                    cors_origins,
+                },
                 cluster: cluster_listen.map(|listen| Cluster {
                     listen,
                     advertise: cluster_advertise,

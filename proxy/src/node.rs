@@ -111,8 +111,9 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         threads: config.threads,
         shutdown_timeout_secs: config.shutdown_timeout_secs,
     };
+    let edge = crate::edge::Edge::new(&config.edge);
     let bound =
-        http::bind(&front, listener, registry, api).context("starting the HTTP front end")?;
+        http::bind(&front, listener, registry, api, edge).context("starting the HTTP front end")?;
     tracing::info!(addr = %bound.addr, data = %config.data.display(), "node ready");
     println!("listening on http://{}", bound.addr);
     std::io::stdout().flush()?;

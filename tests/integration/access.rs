@@ -450,7 +450,7 @@ fn tokens_grant_only_what_was_asked_and_allowed_and_bad_tokens_fail() {
         true,
         DENIED,
     );
-    // Not asked for: push. Allowed to the admin, so DENIED with an insufficient_scope
+    // Not asked for: push. Allowed to the admin, so 401 with an insufficient_scope
     // challenge naming the scope to fetch.
     let r = bearer(&pull)
         .http
@@ -466,11 +466,11 @@ fn tokens_grant_only_what_was_asked_and_allowed_and_bad_tokens_fail() {
             && challenge.contains("scope=\"repository:priv/app:pull,push\""),
         "{challenge}"
     );
-    assert_eq!(error_code(r), (403, "DENIED".to_string()));
+    assert_eq!(error_code(r), (401, "UNAUTHORIZED".to_string()));
     // A token for one repository used on another.
     s.admin.push_image("priv/other", "v1", b"other layer");
     let r = bearer(&pull).get("/v2/priv/other/manifests/v1");
-    assert_eq!(error_code(r), (403, "DENIED".to_string()));
+    assert_eq!(error_code(r), (401, "UNAUTHORIZED".to_string()));
 
     // The reader asks for push and gets a token without it; pushing with it is denied.
     let rdr = token_for(

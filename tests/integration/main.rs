@@ -9,6 +9,7 @@ mod containerd;
 mod distribution;
 mod docker;
 mod docker_region;
+mod edge;
 mod lifecycle;
 mod oras;
 mod origin_service;

@@ -14,8 +14,11 @@ T_SBOM = "application/vnd.example.sbom.v1"    # artifact 2 (config.mediaType, vi
 T_SIG = "application/vnd.example.sig.v1"      # artifact 3 (real artifactType field, hand-built)
 EMPTY = "application/vnd.oci.empty.v1+json"
 
-client = oras.client.OrasClient(hostname=HOST, insecure=True)  # insecure => http://
-client.login(username=USER, password=PASSWORD, hostname=HOST, tls_verify=False)  # token flow
+# Basic credentials on every request (Shoal takes them on /v2 directly). oras-py's token
+# backend keeps its first token after a 401 and only refetches on a 403, so it cannot widen
+# a pull token for a push, against Shoal or Distribution alike.
+client = oras.client.OrasClient(hostname=HOST, insecure=True, auth_backend="basic")
+client.login(username=USER, password=PASSWORD, hostname=HOST, tls_verify=False)
 work = tempfile.mkdtemp()
 os.chdir(work)  # push() requires files below the CWD unless disable_path_validation=True
 

@@ -13,10 +13,9 @@
 //! - no credentials where some are needed: 401 `UNAUTHORIZED` with a challenge
 //!   (`Bearer realm=…/auth/token,service="shoal",scope=…` on `/v2`, `Basic` on `/api`);
 //! - wrong credentials, a bad, expired or foreign token: 401 `UNAUTHORIZED`;
-//! - a valid token that lacks the action while its subject may do it: 403 `DENIED` with a
-//!   challenge carrying `error="insufficient_scope"` and the scope to ask for. Distribution
-//!   answers 401 here; oras-py keeps its token on a 401 and fetches a new one only on a 403,
-//!   while docker, containerd and skopeo ask for the whole scope up front and never get here;
+//! - a valid token that lacks the action while its subject may do it: 401 with
+//!   `error="insufficient_scope"` and the scope to ask for, so the client fetches a wider
+//!   token (skopeo deletes with a `delete` token, then needs `pull`);
 //! - a caller who may not do it: 403 `DENIED`.
 
 pub mod bootstrap;
@@ -352,7 +351,7 @@ fn challenge(req: &Request, err: ApiError, scope: Option<&str>) -> ApiError {
 
 fn insufficient(req: &Request, scope: &str) -> ApiError {
     let err = ApiError::new(
-        Code::Denied,
+        Code::Unauthorized,
         format!("the token does not grant {scope}; ask the token endpoint for it"),
     );
     let value = format!(

@@ -18,6 +18,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 
 use crate::api::Api;
+use crate::edge::Edge;
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::registry::Registry;
 use crate::wire::{Body, Reply, Request, RequestBody};
@@ -33,6 +34,7 @@ const DRAIN_BEFORE_ERROR: u64 = 64 << 20;
 pub struct NodeApp {
     pub registry: Arc<Registry>,
     pub api: Arc<Api>,
+    pub edge: Edge,
     pub options: HttpServerOptions,
     pub requests: AtomicU64,
 }
@@ -106,8 +108,6 @@ impl NodeApp {
             head.append_header(*k, v.as_str()).ok()?;
         }
         head.insert_header("X-Request-Id", request_id).ok()?;
-        head.insert_header("X-Content-Type-Options", "nosniff")
-            .ok()?;
         head.set_content_length(len as usize).ok()?;
         session.write_response_header(Box::new(head)).await.ok()?;
         match reply.body {
@@ -206,12 +206,20 @@ impl HttpServerApp for NodeApp {
         {
             return None;
         }
-        let reply = {
-            let mut body = SessionBody {
-                session: &mut session,
-            };
-            self.route(&req, &mut body).await
+        let ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let reply = match self.edge.screen(&req, ip) {
+            Some(early) => early,
+            None => {
+                let mut body = SessionBody {
+                    session: &mut session,
+                };
+                self.route(&req, &mut body).await
+            }
         };
+        let reply = self.edge.decorate(&req, reply);
         let status = reply.status.as_u16();
         if status >= 400 {
             Self::drain_bounded(&mut session).await;

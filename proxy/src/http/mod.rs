@@ -57,6 +57,7 @@ pub fn bind(
     listener: std::net::TcpListener,
     registry: Arc<Registry>,
     api: Arc<Api>,
+    edge: crate::edge::Edge,
 ) -> std::io::Result<Bound> {
     let conf = ServerConf {
         threads: front.threads,
@@ -69,6 +70,7 @@ pub fn bind(
     let app = app::NodeApp {
         registry,
         api,
+        edge,
         options: HttpServerOptions::default(),
         requests: AtomicU64::new(0),
     };

@@ -1,0 +1,104 @@
+//! Edge protection on a real node: the anonymous rate limit per client IP (429 with
+//! `Retry-After` and `TOOMANYREQUESTS`, signed-in clients and probes untouched), security
+//! headers on every reply, CORS only for configured origins, and a bad limit refused at start.
+
+use shoal_tests::{bin, error_code, tempdir, Node, Registry};
+
+#[test]
+fn anonymous_clients_are_rate_limited_and_every_reply_is_hardened() {
+    let dir = tempdir();
+    let node = Node::start_with(
+        &dir.path().join("node"),
+        &[
+            "--anonymous-rate-limit",
+            "5/1m",
+            "--cors-origin",
+            "https://console.example",
+        ],
+    );
+    let anon = Registry::anonymous(&node.url);
+    for _ in 0..5 {
+        assert_eq!(anon.get("/v2/").status(), 401);
+    }
+    let r = anon.get("/v2/");
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(error_code(r), (429, "TOOMANYREQUESTS".to_string()));
+    assert_eq!(
+        anon.get("/healthz").status(),
+        200,
+        "probes are never limited"
+    );
+    let admin = node.registry();
+    let r = admin.get("/v2/");
+    assert_eq!(r.status(), 200, "signed-in clients are not limited");
+    for (k, v) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        (
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ] {
+        assert_eq!(r.headers()[k], v, "{k}");
+        assert_eq!(
+            admin.get("/v2/nosuch/repo/manifests/x").headers()[k],
+            v,
+            "{k} on an error"
+        );
+    }
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    let preflight = |origin: &str| {
+        admin
+            .http
+            .request(reqwest::Method::OPTIONS, admin.url("/v2/"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "GET")
+            .send()
+            .unwrap()
+    };
+    let ok = preflight("https://console.example");
+    assert_eq!(ok.status(), 204);
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://console.example"
+    );
+    assert!(ok.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("PUT"));
+    let other = preflight("https://evil.example");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let get = admin
+        .http
+        .get(admin.url("/v2/"))
+        .header("Origin", "https://console.example")
+        .send()
+        .unwrap();
+    assert!(get.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("Docker-Content-Digest"));
+
+    let out = std::process::Command::new(bin("shoal"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--anonymous-rate-limit",
+            "lots",
+        ])
+        .arg("--data")
+        .arg(dir.path().join("other"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a rate like 500/10m"));
+}
