@@ -244,7 +244,10 @@ impl From<shoal_raft::Rejection> for ApiError {
                 ApiError::new(Code::ManifestBlobUnknown, msg).detail(json!({"digest": d}))
             }
             R::TagUnknown(_) => ApiError::new(Code::ManifestUnknown, msg),
-            R::AlreadyInitialised | R::PrincipalExists(_) | R::CredentialExists(_) => {
+            R::AlreadyInitialised
+            | R::PrincipalExists(_)
+            | R::CredentialExists(_)
+            | R::CredentialRevoked(_) => {
                 ApiError::new(Code::Conflict, msg)
             }
             R::PrincipalUnknown(_)

@@ -111,6 +111,19 @@ enum Cmd {
         #[command(flatten)]
         target: ServerArgs,
     },
+    /// Print a Kubernetes imagePullSecret for a credential (gives it a fresh secret).
+    PullSecret {
+        #[arg(long)]
+        credential: String,
+        /// Kubernetes namespace of the Secret.
+        #[arg(long)]
+        namespace: String,
+        /// Name of the Secret (default shoal-<credential name>).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        target: ServerArgs,
+    },
     /// Users (people who sign in with a password).
     User {
         #[command(subcommand)]
@@ -348,6 +361,20 @@ fn main() -> ExitCode {
                 CredentialCmd::List => (Method::GET, "credentials".to_string(), None),
             };
             api_call(&target, method, &path, body, "credentials")
+        }
+        Cmd::PullSecret {
+            credential,
+            namespace,
+            name,
+            target,
+        } => {
+            let body = serde_json::json!({"namespace": namespace, "name": name});
+            let path = format!("credentials/{credential}/pull-secret");
+            let target = ServerArgs {
+                json: true,
+                ..target
+            };
+            api_call(&target, Method::POST, &path, Some(body), "")
         }
         Cmd::User { command, target } => principal(command, &target, "users"),
         Cmd::ServiceAccount { command, target } => principal(command, &target, "service-accounts"),

@@ -251,6 +251,16 @@ impl Catalog {
                 c.revoked_at.get_or_insert(*revoked_at);
                 batch.insert(key("c/", &[id]), encode(&c));
             }
+            Command::RotateCredentialSecret { id, secret_hash } => {
+                let Some(mut c) = self.credential(id)? else {
+                    return reject(Rejection::CredentialUnknown(id.clone()));
+                };
+                if c.revoked_at.is_some() {
+                    return reject(Rejection::CredentialRevoked(id.clone()));
+                }
+                c.secret_hash = secret_hash.clone();
+                batch.insert(key("c/", &[id]), encode(&c));
+            }
             Command::Bind { binding: b } => {
                 if self.principal(&b.principal)?.is_none() {
                     return reject(Rejection::PrincipalUnknown(b.principal.clone()));
@@ -389,6 +399,14 @@ mod tests {
         let revoked = c.credential(&cred.id).unwrap().unwrap();
         assert_eq!(revoked.revoked_at, Some(5), "the first revocation stands");
         assert!(!revoked.usable_at(1));
+        let rotate = Command::RotateCredentialSecret {
+            id: cred.id.clone(),
+            secret_hash: "new".into(),
+        };
+        assert_eq!(
+            apply(&c, rotate),
+            Outcome::Rejected(Rejection::CredentialRevoked(cred.id.clone()))
+        );
 
         assert_eq!(
             apply(

@@ -311,6 +311,7 @@ impl Catalog {
             | Command::CreatePrincipal { .. }
             | Command::CreateCredential { .. }
             | Command::RevokeCredential { .. }
+            | Command::RotateCredentialSecret { .. }
             | Command::Bind { .. }
             | Command::Unbind { .. }
             | Command::AddSigningKey { .. } => unreachable!("planned by plan_access"),

@@ -46,6 +46,11 @@ pub enum Command {
         id: String,
         revoked_at: i64,
     },
+    /// Replaces a credential's secret (a pull secret hands out a fresh one).
+    RotateCredentialSecret {
+        id: String,
+        secret_hash: String,
+    },
     /// Grants a role, replacing the principal's role at the same scope.
     Bind {
         binding: RoleBinding,
@@ -136,6 +141,8 @@ pub enum Rejection {
     CredentialExists(String),
     #[error("credential {0:?} does not exist")]
     CredentialUnknown(String),
+    #[error("credential {0:?} is revoked")]
+    CredentialRevoked(String),
     #[error("{0} does not exist")]
     ScopeUnknown(String),
     #[error("no such role binding")]

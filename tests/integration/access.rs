@@ -692,3 +692,75 @@ fn first_start_generates_the_admin_password_once() {
         "printed on the first start only"
     );
 }
+
+#[test]
+fn a_pull_secret_works_as_an_image_pull_secret() {
+    if !shoal_tests::require_tool("skopeo") {
+        return;
+    }
+    let s = setup();
+    let (id, login, old) = s.node.credential(&[
+        "--name",
+        "Prod Cluster",
+        "--scope",
+        "containerRegistry:pull",
+    ]);
+    let (ok, out, err) = s
+        .node
+        .cli(&["pull-secret", "--credential", &id, "--namespace", "apps"]);
+    assert!(ok, "{err}");
+    let secret: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(secret["kind"], "Secret");
+    assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(
+        secret["metadata"],
+        json!({"name": "shoal-prod-cluster", "namespace": "apps"})
+    );
+    let config = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"][".dockerconfigjson"].as_str().unwrap())
+        .unwrap();
+    let config: Value = serde_json::from_slice(&config).unwrap();
+    let entry = &config["auths"][&s.node.addr];
+    assert_eq!(entry["username"], login.as_str());
+    // The same file is what containerd and skopeo read as an auth file.
+    let authfile = s._dir.path().join("auth.json");
+    std::fs::write(&authfile, config.to_string()).unwrap();
+    let image = format!("docker://{}/priv/app:v1", s.node.addr);
+    let (ok, out) = shoal_tests::run_tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--authfile",
+            authfile.to_str().unwrap(),
+            "--tls-verify=false",
+            &image,
+        ],
+        &[],
+    );
+    assert!(ok, "skopeo with the pull secret: {out}");
+    expect(
+        &s,
+        &Registry::with_auth(&s.node.url, Some(&basic(&login, &old))),
+        "oldsecret",
+        "priv",
+        Op::Pull,
+        false,
+        UNAUTHORIZED,
+    );
+    let (ok, _, err) = s.node.cli(&[
+        "pull-secret",
+        "--credential",
+        &id,
+        "--namespace",
+        "Not_A_Label",
+    ]);
+    assert!(!ok && err.contains("BAD_REQUEST"), "{err}");
+    let (ok, _, err) = s.node.cli(&[
+        "pull-secret",
+        "--credential",
+        "cred-nosuch",
+        "--namespace",
+        "apps",
+    ]);
+    assert!(!ok && err.contains("NOT_FOUND"), "{err}");
+}

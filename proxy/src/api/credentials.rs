@@ -3,10 +3,15 @@
 //! optionally limited to one namespace and to a lifetime, revocable. The secret is in the
 //! creation answer only; the catalogue keeps its argon2 hash.
 //!
+//! A pull secret (`POST /api/v1/credentials/ID/pull-secret`) is a Kubernetes `Secret` of type
+//! `kubernetes.io/dockerconfigjson` for a credential. Since only the secret's hash is kept,
+//! making one gives the credential a fresh secret: the old one stops working.
+//!
 //! Anyone signed in with a password manages their own credentials; managing another
 //! principal's needs the access-management permission. A credential cannot create
 //! credentials, so a leaked one cannot outlive its revocation.
 
+use base64::Engine;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -169,7 +174,9 @@ impl Api {
         Ok(Reply::json(StatusCode::OK, &json!({"credentials": list})))
     }
 
-    pub(super) async fn revoke_credential(&self, req: &Request, id: &str) -> ApiResult<Reply> {
+    /// The credential `id` if the caller may manage it (its owner, or an admin); others get
+    /// the same answer as for a credential that does not exist.
+    async fn manageable(&self, req: &Request, id: &str) -> ApiResult<CredentialRecord> {
         let caller = self.auth.authorize(req, &Need::SignedIn).await?;
         let user = signed_in_user(&caller)?;
         let unknown = || ApiError::new(Code::NotFound, format!("credential {id:?} does not exist"));
@@ -177,6 +184,12 @@ impl Api {
         if c.owner != user && !caller.grants.permits(Action::ManageAccess, None) {
             return Err(unknown());
         }
+        Ok(c)
+    }
+
+    pub(super) async fn revoke_credential(&self, req: &Request, id: &str) -> ApiResult<Reply> {
+        self.manageable(req, id).await?;
+        let unknown = || ApiError::new(Code::NotFound, format!("credential {id:?} does not exist"));
         self.commit(Command::RevokeCredential {
             id: id.to_string(),
             revoked_at: chrono::Utc::now().timestamp(),
@@ -184,5 +197,91 @@ impl Api {
         .await?;
         let c = self.meta.catalog().credential(id)?.ok_or_else(unknown)?;
         Ok(Reply::json(StatusCode::OK, &view(&c)))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PullSecret {
+    /// The Kubernetes namespace the Secret is for.
+    namespace: String,
+    /// The Secret's name (default `shoal-<credential name>` made DNS-safe).
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// A Kubernetes object name: a DNS-1123 label (lowercase alphanumerics and `-`, at most 63).
+fn check_k8s_name(what: &str, s: &str) -> ApiResult<()> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Code::BadRequest,
+            format!("{what} must be a DNS-1123 label (a-z, 0-9, '-', at most 63), got {s:?}"),
+        ))
+    }
+}
+
+impl Api {
+    pub(super) async fn pull_secret(
+        &self,
+        req: &Request,
+        body: &mut dyn RequestBody,
+        id: &str,
+    ) -> ApiResult<Reply> {
+        let c = self.manageable(req, id).await?;
+        let input: PullSecret = json_body(req, body).await?;
+        check_k8s_name("namespace", &input.namespace)?;
+        let name = input.name.unwrap_or_else(|| {
+            let base: String = c
+                .name
+                .to_ascii_lowercase()
+                .chars()
+                .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
+                .collect();
+            format!("shoal-{}", base.trim_matches('-'))
+                .chars()
+                .take(63)
+                .collect::<String>()
+                .trim_end_matches('-')
+                .to_string()
+        });
+        check_k8s_name("name", &name)?;
+        let host = req
+            .header("host")
+            .ok_or_else(|| ApiError::new(Code::BadRequest, "the request names no Host"))?
+            .to_string();
+        let secret = secrets::generate(40);
+        let secret_hash = {
+            let s = secret.clone();
+            tokio::task::spawn_blocking(move || secrets::hash(&s))
+                .await
+                .map_err(|e| ApiError::internal("hashing a secret", e))?
+        };
+        self.commit(Command::RotateCredentialSecret {
+            id: c.id.clone(),
+            secret_hash,
+        })
+        .await?;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let config = json!({"auths": {host: {
+            "username": c.login,
+            "password": secret,
+            "auth": b64(&format!("{}:{secret}", c.login)),
+        }}});
+        let out = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": input.namespace},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": b64(&config.to_string())},
+        });
+        Ok(Reply::json(StatusCode::CREATED, &out))
     }
 }

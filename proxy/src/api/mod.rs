@@ -42,6 +42,9 @@ impl Api {
             (Method::GET, ["credentials"]) => self.list_credentials(req).await,
             (Method::POST, ["credentials"]) => self.create_credential(req, body).await,
             (Method::DELETE, ["credentials", id]) => self.revoke_credential(req, id).await,
+            (Method::POST, ["credentials", id, "pull-secret"]) => {
+                self.pull_secret(req, body, id).await
+            }
             (Method::GET, ["users"]) => self.list_principals(req).await,
             (Method::POST, ["users"]) => {
                 self.create_principal(req, body, PrincipalKind::User).await
