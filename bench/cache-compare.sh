@@ -80,7 +80,10 @@ awk -v one="$(echo "$t1 - $t0" | bc)" -v fifty="$(echo "$t2 - $t1" | bc)" \
   'BEGIN { printf "256 MiB cold: one pull %.2f s; 50 concurrent pulls %.2f s (%.2fx)\n", one, fifty, fifty/one }'
 echo "origin reads: blob A $(origin_reads "$A"), blob B $(origin_reads "$B") (50 clients)"
 
+hwm() { awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' /proc/$NODE/status; }
+echo "node peak RSS so far (through the 50-client cold storm): $(hwm)"
+echo 5 >/proc/$NODE/clear_refs # resets VmHWM, so the next figure is the warm storm's alone
 C=()
 for i in $(seq 64); do curl -sf "${AUTH[@]}" -o /dev/null "$REG/blobs/$BIG" & C+=($!); done
 wait "${C[@]}"
-echo "node peak RSS after 64 concurrent warm 1 GiB pulls: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$NODE/status)"
+echo "node peak RSS during 64 concurrent warm 1 GiB pulls: $(hwm)"

@@ -154,6 +154,10 @@ impl NodeApp {
                     let out = if pending.is_empty() && chunk.len() >= WRITE_CHUNK {
                         chunk
                     } else {
+                        // One exact reservation, so gathering never doubles a buffer.
+                        if pending.capacity() == 0 {
+                            pending.reserve(WRITE_CHUNK);
+                        }
                         pending.extend_from_slice(&chunk);
                         if pending.len() < WRITE_CHUNK && sent < len {
                             continue;
