@@ -75,6 +75,16 @@ fn view(c: &CredentialRecord) -> Value {
     })
 }
 
+/// A fresh credential secret and its argon2 hash (made on the blocking pool).
+async fn new_secret() -> ApiResult<(String, String)> {
+    let secret = secrets::generate(40);
+    let s = secret.clone();
+    let hash = tokio::task::spawn_blocking(move || secrets::hash(&s))
+        .await
+        .map_err(|e| ApiError::internal("hashing a secret", e))?;
+    Ok((secret, hash))
+}
+
 /// The password-signed-in user behind `caller`; credentials may not manage credentials.
 fn signed_in_user(caller: &Caller) -> ApiResult<&str> {
     match &caller.subject {
@@ -129,13 +139,7 @@ impl Api {
                 Some(now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
             }
         };
-        let secret = secrets::generate(40);
-        let secret_hash = {
-            let s = secret.clone();
-            tokio::task::spawn_blocking(move || secrets::hash(&s))
-                .await
-                .map_err(|e| ApiError::internal("hashing a secret", e))?
-        };
+        let (secret, secret_hash) = new_secret().await?;
         let record = CredentialRecord {
             id: format!("cred-{}", secrets::generate(16).to_lowercase()),
             name: input.name,
@@ -257,13 +261,7 @@ impl Api {
             .header("host")
             .ok_or_else(|| ApiError::new(Code::BadRequest, "the request names no Host"))?
             .to_string();
-        let secret = secrets::generate(40);
-        let secret_hash = {
-            let s = secret.clone();
-            tokio::task::spawn_blocking(move || secrets::hash(&s))
-                .await
-                .map_err(|e| ApiError::internal("hashing a secret", e))?
-        };
+        let (secret, secret_hash) = new_secret().await?;
         self.commit(Command::RotateCredentialSecret {
             id: c.id.clone(),
             secret_hash,
