@@ -351,11 +351,21 @@ impl Node {
         Registry::new(&self.url)
     }
 
-    /// Creates a credential through the CLI; returns (id, username, password).
+    /// Creates a credential through the CLI as the admin; returns (id, username, password).
     pub fn credential(&self, args: &[&str]) -> (String, String, String) {
+        self.credential_as("admin", ADMIN_PASSWORD, args)
+    }
+
+    /// `credential` signed in as `user`.
+    pub fn credential_as(
+        &self,
+        user: &str,
+        password: &str,
+        args: &[&str],
+    ) -> (String, String, String) {
         let mut all = vec!["credential", "create", "--json"];
         all.extend(args);
-        let (ok, out, err) = self.cli(&all);
+        let (ok, out, err) = self.cli_as(user, password, &all);
         assert!(ok, "credential create {args:?}: {err}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         let field = |k: &str| v[k].as_str().unwrap().to_string();

@@ -258,6 +258,14 @@ impl From<shoal_raft::Rejection> for ApiError {
     }
 }
 
+/// Proposes `cmd` through Raft; a rejection becomes the matching client error.
+pub async fn commit(meta: &shoal_raft::Metadata, cmd: shoal_raft::Command) -> ApiResult<()> {
+    match meta.write(cmd).await? {
+        shoal_raft::Outcome::Done => Ok(()),
+        shoal_raft::Outcome::Rejected(r) => Err(r.into()),
+    }
+}
+
 impl From<shoal_raft::Error> for ApiError {
     fn from(e: shoal_raft::Error) -> ApiError {
         if let shoal_raft::Error::Membership(m) = &e {

@@ -261,28 +261,11 @@ fn credentials_are_limited_by_scope_namespace_revocation_and_expiry() {
     expect(&s, &only_priv, "onlypriv", "priv", Op::Push, true, DENIED);
     expect(&s, &only_priv, "onlypriv", "pub", Op::Push, false, DENIED);
     // The credential of a reader cannot do more than the reader.
-    let (_, login, password) = {
-        let (ok, out, err) = s.node.cli_as(
-            "rdr",
-            PASSWORD,
-            &[
-                "credential",
-                "create",
-                "--name",
-                "mine",
-                "--scope",
-                "containerRegistry",
-                "--json",
-            ],
-        );
-        assert!(ok, "{err}");
-        let v: Value = serde_json::from_str(&out).unwrap();
-        (
-            v["id"].to_string(),
-            v["username"].as_str().unwrap().to_string(),
-            v["password"].as_str().unwrap().to_string(),
-        )
-    };
+    let (_, login, password) = s.node.credential_as(
+        "rdr",
+        PASSWORD,
+        &["--name", "mine", "--scope", "containerRegistry"],
+    );
     expect(
         &s,
         &as_cred(&login, &password),

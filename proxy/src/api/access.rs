@@ -133,9 +133,12 @@ impl Api {
             password_hash,
             created_at: chrono::Utc::now().timestamp(),
         };
-        self.commit(Command::CreatePrincipal {
-            principal: principal.clone(),
-        })
+        crate::errors::commit(
+            &self.meta,
+            Command::CreatePrincipal {
+                principal: principal.clone(),
+            },
+        )
         .await?;
         Ok(Reply::json(
             StatusCode::CREATED,
@@ -176,9 +179,12 @@ impl Api {
             scope: input.scope()?,
             role,
         };
-        self.commit(Command::Bind {
-            binding: binding.clone(),
-        })
+        crate::errors::commit(
+            &self.meta,
+            Command::Bind {
+                binding: binding.clone(),
+            },
+        )
         .await?;
         Ok(Reply::json(StatusCode::CREATED, &binding_view(&binding)))
     }
@@ -190,10 +196,13 @@ impl Api {
     ) -> ApiResult<Reply> {
         self.auth.authorize(req, &Need::ManageAccess).await?;
         let input: Binding = json_body(req, body).await?;
-        self.commit(Command::Unbind {
-            principal: input.principal.clone(),
-            scope: input.scope()?,
-        })
+        crate::errors::commit(
+            &self.meta,
+            Command::Unbind {
+                principal: input.principal.clone(),
+                scope: input.scope()?,
+            },
+        )
         .await?;
         Ok(Reply::new(StatusCode::NO_CONTENT))
     }

@@ -152,9 +152,12 @@ impl Api {
             revoked_at: None,
             created_at: now,
         };
-        self.commit(Command::CreateCredential {
-            credential: record.clone(),
-        })
+        crate::errors::commit(
+            &self.meta,
+            Command::CreateCredential {
+                credential: record.clone(),
+            },
+        )
         .await?;
         let mut out = view(&record);
         out["password"] = json!(secret);
@@ -194,10 +197,13 @@ impl Api {
     pub(super) async fn revoke_credential(&self, req: &Request, id: &str) -> ApiResult<Reply> {
         self.manageable(req, id).await?;
         let unknown = || ApiError::new(Code::NotFound, format!("credential {id:?} does not exist"));
-        self.commit(Command::RevokeCredential {
-            id: id.to_string(),
-            revoked_at: chrono::Utc::now().timestamp(),
-        })
+        crate::errors::commit(
+            &self.meta,
+            Command::RevokeCredential {
+                id: id.to_string(),
+                revoked_at: chrono::Utc::now().timestamp(),
+            },
+        )
         .await?;
         let c = self.meta.catalog().credential(id)?.ok_or_else(unknown)?;
         Ok(Reply::json(StatusCode::OK, &view(&c)))
@@ -262,10 +268,13 @@ impl Api {
             .ok_or_else(|| ApiError::new(Code::BadRequest, "the request names no Host"))?
             .to_string();
         let (secret, secret_hash) = new_secret().await?;
-        self.commit(Command::RotateCredentialSecret {
-            id: c.id.clone(),
-            secret_hash,
-        })
+        crate::errors::commit(
+            &self.meta,
+            Command::RotateCredentialSecret {
+                id: c.id.clone(),
+                secret_hash,
+            },
+        )
         .await?;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let config = json!({"auths": {host: {

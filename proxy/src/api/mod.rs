@@ -9,7 +9,7 @@ mod namespaces;
 use std::sync::Arc;
 
 use http::Method;
-use shoal_raft::{Command, Metadata, Outcome, PrincipalKind};
+use shoal_raft::{Metadata, PrincipalKind};
 
 use crate::auth::{Gate, Need};
 use crate::errors::{ApiError, ApiResult, Code};
@@ -65,16 +65,6 @@ impl Api {
                 Code::NotFound,
                 format!("no management endpoint {m} {}", req.path),
             )),
-        }
-    }
-}
-
-impl Api {
-    /// Proposes a command; a rejection becomes the matching client error.
-    async fn commit(&self, cmd: Command) -> ApiResult<()> {
-        match self.meta.write(cmd).await? {
-            Outcome::Done => Ok(()),
-            Outcome::Rejected(r) => Err(r.into()),
         }
     }
 }

@@ -124,10 +124,13 @@ impl Api {
             .await?;
         let input: Configure = json_body(req, body).await?;
         if let Some(v) = input.visibility {
-            self.commit(Command::SetVisibility {
-                namespace: name.to_string(),
-                visibility: v.into(),
-            })
+            crate::errors::commit(
+                &self.meta,
+                Command::SetVisibility {
+                    namespace: name.to_string(),
+                    visibility: v.into(),
+                },
+            )
             .await?;
         }
         let ns = self
@@ -150,9 +153,12 @@ impl Api {
         self.auth
             .authorize(req, &Need::ManageNamespaces(Some(name.clone())))
             .await?;
-        self.commit(Command::DeleteNamespace {
-            name: name.to_string(),
-        })
+        crate::errors::commit(
+            &self.meta,
+            Command::DeleteNamespace {
+                name: name.to_string(),
+            },
+        )
         .await?;
         Ok(Reply::new(StatusCode::NO_CONTENT))
     }
@@ -183,7 +189,7 @@ impl Api {
             created_at: chrono::Utc::now().timestamp(),
             visibility: input.visibility.into(),
         };
-        self.commit(cmd).await?;
+        crate::errors::commit(&self.meta, cmd).await?;
         let ns = self
             .meta
             .catalog()

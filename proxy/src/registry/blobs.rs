@@ -91,10 +91,13 @@ impl Registry {
 
     pub(super) async fn delete_blob(&self, repo: &RepoName, digest: &str) -> ApiResult<Reply> {
         let digest = parse_digest(digest)?;
-        self.commit(Command::UnlinkBlob {
-            repo: repo.to_string(),
-            digest: digest.to_string(),
-        })
+        crate::errors::commit(
+            &self.meta,
+            Command::UnlinkBlob {
+                repo: repo.to_string(),
+                digest: digest.to_string(),
+            },
+        )
         .await?;
         Ok(Reply::new(StatusCode::ACCEPTED).header("Docker-Content-Digest", digest.to_string()))
     }

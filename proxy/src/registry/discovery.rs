@@ -82,13 +82,21 @@ impl Registry {
             let Some(end) = batch.last().cloned() else {
                 break;
             };
+            // Repositories come in name order, so one namespace's run shares one lookup.
+            let mut allowed: Option<(String, bool)> = None;
             for repo in batch {
                 let ns = repo.split('/').next().unwrap_or_default();
-                let target = Target {
-                    namespace: ns,
-                    visibility: target_of(catalog, ns)?,
-                };
-                if repos.len() < want && caller.grants.permits(Action::List, Some(target)) {
+                if allowed.as_ref().is_none_or(|(n, _)| n != ns) {
+                    let target = Target {
+                        namespace: ns,
+                        visibility: target_of(catalog, ns)?,
+                    };
+                    allowed = Some((
+                        ns.to_string(),
+                        caller.grants.permits(Action::List, Some(target)),
+                    ));
+                }
+                if repos.len() < want && allowed.as_ref().is_some_and(|(_, ok)| *ok) {
                     repos.push(repo);
                 }
             }

@@ -105,11 +105,14 @@ impl Registry {
         let record = parsed.record;
         let digest = record.digest.clone();
         let subject = record.subject.clone();
-        self.commit(Command::PutManifest {
-            repo: repo.to_string(),
-            manifest: record,
-            tag,
-        })
+        crate::errors::commit(
+            &self.meta,
+            Command::PutManifest {
+                repo: repo.to_string(),
+                manifest: record,
+                tag,
+            },
+        )
         .await?;
         let mut reply = Reply::new(StatusCode::CREATED)
             .header("Location", format!("/v2/{repo}/manifests/{digest}"))
@@ -135,7 +138,7 @@ impl Registry {
                 tag: t.to_string(),
             },
         };
-        self.commit(cmd).await?;
+        crate::errors::commit(&self.meta, cmd).await?;
         Ok(Reply::new(StatusCode::ACCEPTED))
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use http::{Method, StatusCode};
 use shoal_origin::{BlobStore, Digest};
-use shoal_raft::{Command, Metadata, Outcome};
+use shoal_raft::Metadata;
 
 use crate::auth::{Gate, Need};
 use crate::cache::BlobCache;
@@ -91,14 +91,6 @@ impl Registry {
                 Code::MethodNotAllowed,
                 format!("{method} is not allowed on {}", req.path),
             )),
-        }
-    }
-
-    /// Proposes a command; a rejection becomes the matching client error.
-    async fn commit(&self, cmd: Command) -> ApiResult<()> {
-        match self.meta.write(cmd).await? {
-            Outcome::Done => Ok(()),
-            Outcome::Rejected(r) => Err(r.into()),
         }
     }
 

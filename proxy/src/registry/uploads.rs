@@ -44,11 +44,14 @@ impl Registry {
     }
 
     async fn link(&self, repo: &RepoName, digest: &Digest, size: u64) -> ApiResult<()> {
-        self.commit(Command::LinkBlob {
-            repo: repo.to_string(),
-            digest: digest.to_string(),
-            size,
-        })
+        crate::errors::commit(
+            &self.meta,
+            Command::LinkBlob {
+                repo: repo.to_string(),
+                digest: digest.to_string(),
+                size,
+            },
+        )
         .await
     }
 
