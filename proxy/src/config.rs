@@ -33,6 +33,10 @@ pub struct Config {
     /// `None`: the single-node default without a cluster plane.
     pub cluster: Option<Cluster>,
     pub edge: crate::edge::EdgeConfig,
+    /// The region this cluster serves (`nl-01`); every namespace is created in it.
+    pub region: String,
+    /// How often the usage counted here is added to the catalogue.
+    pub usage_interval: std::time::Duration,
 }
 
 /// Settings of a node that is part of a multi-node region.

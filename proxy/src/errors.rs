@@ -244,16 +244,23 @@ impl From<shoal_raft::Rejection> for ApiError {
                 ApiError::new(Code::ManifestBlobUnknown, msg).detail(json!({"digest": d}))
             }
             R::TagUnknown(_) => ApiError::new(Code::ManifestUnknown, msg),
+            R::RepositoryUnknown(_) => ApiError::new(Code::NameUnknown, msg),
             R::AlreadyInitialised
             | R::PrincipalExists(_)
             | R::CredentialExists(_)
-            | R::CredentialRevoked(_) => {
-                ApiError::new(Code::Conflict, msg)
-            }
+            | R::CredentialRevoked(_)
+            | R::OrganisationExists(_)
+            | R::ProjectExists(_)
+            | R::ProjectNotEmpty(_)
+            | R::FederationExists(_) => ApiError::new(Code::Conflict, msg),
             R::PrincipalUnknown(_)
             | R::CredentialUnknown(_)
             | R::ScopeUnknown(_)
-            | R::BindingUnknown => ApiError::new(Code::NotFound, msg),
+            | R::BindingUnknown
+            | R::OrganisationUnknown(_)
+            | R::ProjectUnknown(_)
+            | R::FederationUnknown(_) => ApiError::new(Code::NotFound, msg),
+            R::NotAServiceAccount(_) => ApiError::new(Code::BadRequest, msg),
         }
     }
 }

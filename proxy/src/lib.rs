@@ -8,8 +8,9 @@
 //! - `api`: the management API under `/api/v1`;
 //! - `cache`: the edge blob cache (LRU on disk, single-flight fills, peer fetch);
 //! - `metrics`: Prometheus metric names, recorder and `/metrics` text;
-//! - `auth`: the authorisation seam (`Authorizer`, `Need`);
-//! - `names`: validated namespace, repository and tag names;
+//! - `auth`: the authorisation seam (`Gate`, `Need`, the policy, tokens, OIDC federation);
+//! - `names`: validated namespace, repository, tag and other names;
+//! - `usage`: pulls, pushes and bytes served per namespace, batched into Raft;
 //! - `edge`: anonymous rate limit per IP, CORS, security headers;
 //! - `errors`: `ApiError` and the one code → status table;
 //! - `cli`: the operator commands of the `shoal` binary;
@@ -30,4 +31,5 @@ pub mod metrics;
 pub mod names;
 pub mod node;
 pub mod registry;
+pub mod usage;
 pub mod wire;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use reqwest::Method;
-use shoal_proxy::cli::{print_cluster, print_namespaces, Client};
+use shoal_proxy::cli::commands::{Manage, ServerArgs};
+use shoal_proxy::cli::{print_cluster, Client};
 use shoal_proxy::config::{Cluster, Config, LogFormat, RemoteOrigin};
 
 #[derive(Parser)]
@@ -89,6 +89,12 @@ enum Cmd {
             value_delimiter = ','
         )]
         cors_origins: Vec<String>,
+        /// The region this cluster serves, e.g. nl-01 (recorded on every namespace).
+        #[arg(long, env = "SHOAL_REGION", default_value = "local")]
+        region: String,
+        /// How often usage counts (pulls, pushes, bytes) are recorded, e.g. 10s.
+        #[arg(long, env = "SHOAL_USAGE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+        usage_interval: std::time::Duration,
     },
     /// Region membership and the cluster CA.
     Cluster {
@@ -97,125 +103,8 @@ enum Cmd {
         #[command(flatten)]
         target: ServerArgs,
     },
-    /// Manage namespaces (the first path segment of every repository).
-    Namespace {
-        #[command(subcommand)]
-        command: NamespaceCmd,
-        #[command(flatten)]
-        target: ServerArgs,
-    },
-    /// Access credentials: generated username + secret for docker login and CI.
-    Credential {
-        #[command(subcommand)]
-        command: CredentialCmd,
-        #[command(flatten)]
-        target: ServerArgs,
-    },
-    /// Print a Kubernetes imagePullSecret for a credential (gives it a fresh secret).
-    PullSecret {
-        #[arg(long)]
-        credential: String,
-        /// Kubernetes namespace of the Secret.
-        #[arg(long)]
-        namespace: String,
-        /// Name of the Secret (default shoal-<credential name>).
-        #[arg(long)]
-        name: Option<String>,
-        #[command(flatten)]
-        target: ServerArgs,
-    },
-    /// Users (people who sign in with a password).
-    User {
-        #[command(subcommand)]
-        command: PrincipalCmd,
-        #[command(flatten)]
-        target: ServerArgs,
-    },
-    /// Service accounts (automation; they act through credentials).
-    ServiceAccount {
-        #[command(subcommand)]
-        command: PrincipalCmd,
-        #[command(flatten)]
-        target: ServerArgs,
-    },
-    /// Role bindings: owner, admin, developer or reader, on the organisation or a namespace.
-    Role {
-        #[command(subcommand)]
-        command: RoleCmd,
-        #[command(flatten)]
-        target: ServerArgs,
-    },
-}
-
-#[derive(Subcommand)]
-enum CredentialCmd {
-    /// Create a credential; its password is printed once.
-    Create {
-        #[arg(long)]
-        name: String,
-        /// containerRegistry (push and pull), containerRegistry:all, or containerRegistry:pull.
-        #[arg(long, default_value = "containerRegistry:pull")]
-        scope: String,
-        /// Limit the credential to one namespace.
-        #[arg(long)]
-        namespace: Option<String>,
-        /// Lifetime, e.g. 24h or 30d.
-        #[arg(long)]
-        expires: Option<String>,
-        /// The user or service account it acts for (default: you).
-        #[arg(long)]
-        owner: Option<String>,
-    },
-    /// Revoke a credential by id; its tokens stop working too.
-    Revoke { id: String },
-    /// Your credentials (all of them for an admin).
-    List,
-}
-
-#[derive(Subcommand)]
-enum PrincipalCmd {
-    /// Create one (a user's password comes from --password or SHOAL_NEW_PASSWORD).
-    Create {
-        name: String,
-        #[arg(long, env = "SHOAL_NEW_PASSWORD")]
-        password: Option<String>,
-    },
-    List,
-}
-
-#[derive(Subcommand)]
-enum RoleCmd {
-    /// Grant PRINCIPAL a role on the organisation, or on --namespace.
-    Bind {
-        principal: String,
-        #[arg(long)]
-        role: String,
-        #[arg(long)]
-        namespace: Option<String>,
-    },
-    /// Remove PRINCIPAL's role on the organisation, or on --namespace.
-    Unbind {
-        principal: String,
-        #[arg(long)]
-        namespace: Option<String>,
-    },
-    List,
-}
-
-/// The node an operator command talks to, and how it prints.
-#[derive(clap::Args)]
-struct ServerArgs {
-    /// API URL of the node to ask.
-    #[arg(
-        long,
-        env = "SHOAL_SERVER",
-        default_value = "http://127.0.0.1:5000",
-        global = true
-    )]
-    server: String,
-    /// Print JSON instead of a table.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    Manage(Manage),
 }
 
 #[derive(Subcommand)]
@@ -239,29 +128,6 @@ enum ClusterCmd {
     Status,
     /// Remove a member at runtime (removing the leader makes it step down; the rest elect).
     RemoveNode { id: u64 },
-}
-
-#[derive(Subcommand)]
-enum NamespaceCmd {
-    /// Create a namespace: lowercase ASCII, no spaces, at most 255 characters; cannot be renamed.
-    Create {
-        name: String,
-        #[arg(long)]
-        description: Option<String>,
-        /// Allow anonymous pulls (default: private).
-        #[arg(long)]
-        public: bool,
-    },
-    /// Change a namespace's configuration.
-    Set {
-        name: String,
-        #[arg(long, value_parser = ["public", "private"])]
-        visibility: String,
-    },
-    /// Delete a namespace with all its repositories, tags and role bindings.
-    Delete { name: String },
-    /// List namespaces.
-    List,
 }
 
 /// A byte size such as `50GiB`, `512MB` or `1048576`.
@@ -297,7 +163,13 @@ fn main() -> ExitCode {
             cache_max_bytes,
             anonymous_rate_limit,
             cors_origins,
+            region,
+            usage_interval,
         } => {
+            if let Err(e) = shoal_proxy::names::Slug::parse("region", &region) {
+                eprintln!("error: --region: {e}");
+                return ExitCode::FAILURE;
+            }
             shoal_proxy::logging::init(log_format);
             let origin = match origin {
                 None => None,
@@ -330,6 +202,8 @@ fn main() -> ExitCode {
                     },
                     cors_origins,
                 },
+                region,
+                usage_interval,
                 cluster: cluster_listen.map(|listen| Cluster {
                     listen,
                     advertise: cluster_advertise,
@@ -341,66 +215,7 @@ fn main() -> ExitCode {
             };
             shoal_proxy::node::run(config, shoal_proxy::node::os_signals())
         }
-        Cmd::Namespace { command, target } => namespace(command, &target.server, target.json),
-        Cmd::Credential { command, target } => {
-            let (method, path, body) = match command {
-                CredentialCmd::Create {
-                    name,
-                    scope,
-                    namespace,
-                    expires,
-                    owner,
-                } => (
-                    Method::POST,
-                    "credentials".to_string(),
-                    Some(
-                        serde_json::json!({"name": name, "scope": scope, "namespace": namespace, "expires": expires, "owner": owner}),
-                    ),
-                ),
-                CredentialCmd::Revoke { id } => (Method::DELETE, format!("credentials/{id}"), None),
-                CredentialCmd::List => (Method::GET, "credentials".to_string(), None),
-            };
-            api_call(&target, method, &path, body, "credentials")
-        }
-        Cmd::PullSecret {
-            credential,
-            namespace,
-            name,
-            target,
-        } => {
-            let body = serde_json::json!({"namespace": namespace, "name": name});
-            let path = format!("credentials/{credential}/pull-secret");
-            let target = ServerArgs {
-                json: true,
-                ..target
-            };
-            api_call(&target, Method::POST, &path, Some(body), "")
-        }
-        Cmd::User { command, target } => principal(command, &target, "users"),
-        Cmd::ServiceAccount { command, target } => principal(command, &target, "service-accounts"),
-        Cmd::Role { command, target } => {
-            let (method, body) = match command {
-                RoleCmd::Bind {
-                    principal,
-                    role,
-                    namespace,
-                } => (
-                    Method::POST,
-                    Some(
-                        serde_json::json!({"principal": principal, "role": role, "namespace": namespace}),
-                    ),
-                ),
-                RoleCmd::Unbind {
-                    principal,
-                    namespace,
-                } => (
-                    Method::DELETE,
-                    Some(serde_json::json!({"principal": principal, "namespace": namespace})),
-                ),
-                RoleCmd::List => (Method::GET, None),
-            };
-            api_call(&target, method, "role-bindings", body, "role_bindings")
-        }
+        Cmd::Manage(cmd) => shoal_proxy::cli::commands::run(cmd),
         Cmd::Cluster { command, target } => cluster(command, &target.server, target.json),
     };
     match result {
@@ -456,39 +271,6 @@ fn cluster(cmd: ClusterCmd, server: &str, json: bool) -> anyhow::Result<()> {
     }
 }
 
-fn principal(cmd: PrincipalCmd, target: &ServerArgs, path: &str) -> anyhow::Result<()> {
-    match cmd {
-        PrincipalCmd::Create { name, password } => api_call(
-            target,
-            Method::POST,
-            path,
-            Some(serde_json::json!({"name": name, "password": password})),
-            "principals",
-        ),
-        PrincipalCmd::List => api_call(target, Method::GET, "users", None, "principals"),
-    }
-}
-
-/// One management call: JSON with --json, else a table of `list_key` (or of the one object).
-fn api_call(
-    target: &ServerArgs,
-    method: Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-    list_key: &str,
-) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let out = rt.block_on(Client::new(&target.server)?.send(method, path, body))?;
-    if target.json {
-        println!("{out}");
-    } else {
-        shoal_proxy::cli::print_objects(&out, list_key);
-    }
-    Ok(())
-}
-
 fn origin_secret(file: Option<PathBuf>) -> anyhow::Result<String> {
     let secret =
         shoal_origin::read_secret(file.as_deref()).context("reading --origin-secret-file")?;
@@ -496,60 +278,4 @@ fn origin_secret(file: Option<PathBuf>) -> anyhow::Result<String> {
         anyhow::bail!("--origin needs the origin's shared secret: --origin-secret-file FILE or SHOAL_ORIGIN_SECRET");
     }
     Ok(secret)
-}
-
-fn namespace(cmd: NamespaceCmd, server: &str, json: bool) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = Client::new(server)?;
-    rt.block_on(async {
-        match cmd {
-            NamespaceCmd::Set { name, visibility } => {
-                let ns = client
-                    .send(
-                        Method::PATCH,
-                        &format!("namespaces/{name}"),
-                        Some(serde_json::json!({ "visibility": visibility })),
-                    )
-                    .await?;
-                if json {
-                    println!("{ns}");
-                } else {
-                    println!("namespace {name} is {visibility}");
-                }
-            }
-            NamespaceCmd::Delete { name } => {
-                client
-                    .send(Method::DELETE, &format!("namespaces/{name}"), None)
-                    .await?;
-                if !json {
-                    println!("deleted namespace {name}");
-                }
-            }
-            NamespaceCmd::Create {
-                name,
-                description,
-                public,
-            } => {
-                let ns = client
-                    .namespace_create(&name, description.as_deref(), public)
-                    .await?;
-                if json {
-                    println!("{ns}");
-                } else {
-                    println!("created namespace {}", ns["name"].as_str().unwrap_or(&name));
-                }
-            }
-            NamespaceCmd::List => {
-                let list = client.namespace_list().await?;
-                if json {
-                    println!("{list}");
-                } else {
-                    print_namespaces(&list);
-                }
-            }
-        }
-        Ok(())
-    })
 }

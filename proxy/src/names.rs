@@ -7,6 +7,8 @@
 //!   component is the namespace
 //! - namespace: one component of 1–255 bytes (lowercase ASCII, no spaces)
 //! - tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`
+//! - slug (organisation, project, principal, federated identity): one component of 1–63
+//!   bytes, so it never holds `/`, `:` or `\0` and can sit inside a key or a token subject
 
 use std::fmt;
 
@@ -21,6 +23,8 @@ pub enum NameError {
     Repository(String),
     #[error("tags match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}; got {0:?}")]
     Tag(String),
+    #[error("{0} names are 1 to 63 characters of lowercase letters and digits, separated by single '.', '_' or '__', or runs of '-'; got {1:?}")]
+    Slug(&'static str, String),
 }
 
 fn shown(s: &str) -> String {
@@ -94,6 +98,26 @@ impl RepoName {
     }
 }
 
+/// The name of an organisation, project, principal or federated identity.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Slug(String);
+
+pub const MAX_SLUG_LEN: usize = 63;
+
+impl Slug {
+    /// `what` names the kind of thing in the error ("organisation", "project", …).
+    pub fn parse(what: &'static str, s: &str) -> Result<Self, NameError> {
+        if s.len() > MAX_SLUG_LEN || !is_component(s) {
+            return Err(NameError::Slug(what, shown(s)));
+        }
+        Ok(Slug(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Tag(String);
 
@@ -128,7 +152,7 @@ macro_rules! show_as_str {
         }
     )*};
 }
-show_as_str!(NamespaceName, RepoName, Tag);
+show_as_str!(NamespaceName, RepoName, Tag, Slug);
 
 #[cfg(test)]
 mod tests {
@@ -142,6 +166,8 @@ mod tests {
         );
         assert_eq!(RepoName::parse(input).is_ok(), repo, "repository {input:?}");
         assert_eq!(Tag::parse(input).is_ok(), tag, "tag {input:?}");
+        let slug = namespace && input.len() <= MAX_SLUG_LEN;
+        assert_eq!(Slug::parse("x", input).is_ok(), slug, "slug {input:?}");
     }
 
     #[test]
@@ -166,6 +192,8 @@ mod tests {
         check("a-", false, false, true);
         check("_a", false, false, true);
         check("v1.2.0", true, true, true);
+        check(&"a".repeat(63), true, true, true);
+        check(&"a".repeat(64), true, true, true);
         check(&"a".repeat(255), true, true, false);
         check(&"a".repeat(256), false, false, false);
         check(

@@ -21,6 +21,7 @@ use crate::cache::{BlobCache, CacheConfig};
 use crate::config::{Cluster, Config};
 use crate::http::{self, FrontEnd, ShutdownFuture};
 use crate::registry::Registry;
+use crate::usage::UsageMeter;
 
 pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -97,15 +98,19 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         }
     };
     let auth = Arc::new(Gate::new(meta.clone()));
+    let usage = Arc::new(UsageMeter::default());
+    background.spawn(usage.clone().run(meta.clone(), config.usage_interval));
     let registry = Arc::new(Registry {
         meta: meta.clone(),
         store,
         cache,
         auth: auth.clone(),
+        usage: usage.clone(),
     });
     let api = Arc::new(Api {
         meta: meta.clone(),
         auth,
+        region: config.region.clone(),
     });
     let front = FrontEnd {
         threads: config.threads,
@@ -114,12 +119,18 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
     let edge = crate::edge::Edge::new(&config.edge);
     let bound =
         http::bind(&front, listener, registry, api, edge).context("starting the HTTP front end")?;
-    tracing::info!(addr = %bound.addr, data = %config.data.display(), "node ready");
+    tracing::info!(addr = %bound.addr, data = %config.data.display(), region = %config.region, "node ready");
     println!("listening on http://{}", bound.addr);
     std::io::stdout().flush()?;
     bound.run(shutdown);
-    tracing::info!("shutting down: stopping raft and flushing metadata");
-    background.block_on(meta.shutdown())?;
+    tracing::info!("shutting down: recording usage, stopping raft and flushing metadata");
+    background.block_on(async {
+        let last = tokio::time::timeout(Duration::from_secs(5), usage.flush(&meta));
+        if last.await.is_err() {
+            tracing::warn!("the last usage counts could not be recorded in time");
+        }
+        meta.shutdown().await
+    })?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -1,12 +1,12 @@
-//! Identity and access in the catalogue: organisations, principals (users and service
-//! accounts), access credentials, role bindings and the token signing keys.
+//! Identity and access in the catalogue: principals (users and service accounts), access
+//! credentials, role bindings and the token signing keys.
 //!
 //! ```text
-//! o/<org>                        OrgRecord
 //! u/<principal>                  Principal          users and service accounts share names
 //! c/<credential id>              CredentialRecord
 //! l/<login>                      credential id      a credential's generated username
-//! g/<principal>\0<scope>         Role               scope: `org:<org>` or `ns:<namespace>`
+//! g/<principal>\0<scope>         Role               scope: `org:<org>`, `proj:<org>/<project>`
+//!                                                   or `ns:<namespace>`
 //! k/<kid>                        SigningKey
 //! ```
 //!
@@ -23,12 +23,6 @@ use crate::catalog::{decode, encode, key, Catalog};
 use crate::command::{Command, Outcome, Rejection};
 use crate::Result;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OrgRecord {
-    pub name: String,
-    pub created_at: i64,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PrincipalKind {
     User,
@@ -40,6 +34,9 @@ pub enum PrincipalKind {
 pub struct Principal {
     pub name: String,
     pub kind: PrincipalKind,
+    /// The organisation whose administrators manage the principal. Its roles come from its
+    /// bindings only, which may be anywhere.
+    pub organisation: String,
     /// argon2 PHC string; `None` for service accounts.
     pub password_hash: Option<String>,
     pub created_at: i64,
@@ -89,13 +86,23 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RoleScope {
     Organisation(String),
+    Project {
+        organisation: String,
+        project: String,
+    },
     Namespace(String),
 }
 
 impl RoleScope {
-    fn key_part(&self) -> String {
+    /// The scope as keys and messages spell it: `org:<org>`, `proj:<org>/<project>`,
+    /// `ns:<namespace>` (names never contain `/` or `:`).
+    pub fn key_part(&self) -> String {
         match self {
             RoleScope::Organisation(o) => format!("org:{o}"),
+            RoleScope::Project {
+                organisation,
+                project,
+            } => format!("proj:{organisation}/{project}"),
             RoleScope::Namespace(n) => format!("ns:{n}"),
         }
     }
@@ -103,6 +110,12 @@ impl RoleScope {
     fn from_key_part(s: &str) -> Option<RoleScope> {
         if let Some(o) = s.strip_prefix("org:") {
             Some(RoleScope::Organisation(o.into()))
+        } else if let Some(p) = s.strip_prefix("proj:") {
+            let (organisation, project) = p.split_once('/')?;
+            Some(RoleScope::Project {
+                organisation: organisation.into(),
+                project: project.into(),
+            })
         } else {
             s.strip_prefix("ns:")
                 .map(|n| RoleScope::Namespace(n.into()))
@@ -128,14 +141,6 @@ pub struct SigningKey {
 }
 
 impl Catalog {
-    pub fn organisation(&self, name: &str) -> Result<Option<OrgRecord>> {
-        self.get(&key("o/", &[name]))
-    }
-
-    pub fn organisations(&self) -> Result<Vec<OrgRecord>> {
-        self.scan(b"o/")
-    }
-
     pub fn principal(&self, name: &str) -> Result<Option<Principal>> {
         self.get(&key("u/", &[name]))
     }
@@ -197,9 +202,13 @@ impl Catalog {
         Ok(keys)
     }
 
-    /// Removes every binding scoped to namespace `ns` (part of deleting the namespace).
-    pub(crate) fn unbind_namespace(&self, ns: &str, batch: &mut Batch) -> Result<()> {
-        let scope = RoleScope::Namespace(ns.into()).key_part();
+    pub(crate) fn binding_key(&self, principal: &str, scope: &RoleScope) -> Vec<u8> {
+        key("g/", &[principal, &scope.key_part()])
+    }
+
+    /// Removes every binding on `scope` (part of deleting what it names).
+    pub(crate) fn unbind_scope(&self, scope: &RoleScope, batch: &mut Batch) -> Result<()> {
+        let scope = scope.key_part();
         for kv in self.tree().scan_prefix(b"g/") {
             let (k, _) = kv?;
             if k.ends_with(scope.as_bytes()) && k[..k.len() - scope.len()].ends_with(&[0]) {
@@ -217,7 +226,11 @@ impl Catalog {
                 if !self.organisations()?.is_empty() {
                     return reject(Rejection::AlreadyInitialised);
                 }
-                batch.insert(key("o/", &[&org.name]), encode(org));
+                let org = crate::OrgRecord {
+                    home: true,
+                    ..org.clone()
+                };
+                batch.insert(key("o/", &[&org.name]), encode(&org));
                 batch.insert(key("u/", &[&admin.name]), encode(admin));
                 let owner = RoleScope::Organisation(org.name.clone()).key_part();
                 batch.insert(key("g/", &[&admin.name, &owner]), encode(&Role::Owner));
@@ -226,6 +239,11 @@ impl Catalog {
             Command::CreatePrincipal { principal } => {
                 if self.principal(&principal.name)?.is_some() {
                     return reject(Rejection::PrincipalExists(principal.name.clone()));
+                }
+                if self.organisation(&principal.organisation)?.is_none() {
+                    return reject(Rejection::OrganisationUnknown(
+                        principal.organisation.clone(),
+                    ));
                 }
                 batch.insert(key("u/", &[&principal.name]), encode(principal));
             }
@@ -267,6 +285,10 @@ impl Catalog {
                 }
                 let known = match &b.scope {
                     RoleScope::Organisation(o) => self.organisation(o)?.is_some(),
+                    RoleScope::Project {
+                        organisation,
+                        project,
+                    } => self.project(organisation, project)?.is_some(),
                     RoleScope::Namespace(n) => self.namespace(n)?.is_some(),
                 };
                 if !known {
@@ -282,7 +304,16 @@ impl Catalog {
                 }
                 batch.remove(k);
             }
-            Command::AddSigningKey { key: k } => {
+            Command::RotateSigningKey {
+                key: k,
+                retire_after,
+            } => {
+                let keys = self.signing_keys()?;
+                for (old, successor) in keys.iter().zip(keys.iter().skip(1)) {
+                    if successor.created_at + retire_after < k.created_at {
+                        batch.remove(key("k/", &[&old.kid]));
+                    }
+                }
                 batch.insert(key("k/", &[&k.kid]), encode(k));
             }
             _ => return Ok(None),
@@ -294,7 +325,8 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Visibility;
+    use crate::catalog::NamespaceRecord;
+    use crate::OrgRecord;
 
     fn catalog() -> Catalog {
         let db = sled::Config::new().temporary(true).open().unwrap();
@@ -312,6 +344,7 @@ mod tests {
         Principal {
             name: name.into(),
             kind: PrincipalKind::User,
+            organisation: "default".into(),
             password_hash: Some("$argon2id$x".into()),
             created_at: 1,
         }
@@ -347,6 +380,8 @@ mod tests {
         let bootstrap = |kid: &str| Command::Bootstrap {
             org: OrgRecord {
                 name: "default".into(),
+                description: None,
+                home: false,
                 created_at: 1,
             },
             admin: principal("admin"),
@@ -363,6 +398,10 @@ mod tests {
             "the second bootstrap changed nothing"
         );
         assert_eq!(c.bindings_of("admin").unwrap()[0].role, Role::Owner);
+        assert!(c
+            .home_organisation()
+            .unwrap()
+            .is_some_and(|o| o.name == "default"));
 
         let create = |cred| Command::CreateCredential { credential: cred };
         assert_eq!(
@@ -374,10 +413,7 @@ mod tests {
             Outcome::Rejected(Rejection::NamespaceUnknown("ns".into()))
         );
         let ns = Command::CreateNamespace {
-            name: "ns".into(),
-            description: None,
-            created_at: 1,
-            visibility: Visibility::Private,
+            record: NamespaceRecord::for_test("ns"),
         };
         assert_eq!(apply(&c, ns), Outcome::Done);
         assert_eq!(

@@ -4,12 +4,17 @@
 //! ```text
 //! n/<namespace>                       NamespaceRecord
 //! r/<repo>                            (empty)        the repository exists
+//! v/<repo>                            Visibility     the repository's own (absent: inherit)
+//! q/<namespace>                       Usage          pulls, pushes, bytes served
 //! b/<repo>\0<digest>                  u64 BE         blob linked to the repo, its size
 //! m/<repo>\0<digest>                  ManifestRecord
 //! t/<repo>\0<tag>                     digest
 //! s/<repo>\0<subject>\0<digest>       (empty)        referrers index: digest has that subject
 //! ~applied, ~membership               Raft bookkeeping, written by `sm` in the same batch
 //! ```
+//!
+//! Identity (`access`), tenancy (`tenancy`), repositories and usage (`repos`) and federated
+//! identities (`federation`) keep their own prefixes in the same tree, drawn in their docs.
 //!
 //! Names never contain `\0`, so keys cannot collide and prefix scans are exact; sled orders
 //! keys bytewise, which gives the lexical order the tags and catalogue APIs promise.
@@ -25,9 +30,29 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NamespaceRecord {
     pub name: String,
+    pub organisation: String,
+    /// Set for a project-level namespace.
+    pub project: Option<String>,
+    /// The region the namespace was created in (the cluster's `--region`).
+    pub region: String,
     pub description: Option<String>,
     pub created_at: i64,
     pub visibility: Visibility,
+}
+
+impl NamespaceRecord {
+    #[cfg(test)]
+    pub(crate) fn for_test(name: &str) -> NamespaceRecord {
+        NamespaceRecord {
+            name: name.into(),
+            organisation: "default".into(),
+            project: None,
+            region: "local".into(),
+            description: None,
+            created_at: 1,
+            visibility: Visibility::Private,
+        }
+    }
 }
 
 /// Who may pull from a namespace without credentials.
@@ -51,7 +76,7 @@ pub(crate) fn key(prefix: &str, parts: &[&str]) -> Vec<u8> {
     k
 }
 
-fn namespace_of(repo: &str) -> &str {
+pub(crate) fn namespace_of(repo: &str) -> &str {
     repo.split('/').next().unwrap_or(repo)
 }
 
@@ -191,24 +216,30 @@ impl Catalog {
         if let Some(outcome) = self.plan_access(cmd, batch)? {
             return Ok(outcome);
         }
+        if let Some(outcome) = self.plan_tenancy(cmd, batch)? {
+            return Ok(outcome);
+        }
+        if let Some(outcome) = self.plan_federation(cmd, batch)? {
+            return Ok(outcome);
+        }
+        if let Some(outcome) = self.plan_repos(cmd, batch, unlinked)? {
+            return Ok(outcome);
+        }
         let reject = |r| Ok(Outcome::Rejected(r));
         match cmd {
-            Command::CreateNamespace {
-                name,
-                description,
-                created_at,
-                visibility,
-            } => {
-                if self.namespace(name)?.is_some() {
-                    return reject(Rejection::NamespaceExists(name.clone()));
+            Command::CreateNamespace { record } => {
+                if self.namespace(&record.name)?.is_some() {
+                    return reject(Rejection::NamespaceExists(record.name.clone()));
                 }
-                let rec = NamespaceRecord {
-                    name: name.clone(),
-                    description: description.clone(),
-                    created_at: *created_at,
-                    visibility: *visibility,
-                };
-                batch.insert(key("n/", &[name]), encode(&rec));
+                if self.organisation(&record.organisation)?.is_none() {
+                    return reject(Rejection::OrganisationUnknown(record.organisation.clone()));
+                }
+                if let Some(p) = &record.project {
+                    if self.project(&record.organisation, p)?.is_none() {
+                        return reject(Rejection::ProjectUnknown(p.clone()));
+                    }
+                }
+                batch.insert(key("n/", &[&record.name]), encode(record));
             }
             Command::SetVisibility {
                 namespace,
@@ -225,8 +256,9 @@ impl Catalog {
                     return reject(Rejection::NamespaceUnknown(name.clone()));
                 }
                 batch.remove(key("n/", &[name]));
+                batch.remove(key("q/", &[name]));
                 // Repositories of `name` are `name/...`: the `/` keeps `name-2` out.
-                for prefix in ["r/", "b/", "m/", "t/", "s/"] {
+                for prefix in ["r/", "v/", "b/", "m/", "t/", "s/"] {
                     let mut p = key(prefix, &[name]);
                     p.push(b'/');
                     for kv in self.tree.scan_prefix(&p) {
@@ -239,7 +271,7 @@ impl Catalog {
                         batch.remove(k);
                     }
                 }
-                self.unbind_namespace(name, batch)?;
+                self.unbind_scope(&crate::RoleScope::Namespace(name.clone()), batch)?;
             }
             Command::LinkBlob { repo, digest, size } => {
                 if !self.has(&key("n/", &[namespace_of(repo)]))? {
@@ -307,14 +339,9 @@ impl Catalog {
                     }
                 }
             }
-            Command::Bootstrap { .. }
-            | Command::CreatePrincipal { .. }
-            | Command::CreateCredential { .. }
-            | Command::RevokeCredential { .. }
-            | Command::RotateCredentialSecret { .. }
-            | Command::Bind { .. }
-            | Command::Unbind { .. }
-            | Command::AddSigningKey { .. } => unreachable!("planned by plan_access"),
+            _ => {
+                unreachable!("planned by plan_access, plan_tenancy, plan_federation or plan_repos")
+            }
         }
         Ok(Outcome::Done)
     }
@@ -334,9 +361,20 @@ impl Catalog {
 mod tests {
     use super::*;
 
-    fn catalog() -> Catalog {
+    /// A catalogue holding the organisation `default`.
+    pub(crate) fn catalog() -> Catalog {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        Catalog::new(db.open_tree("catalog").unwrap())
+        let c = Catalog::new(db.open_tree("catalog").unwrap());
+        let org = crate::OrgRecord {
+            name: "default".into(),
+            description: None,
+            home: true,
+            created_at: 1,
+        };
+        c.tree()
+            .insert(key("o/", &["default"]), encode(&org))
+            .unwrap();
+        c
     }
 
     fn manifest(digest: &str, blobs: &[&str], subject: Option<&str>) -> ManifestRecord {
@@ -355,10 +393,7 @@ mod tests {
 
     fn ns(name: &str) -> Command {
         Command::CreateNamespace {
-            name: name.into(),
-            description: None,
-            created_at: 1,
-            visibility: Visibility::Private,
+            record: NamespaceRecord::for_test(name),
         }
     }
 

@@ -8,17 +8,19 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::{CredentialRecord, OrgRecord, Principal, RoleBinding, RoleScope, SigningKey};
-use crate::catalog::Visibility;
+use crate::access::{CredentialRecord, Principal, RoleBinding, RoleScope, SigningKey};
+use crate::catalog::{NamespaceRecord, Visibility};
+use crate::federation::FederationRecord;
+use crate::repos::UsageDelta;
+use crate::tenancy::{OrgRecord, ProjectRecord};
 
 /// A change to the registry catalogue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
+    /// Creates a namespace in its organisation or project. Names are unique in the region
+    /// (the cluster), because an image path names the namespace alone.
     CreateNamespace {
-        name: String,
-        description: Option<String>,
-        created_at: i64,
-        visibility: Visibility,
+        record: NamespaceRecord,
     },
     SetVisibility {
         namespace: String,
@@ -27,6 +29,39 @@ pub enum Command {
     /// Removes the namespace with its repositories, tags, manifests, blob links and role
     /// bindings; blobs no longer linked anywhere become collectable.
     DeleteNamespace {
+        name: String,
+    },
+    /// A new organisation, with `owner` bound as its Owner.
+    CreateOrganisation {
+        org: OrgRecord,
+        owner: String,
+    },
+    CreateProject {
+        project: ProjectRecord,
+    },
+    /// Removes an empty project and the role bindings on it.
+    DeleteProject {
+        organisation: String,
+        name: String,
+    },
+    /// Sets (`Some`) or clears (`None`: inherit the namespace's) a repository's visibility.
+    SetRepositoryVisibility {
+        repo: String,
+        visibility: Option<Visibility>,
+    },
+    /// Removes a repository with its tags, manifests and blob links.
+    DeleteRepository {
+        repo: String,
+    },
+    /// Adds a node's pull, push and transfer counts since its last report.
+    RecordUsage {
+        deltas: Vec<UsageDelta>,
+    },
+    /// Trusts an OIDC issuer's tokens that match the record, acting as its service account.
+    CreateFederation {
+        federation: FederationRecord,
+    },
+    DeleteFederation {
         name: String,
     },
     /// First start of a new cluster: the organisation, its Owner and the first signing key.
@@ -59,8 +94,11 @@ pub enum Command {
         principal: String,
         scope: RoleScope,
     },
-    AddSigningKey {
+    /// Adds `key`, which signs from now on, and removes every key that was replaced more
+    /// than `retire_after` seconds before `key.created_at` (no token it signed is still valid).
+    RotateSigningKey {
         key: SigningKey,
+        retire_after: i64,
     },
     /// Records that a verified blob of `size` bytes now belongs to `repo` (creating the repo).
     LinkBlob {
@@ -147,4 +185,22 @@ pub enum Rejection {
     ScopeUnknown(String),
     #[error("no such role binding")]
     BindingUnknown,
+    #[error("organisation {0:?} already exists")]
+    OrganisationExists(String),
+    #[error("organisation {0:?} does not exist")]
+    OrganisationUnknown(String),
+    #[error("project {0:?} already exists in the organisation")]
+    ProjectExists(String),
+    #[error("project {0:?} does not exist")]
+    ProjectUnknown(String),
+    #[error("project {0:?} still holds namespaces; delete them first")]
+    ProjectNotEmpty(String),
+    #[error("repository {0:?} does not exist")]
+    RepositoryUnknown(String),
+    #[error("federated identity {0:?} already exists")]
+    FederationExists(String),
+    #[error("federated identity {0:?} does not exist")]
+    FederationUnknown(String),
+    #[error("{0:?} is not a service account")]
+    NotAServiceAccount(String),
 }

@@ -4,8 +4,11 @@
 //! - `types`: the openraft type configuration;
 //! - `command`: commands, manifest records and outcomes (what the log carries);
 //! - `catalog`: the catalogue's key layout in sled, reads, and planning a command's writes;
-//! - `access`: identity records in the catalogue (organisations, principals, credentials,
-//!   role bindings, signing keys), their keys and their commands;
+//! - `access`: identity records in the catalogue (principals, credentials, role bindings,
+//!   signing keys), their keys and their commands;
+//! - `tenancy`: organisations and projects;
+//! - `repos`: repository summaries, visibility and deletion, usage per namespace;
+//! - `federation`: trusted OIDC issuers (workload identity federation);
 //! - `log_store`: the Raft log and vote in sled;
 //! - `sm`: the state machine (apply, snapshots) over the catalogue;
 //! - `network`: Raft RPC transport over the plane (`QuicNetwork`), or none for a single node;
@@ -26,21 +29,27 @@ mod catalog;
 mod cluster;
 mod command;
 mod error;
+mod federation;
 mod handover;
 mod log_store;
 mod network;
 mod node;
 pub mod plane;
+mod repos;
 mod sm;
+mod tenancy;
 mod types;
 
 pub use access::{
-    CredentialRecord, CredentialScope, OrgRecord, Principal, PrincipalKind, Role, RoleBinding,
-    RoleScope, SigningKey,
+    CredentialRecord, CredentialScope, Principal, PrincipalKind, Role, RoleBinding, RoleScope,
+    SigningKey,
 };
 pub use catalog::{Catalog, NamespaceRecord, Visibility};
 pub use cluster::{ClusterStatus, MemberStatus};
 pub use command::{Command, ManifestRecord, Outcome, Rejection};
 pub use error::{Error, Result};
+pub use federation::FederationRecord;
 pub use node::{ClusterConfig, MetaConfig, Metadata, Status};
+pub use repos::{RepoSummary, Usage, UsageDelta};
+pub use tenancy::{OrgRecord, ProjectRecord};
 pub use types::{Member, NodeId};

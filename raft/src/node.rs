@@ -350,10 +350,10 @@ mod tests {
 
     fn ns(i: usize) -> Command {
         Command::CreateNamespace {
-            name: format!("ns{i:03}"),
-            description: None,
-            created_at: i as i64,
-            visibility: crate::Visibility::Private,
+            record: crate::NamespaceRecord {
+                name: format!("ns{i:03}"),
+                ..crate::NamespaceRecord::for_test("")
+            },
         }
     }
 
@@ -361,6 +361,28 @@ mod tests {
     async fn writes_survive_restart_and_the_log_stays_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let meta = Metadata::open(config(dir.path(), 10)).await.unwrap();
+        let bootstrap = Command::Bootstrap {
+            org: crate::OrgRecord {
+                name: "default".into(),
+                description: None,
+                home: true,
+                created_at: 1,
+            },
+            admin: crate::Principal {
+                name: "admin".into(),
+                kind: crate::PrincipalKind::User,
+                organisation: "default".into(),
+                password_hash: None,
+                created_at: 1,
+            },
+            key: crate::SigningKey {
+                kid: "k".into(),
+                private_pem: String::new(),
+                public_pem: String::new(),
+                created_at: 1,
+            },
+        };
+        assert_eq!(meta.write(bootstrap).await.unwrap(), Outcome::Done);
         for i in 0..60 {
             assert_eq!(meta.write(ns(i)).await.unwrap(), Outcome::Done);
         }

@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use shoal_raft::{Command, CredentialRecord, CredentialScope};
 
-use super::{json_body, Api};
-use crate::auth::{secrets, Action, Caller, Need, Subject};
+use super::{json_body, time, Api};
+use crate::auth::{secrets, Caller, Need, Subject};
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::NamespaceName;
 use crate::wire::{Reply, Request, RequestBody};
@@ -38,7 +38,7 @@ struct CreateCredential {
     owner: Option<String>,
 }
 
-fn parse_scope(s: &str) -> ApiResult<CredentialScope> {
+pub(super) fn parse_scope(s: &str) -> ApiResult<CredentialScope> {
     match s {
         "containerRegistry" | "containerRegistry:all" => Ok(CredentialScope::All),
         "containerRegistry:pull" => Ok(CredentialScope::Pull),
@@ -49,16 +49,11 @@ fn parse_scope(s: &str) -> ApiResult<CredentialScope> {
     }
 }
 
-fn scope_name(s: CredentialScope) -> &'static str {
+pub(super) fn scope_name(s: CredentialScope) -> &'static str {
     match s {
         CredentialScope::All => "containerRegistry",
         CredentialScope::Pull => "containerRegistry:pull",
     }
-}
-
-fn time(t: Option<i64>) -> Value {
-    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-        .map_or(Value::Null, |t| json!(t.to_rfc3339()))
 }
 
 fn view(c: &CredentialRecord) -> Value {
@@ -106,7 +101,7 @@ impl Api {
         let user = signed_in_user(&caller)?.to_string();
         let input: CreateCredential = json_body(req, body).await?;
         let owner = input.owner.unwrap_or_else(|| user.clone());
-        if owner != user && !caller.grants.permits(Action::ManageAccess, None) {
+        if owner != user && !self.manages_principal(&caller, &owner)? {
             return Err(ApiError::new(
                 Code::Denied,
                 "only an admin creates credentials for another principal",
@@ -165,19 +160,16 @@ impl Api {
             .header("Location", format!("/api/v1/credentials/{}", record.id)))
     }
 
-    /// The caller's own credentials, or every credential for an admin.
+    /// The caller's own credentials, and those of the principals it manages.
     pub(super) async fn list_credentials(&self, req: &Request) -> ApiResult<Reply> {
         let caller = self.auth.authorize(req, &Need::SignedIn).await?;
-        let admin = caller.grants.permits(Action::ManageAccess, None);
         let me = caller.principal().unwrap_or_default().to_string();
-        let list: Vec<Value> = self
-            .meta
-            .catalog()
-            .credentials()?
-            .iter()
-            .filter(|c| admin || c.owner == me)
-            .map(view)
-            .collect();
+        let mut list = Vec::new();
+        for c in self.meta.catalog().credentials()? {
+            if c.owner == me || self.manages_principal(&caller, &c.owner)? {
+                list.push(view(&c));
+            }
+        }
         Ok(Reply::json(StatusCode::OK, &json!({"credentials": list})))
     }
 
@@ -188,7 +180,7 @@ impl Api {
         let user = signed_in_user(&caller)?;
         let unknown = || ApiError::new(Code::NotFound, format!("credential {id:?} does not exist"));
         let c = self.meta.catalog().credential(id)?.ok_or_else(unknown)?;
-        if c.owner != user && !caller.grants.permits(Action::ManageAccess, None) {
+        if c.owner != user && !self.manages_principal(&caller, &c.owner)? {
             return Err(unknown());
         }
         Ok(c)

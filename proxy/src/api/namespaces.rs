@@ -1,15 +1,17 @@
-//! `/api/v1/namespaces`: create, list, show. Names are checked by `NamespaceName` and the
-//! creation is a Raft command, so two nodes can never create the same name twice.
+//! `/api/v1/namespaces`: create (in an organisation or one of its projects), list, show,
+//! configure (visibility), delete, and usage. Names are checked by `NamespaceName` and the
+//! creation is a Raft command, so two nodes can never create the same name twice; a name is
+//! unique in the whole region, since an image path names the namespace and nothing above it.
 
 use http::StatusCode;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use shoal_raft::{Command, NamespaceRecord, Visibility};
 
-use super::{json_body, Api};
-use crate::auth::{Action, Need, Target};
+use super::{description, json_body, time, Api};
+use crate::auth::{place, Action, Need, Place};
 use crate::errors::{ApiError, ApiResult, Code};
-use crate::names::NamespaceName;
+use crate::names::{NamespaceName, Slug};
 use crate::wire::{Reply, Request, RequestBody};
 
 #[derive(Deserialize)]
@@ -20,6 +22,15 @@ struct CreateNamespace {
     description: Option<String>,
     #[serde(default)]
     visibility: VisibilityName,
+    /// Default: the caller's own organisation.
+    #[serde(default)]
+    organisation: Option<String>,
+    /// Make it a project-level namespace.
+    #[serde(default)]
+    project: Option<String>,
+    /// Must be this cluster's region when given.
+    #[serde(default)]
+    region: Option<String>,
 }
 
 /// Visibility as the API spells it.
@@ -47,8 +58,6 @@ pub(super) fn visibility_name(v: Visibility) -> &'static str {
     }
 }
 
-const MAX_DESCRIPTION: usize = 1024;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Configure {
@@ -56,42 +65,26 @@ struct Configure {
     visibility: Option<VisibilityName>,
 }
 
-fn target(ns: &NamespaceRecord) -> Target<'_> {
-    Target {
-        namespace: &ns.name,
-        visibility: ns.visibility,
-    }
-}
-
-fn view(ns: &NamespaceRecord) -> serde_json::Value {
-    let created = chrono::DateTime::from_timestamp(ns.created_at, 0)
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default();
+fn view(ns: &NamespaceRecord) -> Value {
     json!({
         "name": ns.name,
+        "organisation": ns.organisation,
+        "project": ns.project,
+        "region": ns.region,
         "description": ns.description,
         "visibility": visibility_name(ns.visibility),
-        "created_at": created,
+        "created_at": time(Some(ns.created_at)),
     })
 }
 
 impl Api {
-    /// Lists the namespaces the caller may list.
-    pub(super) async fn list_namespaces(&self, req: &Request) -> ApiResult<Reply> {
-        let caller = self.auth.authorize(req, &Need::SignedIn).await?;
-        let all: Vec<_> = self
-            .meta
-            .catalog()
-            .namespaces()?
-            .iter()
-            .filter(|ns| caller.grants.permits(Action::List, Some(target(ns))))
-            .map(view)
-            .collect();
-        Ok(Reply::json(StatusCode::OK, &json!({"namespaces": all})))
-    }
-
-    pub(super) async fn get_namespace(&self, req: &Request, name: &str) -> ApiResult<Reply> {
-        let caller = self.auth.authorize(req, &Need::SignedIn).await?;
+    /// The namespace `name` if the caller may list it; `NAME_UNKNOWN` alike for one that
+    /// does not exist and one the caller may not see.
+    pub(super) async fn listable_namespace(
+        &self,
+        caller: &crate::auth::Caller,
+        name: &str,
+    ) -> ApiResult<NamespaceRecord> {
         let name = NamespaceName::parse(name)?;
         let unknown = || {
             ApiError::new(
@@ -99,15 +92,63 @@ impl Api {
                 format!("namespace {name} does not exist"),
             )
         };
-        let ns = self
-            .meta
-            .catalog()
-            .namespace(name.as_str())?
-            .ok_or_else(unknown)?;
-        if !caller.grants.permits(Action::List, Some(target(&ns))) {
+        let catalog = self.meta.catalog();
+        let ns = match catalog.namespace(name.as_str())? {
+            Some(ns) => ns,
+            None => {
+                // It may have just been created through another node.
+                self.meta.catch_up().await?;
+                catalog.namespace(name.as_str())?.ok_or_else(unknown)?
+            }
+        };
+        if !caller.may(Action::List, &Place::of_namespace(&ns)) {
             return Err(unknown());
         }
+        Ok(ns)
+    }
+
+    /// Lists the namespaces the caller may list, optionally of one organisation or project.
+    pub(super) async fn list_namespaces(&self, req: &Request) -> ApiResult<Reply> {
+        let caller = self.auth.authorize(req, &Need::SignedIn).await?;
+        let org = req.query("organisation");
+        let project = req.query("project");
+        let all: Vec<_> = self
+            .meta
+            .catalog()
+            .namespaces()?
+            .iter()
+            .filter(|ns| org.is_none_or(|o| ns.organisation == o))
+            .filter(|ns| project.is_none_or(|p| ns.project.as_deref() == Some(p)))
+            .filter(|ns| caller.may(Action::List, &Place::of_namespace(ns)))
+            .map(view)
+            .collect();
+        Ok(Reply::json(StatusCode::OK, &json!({"namespaces": all})))
+    }
+
+    pub(super) async fn get_namespace(&self, req: &Request, name: &str) -> ApiResult<Reply> {
+        let caller = self.auth.authorize(req, &Need::SignedIn).await?;
+        let ns = self.listable_namespace(&caller, name).await?;
         Ok(Reply::json(StatusCode::OK, &view(&ns)))
+    }
+
+    /// Stored bytes (each linked blob once, plus manifests), pulls, pushes and bytes served.
+    /// Pull and push counts reach the catalogue every few seconds from each node.
+    pub(super) async fn namespace_usage(&self, req: &Request, name: &str) -> ApiResult<Reply> {
+        let caller = self.auth.authorize(req, &Need::SignedIn).await?;
+        let ns = self.listable_namespace(&caller, name).await?;
+        let catalog = self.meta.catalog();
+        let usage = catalog.usage(&ns.name)?;
+        Ok(Reply::json(
+            StatusCode::OK,
+            &json!({
+                "namespace": ns.name,
+                "repositories": catalog.repositories_in(&ns.name)?.len(),
+                "stored_bytes": catalog.stored_bytes(&ns.name)?,
+                "pulls": usage.pulls,
+                "pushes": usage.pushes,
+                "bytes_served": usage.bytes_out,
+            }),
+        ))
     }
 
     /// `PATCH /api/v1/namespaces/NAME` with `{"visibility": "public"|"private"}`; the name
@@ -118,10 +159,10 @@ impl Api {
         body: &mut dyn RequestBody,
         name: &str,
     ) -> ApiResult<Reply> {
+        let caller = self.auth.authorize(req, &Need::SignedIn).await?;
         let name = NamespaceName::parse(name)?;
-        self.auth
-            .authorize(req, &Need::ManageNamespaces(Some(name.clone())))
-            .await?;
+        let at = place::namespace_or_home(&self.meta, name.as_str()).await?;
+        self.auth.require(&caller, Action::ManageNamespaces, &at)?;
         let input: Configure = json_body(req, body).await?;
         if let Some(v) = input.visibility {
             crate::errors::commit(
@@ -147,12 +188,12 @@ impl Api {
     }
 
     /// Deletes the namespace and everything in it (repositories, tags, manifests, blob links,
-    /// role bindings on it).
+    /// role bindings on it, usage).
     pub(super) async fn delete_namespace(&self, req: &Request, name: &str) -> ApiResult<Reply> {
+        let caller = self.auth.authorize(req, &Need::SignedIn).await?;
         let name = NamespaceName::parse(name)?;
-        self.auth
-            .authorize(req, &Need::ManageNamespaces(Some(name.clone())))
-            .await?;
+        let at = place::namespace_or_home(&self.meta, name.as_str()).await?;
+        self.auth.require(&caller, Action::ManageNamespaces, &at)?;
         crate::errors::commit(
             &self.meta,
             Command::DeleteNamespace {
@@ -168,34 +209,48 @@ impl Api {
         req: &Request,
         body: &mut dyn RequestBody,
     ) -> ApiResult<Reply> {
-        self.auth
-            .authorize(req, &Need::ManageNamespaces(None))
-            .await?;
+        let caller = self.auth.authorize(req, &Need::SignedIn).await?;
         let input: CreateNamespace = json_body(req, body).await?;
         let name = NamespaceName::parse(&input.name)?;
-        if input
-            .description
-            .as_ref()
-            .is_some_and(|d| d.len() > MAX_DESCRIPTION)
-        {
+        let organisation = match input.organisation {
+            Some(o) => Slug::parse("organisation", &o)?.to_string(),
+            None => self.own_organisation(&caller)?,
+        };
+        let project = input
+            .project
+            .map(|p| Slug::parse("project", &p).map(|p| p.to_string()))
+            .transpose()?;
+        if let Some(r) = input.region.filter(|r| *r != self.region) {
             return Err(ApiError::new(
                 Code::BadRequest,
-                format!("the description is longer than {MAX_DESCRIPTION} bytes"),
+                format!(
+                    "this cluster serves region {:?}; create namespaces of region {r:?} through a node of that region",
+                    self.region
+                ),
             ));
         }
-        let cmd = Command::CreateNamespace {
+        self.auth.require(
+            &caller,
+            Action::ManageNamespaces,
+            &Place::project(&organisation, project.as_deref()),
+        )?;
+        let record = NamespaceRecord {
             name: name.to_string(),
-            description: input.description.filter(|d| !d.is_empty()),
+            organisation,
+            project,
+            region: self.region.clone(),
+            description: description(input.description)?,
             created_at: chrono::Utc::now().timestamp(),
             visibility: input.visibility.into(),
         };
-        crate::errors::commit(&self.meta, cmd).await?;
-        let ns = self
-            .meta
-            .catalog()
-            .namespace(name.as_str())?
-            .ok_or_else(|| ApiError::internal("namespace vanished after creation", &name))?;
-        Ok(Reply::json(StatusCode::CREATED, &view(&ns))
+        crate::errors::commit(
+            &self.meta,
+            Command::CreateNamespace {
+                record: record.clone(),
+            },
+        )
+        .await?;
+        Ok(Reply::json(StatusCode::CREATED, &view(&record))
             .header("Location", format!("/api/v1/namespaces/{name}")))
     }
 }

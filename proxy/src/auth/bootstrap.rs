@@ -35,11 +35,14 @@ pub async fn first_start(meta: &Metadata, data: &Path) -> anyhow::Result<()> {
     let cmd = Command::Bootstrap {
         org: OrgRecord {
             name: DEFAULT_ORG.into(),
+            description: Some("the organisation the cluster was started with".into()),
+            home: true,
             created_at: now,
         },
         admin: Principal {
             name: ADMIN.into(),
             kind: PrincipalKind::User,
+            organisation: DEFAULT_ORG.into(),
             password_hash: Some(hash),
             created_at: now,
         },

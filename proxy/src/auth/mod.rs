@@ -1,12 +1,15 @@
 //! Authentication and authorisation: the one seam every `/v2`, `/api` and `/auth` request
 //! passes before a handler runs. A request states what it needs (`Need`); `Gate::authorize`
-//! finds out who is calling (`Caller`: anonymous, a user by password, or a credential, by
-//! Basic auth or by a bearer token) and decides with the pure `policy`.
+//! finds out who is calling (`Caller`: anonymous, a user by password, a credential, or a CI
+//! job by its OIDC token; by Basic auth or by a bearer token) and decides with the pure
+//! `policy` on the request's `place`.
 //!
-//! - `policy`: the permission matrix (roles, credential limits, public namespaces);
+//! - `policy`: the permission matrix (roles, credential limits, public repositories);
+//! - `place`: where an action happens (organisation, project, namespace, visibility);
 //! - `secrets`: argon2 hashing, secret generation, the memory of recent logins;
 //! - `token`: ES256 registry tokens, keys from the replicated metadata;
-//! - `service`: `/auth/token`, the Docker token endpoint;
+//! - `oidc`: workload identity federation (OIDC tokens checked against the issuer's JWKS);
+//! - `service`: `/auth/token`, the Docker token endpoint and the OAuth token exchange;
 //! - `bootstrap`: the first start of a new cluster (organisation, admin, signing key).
 //!
 //! Answers, as Distribution and Docker clients expect them:
@@ -19,6 +22,8 @@
 //! - a caller who may not do it: 403 `DENIED`.
 
 pub mod bootstrap;
+pub mod oidc;
+pub mod place;
 pub mod policy;
 pub mod secrets;
 pub mod service;
@@ -27,16 +32,22 @@ pub mod token;
 use std::sync::Arc;
 
 use base64::Engine;
-use shoal_raft::{Catalog, CredentialRecord, Metadata, Visibility};
+use shoal_raft::{Catalog, CredentialRecord, FederationRecord, Metadata};
 
 use crate::errors::{ApiError, ApiResult, Code};
-use crate::names::{NamespaceName, RepoName};
+use crate::names::RepoName;
 use crate::wire::Request;
+pub use place::Place;
 pub use policy::{Action, Grants, Limit, Target};
 use secrets::VerifiedLogins;
 use token::{Claims, Keys, SERVICE};
 
-/// What a request needs to be allowed to do.
+/// The Basic username under which a CI job presents its OIDC token as the password
+/// (`docker login -u oidc --password-stdin`).
+pub const OIDC_LOGIN: &str = "oidc";
+
+/// What a request needs to be allowed to do. Management requests say `SignedIn` and
+/// check the action on the place their body names with `Gate::require`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Need {
     /// Health, readiness, the cluster status joining nodes read.
@@ -48,11 +59,8 @@ pub enum Need {
     Delete(RepoName),
     /// `_catalog`: a signed-in caller; the handler lists only what the caller may list.
     Catalog,
-    /// Any signed-in principal (listing namespaces, their own credentials).
+    /// Any signed-in principal.
     SignedIn,
-    /// Creating (`None`) or changing a namespace.
-    ManageNamespaces(Option<NamespaceName>),
-    ManageAccess,
 }
 
 /// Who the caller is.
@@ -60,7 +68,15 @@ pub enum Need {
 pub enum Subject {
     Anonymous,
     User(String),
-    Credential { id: String, owner: String },
+    Credential {
+        id: String,
+        owner: String,
+    },
+    /// A CI job whose OIDC token matched federated identity `federation`.
+    Federated {
+        federation: String,
+        service_account: String,
+    },
 }
 
 impl Subject {
@@ -70,6 +86,7 @@ impl Subject {
             Subject::Anonymous => "anonymous".into(),
             Subject::User(u) => format!("user:{u}"),
             Subject::Credential { id, .. } => format!("credential:{id}"),
+            Subject::Federated { federation, .. } => format!("federation:{federation}"),
         }
     }
 }
@@ -78,6 +95,9 @@ impl Subject {
 pub struct Caller {
     pub subject: Subject,
     pub grants: Grants,
+    /// When the identity itself ends (a federated CI job's OIDC token); tokens issued to it
+    /// expire no later.
+    pub expires_at: Option<i64>,
 }
 
 impl Caller {
@@ -85,6 +105,7 @@ impl Caller {
         Caller {
             subject: Subject::Anonymous,
             grants: Grants::anonymous(),
+            expires_at: None,
         }
     }
 
@@ -98,22 +119,22 @@ impl Caller {
             Subject::Anonymous => None,
             Subject::User(u) => Some(u),
             Subject::Credential { owner, .. } => Some(owner),
+            Subject::Federated {
+                service_account, ..
+            } => Some(service_account),
         }
     }
-}
 
-/// The namespace a repository action is on, as the policy sees it. A namespace that does not
-/// exist is private: anonymous callers learn nothing about which names exist.
-pub fn target_of(catalog: &Catalog, ns: &str) -> ApiResult<Visibility> {
-    Ok(catalog
-        .namespace(ns)?
-        .map_or(Visibility::Private, |n| n.visibility))
+    pub fn may(&self, action: Action, place: &Place) -> bool {
+        self.grants.permits(action, place.target())
+    }
 }
 
 pub struct Gate {
     meta: Arc<Metadata>,
     logins: VerifiedLogins,
     keys: Keys,
+    oidc: oidc::Issuers,
 }
 
 impl Gate {
@@ -122,6 +143,7 @@ impl Gate {
             meta,
             logins: VerifiedLogins::default(),
             keys: Keys::default(),
+            oidc: oidc::Issuers::default(),
         }
     }
 
@@ -134,8 +156,7 @@ impl Gate {
             .identify(req, api)
             .await
             .map_err(|e| challenge(req, e, None))?;
-        let catalog = self.meta.catalog();
-        let (action, scope, target) = match need {
+        let (action, repo, verb) = match need {
             Need::Open => unreachable!("answered before identifying the caller"),
             Need::Ping | Need::SignedIn if caller.is_anonymous() => {
                 return Err(challenge(req, signin_required(), None))
@@ -157,42 +178,40 @@ impl Gate {
                 }
                 return Ok(caller);
             }
-            Need::Pull(r) => (Action::Pull, Some((r, "pull")), Some(r.namespace())),
-            Need::Push(r) => (Action::Push, Some((r, "push")), Some(r.namespace())),
-            Need::Delete(r) => (Action::Delete, Some((r, "delete")), Some(r.namespace())),
-            Need::ManageNamespaces(ns) => (Action::ManageNamespaces, None, ns.clone()),
-            Need::ManageAccess => (Action::ManageAccess, None, None),
+            Need::Pull(r) => (Action::Pull, r, "pull"),
+            Need::Push(r) => (Action::Push, r, "push"),
+            Need::Delete(r) => (Action::Delete, r, "delete"),
         };
-        let visibility = match &target {
-            Some(ns) => Some(target_of(catalog, ns.as_str())?),
-            None => None,
-        };
-        let target = target
-            .as_ref()
-            .zip(visibility)
-            .map(|(ns, visibility)| Target {
-                namespace: ns.as_str(),
-                visibility,
-            });
-        let permitted = caller.grants.permits(action, target);
+        let place = place::repository(&self.meta, repo.namespace().as_str(), repo.as_str()).await?;
+        let permitted = caller.may(action, &place);
         // As Distribution: a push challenge asks for pull too, since pushing reads blobs.
-        let scope_text = scope.map(|(r, a)| match a {
-            "push" => format!("repository:{r}:pull,push"),
-            a => format!("repository:{r}:{a}"),
-        });
-        match (&claims, scope) {
-            (Some(c), Some((r, a))) if permitted && !c.grants("repository", r.as_str(), a) => {
-                Err(insufficient(req, scope_text.as_deref().unwrap_or_default()))
+        let scope = match verb {
+            "push" => format!("repository:{repo}:pull,push"),
+            v => format!("repository:{repo}:{v}"),
+        };
+        match &claims {
+            Some(c) if permitted && !c.grants("repository", repo.as_str(), verb) => {
+                Err(insufficient(req, &scope))
             }
             _ if permitted => Ok(caller),
-            _ if caller.is_anonymous() => {
-                Err(challenge(req, signin_required(), scope_text.as_deref()))
-            }
-            _ => Err(ApiError::new(
-                Code::Denied,
-                format!("{} may not {} here", caller.subject.claim(), action.name()),
-            )),
+            _ if caller.is_anonymous() => Err(challenge(req, signin_required(), Some(&scope))),
+            _ => Err(denied(&caller, action)),
         }
+    }
+
+    /// 403 `DENIED` unless `caller` may do `action` at `place`.
+    pub fn require(&self, caller: &Caller, action: Action, place: &Place) -> ApiResult<()> {
+        if caller.may(action, place) {
+            Ok(())
+        } else {
+            Err(denied(caller, action))
+        }
+    }
+
+    /// `require` on the home organisation: running the cluster itself.
+    pub fn require_cluster_admin(&self, caller: &Caller) -> ApiResult<()> {
+        let home = place::home(self.meta.catalog())?;
+        self.require(caller, Action::ManageAccess, &Place::organisation(&home))
     }
 
     /// The caller named by the request's `Authorization` header, and the token's claims
@@ -225,10 +244,14 @@ impl Gate {
         }
     }
 
-    /// Checks a login (a credential's username or a user's name) and its secret.
+    /// Checks a login (a credential's username, a user's name, or `oidc` with a CI job's
+    /// OIDC token) and its secret.
     pub async fn login(&self, login: &str, secret: &str) -> ApiResult<Caller> {
         let catalog = self.meta.catalog();
         let bad = || ApiError::new(Code::Unauthorized, "invalid username or password");
+        if login == OIDC_LOGIN {
+            return self.federated(secret).await;
+        }
         if let Some(c) = catalog.credential_by_login(login)? {
             if !self.logins.check(login, secret, &c.secret_hash).await {
                 return Err(bad());
@@ -247,11 +270,22 @@ impl Gate {
         Ok(Caller {
             grants: grants_of(catalog, &user.name, None)?,
             subject: Subject::User(user.name),
+            expires_at: None,
         })
     }
 
-    /// The caller a token's subject stands for today: a revoked credential or a deleted
-    /// user no longer acts, whatever the token says.
+    /// The caller a CI job's OIDC token stands for, through the first federated identity
+    /// (by name) whose issuer, audience and conditions it matches.
+    pub async fn federated(&self, oidc_token: &str) -> ApiResult<Caller> {
+        let catalog = self.meta.catalog();
+        let (federation, expires_at) = self.oidc.exchange(catalog, oidc_token.trim()).await?;
+        let mut caller = federated_caller(catalog, federation)?;
+        caller.expires_at = Some(expires_at);
+        Ok(caller)
+    }
+
+    /// The caller a token's subject stands for today: a revoked credential, a deleted user
+    /// or a removed federated identity no longer acts, whatever the token says.
     fn subject_of(&self, sub: &str) -> ApiResult<Caller> {
         let catalog = self.meta.catalog();
         let gone = || ApiError::new(Code::Unauthorized, "the token's subject no longer exists");
@@ -263,10 +297,14 @@ impl Gate {
             return Ok(Caller {
                 grants: grants_of(catalog, name, None)?,
                 subject: Subject::User(name.into()),
+                expires_at: None,
             });
         }
         if let Some(id) = sub.strip_prefix("credential:") {
             return credential_caller(catalog, catalog.credential(id)?.ok_or_else(gone)?);
+        }
+        if let Some(name) = sub.strip_prefix("federation:") {
+            return federated_caller(catalog, catalog.federation(name)?.ok_or_else(gone)?);
         }
         Err(gone())
     }
@@ -278,6 +316,13 @@ impl Gate {
     pub fn meta(&self) -> &Arc<Metadata> {
         &self.meta
     }
+}
+
+fn denied(caller: &Caller, action: Action) -> ApiError {
+    ApiError::new(
+        Code::Denied,
+        format!("{} may not {} here", caller.subject.claim(), action.name()),
+    )
 }
 
 fn credential_caller(catalog: &Catalog, c: CredentialRecord) -> ApiResult<Caller> {
@@ -297,6 +342,28 @@ fn credential_caller(catalog: &Catalog, c: CredentialRecord) -> ApiResult<Caller
             id: c.id,
             owner: c.owner,
         },
+        expires_at: c.expires_at,
+    })
+}
+
+fn federated_caller(catalog: &Catalog, f: FederationRecord) -> ApiResult<Caller> {
+    if catalog.principal(&f.service_account)?.is_none() {
+        return Err(ApiError::new(
+            Code::Unauthorized,
+            "the federated identity's service account no longer exists",
+        ));
+    }
+    let limit = Limit {
+        scope: f.scope,
+        namespace: f.namespace.clone(),
+    };
+    Ok(Caller {
+        grants: grants_of(catalog, &f.service_account, Some(limit))?,
+        subject: Subject::Federated {
+            federation: f.name,
+            service_account: f.service_account,
+        },
+        expires_at: None,
     })
 }
 

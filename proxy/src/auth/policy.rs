@@ -1,18 +1,23 @@
-//! What each role may do: a pure function of the caller's grants, the action and the target
-//! namespace. No IO, so the whole permission matrix is tested in one table below.
+//! What each role may do: a pure function of the caller's grants, the action and where it
+//! happens (`Target`). No IO, so the whole permission matrix is tested in one table below.
 //!
-//! | role      | pull | list | push | delete | namespaces | access (users, roles, others' credentials) |
-//! |-----------|------|------|------|--------|------------|--------------------------------------------|
-//! | Owner     | yes  | yes  | yes  | yes    | yes        | yes                                        |
-//! | Admin     | yes  | yes  | yes  | yes    | yes        | yes                                        |
-//! | Developer | yes  | yes  | yes  | yes    | yes        | no                                         |
-//! | Reader    | yes  | yes  | no   | no     | no         | no                                         |
-//! | anonymous | public namespaces only | no | no | no | no | no                                     |
+//! | role      | pull | list | push | delete | namespaces | access (principals, roles, credentials, federations) |
+//! |-----------|------|------|------|--------|------------|--------------------------------------------------------|
+//! | Owner     | yes  | yes  | yes  | yes    | yes        | yes                                                    |
+//! | Admin     | yes  | yes  | yes  | yes    | yes        | yes                                                    |
+//! | Developer | yes  | yes  | yes  | yes    | yes        | no                                                     |
+//! | Reader    | yes  | yes  | no   | no     | no         | no                                                     |
+//! | anonymous | public repositories only | no | no | no | no | no                                               |
 //!
-//! A role bound on the organisation applies to every namespace; a role bound on a namespace
-//! only there. A credential never does more than its owner, and further limits it: scope
-//! `containerRegistry:pull` allows pull and list only; a namespace restriction allows that
-//! namespace only; credentials never manage access (a leaked one cannot mint more).
+//! A role applies where it is bound and below: on an organisation, to everything in it; on
+//! a project, to the project and its namespaces; on a namespace, to that namespace. Access
+//! to the cluster itself (organisations, members, signing keys) is access on the *home*
+//! organisation, the one the cluster was bootstrapped with.
+//!
+//! A credential (or a federated CI identity) never does more than its owner, and further
+//! limits it: scope `containerRegistry:pull` allows pull and list only; a namespace
+//! restriction allows that namespace only; it never manages access (a leaked one cannot
+//! mint more).
 
 use shoal_raft::{CredentialScope, Role, RoleBinding, RoleScope, Visibility};
 
@@ -22,9 +27,10 @@ pub enum Action {
     List,
     Push,
     Delete,
-    /// Create, configure and delete namespaces.
+    /// Create, configure and delete namespaces (and projects).
     ManageNamespaces,
-    /// Users, service accounts, role bindings, other principals' credentials, the cluster.
+    /// Principals, role bindings, other principals' credentials, federations; on the home
+    /// organisation also organisations, cluster members and signing keys.
     ManageAccess,
 }
 
@@ -49,7 +55,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
     }
 }
 
-/// How a credential narrows its owner's roles.
+/// How a credential or federated identity narrows its owner's roles.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limit {
     pub scope: CredentialScope,
@@ -64,11 +70,29 @@ pub struct Grants {
     pub limit: Option<Limit>,
 }
 
-/// The namespace an action is on, if any.
+/// Where an action happens: an organisation, perhaps one of its projects, perhaps a
+/// namespace. `visibility` is what anonymous pulls see there (a repository's own, else its
+/// namespace's; private above namespaces).
 #[derive(Clone, Copy, Debug)]
 pub struct Target<'a> {
-    pub namespace: &'a str,
+    pub organisation: &'a str,
+    pub project: Option<&'a str>,
+    pub namespace: Option<&'a str>,
     pub visibility: Visibility,
+}
+
+impl Target<'_> {
+    /// Whether a role bound on `scope` reaches this target.
+    fn under(&self, scope: &RoleScope) -> bool {
+        match scope {
+            RoleScope::Organisation(o) => o == self.organisation,
+            RoleScope::Project {
+                organisation,
+                project,
+            } => organisation == self.organisation && self.project == Some(project.as_str()),
+            RoleScope::Namespace(n) => self.namespace == Some(n.as_str()),
+        }
+    }
 }
 
 impl Grants {
@@ -76,8 +100,11 @@ impl Grants {
         Grants::default()
     }
 
-    pub fn permits(&self, action: Action, target: Option<Target>) -> bool {
-        if action == Action::Pull && target.is_some_and(|t| t.visibility == Visibility::Public) {
+    pub fn permits(&self, action: Action, target: Target) -> bool {
+        if action == Action::Pull
+            && target.namespace.is_some()
+            && target.visibility == Visibility::Public
+        {
             return true;
         }
         if !self.authenticated {
@@ -93,20 +120,31 @@ impl Grants {
                 return false;
             }
             if let Some(only) = &limit.namespace {
-                if target.is_none_or(|t| t.namespace != only) {
+                if target.namespace != Some(only.as_str()) {
                     return false;
                 }
             }
         }
         self.bindings
             .iter()
-            .filter(|b| match &b.scope {
-                RoleScope::Organisation(_) => true,
-                RoleScope::Namespace(n) => target.is_some_and(|t| t.namespace == n),
-            })
+            .filter(|b| target.under(&b.scope))
             .map(|b| b.role)
             .max()
             .is_some_and(|role| role_allows(role, action))
+    }
+
+    /// Whether any binding gives at least `role` somewhere in `organisation`.
+    pub fn any_in(&self, organisation: &str, role: Role) -> bool {
+        self.bindings.iter().any(|b| {
+            b.role >= role
+                && match &b.scope {
+                    RoleScope::Organisation(o) => o == organisation,
+                    RoleScope::Project {
+                        organisation: o, ..
+                    } => o == organisation,
+                    RoleScope::Namespace(_) => false,
+                }
+        })
     }
 }
 
@@ -115,83 +153,167 @@ mod tests {
     use super::*;
     use Action::*;
 
-    fn grants(role: Option<(Role, RoleScope)>, limit: Option<Limit>) -> Grants {
+    fn grants(roles: &[(Role, RoleScope)], limit: Option<Limit>) -> Grants {
         Grants {
             authenticated: true,
-            bindings: role
-                .into_iter()
+            bindings: roles
+                .iter()
                 .map(|(role, scope)| RoleBinding {
                     principal: "p".into(),
-                    scope,
-                    role,
+                    scope: scope.clone(),
+                    role: *role,
                 })
                 .collect(),
             limit,
         }
     }
 
-    fn org(role: Role) -> Option<(Role, RoleScope)> {
-        Some((role, RoleScope::Organisation("default".into())))
+    fn org(o: &str) -> RoleScope {
+        RoleScope::Organisation(o.into())
     }
 
-    const PRIVATE_A: Target = Target {
-        namespace: "a",
-        visibility: Visibility::Private,
-    };
-    const PUBLIC_B: Target = Target {
-        namespace: "b",
-        visibility: Visibility::Public,
-    };
+    fn project(p: &str) -> RoleScope {
+        RoleScope::Project {
+            organisation: "acme".into(),
+            project: p.into(),
+        }
+    }
 
-    /// `expected` lists the actions allowed on (private a, public b, no namespace).
-    fn check(g: Grants, expected: [&[Action]; 3]) {
+    fn ns(n: &str) -> RoleScope {
+        RoleScope::Namespace(n.into())
+    }
+
+    const fn target(
+        project: Option<&'static str>,
+        namespace: Option<&'static str>,
+        visibility: Visibility,
+    ) -> Target<'static> {
+        Target {
+            organisation: "acme",
+            project,
+            namespace,
+            visibility,
+        }
+    }
+
+    /// The targets every case is checked on, all in organisation `acme`.
+    const TARGETS: [Target; 5] = [
+        // private namespace a, at organisation level
+        target(None, Some("a"), Visibility::Private),
+        // public namespace b, at organisation level
+        target(None, Some("b"), Visibility::Public),
+        // private namespace c in project web
+        target(Some("web"), Some("c"), Visibility::Private),
+        // the project web itself
+        target(Some("web"), None, Visibility::Private),
+        // the organisation itself
+        target(None, None, Visibility::Private),
+    ];
+
+    /// `expected` lists the actions allowed on each of `TARGETS`, in order.
+    fn check(g: Grants, expected: [&[Action]; 5]) {
         let all = [Pull, List, Push, Delete, ManageNamespaces, ManageAccess];
-        for (target, allowed) in [Some(PRIVATE_A), Some(PUBLIC_B), None].iter().zip(expected) {
+        for (target, allowed) in TARGETS.iter().zip(expected) {
             for action in all {
                 assert_eq!(
                     g.permits(action, *target),
                     allowed.contains(&action),
-                    "{g:?} {action:?} on {:?}",
-                    target.map(|t| t.namespace)
+                    "{g:?} {action:?} on {target:?}",
                 );
             }
         }
     }
 
+    const EVERYTHING: &[Action] = &[Pull, List, Push, Delete, ManageNamespaces, ManageAccess];
+    const DEVELOPER: &[Action] = &[Pull, List, Push, Delete, ManageNamespaces];
+    const READER: &[Action] = &[Pull, List];
+    const NOTHING: &[Action] = &[];
+    const PUBLIC_PULL: &[Action] = &[Pull];
+
     #[test]
     fn the_permission_matrix() {
-        let everything: &[Action] = &[Pull, List, Push, Delete, ManageNamespaces, ManageAccess];
-        let developer: &[Action] = &[Pull, List, Push, Delete, ManageNamespaces];
-        let reader: &[Action] = &[Pull, List];
         for role in [Role::Owner, Role::Admin] {
-            check(grants(org(role), None), [everything; 3]);
+            check(grants(&[(role, org("acme"))], None), [EVERYTHING; 5]);
         }
-        check(grants(org(Role::Developer), None), [developer; 3]);
-        check(grants(org(Role::Reader), None), [reader; 3]);
-        check(Grants::anonymous(), [&[], &[Pull], &[]]);
-        check(grants(None, None), [&[], &[Pull], &[]]);
-        // A namespace binding applies to that namespace only.
-        let on_a = Some((Role::Developer, RoleScope::Namespace("a".into())));
-        check(grants(on_a, None), [developer, &[Pull], &[]]);
-        // Credentials narrow their owner.
-        let pull_only = Limit {
-            scope: CredentialScope::Pull,
-            namespace: None,
-        };
-        check(grants(org(Role::Owner), Some(pull_only)), [reader; 3]);
-        let only_a = Limit {
-            scope: CredentialScope::All,
-            namespace: Some("a".into()),
-        };
         check(
-            grants(org(Role::Owner), Some(only_a)),
-            [developer, &[Pull], &[]],
+            grants(&[(Role::Developer, org("acme"))], None),
+            [DEVELOPER; 5],
         );
-        let all = Limit {
-            scope: CredentialScope::All,
-            namespace: None,
+        check(grants(&[(Role::Reader, org("acme"))], None), [READER; 5]);
+        let public_only = [NOTHING, PUBLIC_PULL, NOTHING, NOTHING, NOTHING];
+        check(Grants::anonymous(), public_only);
+        check(grants(&[], None), public_only);
+        // A role in another organisation reaches nothing here.
+        check(grants(&[(Role::Owner, org("other"))], None), public_only);
+        // A namespace binding applies to that namespace only.
+        check(
+            grants(&[(Role::Developer, ns("a"))], None),
+            [DEVELOPER, PUBLIC_PULL, NOTHING, NOTHING, NOTHING],
+        );
+        // A project binding applies to the project and its namespaces.
+        check(
+            grants(&[(Role::Admin, project("web"))], None),
+            [NOTHING, PUBLIC_PULL, EVERYTHING, EVERYTHING, NOTHING],
+        );
+        check(
+            grants(&[(Role::Reader, project("other"))], None),
+            public_only,
+        );
+        // The strongest binding that reaches the target decides.
+        check(
+            grants(
+                &[(Role::Reader, org("acme")), (Role::Developer, ns("c"))],
+                None,
+            ),
+            [READER, READER, DEVELOPER, READER, READER],
+        );
+    }
+
+    #[test]
+    fn credentials_narrow_their_owner() {
+        let limit = |scope, namespace: Option<&str>| {
+            Some(Limit {
+                scope,
+                namespace: namespace.map(str::to_string),
+            })
         };
-        check(grants(org(Role::Admin), Some(all.clone())), [developer; 3]);
-        check(grants(org(Role::Reader), Some(all)), [reader; 3]);
+        let owner = [(Role::Owner, org("acme"))];
+        check(
+            grants(&owner, limit(CredentialScope::Pull, None)),
+            [READER; 5],
+        );
+        check(
+            grants(&owner, limit(CredentialScope::All, Some("a"))),
+            [DEVELOPER, PUBLIC_PULL, NOTHING, NOTHING, NOTHING],
+        );
+        check(
+            grants(&owner, limit(CredentialScope::Pull, Some("c"))),
+            [NOTHING, PUBLIC_PULL, READER, NOTHING, NOTHING],
+        );
+        check(
+            grants(
+                &[(Role::Admin, org("acme"))],
+                limit(CredentialScope::All, None),
+            ),
+            [DEVELOPER; 5],
+        );
+        check(
+            grants(
+                &[(Role::Reader, org("acme"))],
+                limit(CredentialScope::All, None),
+            ),
+            [READER; 5],
+        );
+    }
+
+    #[test]
+    fn any_in_finds_organisation_and_project_roles() {
+        let g = grants(
+            &[(Role::Reader, project("web")), (Role::Admin, ns("a"))],
+            None,
+        );
+        assert!(g.any_in("acme", Role::Reader));
+        assert!(!g.any_in("acme", Role::Developer));
+        assert!(!g.any_in("other", Role::Reader));
     }
 }

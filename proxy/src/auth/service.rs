@@ -1,32 +1,51 @@
-//! `GET /auth/token`: the Docker token endpoint. Basic credentials (or none, for anonymous
-//! pulls of public namespaces) in; a short-lived JWT out that grants, for each requested
-//! scope, only the actions the caller may do (Distribution's behaviour: asking for more is
-//! not an error, the token just holds less). Wrong credentials are 401.
+//! `/auth/token`: the Docker token endpoint, and the OAuth 2 forms of it.
+//!
+//! - `GET` with Basic credentials (or none, for anonymous pulls of public repositories):
+//!   Docker's token flow. The login may be `oidc` with a CI job's OIDC token as password.
+//! - `POST` with a form (`application/x-www-form-urlencoded`):
+//!   - `grant_type=password` with `username`/`password` (what containerd and Docker send
+//!     with an identity token configured);
+//!   - `grant_type=urn:ietf:params:oauth:grant-type:token-exchange` with `subject_token`
+//!     (an OIDC JWT) and `subject_token_type` `…:id_token` or `…:jwt` (RFC 8693): workload
+//!     identity federation for CI.
+//!
+//! Either way a short-lived JWT comes out that grants, for each requested scope, only the
+//! actions the caller may do (Distribution's behaviour: asking for more is not an error, the
+//! token just holds less). Wrong credentials are 401.
 
-use http::StatusCode;
+use http::{Method, StatusCode};
 use serde_json::json;
 
-use super::token::{Access, TOKEN_TTL};
-use super::{basic_credentials, target_of, Action, Caller, Gate, Target};
+use super::token::Access;
+use super::{basic_credentials, place, Action, Caller, Gate};
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::RepoName;
-use crate::wire::{Reply, Request};
+use crate::wire::{read_limited, Reply, Request, RequestBody};
+
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const SUBJECT_TYPES: &[&str] = &[
+    "urn:ietf:params:oauth:token-type:id_token",
+    "urn:ietf:params:oauth:token-type:jwt",
+];
+const MAX_FORM: usize = 32 * 1024;
 
 impl Gate {
-    pub async fn token(&self, req: &Request) -> Reply {
-        match self.issue_token(req).await {
+    pub async fn token(&self, req: &Request, body: &mut dyn RequestBody) -> Reply {
+        let answer = match req.method {
+            Method::GET => self.token_get(req).await,
+            Method::POST => self.token_post(req, body).await,
+            _ => Err(ApiError::new(
+                Code::MethodNotAllowed,
+                "the token endpoint takes GET with Basic credentials, or POST with a form",
+            )),
+        };
+        match answer {
             Ok(r) => r,
             Err(e) => Reply::error(&e.header("WWW-Authenticate", "Basic realm=\"shoal\"")),
         }
     }
 
-    async fn issue_token(&self, req: &Request) -> ApiResult<Reply> {
-        if req.method != http::Method::GET {
-            return Err(ApiError::new(
-                Code::MethodNotAllowed,
-                "the token endpoint takes GET with Basic credentials",
-            ));
-        }
+    async fn token_get(&self, req: &Request) -> ApiResult<Reply> {
         let caller = match req.header("authorization") {
             None => Caller::anonymous(),
             Some(h) => {
@@ -39,33 +58,96 @@ impl Gate {
                 self.login(&login, &secret).await?
             }
         };
-        let mut access = Vec::new();
-        for (k, v) in &req.query {
-            if k == "scope" {
-                for scope in v.split(' ').filter(|s| !s.is_empty()) {
-                    access.extend(self.grant(&caller, scope)?);
+        let scopes: Vec<&str> = req
+            .query
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let issued = self.sign(&caller, &scopes).await?;
+        Ok(Reply::json(StatusCode::OK, &issued))
+    }
+
+    async fn token_post(&self, req: &Request, body: &mut dyn RequestBody) -> ApiResult<Reply> {
+        let ct = req.header("content-type").unwrap_or("");
+        if ct.split(';').next().map(str::trim) != Some("application/x-www-form-urlencoded") {
+            return Err(ApiError::new(
+                Code::Unsupported,
+                "POST /auth/token takes an application/x-www-form-urlencoded form",
+            ));
+        }
+        let raw = read_limited(body, MAX_FORM)
+            .await?
+            .ok_or_else(|| ApiError::new(Code::SizeInvalid, "the form is larger than 32 KiB"))?;
+        let form: Vec<(String, String)> = form_urlencoded::parse(&raw).into_owned().collect();
+        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let caller = match field("grant_type") {
+            Some("password") => {
+                let (Some(u), Some(p)) = (field("username"), field("password")) else {
+                    return Err(ApiError::new(
+                        Code::BadRequest,
+                        "grant_type=password needs username and password",
+                    ));
+                };
+                self.login(u, p).await?
+            }
+            Some(TOKEN_EXCHANGE) => {
+                if !field("subject_token_type").is_some_and(|t| SUBJECT_TYPES.contains(&t)) {
+                    return Err(ApiError::new(
+                        Code::BadRequest,
+                        format!("subject_token_type must be one of {SUBJECT_TYPES:?}"),
+                    ));
                 }
+                let token = field("subject_token").ok_or_else(|| {
+                    ApiError::new(Code::BadRequest, "token exchange needs subject_token")
+                })?;
+                self.federated(token).await?
+            }
+            other => {
+                return Err(ApiError::new(
+                    Code::BadRequest,
+                    format!("grant_type must be password or {TOKEN_EXCHANGE}, got {other:?}"),
+                ))
+            }
+        };
+        // OAuth joins scopes with spaces in one field; Docker repeats the field.
+        let scopes: Vec<&str> = form
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let mut issued = self.sign(&caller, &scopes).await?;
+        issued["token_type"] = json!("Bearer");
+        issued["issued_token_type"] = json!("urn:ietf:params:oauth:token-type:access_token");
+        Ok(Reply::json(StatusCode::OK, &issued))
+    }
+
+    /// The token answer for `caller` holding what it may do of `scopes`.
+    async fn sign(&self, caller: &Caller, scopes: &[&str]) -> ApiResult<serde_json::Value> {
+        let mut access = Vec::new();
+        for field in scopes {
+            for scope in field.split(' ').filter(|s| !s.is_empty()) {
+                access.extend(self.grant(caller, scope).await?);
             }
         }
         let keys = self.meta().catalog().signing_keys()?;
-        let (token, issued) = self.keys().issue(&keys, &caller.subject.claim(), access)?;
-        let issued_at = chrono::DateTime::from_timestamp(issued, 0)
+        let issued =
+            self.keys()
+                .issue(&keys, &caller.subject.claim(), access, caller.expires_at)?;
+        let issued_at = chrono::DateTime::from_timestamp(issued.issued_at, 0)
             .map(|t| t.to_rfc3339())
             .unwrap_or_default();
-        Ok(Reply::json(
-            StatusCode::OK,
-            &json!({
-                "token": token,
-                "access_token": token,
-                "expires_in": TOKEN_TTL,
-                "issued_at": issued_at,
-            }),
-        ))
+        Ok(json!({
+            "token": issued.token,
+            "access_token": issued.token,
+            "expires_in": issued.expires_in,
+            "issued_at": issued_at,
+        }))
     }
 
     /// What `caller` gets of one requested scope `type:name:actions`; unknown types and
     /// invalid names get nothing.
-    fn grant(&self, caller: &Caller, scope: &str) -> ApiResult<Option<Access>> {
+    async fn grant(&self, caller: &Caller, scope: &str) -> ApiResult<Option<Access>> {
         let Some((kind, rest)) = scope.split_once(':') else {
             return Ok(None);
         };
@@ -78,11 +160,9 @@ impl Gate {
                 let Ok(repo) = RepoName::parse(name) else {
                     return Ok(None);
                 };
-                let ns = repo.namespace();
-                let target = Target {
-                    namespace: ns.as_str(),
-                    visibility: target_of(self.meta().catalog(), ns.as_str())?,
-                };
+                let place =
+                    place::repository(self.meta(), repo.namespace().as_str(), repo.as_str())
+                        .await?;
                 actions
                     .split(',')
                     .filter(|a| {
@@ -92,7 +172,7 @@ impl Gate {
                             "delete" => Action::Delete,
                             _ => return false,
                         };
-                        caller.grants.permits(action, Some(target))
+                        caller.may(action, &place)
                     })
                     .map(str::to_string)
                     .collect()

@@ -63,6 +63,13 @@ pub fn new_signing_key(now: i64) -> SigningKey {
     }
 }
 
+/// A freshly signed token.
+pub struct Issued {
+    pub token: String,
+    pub issued_at: i64,
+    pub expires_in: i64,
+}
+
 /// Parsed keys by id; a key never changes under its id, so entries stay valid.
 #[derive(Default)]
 pub struct Keys {
@@ -75,14 +82,17 @@ fn unauthorized(msg: impl Into<String>) -> ApiError {
 }
 
 impl Keys {
-    /// Signs a token for `sub` with the newest of `keys`, valid from now for `TOKEN_TTL`.
+    /// Signs a token for `sub` with the newest of `keys`, valid from now for `TOKEN_TTL`
+    /// but not past `until` (when the identity behind it ends). Returns the token, when it
+    /// was issued and its lifetime in seconds.
     pub fn issue(
         &self,
         keys: &[SigningKey],
         sub: &str,
         access: Vec<Access>,
-    ) -> ApiResult<(String, i64)> {
-        self.issue_at(keys, sub, access, chrono::Utc::now().timestamp())
+        until: Option<i64>,
+    ) -> ApiResult<Issued> {
+        self.issue_at(keys, sub, access, chrono::Utc::now().timestamp(), until)
     }
 
     fn issue_at(
@@ -91,7 +101,8 @@ impl Keys {
         sub: &str,
         access: Vec<Access>,
         now: i64,
-    ) -> ApiResult<(String, i64)> {
+        until: Option<i64>,
+    ) -> ApiResult<Issued> {
         let newest = keys
             .last()
             .ok_or_else(|| ApiError::internal("issuing a token", "no signing key yet"))?;
@@ -108,11 +119,15 @@ impl Keys {
                 }
             }
         };
+        let exp = until.map_or(now + TOKEN_TTL, |u| u.min(now + TOKEN_TTL));
+        if exp <= now {
+            return Err(unauthorized("the identity has expired"));
+        }
         let claims = Claims {
             iss: SERVICE.into(),
             sub: sub.into(),
             aud: SERVICE.into(),
-            exp: now + TOKEN_TTL,
+            exp,
             nbf: now - 5,
             iat: now,
             jti: super::secrets::generate(20),
@@ -122,7 +137,11 @@ impl Keys {
         header.kid = Some(newest.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &key)
             .map_err(|e| ApiError::internal("signing a token", e))?;
-        Ok((token, now))
+        Ok(Issued {
+            token,
+            issued_at: now,
+            expires_in: exp - now,
+        })
     }
 
     /// Checks signature (ES256 only: `none` and HMAC tokens are refused), issuer, audience
@@ -181,9 +200,10 @@ mod tests {
         let keys = Keys::default();
         let old = new_signing_key(1);
         let new = new_signing_key(2);
-        let (t, _) = keys
-            .issue(std::slice::from_ref(&old), "user:a", access("a/b"))
-            .unwrap();
+        let t = keys
+            .issue(std::slice::from_ref(&old), "user:a", access("a/b"), None)
+            .unwrap()
+            .token;
         let claims = keys.verify(&[old.clone(), new.clone()], &t).unwrap();
         assert_eq!(claims.sub, "user:a");
         assert!(claims.grants("repository", "a/b", "pull"));
@@ -193,22 +213,25 @@ mod tests {
         assert!(keys.verify(std::slice::from_ref(&new), &t).is_err());
 
         let now = chrono::Utc::now().timestamp();
-        let (expired, _) = keys
+        let expired = keys
             .issue_at(
                 std::slice::from_ref(&new),
                 "user:a",
                 vec![],
                 now - TOKEN_TTL - 60,
+                None,
             )
-            .unwrap();
+            .unwrap()
+            .token;
         let err = keys
             .verify(std::slice::from_ref(&new), &expired)
             .unwrap_err();
         assert_eq!(err.code, Code::Unauthorized);
 
-        let (good, _) = keys
-            .issue(std::slice::from_ref(&new), "user:a", vec![])
-            .unwrap();
+        let good = keys
+            .issue(std::slice::from_ref(&new), "user:a", vec![], None)
+            .unwrap()
+            .token;
         let mut forged = good.clone();
         forged.pop();
         forged.push(if good.ends_with('A') { 'B' } else { 'A' });
@@ -220,5 +243,37 @@ mod tests {
         );
         assert!(keys.verify(std::slice::from_ref(&new), &none).is_err());
         assert!(!header.is_empty());
+    }
+
+    #[test]
+    fn tokens_end_with_the_identity_behind_them() {
+        let keys = Keys::default();
+        let key = new_signing_key(1);
+        let now = chrono::Utc::now().timestamp();
+        let short = keys
+            .issue(
+                std::slice::from_ref(&key),
+                "federation:ci",
+                vec![],
+                Some(now + 30),
+            )
+            .unwrap();
+        assert!(short.expires_in <= 30, "{}", short.expires_in);
+        let long = keys
+            .issue(
+                std::slice::from_ref(&key),
+                "user:a",
+                vec![],
+                Some(now + 86_400),
+            )
+            .unwrap();
+        assert_eq!(long.expires_in, TOKEN_TTL);
+        let gone = keys.issue(
+            std::slice::from_ref(&key),
+            "federation:ci",
+            vec![],
+            Some(now - 1),
+        );
+        assert!(gone.is_err(), "an expired identity gets no token");
     }
 }

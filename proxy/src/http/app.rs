@@ -63,7 +63,7 @@ impl NodeApp {
         } else if p.starts_with("/api/v1/") || p == "/api/v1" {
             self.api.handle(req, body).await
         } else if p == "/auth/token" {
-            self.registry.auth.token(req).await
+            self.registry.auth.token(req, body).await
         } else if p == "/metrics" {
             crate::metrics::publish_raft(&self.registry.meta.status());
             Reply::new(StatusCode::OK)

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::manifest::OCI_INDEX;
 use super::{parse_digest, Registry};
-use crate::auth::{target_of, Action, Caller, Target};
+use crate::auth::{place, Action, Caller};
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::RepoName;
 use crate::wire::{Body, Reply, Request};
@@ -83,20 +83,17 @@ impl Registry {
                 break;
             };
             // Repositories come in name order, so one namespace's run shares one lookup.
-            let mut allowed: Option<(String, bool)> = None;
+            let mut namespace: Option<(String, Option<shoal_raft::NamespaceRecord>)> = None;
             for repo in batch {
                 let ns = repo.split('/').next().unwrap_or_default();
-                if allowed.as_ref().is_none_or(|(n, _)| n != ns) {
-                    let target = Target {
-                        namespace: ns,
-                        visibility: target_of(catalog, ns)?,
-                    };
-                    allowed = Some((
-                        ns.to_string(),
-                        caller.grants.permits(Action::List, Some(target)),
-                    ));
+                if namespace.as_ref().is_none_or(|(n, _)| n != ns) {
+                    namespace = Some((ns.to_string(), catalog.namespace(ns)?));
                 }
-                if repos.len() < want && allowed.as_ref().is_some_and(|(_, ok)| *ok) {
+                let Some((_, Some(record))) = &namespace else {
+                    continue;
+                };
+                let at = place::repository_known(catalog, record, &repo)?;
+                if repos.len() < want && caller.may(Action::List, &at) {
                     repos.push(repo);
                 }
             }

@@ -22,8 +22,16 @@ use crate::auth::{Gate, Need};
 use crate::cache::BlobCache;
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::RepoName;
+use crate::usage::UsageMeter;
 use crate::wire::{Reply, Request, RequestBody};
 use routes::Route;
+
+/// What a successful request adds to its namespace's usage.
+enum Metered {
+    Pull,
+    Push,
+    BlobBytes,
+}
 
 /// Everything a request handler can reach.
 pub struct Registry {
@@ -32,6 +40,7 @@ pub struct Registry {
     /// The edge cache blob reads go through when the origin is a separate service.
     pub cache: Option<Arc<BlobCache>>,
     pub auth: Arc<Gate>,
+    pub usage: Arc<UsageMeter>,
 }
 
 impl Registry {
@@ -62,7 +71,13 @@ impl Registry {
         };
         let caller = self.auth.authorize(req, &need).await?;
         let head = *m == Method::HEAD;
-        match (route, m.clone()) {
+        let metered = match (&route, m.clone()) {
+            (Route::Manifest(r, _), Method::GET) => Some((r.namespace(), Metered::Pull)),
+            (Route::Manifest(r, _), Method::PUT) => Some((r.namespace(), Metered::Push)),
+            (Route::Blob(r, _), Method::GET) => Some((r.namespace(), Metered::BlobBytes)),
+            _ => None,
+        };
+        let reply = match (route, m.clone()) {
             (Route::Base, Method::GET | Method::HEAD) => {
                 Ok(Reply::json(StatusCode::OK, &serde_json::json!({})))
             }
@@ -91,7 +106,16 @@ impl Registry {
                 Code::MethodNotAllowed,
                 format!("{method} is not allowed on {}", req.path),
             )),
+        }?;
+        if let Some((ns, what)) = metered.filter(|_| reply.status.is_success()) {
+            let ns = ns.as_str();
+            match what {
+                Metered::Pull => self.usage.pull(ns, reply.content_length()),
+                Metered::Push => self.usage.push(ns),
+                Metered::BlobBytes => self.usage.served(ns, reply.content_length()),
+            }
         }
+        Ok(reply)
     }
 
     /// Fails with `NAME_UNKNOWN` unless the repository's namespace exists. A namespace this

@@ -1,6 +1,14 @@
 //! Operator commands of the `shoal` binary that talk to a node's management API over HTTP
 //! (`--server URL`). Output is a table by default and JSON with `--json`; server errors are
 //! shown with their OCI code and message, and the process exits non-zero.
+//!
+//! - `commands`: the management subcommands and the API call each one makes;
+//! - `logins`: the logins `shoal login` saves.
+//!
+//! Credentials come from `SHOAL_USERNAME`/`SHOAL_PASSWORD`, else from `shoal login`.
+
+pub mod commands;
+pub mod logins;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
@@ -8,25 +16,37 @@ use serde_json::{json, Value};
 pub struct Client {
     server: String,
     http: reqwest::Client,
-    /// `SHOAL_USERNAME` / `SHOAL_PASSWORD`, sent as Basic credentials when set.
+    /// Sent as Basic credentials when known.
     login: Option<(String, String)>,
 }
 
 impl Client {
     pub fn new(server: &str) -> anyhow::Result<Client> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let server = server.trim_end_matches('/').to_string();
         let login = match (
             std::env::var("SHOAL_USERNAME"),
             std::env::var("SHOAL_PASSWORD"),
         ) {
             (Ok(u), Ok(p)) if !u.is_empty() => Some((u, p)),
-            _ => None,
+            _ => logins::saved(&server).map(|l| (l.username, l.password)),
         };
         Ok(Client {
-            server: server.trim_end_matches('/').to_string(),
+            server,
             http: reqwest::Client::builder().build()?,
             login,
         })
+    }
+
+    /// A client signing in as `username`/`password`, whatever the environment says.
+    pub fn with_login(server: &str, username: &str, password: &str) -> anyhow::Result<Client> {
+        let mut c = Client::new(server)?;
+        c.login = Some((username.to_string(), password.to_string()));
+        Ok(c)
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
