@@ -9,7 +9,7 @@
 //!
 //! The JWKS is found through `<issuer>/.well-known/openid-configuration` and fetched with
 //! reqwest; it is kept `FRESH` and fetched again early only for a key id it does not hold,
-//! at most once per `REFETCH_GAP`, so a stream of tokens with made-up key ids cannot turn
+//! at most once per `REFETCH_GAP` (10 s), so a stream of tokens with made-up key ids cannot turn
 //! the node into a load generator against the issuer. Issuers and JWKS must be `https`,
 //! except on loopback (local test issuers).
 
@@ -27,7 +27,7 @@ use shoal_raft::{Catalog, FederationRecord};
 use crate::errors::{ApiError, ApiResult, Code};
 
 const FRESH: Duration = Duration::from_secs(600);
-const REFETCH_GAP: Duration = Duration::from_secs(30);
+const REFETCH_GAP: Duration = Duration::from_secs(10);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest discovery document or JWKS read.
 const MAX_DOCUMENT: usize = 256 * 1024;
