@@ -409,3 +409,54 @@ fn error_reaches_a_client_still_sending_its_body() {
         assert_eq!(error_code(r), (404, "BLOB_UPLOAD_UNKNOWN".into()));
     }
 }
+
+#[test]
+fn blob_bodies_announced_as_something_else_are_refused() {
+    let (_d, node) = node_with_namespace("acme");
+    let reg = node.registry();
+    let blob = b"{\"not\": \"a layer\"}".to_vec();
+    let d = sha256(&blob);
+    let r = reg
+        .http
+        .post(reg.url(&format!("/v2/acme/ct/blobs/uploads/?digest={d}")))
+        .header("Content-Type", "application/json")
+        .body(blob.clone())
+        .send()
+        .unwrap();
+    assert_eq!(error_code(r), (415, "UNSUPPORTED".into()));
+    let r = reg
+        .http
+        .post(reg.url("/v2/acme/ct/blobs/uploads/"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let r = reg
+        .http
+        .patch(reg.url(&location))
+        .header("Content-Type", "text/plain")
+        .body(blob.clone())
+        .send()
+        .unwrap();
+    assert_eq!(error_code(r), (415, "UNSUPPORTED".into()));
+    let r = reg.http.get(reg.url(&location)).send().unwrap();
+    assert_eq!(
+        r.headers()["range"],
+        "0-0",
+        "the refused PATCH appended nothing"
+    );
+    assert_eq!(
+        error_code(reg.get(&format!("/v2/acme/ct/blobs/{d}"))).0,
+        404,
+        "nothing was stored"
+    );
+    // The same bytes as application/octet-stream go in.
+    let r = reg
+        .http
+        .put(reg.url(&format!("{location}?digest={d}")))
+        .header("Content-Type", "application/octet-stream")
+        .body(blob)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+}

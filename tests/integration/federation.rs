@@ -469,3 +469,37 @@ fn federated_identities_are_checked_when_created() {
     assert_eq!(v["federations"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(create(&admin, good).status(), 201);
 }
+
+#[test]
+fn docker_logs_in_as_oidc_and_pushes() {
+    if !shoal_tests::require_docker() {
+        return;
+    }
+    let s = setup();
+    let jwt = s.key.sign(&claims(&s.issuer));
+    let docker = |args: &[&str]| run_tool("docker", args, &[("DOCKER_BUILDKIT", "0")]);
+    let ctx = s._dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("built.txt"), "built by a CI job\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY built.txt /\n").unwrap();
+    let image = format!("{}/builds/docker:v1", s.node.addr);
+    let (ok, out) = docker(&["login", &s.node.addr, "-u", "oidc", "-p", &jwt]);
+    assert!(ok, "docker login -u oidc: {out}");
+    let (ok, out) = docker(&["build", "-q", "-t", &image, ctx.to_str().unwrap()]);
+    assert!(ok, "docker build: {out}");
+    let (ok, out) = docker(&["push", &image]);
+    assert!(ok, "docker push as a CI job: {out}");
+    assert_eq!(
+        s.node
+            .registry()
+            .get("/v2/builds/docker/manifests/v1")
+            .status(),
+        200
+    );
+    let elsewhere = format!("{}/other/docker:v1", s.node.addr);
+    docker(&["tag", &image, &elsewhere]);
+    let (ok, out) = docker(&["push", &elsewhere]);
+    assert!(!ok && out.contains("denied"), "{out}");
+    docker(&["logout", &s.node.addr]);
+    docker(&["rmi", &image, &elsewhere]);
+}

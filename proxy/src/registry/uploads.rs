@@ -69,6 +69,7 @@ impl Registry {
         }
         if let Some(digest) = req.query("digest") {
             let digest = parse_digest(digest)?;
+            Self::check_blob_type(req)?;
             let id = self.store.create_upload().await?;
             let result = async {
                 self.append_body(req, body, &id).await?;
@@ -119,6 +120,26 @@ impl Registry {
         Ok(Some(self.created(repo, &digest)))
     }
 
+    /// Blob bytes are `application/octet-stream`: a body announced as anything else (JSON, a
+    /// form) is refused before a byte is stored. No Content-Type, as some clients send, is
+    /// taken as bytes; an empty body is not checked.
+    fn check_blob_type(req: &Request) -> ApiResult<()> {
+        let Some(ct) = req.header("content-type") else {
+            return Ok(());
+        };
+        let empty = req
+            .header("content-length")
+            .is_some_and(|l| l.trim() == "0");
+        let base = ct.split(';').next().unwrap_or("").trim();
+        if empty || base.eq_ignore_ascii_case("application/octet-stream") {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            Code::Unsupported,
+            format!("blob uploads carry application/octet-stream, not {ct:?}"),
+        ))
+    }
+
     /// Streams the request body into the upload at its current end. When a `Content-Range`
     /// is given it must start there and match the body length. Returns the new size.
     async fn append_body(
@@ -127,6 +148,7 @@ impl Registry {
         body: &mut dyn RequestBody,
         id: &UploadId,
     ) -> ApiResult<u64> {
+        Self::check_blob_type(req)?;
         let current = self.store.upload_size(id).await?;
         let declared = match req.header("content-range") {
             None => None,
