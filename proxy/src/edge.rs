@@ -1,13 +1,19 @@
 //! Edge protection, applied to every request before it is routed and to every reply after:
-//! a rate limit per client IP for anonymous requests, CORS for configured origins, and
-//! security headers.
+//! a rate limit per client IP for anonymous requests, a limit on failed sign-ins per client
+//! IP and login, CORS for configured origins, and security headers.
 //!
 //! The limit counts requests that carry no `Authorization` header in a fixed window per IP
 //! (default 500 per 10 minutes, as the product documents); signed-in clients are not limited,
 //! since a Kubernetes fleet behind one NAT address pulls with credentials. Windows live in an
 //! LRU of bounded size, so a flood of source addresses cannot grow memory. Health, readiness
 //! and metrics are never limited: probes must not be turned away.
+//!
+//! Failed sign-ins (a 401 to Basic credentials) are counted per (IP, login), default 30 per
+//! minute; past that, Basic requests for that login from that IP get 429 without their
+//! password being checked, so guessing is slow and cannot keep argon2 busy. Keying on the
+//! login too means one misconfigured client behind a NAT does not lock out the others.
 
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::str::FromStr;
@@ -68,13 +74,13 @@ impl FromStr for RateSpec {
     }
 }
 
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     spec: RateSpec,
-    windows: Mutex<LruCache<IpAddr, (Instant, u32)>>,
+    windows: Mutex<LruCache<K, (Instant, u32)>>,
 }
 
-impl RateLimiter {
-    pub fn new(spec: RateSpec) -> RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
+    pub fn new(spec: RateSpec) -> RateLimiter<K> {
         RateLimiter {
             spec,
             windows: Mutex::new(LruCache::new(
@@ -83,10 +89,10 @@ impl RateLimiter {
         }
     }
 
-    /// Counts one request from `ip` at `now`; `Err(wait)` when the window is used up.
-    pub fn admit(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Counts one request from `key` at `now`; `Err(wait)` when the window is used up.
+    pub fn admit(&self, key: K, now: Instant) -> Result<(), Duration> {
         let mut windows = self.windows.lock();
-        let entry = windows.get_or_insert_mut(ip, || (now, 0));
+        let entry = windows.get_or_insert_mut(key, || (now, 0));
         if now.duration_since(entry.0) >= self.spec.window {
             *entry = (now, 0);
         }
@@ -96,26 +102,63 @@ impl RateLimiter {
         entry.1 += 1;
         Ok(())
     }
+
+    /// `Some(wait)` while `key`'s window is used up; counts nothing.
+    pub fn blocked(&self, key: &K, now: Instant) -> Option<Duration> {
+        let mut windows = self.windows.lock();
+        let (start, n) = *windows.get(key)?;
+        let elapsed = now.duration_since(start);
+        (elapsed < self.spec.window && n >= self.spec.requests).then(|| self.spec.window - elapsed)
+    }
+}
+
+fn retry_after(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct EdgeConfig {
     /// Limit for requests without credentials; `None` turns it off.
     pub anonymous_rate: Option<RateSpec>,
+    /// Failed sign-ins allowed per client IP and login; `None` turns it off.
+    pub failed_login_rate: Option<RateSpec>,
     /// Origins allowed to call the API from a browser (`*` for any).
     pub cors_origins: Vec<String>,
 }
 
 pub struct Edge {
     anonymous: Option<RateLimiter>,
+    failed_logins: Option<RateLimiter<(IpAddr, String)>>,
     cors_origins: Vec<String>,
+}
+
+/// The login of a request's Basic credentials.
+fn basic_login(req: &Request) -> Option<String> {
+    crate::auth::basic_credentials(req.header("authorization")?).map(|(login, _)| login)
 }
 
 impl Edge {
     pub fn new(config: &EdgeConfig) -> Edge {
         Edge {
             anonymous: config.anonymous_rate.map(RateLimiter::new),
+            failed_logins: config.failed_login_rate.map(RateLimiter::new),
             cors_origins: config.cors_origins.clone(),
+        }
+    }
+
+    /// Counts a failed sign-in: a 401 to Basic credentials. (A bearer token lacking a scope
+    /// also gets 401, but bearer tokens cannot be guessed and are not counted.)
+    pub fn observe(&self, req: &Request, ip: Option<IpAddr>, reply: &Reply) {
+        let (Some(limiter), Some(ip)) = (&self.failed_logins, ip) else {
+            return;
+        };
+        if reply.status != StatusCode::UNAUTHORIZED {
+            return;
+        }
+        if let Some(login) = basic_login(req) {
+            if limiter.admit((ip, login.clone()), Instant::now()).is_err() {
+                tracing::warn!(%ip, login, "failed sign-ins limit reached");
+            }
         }
     }
 
@@ -125,6 +168,18 @@ impl Edge {
             return Some(Reply::new(StatusCode::NO_CONTENT));
         }
         let probe = matches!(req.path.as_str(), "/healthz" | "/readyz" | "/metrics");
+        if let (Some(limiter), Some(ip), Some(login)) = (&self.failed_logins, ip, basic_login(req))
+        {
+            if let Some(wait) = limiter.blocked(&(ip, login.clone()), Instant::now()) {
+                let secs = retry_after(wait);
+                let err = ApiError::new(
+                    Code::TooManyRequests,
+                    format!("too many failed sign-ins as {login:?} from {ip}; retry in {secs} s"),
+                )
+                .header("Retry-After", secs.to_string());
+                return Some(Reply::error(&err));
+            }
+        }
         let (Some(limiter), Some(ip)) = (&self.anonymous, ip) else {
             return None;
         };
@@ -132,7 +187,7 @@ impl Edge {
             return None;
         }
         let wait = limiter.admit(ip, Instant::now()).err()?;
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let secs = retry_after(wait);
         tracing::warn!(%ip, "anonymous rate limit reached");
         let err = ApiError::new(
             Code::TooManyRequests,
@@ -217,5 +272,24 @@ mod tests {
             limiter.admit(a, t0 + Duration::from_secs(10)).is_ok(),
             "a new window"
         );
+    }
+
+    #[test]
+    fn blocked_peeks_without_counting() {
+        let limiter: RateLimiter<&str> = RateLimiter::new(RateSpec {
+            requests: 2,
+            window: Duration::from_secs(10),
+        });
+        let t0 = Instant::now();
+        assert_eq!(limiter.blocked(&"x", t0), None, "never seen");
+        limiter.admit("x", t0).unwrap();
+        assert_eq!(limiter.blocked(&"x", t0), None);
+        assert_eq!(limiter.blocked(&"x", t0), None, "peeking counts nothing");
+        limiter.admit("x", t0).unwrap();
+        assert_eq!(
+            limiter.blocked(&"x", t0 + Duration::from_secs(3)),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(limiter.blocked(&"x", t0 + Duration::from_secs(10)), None);
     }
 }

@@ -82,6 +82,9 @@ enum Cmd {
         /// Requests per client IP without credentials, e.g. 500/10m, or off.
         #[arg(long, env = "SHOAL_ANONYMOUS_RATE_LIMIT", default_value = "500/10m")]
         anonymous_rate_limit: String,
+        /// Failed sign-ins per client IP and login before further attempts get 429, or off.
+        #[arg(long, env = "SHOAL_FAILED_LOGIN_LIMIT", default_value = "30/1m")]
+        failed_login_limit: String,
         /// Browser origin allowed to call the node (repeatable; `*` for any). Off by default.
         #[arg(
             long = "cors-origin",
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
             cache_dir,
             cache_max_bytes,
             anonymous_rate_limit,
+            failed_login_limit,
             cors_origins,
             region,
             usage_interval,
@@ -197,6 +201,13 @@ fn main() -> ExitCode {
                         Ok(r) => r,
                         Err(e) => {
                             eprintln!("error: --anonymous-rate-limit: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    },
+                    failed_login_rate: match shoal_proxy::edge::parse_rate(&failed_login_limit) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            eprintln!("error: --failed-login-limit: {e}");
                             return ExitCode::FAILURE;
                         }
                     },

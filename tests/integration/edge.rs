@@ -1,6 +1,7 @@
 //! Edge protection on a real node: the anonymous rate limit per client IP (429 with
 //! `Retry-After` and `TOOMANYREQUESTS`, signed-in clients and probes untouched), security
-//! headers on every reply, CORS only for configured origins, and a bad limit refused at start.
+//! headers on every reply, CORS only for configured origins, failed sign-ins limited per IP and
+//! login, and a bad limit refused at start.
 
 use shoal_tests::{bin, error_code, tempdir, Node, Registry};
 
@@ -101,4 +102,45 @@ fn anonymous_clients_are_rate_limited_and_every_reply_is_hardened() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a rate like 500/10m"));
+}
+
+#[test]
+fn failed_sign_ins_are_limited_per_ip_and_login() {
+    let dir = tempdir();
+    let node = Node::start_with(&dir.path().join("node"), &["--failed-login-limit", "3/1m"]);
+    let (_, login, password) =
+        node.credential(&["--name", "other", "--scope", "containerRegistry"]);
+    let wrong = Registry::with_auth(&node.url, Some(&shoal_tests::basic("admin", "guess")));
+    for path in ["/v2/", "/auth/token", "/api/v1/namespaces"] {
+        assert_eq!(
+            error_code(wrong.get(path)),
+            (401, "UNAUTHORIZED".into()),
+            "{path}"
+        );
+    }
+    // The fourth attempt is not even checked: the right password waits too.
+    let admin = node.registry();
+    let r = admin.get("/v2/");
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(error_code(r), (429, "TOOMANYREQUESTS".into()));
+    let r = wrong.get("/api/v1/namespaces");
+    assert_eq!(error_code(r), (429, "TOOMANYREQUESTS".into()));
+    // Other logins from the same address, tokens and anonymous callers are not affected.
+    let other = Registry::with_auth(&node.url, Some(&shoal_tests::basic(&login, &password)));
+    assert_eq!(other.get("/v2/").status(), 200);
+    assert_eq!(Registry::anonymous(&node.url).get("/healthz").status(), 200);
+    let out = std::process::Command::new(bin("shoal"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--failed-login-limit",
+            "many",
+        ])
+        .arg("--data")
+        .arg(dir.path().join("other"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--failed-login-limit"));
 }

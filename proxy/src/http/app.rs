@@ -223,6 +223,7 @@ impl HttpServerApp for NodeApp {
                 self.route(&req, &mut body).await
             }
         };
+        self.edge.observe(&req, ip, &reply);
         let reply = self.edge.decorate(&req, reply);
         let status = reply.status.as_u16();
         if status >= 400 {
