@@ -479,4 +479,55 @@ mod tests {
         );
         assert_eq!(c.bindings_of("admin").unwrap().len(), 1);
     }
+
+    /// Rotates in a key made at `now` over keys made at `existing` (kid `k<time>`) and
+    /// expects the kids left, oldest first.
+    fn check_rotation(existing: &[i64], now: i64, retire_after: i64, expected: &[&str]) {
+        let c = catalog();
+        let made_at = |at: i64| SigningKey {
+            kid: format!("k{at}"),
+            created_at: at,
+            ..key("")
+        };
+        for &at in existing {
+            let cmd = Command::RotateSigningKey {
+                key: made_at(at),
+                retire_after: i64::MAX / 2,
+            };
+            assert_eq!(apply(&c, cmd), Outcome::Done);
+        }
+        let rotate = Command::RotateSigningKey {
+            key: made_at(now),
+            retire_after,
+        };
+        assert_eq!(apply(&c, rotate), Outcome::Done);
+        let kids: Vec<String> = c
+            .signing_keys()
+            .unwrap()
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(
+            kids, expected,
+            "{existing:?} rotated at {now}, retiring after {retire_after}"
+        );
+    }
+
+    #[test]
+    fn rotation_retires_only_keys_replaced_longer_ago_than_the_window() {
+        // k0 was replaced at 100 and k100 at 200, both before the window [150, 300].
+        check_rotation(&[0, 100, 200], 300, 150, &["k100", "k200", "k300"]);
+        check_rotation(&[0, 100, 200], 300, 50, &["k200", "k300"]);
+        // Replaced exactly `retire_after` ago: a token it signed may still be valid.
+        check_rotation(&[0, 100, 200], 300, 200, &["k0", "k100", "k200", "k300"]);
+        check_rotation(&[0, 100, 200], 300, 199, &["k100", "k200", "k300"]);
+        check_rotation(&[], 300, 0, &["k300"]);
+    }
+
+    #[test]
+    fn rotation_never_retires_the_key_it_replaces() {
+        // The newest key signed until now, so its tokens are all still in the window.
+        check_rotation(&[0], 1000, 0, &["k0", "k1000"]);
+        check_rotation(&[0, 10, 20], 1000, 0, &["k20", "k1000"]);
+    }
 }

@@ -257,18 +257,23 @@ impl Catalog {
                 }
                 batch.remove(key("n/", &[name]));
                 batch.remove(key("q/", &[name]));
-                // Repositories of `name` are `name/...`: the `/` keeps `name-2` out.
+                // Repositories of `name` are `name` itself and `name/...`: the `\0` or `/`
+                // after the name keeps `name-2` out.
+                batch.remove(key("r/", &[name]));
+                batch.remove(key("v/", &[name]));
                 for prefix in ["r/", "v/", "b/", "m/", "t/", "s/"] {
-                    let mut p = key(prefix, &[name]);
-                    p.push(b'/');
-                    for kv in self.tree.scan_prefix(&p) {
-                        let (k, _) = kv?;
-                        if prefix == "b/" {
-                            if let Some(d) = k.rsplit(|b| *b == 0).next() {
-                                unlinked.push(String::from_utf8_lossy(d).into_owned());
+                    for sep in [0, b'/'] {
+                        let mut p = key(prefix, &[name]);
+                        p.push(sep);
+                        for kv in self.tree.scan_prefix(&p) {
+                            let (k, _) = kv?;
+                            if prefix == "b/" {
+                                if let Some(d) = k.rsplit(|b| *b == 0).next() {
+                                    unlinked.push(String::from_utf8_lossy(d).into_owned());
+                                }
                             }
+                            batch.remove(k);
                         }
-                        batch.remove(k);
                     }
                 }
                 self.unbind_scope(&crate::RoleScope::Namespace(name.clone()), batch)?;
@@ -358,156 +363,5 @@ impl Catalog {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A catalogue holding the organisation `default`.
-    pub(crate) fn catalog() -> Catalog {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let c = Catalog::new(db.open_tree("catalog").unwrap());
-        let org = crate::OrgRecord {
-            name: "default".into(),
-            description: None,
-            home: true,
-            created_at: 1,
-        };
-        c.tree()
-            .insert(key("o/", &["default"]), encode(&org))
-            .unwrap();
-        c
-    }
-
-    fn manifest(digest: &str, blobs: &[&str], subject: Option<&str>) -> ManifestRecord {
-        ManifestRecord {
-            digest: digest.into(),
-            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-            bytes: b"{}".to_vec(),
-            blobs: blobs.iter().map(|s| s.to_string()).collect(),
-            manifests: vec![],
-            subject: subject.map(Into::into),
-            artifact_type: None,
-            annotations: None,
-            pushed_at: 0,
-        }
-    }
-
-    fn ns(name: &str) -> Command {
-        Command::CreateNamespace {
-            record: NamespaceRecord::for_test(name),
-        }
-    }
-
-    fn check(c: &Catalog, cmd: Command, expected: Outcome) {
-        assert_eq!(c.apply(&cmd).unwrap(), expected, "{cmd:?}");
-    }
-
-    #[test]
-    fn commands_check_their_preconditions() {
-        let c = catalog();
-        let link = Command::LinkBlob {
-            repo: "acme/api".into(),
-            digest: "sha256:b1".into(),
-            size: 7,
-        };
-        check(
-            &c,
-            link.clone(),
-            Outcome::Rejected(Rejection::NamespaceUnknown("acme".into())),
-        );
-        check(&c, ns("acme"), Outcome::Done);
-        check(
-            &c,
-            ns("acme"),
-            Outcome::Rejected(Rejection::NamespaceExists("acme".into())),
-        );
-        check(&c, link.clone(), Outcome::Done);
-        check(&c, link, Outcome::Done);
-        assert_eq!(c.blob_size("acme/api", "sha256:b1").unwrap(), Some(7));
-        assert_eq!(c.blob_size("acme/other", "sha256:b1").unwrap(), None);
-
-        let put = |d: &str, blobs: &[&str], tag: Option<&str>| Command::PutManifest {
-            repo: "acme/api".into(),
-            manifest: manifest(d, blobs, None),
-            tag: tag.map(Into::into),
-        };
-        check(
-            &c,
-            put("sha256:m1", &["sha256:b1", "sha256:b2"], Some("v1")),
-            Outcome::Rejected(Rejection::ReferencedBlobUnknown("sha256:b2".into())),
-        );
-        assert_eq!(
-            c.tag("acme/api", "v1").unwrap(),
-            None,
-            "rejected put stores nothing"
-        );
-        check(
-            &c,
-            put("sha256:m1", &["sha256:b1"], Some("v1")),
-            Outcome::Done,
-        );
-        check(
-            &c,
-            put("sha256:m1", &["sha256:b1"], Some("latest")),
-            Outcome::Done,
-        );
-        assert_eq!(c.tags("acme/api", None, None).unwrap(), ["latest", "v1"]);
-        check(
-            &c,
-            Command::DeleteManifest {
-                repo: "acme/api".into(),
-                digest: "sha256:m1".into(),
-            },
-            Outcome::Done,
-        );
-        assert!(
-            c.tags("acme/api", None, None).unwrap().is_empty(),
-            "tags go with the manifest"
-        );
-        check(
-            &c,
-            Command::DeleteTag {
-                repo: "acme/api".into(),
-                tag: "v1".into(),
-            },
-            Outcome::Rejected(Rejection::TagUnknown("v1".into())),
-        );
-    }
-
-    #[test]
-    fn pagination_and_referrers() {
-        let c = catalog();
-        check(&c, ns("a"), Outcome::Done);
-        for repo in ["a/x", "a/x/y", "a/z"] {
-            for tag in ["t1", "t2", "t3"] {
-                check(
-                    &c,
-                    Command::PutManifest {
-                        repo: repo.into(),
-                        manifest: manifest(&format!("sha256:{tag}"), &[], None),
-                        tag: Some(tag.into()),
-                    },
-                    Outcome::Done,
-                );
-            }
-        }
-        assert_eq!(c.repositories(None, None).unwrap(), ["a/x", "a/x/y", "a/z"]);
-        assert_eq!(c.repositories(Some("a/x"), Some(1)).unwrap(), ["a/x/y"]);
-        assert_eq!(c.tags("a/x", Some("t1"), Some(1)).unwrap(), ["t2"]);
-        assert_eq!(
-            c.tags("a/x", Some("t3"), None).unwrap(),
-            Vec::<String>::new()
-        );
-        assert_eq!(c.tags("a/x", None, Some(0)).unwrap(), Vec::<String>::new());
-
-        let referrer = Command::PutManifest {
-            repo: "a/x".into(),
-            manifest: manifest("sha256:sig", &[], Some("sha256:t1")),
-            tag: None,
-        };
-        check(&c, referrer, Outcome::Done);
-        let refs = c.referrers("a/x", "sha256:t1").unwrap();
-        assert_eq!(refs.len(), 1);
-        assert_eq!(refs[0].digest, "sha256:sig");
-        assert!(c.referrers("a/x/y", "sha256:t1").unwrap().is_empty());
-    }
-}
+#[path = "catalog_tests.rs"]
+pub(crate) mod tests;

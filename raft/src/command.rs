@@ -26,8 +26,9 @@ pub enum Command {
         namespace: String,
         visibility: Visibility,
     },
-    /// Removes the namespace with its repositories, tags, manifests, blob links and role
-    /// bindings; blobs no longer linked anywhere become collectable.
+    /// Removes the namespace with its repositories (their own visibility too), tags,
+    /// manifests, blob links, usage and role bindings; blobs no longer linked anywhere become
+    /// collectable.
     DeleteNamespace {
         name: String,
     },

@@ -82,3 +82,103 @@ impl Catalog {
         Ok(Some(Outcome::Done))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::tests::{catalog, check, ns, principal};
+    use crate::PrincipalKind;
+
+    fn federation(name: &str, service_account: &str, namespace: Option<&str>) -> Command {
+        Command::CreateFederation {
+            federation: FederationRecord {
+                name: name.into(),
+                issuer: "https://token.actions.githubusercontent.com".into(),
+                audience: "shoal".into(),
+                conditions: BTreeMap::from([("repository".into(), "acme/*".into())]),
+                service_account: service_account.into(),
+                scope: CredentialScope::Pull,
+                namespace: namespace.map(Into::into),
+                created_at: 5,
+            },
+        }
+    }
+
+    #[test]
+    fn a_federation_acts_as_a_known_service_account_in_a_known_namespace() {
+        let c = catalog();
+        check(&c, principal("alice", PrincipalKind::User), Outcome::Done);
+        check(
+            &c,
+            principal("ci", PrincipalKind::ServiceAccount),
+            Outcome::Done,
+        );
+        let cases = [
+            (
+                federation("gh", "ghost", None),
+                Rejection::PrincipalUnknown("ghost".into()),
+            ),
+            (
+                federation("gh", "alice", None),
+                Rejection::NotAServiceAccount("alice".into()),
+            ),
+            (
+                federation("gh", "ci", Some("acme")),
+                Rejection::NamespaceUnknown("acme".into()),
+            ),
+        ];
+        for (cmd, rejection) in cases {
+            check(&c, cmd, Outcome::Rejected(rejection));
+        }
+        check(&c, ns("acme"), Outcome::Done);
+        let create = federation("gh", "ci", Some("acme"));
+        check(&c, create.clone(), Outcome::Done);
+        let Command::CreateFederation { federation: stored } = create else {
+            unreachable!()
+        };
+        assert_eq!(c.federation("gh").unwrap(), Some(stored.clone()));
+        check(
+            &c,
+            federation("gh", "ci", None),
+            Outcome::Rejected(Rejection::FederationExists("gh".into())),
+        );
+        check(&c, federation("gitlab", "ci", None), Outcome::Done);
+        let names: Vec<String> = c
+            .federations()
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(names, ["gh", "gitlab"]);
+    }
+
+    #[test]
+    fn deleting_a_federation_removes_it_alone() {
+        let c = catalog();
+        check(
+            &c,
+            principal("ci", PrincipalKind::ServiceAccount),
+            Outcome::Done,
+        );
+        let delete = |name: &str| Command::DeleteFederation { name: name.into() };
+        check(
+            &c,
+            delete("gh"),
+            Outcome::Rejected(Rejection::FederationUnknown("gh".into())),
+        );
+        check(&c, federation("gh", "ci", None), Outcome::Done);
+        check(&c, federation("gitlab", "ci", None), Outcome::Done);
+        check(&c, delete("gh"), Outcome::Done);
+        assert_eq!(c.federation("gh").unwrap(), None);
+        assert!(c.federation("gitlab").unwrap().is_some());
+        assert!(
+            c.principal("ci").unwrap().is_some(),
+            "the service account stays"
+        );
+        check(
+            &c,
+            delete("gh"),
+            Outcome::Rejected(Rejection::FederationUnknown("gh".into())),
+        );
+    }
+}

@@ -111,3 +111,148 @@ impl Catalog {
         Ok(Some(Outcome::Done))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::tests::{bind, catalog, check, ns_in, organisation, principal, project};
+    use crate::PrincipalKind;
+
+    fn web(organisation: &str) -> RoleScope {
+        RoleScope::Project {
+            organisation: organisation.into(),
+            project: "web".into(),
+        }
+    }
+
+    fn delete_web(organisation: &str) -> Command {
+        Command::DeleteProject {
+            organisation: organisation.into(),
+            name: "web".into(),
+        }
+    }
+
+    #[test]
+    fn a_new_organisation_binds_its_owner_and_is_never_home() {
+        let c = catalog();
+        check(
+            &c,
+            organisation("acme", "alice"),
+            Outcome::Rejected(Rejection::PrincipalUnknown("alice".into())),
+        );
+        check(&c, principal("alice", PrincipalKind::User), Outcome::Done);
+        check(
+            &c,
+            organisation("default", "alice"),
+            Outcome::Rejected(Rejection::OrganisationExists("default".into())),
+        );
+        let claims_home = Command::CreateOrganisation {
+            org: OrgRecord {
+                name: "acme".into(),
+                description: Some("Acme".into()),
+                home: true,
+                created_at: 2,
+            },
+            owner: "alice".into(),
+        };
+        check(&c, claims_home, Outcome::Done);
+        let acme = c.organisation("acme").unwrap().unwrap();
+        assert!(!acme.home, "only the bootstrap makes a home organisation");
+        assert_eq!(acme.description.as_deref(), Some("Acme"));
+        assert_eq!(c.home_organisation().unwrap().unwrap().name, "default");
+        let bindings = c.bindings_of("alice").unwrap();
+        assert_eq!(bindings.len(), 1);
+        assert_eq!(bindings[0].scope, RoleScope::Organisation("acme".into()));
+        assert_eq!(bindings[0].role, Role::Owner);
+    }
+
+    #[test]
+    fn projects_live_in_a_known_organisation_under_names_unique_there() {
+        let c = catalog();
+        check(&c, principal("alice", PrincipalKind::User), Outcome::Done);
+        check(
+            &c,
+            project("acme", "web"),
+            Outcome::Rejected(Rejection::OrganisationUnknown("acme".into())),
+        );
+        check(&c, organisation("acme", "alice"), Outcome::Done);
+        check(&c, project("default", "web"), Outcome::Done);
+        check(
+            &c,
+            project("default", "web"),
+            Outcome::Rejected(Rejection::ProjectExists("web".into())),
+        );
+        check(&c, project("acme", "web"), Outcome::Done);
+        check(&c, project("acme", "api"), Outcome::Done);
+        let names = |org: &str| -> Vec<String> {
+            c.projects(org)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.name)
+                .collect()
+        };
+        assert_eq!(names("default"), ["web"]);
+        assert_eq!(names("acme"), ["api", "web"]);
+        assert_eq!(
+            c.project("acme", "web").unwrap().unwrap().organisation,
+            "acme"
+        );
+    }
+
+    #[test]
+    fn a_project_is_deleted_only_when_empty_and_takes_its_bindings() {
+        let c = catalog();
+        check(&c, principal("alice", PrincipalKind::User), Outcome::Done);
+        check(&c, organisation("acme", "alice"), Outcome::Done);
+        check(
+            &c,
+            delete_web("default"),
+            Outcome::Rejected(Rejection::ProjectUnknown("web".into())),
+        );
+        for org in ["default", "acme"] {
+            check(&c, project(org, "web"), Outcome::Done);
+            check(&c, bind("alice", web(org)), Outcome::Done);
+        }
+        check(&c, ns_in("site", "default", Some("web")), Outcome::Done);
+        check(&c, ns_in("shop", "acme", Some("web")), Outcome::Done);
+        let scope = RoleScope::Namespace("site".into());
+        check(&c, bind("alice", scope), Outcome::Done);
+        check(
+            &c,
+            delete_web("default"),
+            Outcome::Rejected(Rejection::ProjectNotEmpty("web".into())),
+        );
+        check(
+            &c,
+            Command::DeleteNamespace {
+                name: "site".into(),
+            },
+            Outcome::Done,
+        );
+        let scopes = || -> Vec<RoleScope> {
+            let mut s: Vec<_> = c
+                .bindings_of("alice")
+                .unwrap()
+                .into_iter()
+                .map(|b| b.scope)
+                .collect();
+            s.sort_by_key(RoleScope::key_part);
+            s
+        };
+        let acme = RoleScope::Organisation("acme".into());
+        assert_eq!(
+            scopes(),
+            [acme.clone(), web("acme"), web("default")],
+            "deleting a namespace leaves its project's bindings"
+        );
+
+        // acme's `shop` is in acme's `web`, not in default's.
+        check(&c, delete_web("default"), Outcome::Done);
+        assert_eq!(c.project("default", "web").unwrap(), None);
+        assert_eq!(
+            scopes(),
+            [acme, web("acme")],
+            "the project's bindings went with it, the same-named project's stayed"
+        );
+    }
+}
