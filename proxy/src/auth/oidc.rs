@@ -58,6 +58,9 @@ struct Fetched {
 pub struct Issuers {
     http: reqwest::Client,
     cache: Mutex<HashMap<String, Fetched>>,
+    /// One fetch at a time: a burst of tokens arriving when the keys went stale waits for
+    /// one fetch instead of sending one each.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl Default for Issuers {
@@ -69,6 +72,7 @@ impl Default for Issuers {
                 .build()
                 .expect("a reqwest client with a timeout builds"),
             cache: Mutex::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -199,26 +203,37 @@ impl Issuers {
             })
     }
 
+    /// The cached keys of `issuer` if they can answer for `kid`: fresh and holding it, or
+    /// fetched too recently to fetch again.
+    fn cached(&self, issuer: &str, kid: Option<&str>) -> Option<Arc<JwkSet>> {
+        let cache = self.cache.lock();
+        let f = cache.get(issuer)?;
+        let age = f.at.elapsed();
+        let usable = (age < FRESH && find(&f.keys, kid).is_some()) || age < REFETCH_GAP;
+        usable.then(|| f.keys.clone())
+    }
+
     /// The issuer's key `kid` (or its only key, for a token without `kid`).
     async fn key(&self, issuer: &str, kid: Option<&str>) -> ApiResult<DecodingKey> {
-        let cached = self
-            .cache
-            .lock()
-            .get(issuer)
-            .map(|f| (f.keys.clone(), f.at));
-        let keys = match cached {
-            Some((keys, at)) if at.elapsed() < FRESH && find(&keys, kid).is_some() => keys,
-            Some((keys, at)) if at.elapsed() < REFETCH_GAP => keys,
-            _ => {
-                let keys = Arc::new(self.fetch(issuer).await?);
-                self.cache.lock().insert(
-                    issuer.to_string(),
-                    Fetched {
-                        keys: keys.clone(),
-                        at: Instant::now(),
-                    },
-                );
-                keys
+        let keys = match self.cached(issuer, kid) {
+            Some(keys) => keys,
+            None => {
+                let _one = self.fetching.lock().await;
+                // Another request may have fetched while this one waited.
+                match self.cached(issuer, kid) {
+                    Some(keys) => keys,
+                    None => {
+                        let keys = Arc::new(self.fetch(issuer).await?);
+                        self.cache.lock().insert(
+                            issuer.to_string(),
+                            Fetched {
+                                keys: keys.clone(),
+                                at: Instant::now(),
+                            },
+                        );
+                        keys
+                    }
+                }
             }
         };
         let jwk = find(&keys, kid).ok_or_else(|| {
