@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Shoal's whole test suite on a fresh Debian machine of the project's kind, installing
 # what it needs when missing: cmake (for pingora's zlib-ng), skopeo, the Python `oras` client,
-# and moto's S3 server (the S3-compatible server the S3 origin backend is tested against).
+# moto's S3 server (the S3-compatible server the S3 origin backend is tested against), and
+# schemathesis (which fuzzes the management API against its OpenAPI document).
 # The Docker engine must be running for the docker tests; with CI=true a missing tool or a
 # stopped engine fails the run instead of skipping.
 set -euo pipefail
@@ -23,6 +24,10 @@ fi
 if ! command -v moto_server >/dev/null; then
   echo "installing moto's S3 server with pip"
   python3 -m pip install -q 'moto[server]'
+fi
+if ! command -v schemathesis >/dev/null; then
+  echo "installing schemathesis with pip"
+  python3 -m pip install -q 'schemathesis>=4.32,<5'
 fi
 # pyenv installs console scripts behind shims that exist only after a rehash.
 if command -v pyenv >/dev/null; then pyenv rehash || true; fi

@@ -252,7 +252,8 @@ impl From<shoal_raft::Rejection> for ApiError {
             | R::OrganisationExists(_)
             | R::ProjectExists(_)
             | R::ProjectNotEmpty(_)
-            | R::FederationExists(_) => ApiError::new(Code::Conflict, msg),
+            | R::FederationExists(_)
+            | R::LastOwner(_) => ApiError::new(Code::Conflict, msg),
             R::PrincipalUnknown(_)
             | R::CredentialUnknown(_)
             | R::ScopeUnknown(_)

@@ -202,6 +202,16 @@ impl Catalog {
         Ok(keys)
     }
 
+    /// How many principals are Owner of organisation `org`.
+    fn owners_of(&self, org: &str) -> Result<usize> {
+        let scope = RoleScope::Organisation(org.into());
+        Ok(self
+            .bindings()?
+            .iter()
+            .filter(|b| b.scope == scope && b.role == Role::Owner)
+            .count())
+    }
+
     pub(crate) fn binding_key(&self, principal: &str, scope: &RoleScope) -> Vec<u8> {
         key("g/", &[principal, &scope.key_part()])
     }
@@ -295,12 +305,24 @@ impl Catalog {
                     return reject(Rejection::ScopeUnknown(b.scope.key_part()));
                 }
                 let k = key("g/", &[&b.principal, &b.scope.key_part()]);
+                if let (RoleScope::Organisation(org), Some(was)) = (&b.scope, self.tree().get(&k)?)
+                {
+                    let demoted = decode::<Role>(&was)? == Role::Owner && b.role != Role::Owner;
+                    if demoted && self.owners_of(org)? == 1 {
+                        return reject(Rejection::LastOwner(org.clone()));
+                    }
+                }
                 batch.insert(k, encode(&b.role));
             }
             Command::Unbind { principal, scope } => {
                 let k = key("g/", &[principal, &scope.key_part()]);
-                if !self.tree().contains_key(&k)? {
+                let Some(role) = self.tree().get(&k)? else {
                     return reject(Rejection::BindingUnknown);
+                };
+                if let RoleScope::Organisation(org) = scope {
+                    if decode::<Role>(&role)? == Role::Owner && self.owners_of(org)? == 1 {
+                        return reject(Rejection::LastOwner(org.clone()));
+                    }
                 }
                 batch.remove(k);
             }
@@ -309,12 +331,19 @@ impl Catalog {
                 retire_after,
             } => {
                 let keys = self.signing_keys()?;
+                // The new key signs from now on, so it must sort last even when its clock
+                // reads the same second as (or earlier than) the newest key's.
+                let newest = keys.last().map_or(i64::MIN, |n| n.created_at);
+                let k = SigningKey {
+                    created_at: k.created_at.max(newest.saturating_add(1)),
+                    ..k.clone()
+                };
                 for (old, successor) in keys.iter().zip(keys.iter().skip(1)) {
-                    if successor.created_at + retire_after < k.created_at {
+                    if successor.created_at.saturating_add(*retire_after) < k.created_at {
                         batch.remove(key("k/", &[&old.kid]));
                     }
                 }
-                batch.insert(key("k/", &[&k.kid]), encode(k));
+                batch.insert(key("k/", &[&k.kid]), encode(&k));
             }
             _ => return Ok(None),
         }
@@ -529,5 +558,64 @@ mod tests {
         // The newest key signed until now, so its tokens are all still in the window.
         check_rotation(&[0], 1000, 0, &["k0", "k1000"]);
         check_rotation(&[0, 10, 20], 1000, 0, &["k20", "k1000"]);
+    }
+
+    #[test]
+    fn a_key_rotated_in_the_same_second_still_signs_next() {
+        // Regression: keys sort by creation time, so a key made in the same second as the
+        // newest (or on a node whose clock is behind) once sorted before it by kid.
+        let c = catalog();
+        for (kid, at) in [("zzz", 50), ("aaa", 50), ("mmm", 10)] {
+            let k = SigningKey {
+                kid: kid.into(),
+                ..key(kid)
+            };
+            let cmd = Command::RotateSigningKey {
+                key: SigningKey {
+                    created_at: at,
+                    ..k
+                },
+                retire_after: 1000,
+            };
+            assert_eq!(apply(&c, cmd), Outcome::Done);
+            assert_eq!(c.signing_keys().unwrap().last().unwrap().kid, kid);
+        }
+    }
+
+    #[test]
+    fn the_last_owner_of_an_organisation_stays() {
+        let c = crate::catalog::tests::catalog();
+        for p in ["admin", "other"] {
+            let cmd = Command::CreatePrincipal {
+                principal: principal(p),
+            };
+            assert_eq!(apply(&c, cmd), Outcome::Done);
+        }
+        let org = RoleScope::Organisation("default".into());
+        let bind = |who: &str, role| Command::Bind {
+            binding: RoleBinding {
+                principal: who.into(),
+                scope: org.clone(),
+                role,
+            },
+        };
+        let unbind = |who: &str| Command::Unbind {
+            principal: who.into(),
+            scope: org.clone(),
+        };
+        let last = Outcome::Rejected(Rejection::LastOwner("default".into()));
+        assert_eq!(apply(&c, bind("admin", Role::Owner)), Outcome::Done);
+        assert_eq!(apply(&c, unbind("admin")), last);
+        assert_eq!(
+            apply(&c, bind("admin", Role::Reader)),
+            last,
+            "no demotion either"
+        );
+        assert_eq!(c.bindings_of("admin").unwrap()[0].role, Role::Owner);
+        assert_eq!(apply(&c, bind("other", Role::Owner)), Outcome::Done);
+        assert_eq!(apply(&c, bind("admin", Role::Reader)), Outcome::Done);
+        assert_eq!(apply(&c, unbind("other")), last);
+        assert_eq!(apply(&c, bind("admin", Role::Owner)), Outcome::Done);
+        assert_eq!(apply(&c, unbind("other")), Outcome::Done);
     }
 }

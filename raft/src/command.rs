@@ -204,4 +204,6 @@ pub enum Rejection {
     FederationUnknown(String),
     #[error("{0:?} is not a service account")]
     NotAServiceAccount(String),
+    #[error("the last Owner of organisation {0:?} cannot be unbound; bind another Owner first")]
+    LastOwner(String),
 }

@@ -3,6 +3,7 @@
 
 mod access;
 mod bad_input;
+mod bench_smoke;
 mod cache;
 mod cluster;
 mod containerd;
@@ -13,6 +14,7 @@ mod edge;
 mod federation;
 mod lifecycle;
 mod management;
+mod openapi;
 mod oras;
 mod origin_service;
 mod skopeo;

@@ -206,7 +206,7 @@ impl Api {
             ));
         }
         let password_hash = match (kind, input.password) {
-            (PrincipalKind::User, Some(p)) if p.len() >= MIN_PASSWORD => Some(
+            (PrincipalKind::User, Some(p)) if p.chars().count() >= MIN_PASSWORD => Some(
                 tokio::task::spawn_blocking(move || secrets::hash(&p))
                     .await
                     .map_err(|e| ApiError::internal("hashing a password", e))?,

@@ -37,6 +37,21 @@ impl Api {
                 format!("node ids are numbers, got {id:?}"),
             )
         })?;
+        // Raft answers both refusals as a bad membership change; they are a missing member
+        // and a state that forbids the removal.
+        let members = self.meta.cluster_status().members;
+        if !members.iter().any(|m| m.id == id) {
+            return Err(ApiError::new(
+                Code::NotFound,
+                format!("node {id} is not a member"),
+            ));
+        }
+        if members.iter().all(|m| !m.voter || m.id == id) {
+            return Err(ApiError::new(
+                Code::Conflict,
+                format!("node {id} is the last voter; the region cannot lose it"),
+            ));
+        }
         self.meta.remove_member(id).await?;
         Ok(Reply::new(StatusCode::NO_CONTENT))
     }

@@ -23,6 +23,10 @@ use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::NamespaceName;
 use crate::wire::{Reply, Request, RequestBody};
 
+/// The last second RFC 3339 spells (9999-12-31T23:59:59Z): a longer lifetime ends there, so
+/// `expires_at` is always a valid timestamp.
+const LATEST_EXPIRY: i64 = 253_402_300_799;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateCredential {
@@ -108,7 +112,7 @@ impl Api {
             ));
         }
         if input.name.is_empty()
-            || input.name.len() > 128
+            || input.name.chars().count() > 128
             || input.name.chars().any(char::is_control)
         {
             return Err(ApiError::new(
@@ -131,7 +135,8 @@ impl Api {
                         format!("expires must be a duration such as 24h or 30d, got {e:?}: {err}"),
                     )
                 })?;
-                Some(now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
+                let end = now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                Some(end.min(LATEST_EXPIRY))
             }
         };
         let (secret, secret_hash) = new_secret().await?;

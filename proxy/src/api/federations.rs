@@ -55,9 +55,9 @@ fn bad(msg: impl Into<String>) -> ApiError {
 }
 
 fn check_text(what: &str, s: &str) -> ApiResult<()> {
-    if s.is_empty() || s.len() > MAX_TEXT || s.chars().any(char::is_control) {
+    if s.is_empty() || s.chars().count() > MAX_TEXT || s.chars().any(char::is_control) {
         return Err(bad(format!(
-            "{what} must be 1 to {MAX_TEXT} bytes of printable text"
+            "{what} must be 1 to {MAX_TEXT} characters of printable text"
         )));
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! The management API under `/api/v1` (JSON, Basic credentials), described by the OpenAPI
-//! document `openapi.json` served at `/api/v1/openapi.json`. Errors use the same OCI-style
-//! body as the registry API, from the same table.
+//! document `openapi.json` served at `/api/v1/openapi.json` (with this cluster's region filled
+//! in). Errors use the same OCI-style body as the registry API, from the same table; a path
+//! that is served answers the methods it does not take with 405 and `Allow`.
 //!
 //! One module per resource: `tenancy` (organisations, projects), `namespaces` (with
 //! configuration and usage), `repositories` (summaries, inspection, visibility, tags,
@@ -27,7 +28,7 @@ use shoal_raft::{Metadata, PrincipalKind};
 
 use crate::auth::{Gate, Need};
 use crate::errors::{ApiError, ApiResult, Code};
-use crate::wire::{Body, Reply, Request, RequestBody};
+use crate::wire::{Reply, Request, RequestBody};
 
 /// The OpenAPI 3 document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -52,9 +53,9 @@ impl Api {
         let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
         use Method as M;
         match (req.method.clone(), segs.as_slice()) {
-            (M::GET, ["openapi.json"]) => Ok(Reply::new(StatusCode::OK)
-                .header("Content-Type", "application/json")
-                .body(Body::Bytes(OPENAPI.as_bytes().into()))),
+            (M::GET, ["openapi.json"]) => {
+                Ok(Reply::json(StatusCode::OK, &openapi_for(&self.region)))
+            }
             (M::GET, ["me"]) => self.me(req).await,
             (M::GET, ["organisations"]) => self.list_organisations(req).await,
             (M::POST, ["organisations"]) => self.create_organisation(req, body).await,
@@ -107,12 +108,56 @@ impl Api {
                 self.cluster_status()
             }
             (M::DELETE, ["cluster", "members", id]) => self.remove_member(req, id).await,
-            (m, _) => Err(ApiError::new(
-                Code::NotFound,
-                format!("no management endpoint {m} {}", req.path),
-            )),
+            (m, segs) => Err(match allowed_methods(segs) {
+                Some(allow) => ApiError::new(
+                    Code::MethodNotAllowed,
+                    format!("{m} is not allowed on {}", req.path),
+                )
+                .header("Allow", allow),
+                None => ApiError::new(
+                    Code::NotFound,
+                    format!("no management endpoint {m} {}", req.path),
+                ),
+            }),
         }
     }
+}
+
+/// `OPENAPI` with `region` as the only region there is, so the document a node serves says
+/// exactly what it accepts (a namespace of another region is refused).
+fn openapi_for(region: &str) -> serde_json::Value {
+    use serde_json::json;
+    let mut doc: serde_json::Value =
+        serde_json::from_str(OPENAPI).expect("openapi.json is valid JSON");
+    for (schema, values) in [
+        ("/components/schemas/Region", json!([region])),
+        (
+            "/components/schemas/CreateNamespace/properties/region",
+            json!([region, null]),
+        ),
+    ] {
+        doc.pointer_mut(schema)
+            .unwrap_or_else(|| panic!("openapi.json has {schema}"))["enum"] = values;
+    }
+    doc
+}
+
+/// The methods a path of `dispatch` answers, for the `Allow` header of a 405; `None` for a
+/// path it does not serve at all. Kept next to `dispatch`: the test below holds them together.
+fn allowed_methods(segs: &[&str]) -> Option<&'static str> {
+    Some(match segs {
+        ["openapi.json"] | ["me"] | ["organisations", _] | ["cluster"] => "GET",
+        ["namespaces", _, "usage" | "repositories"] | ["repositories", _, "tags"] => "GET",
+        ["organisations"] | ["organisations", _, "projects"] | ["namespaces"] => "GET, POST",
+        ["credentials"] | ["users"] | ["service-accounts"] => "GET, POST",
+        ["federations"] | ["signing-keys"] => "GET, POST",
+        ["namespaces", _] | ["repositories", _] => "GET, PATCH, DELETE",
+        ["role-bindings"] => "GET, POST, DELETE",
+        ["organisations", _, "projects", _] | ["repositories", _, "tags", _] => "DELETE",
+        ["credentials", _] | ["federations", _] | ["cluster", "members", _] => "DELETE",
+        ["credentials", _, "pull-secret"] => "POST",
+        _ => return None,
+    })
 }
 
 /// Reads a JSON request body of at most 64 KiB, insisting on `Content-Type: application/json`.
@@ -142,14 +187,63 @@ fn time(t: Option<i64>) -> serde_json::Value {
         })
 }
 
-/// Free text (descriptions): at most 1024 bytes, no control characters; empty is none.
+/// Free text (descriptions): at most 1024 characters (as JSON Schema's `maxLength` counts
+/// them), no control characters; empty is none.
 fn description(d: Option<String>) -> ApiResult<Option<String>> {
     const MAX: usize = 1024;
     match d {
-        Some(d) if d.len() > MAX || d.chars().any(char::is_control) => Err(ApiError::new(
-            Code::BadRequest,
-            format!("a description is at most {MAX} bytes of printable text"),
-        )),
+        Some(d) if d.chars().count() > MAX || d.chars().any(char::is_control) => {
+            Err(ApiError::new(
+                Code::BadRequest,
+                format!("a description is at most {MAX} characters of printable text"),
+            ))
+        }
         d => Ok(d.filter(|d| !d.is_empty())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every path of the document answers exactly the methods it documents, so a 405's
+    /// `Allow` header and the document never disagree.
+    #[test]
+    fn allowed_methods_match_the_document() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, ops) in paths {
+            let segs: Vec<&str> = path
+                .trim_matches('/')
+                .split('/')
+                .map(|s| if s.starts_with('{') { "x" } else { s })
+                .collect();
+            let mut documented: Vec<String> = ops
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|m| m.to_uppercase())
+                .collect();
+            documented.sort();
+            let mut allowed: Vec<String> = allowed_methods(&segs)
+                .unwrap_or_else(|| panic!("{path} is not served"))
+                .split(", ")
+                .map(str::to_string)
+                .collect();
+            allowed.sort();
+            assert_eq!(allowed, documented, "{path}");
+        }
+        assert_eq!(allowed_methods(&["nosuch"]), None);
+    }
+
+    #[test]
+    fn the_served_document_names_the_region() {
+        let doc = openapi_for("nl-01");
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["Region"]["enum"], serde_json::json!(["nl-01"]));
+        assert_eq!(
+            schemas["CreateNamespace"]["properties"]["region"]["enum"],
+            serde_json::json!(["nl-01", null])
+        );
     }
 }

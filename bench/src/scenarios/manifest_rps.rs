@@ -1,0 +1,102 @@
+//! `manifest-rps`: C clients, each with one connection of its own, GET one manifest by tag
+//! back to back for T seconds, with containerd's Accept header. This is the metadata path
+//! alone (Shoal answers from its local replica), so the figure is requests per second and
+//! the latency tail at that concurrency.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Serialize;
+
+use super::measure::{Measure, Outline};
+use super::wait_visible;
+use crate::args::{check_repo, positive, seed_or_clock};
+use crate::image::Image;
+use crate::oci;
+use crate::report::Report;
+use crate::stats::{gather, Recorder};
+use crate::target::{Registry, Targets};
+
+#[derive(Args, Serialize, Clone, Debug)]
+pub struct Config {
+    /// Clients sending at once, each on its own connection.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// How long to send, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    #[arg(long, default_value = "bench/manifests")]
+    pub repo: String,
+    /// GET this existing tag of --repo instead of pushing a small image first.
+    #[arg(long, value_name = "TAG")]
+    pub reuse: Option<String>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+pub async fn run(cfg: &Config, targets: &Targets) -> anyhow::Result<Report> {
+    check_repo(&cfg.repo)?;
+    positive("--concurrency", cfg.concurrency)?;
+    if !(cfg.seconds > 0.0 && cfg.seconds.is_finite()) {
+        bail!("--seconds must be a positive number");
+    }
+    let tag = match &cfg.reuse {
+        Some(tag) => tag.clone(),
+        None => {
+            let seed = seed_or_clock(cfg.seed);
+            let image = Image::generate(seed, 1, 1024);
+            let tag = format!("rps-{seed:016x}");
+            oci::push_image(&targets.client(0)?, &cfg.repo, &tag, &image)
+                .await
+                .context("pushing the image (untimed)")?;
+            tag
+        }
+    };
+    wait_visible(targets, &cfg.repo, &tag).await?;
+    let facts = BTreeMap::from([
+        ("repo".to_string(), cfg.repo.clone()),
+        ("tag".to_string(), tag.clone()),
+    ]);
+
+    let clients: Vec<Registry> = (0..cfg.concurrency)
+        .map(|i| targets.client(i))
+        .collect::<Result<_, _>>()?;
+    let measure = Measure::start(targets).await;
+    let deadline = Instant::now() + Duration::from_secs_f64(cfg.seconds);
+    let tasks = clients
+        .into_iter()
+        .map(|reg| {
+            let (repo, tag, timeline) = (cfg.repo.clone(), tag.clone(), measure.timeline());
+            tokio::spawn(async move {
+                let mut rec = Recorder::default();
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    match oci::get_manifest(&reg, &repo, &tag).await {
+                        Ok(_) => {
+                            rec.record("manifest", started.elapsed());
+                            timeline.op();
+                        }
+                        Err(e) => {
+                            rec.error(&e);
+                            // A failing target must not turn the run into a busy loop.
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+                rec
+            })
+        })
+        .collect();
+    let rec = gather(tasks).await;
+    let counts = BTreeMap::from([("requests".to_string(), rec.count("manifest") as u64)]);
+    let outline = Outline {
+        scenario: "manifest-rps",
+        params: cfg,
+        ops_unit: "requests",
+        counts,
+        facts,
+    };
+    Ok(measure.finish(rec, outline).await)
+}
