@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Shoal's whole test suite on a fresh Debian machine of the project's kind, installing
-# what it needs when missing: cmake (for pingora's zlib-ng), skopeo, the Python `oras` client,
+# what it needs when missing: cmake (for pingora's zlib-ng), skopeo, Debian's docker-registry
+# (CNCF Distribution) and nginx (the benchmark's peers), the Python `oras` client,
 # moto's S3 server (the S3-compatible server the S3 origin backend is tested against), and
 # schemathesis (which fuzzes the management API against its OpenAPI document).
 # The Docker engine must be running for the docker tests; with CI=true a missing tool or a
@@ -11,6 +12,9 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 command -v skopeo >/dev/null || missing+=(skopeo)
+# CNCF Distribution and nginx: the peers `shoal-bench compare` measures Shoal against.
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]} with apt-get"
   export DEBIAN_FRONTEND=noninteractive

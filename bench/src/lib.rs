@@ -16,9 +16,12 @@
 //! - `shoal_metrics.rs`: `/metrics` deltas when a target is Shoal;
 //! - `host.rs`: the machine (cores, memory) and a server process's peak RSS and CPU time;
 //! - `report.rs`: the result of a run, its table and its JSON; `plot.rs`: its picture;
-//! - `scenarios/`: one file per scenario, and the `Scenario` command enum.
+//! - `scenarios/`: one file per scenario, and the `Scenario` command enum;
+//! - `compare/`: `shoal-bench compare`, which starts Distribution, nginx and Shoal on this
+//!   machine and runs the scenarios against each in alternating rounds.
 
 pub mod args;
+pub mod compare;
 pub mod host;
 pub mod image;
 pub mod oci;

@@ -5,14 +5,15 @@
 //!
 //! One node fronts a separate origin, so a cold pull storm must miss the cache and read
 //! the origin exactly once per distinct blob; two plain nodes (embedded origin) take the
-//! metadata and push scenarios, pushes spread over both.
+//! metadata and push scenarios, pushes spread over both. `compare --quick` starts its own
+//! Shoal, Distribution and nginx and is judged by its exit status and its JSON.
 
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 use shoal_tests::region::SECRET;
-use shoal_tests::{bin, tempdir, Node, Origin, ADMIN_PASSWORD};
+use shoal_tests::{bin, require_tool, tempdir, Node, Origin, ADMIN_PASSWORD};
 
 /// Runs `shoal-bench <args> --target …` as the admin with `--json`, asserts it exited 0,
 /// and returns the report.
@@ -314,4 +315,71 @@ fn manifest_push_and_tag_scenarios_on_plain_nodes() {
         tags["shoal"]["nodes"] == 1,
         "a plain node still reports its metrics"
     );
+}
+
+/// Guards `shoal-bench compare --quick` (issue 6's side-by-side run): it starts Distribution
+/// (plain and proxy), nginx, a Shoal node and a Shoal region itself, runs every scenario
+/// against them in alternating rounds, stops them all, and writes a ratio for each scenario.
+#[test]
+fn compare_quick_runs_every_scenario_beside_distribution_and_nginx() {
+    let found = [require_tool("docker-registry"), require_tool("nginx")];
+    if found.contains(&false) {
+        return;
+    }
+    let dir = tempdir();
+    let json = dir.path().join("compare.json");
+    let out = Command::new(bin("shoal-bench"))
+        .args(["compare", "--quick", "--no-install", "--work-dir"])
+        .arg(dir.path().join("work"))
+        .arg("--json")
+        .arg(&json)
+        .env_remove("SHOAL_USERNAME")
+        .env_remove("SHOAL_PASSWORD")
+        .output()
+        .expect("run shoal-bench compare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "shoal-bench compare exited with {}:\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ratios Shoal/peer"), "the table: {stdout}");
+    let c: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(c["failed_runs"], 0, "{stdout}");
+    assert!(
+        c["command"].as_array().unwrap().len() > 2,
+        "{}",
+        c["command"]
+    );
+    assert!(c["versions"]["distribution"].is_string() && c["versions"]["nginx"].is_string());
+    let ratios = c["ratios"].as_array().unwrap();
+    for scenario in [
+        "blob-get",
+        "manifest-rps",
+        "push",
+        "pull-storm",
+        "concurrent-pulls",
+    ] {
+        assert!(
+            ratios
+                .iter()
+                .any(|r| r["scenario"] == scenario && r["ratio"].as_f64().is_some()),
+            "no ratio for {scenario}: {ratios:#?}"
+        );
+    }
+    let rounds = c["plan"]["rounds"].as_u64().unwrap();
+    for m in c["medians"].as_array().unwrap() {
+        assert_eq!(m["rounds"], rounds, "every round ran on every target: {m}");
+    }
+    for s in c["subjects"].as_array().unwrap() {
+        for pid in s["pids"].as_array().unwrap() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            assert!(
+                stat.is_empty() || stat.contains(") Z"),
+                "{} process {pid} still runs after compare exited: {stat}",
+                s["name"]
+            );
+        }
+    }
 }

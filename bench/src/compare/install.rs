@@ -40,9 +40,8 @@ pub fn find(binary: &str) -> Option<PathBuf> {
 /// The commands that install `packages` (what is printed is what runs).
 pub fn apt_commands(packages: &[&str], root: bool) -> Vec<Vec<String>> {
     let sudo: &[&str] = if root { &[] } else { &["sudo"] };
-    let line = |args: &[&str]| -> Vec<String> {
-        sudo.iter().chain(args).map(|s| s.to_string()).collect()
-    };
+    let line =
+        |args: &[&str]| -> Vec<String> { sudo.iter().chain(args).map(|s| s.to_string()).collect() };
     let mut install = line(&[
         "env",
         "DEBIAN_FRONTEND=noninteractive",
@@ -76,7 +75,11 @@ pub fn ensure(tools: &[&Tool], allowed: bool) -> anyhow::Result<Vec<PathBuf>> {
             );
         }
         for c in &commands {
-            eprintln!("compare: installing {}: {}", missing.join(", "), c.join(" "));
+            eprintln!(
+                "compare: installing {}: {}",
+                missing.join(", "),
+                c.join(" ")
+            );
             let status = Command::new(&c[0])
                 .args(&c[1..])
                 .status()
@@ -90,7 +93,10 @@ pub fn ensure(tools: &[&Tool], allowed: bool) -> anyhow::Result<Vec<PathBuf>> {
         .iter()
         .map(|t| {
             find(t.binary).with_context(|| {
-                format!("{} is still missing after installing {}", t.binary, t.package)
+                format!(
+                    "{} is still missing after installing {}",
+                    t.binary, t.package
+                )
             })
         })
         .collect()
@@ -105,12 +111,18 @@ pub fn version(binary: &std::path::Path, args: &[&str]) -> String {
             } else {
                 out.stdout
             };
-            String::from_utf8_lossy(&text)
+            let line = String::from_utf8_lossy(&text)
                 .lines()
                 .next()
                 .unwrap_or_default()
                 .trim()
-                .to_string()
+                .to_string();
+            // docker-registry starts its line with the path it was run as.
+            let name = binary.file_name().unwrap_or_default().to_string_lossy();
+            match line.strip_prefix(&*binary.to_string_lossy()) {
+                Some(rest) => format!("{name}{rest}"),
+                None => line,
+            }
         }
         Err(e) => format!("unknown ({e})"),
     }
@@ -140,7 +152,10 @@ mod tests {
 
     #[test]
     fn binaries_are_found_on_path() {
-        assert!(find("sh").is_some());
+        let sh = find("sh").unwrap();
         assert!(find("no-such-binary-anywhere").is_none());
+        let echo = find("echo").unwrap();
+        assert_eq!(version(&echo, &["v1.2"]), "v1.2");
+        assert!(version(&sh, &["-c", "echo \"$0 x 1.0\""]).ends_with(" x 1.0"));
     }
 }

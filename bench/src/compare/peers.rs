@@ -240,7 +240,9 @@ pub fn blob_gets_logged(log: &Path, from: u64, digests: &[String]) -> u64 {
 /// Lines of a Distribution log that are a completed GET of one of `digests`.
 fn count_blob_gets(log: &str, digests: &[String]) -> u64 {
     log.lines()
-        .filter(|l| l.contains("msg=\"response completed\"") && l.contains("http.request.method=GET"))
+        .filter(|l| {
+            l.contains("msg=\"response completed\"") && l.contains("http.request.method=GET")
+        })
         .filter(|l| digests.iter().any(|d| l.contains(&format!("/blobs/{d}"))))
         .count() as u64
 }
@@ -271,7 +273,10 @@ mod tests {
         ] {
             assert!(plain.contains(want), "{want:?} missing from\n{plain}");
         }
-        assert!(!plain.contains("auth:") && !plain.contains("proxy:"), "{plain}");
+        assert!(
+            !plain.contains("auth:") && !plain.contains("proxy:"),
+            "{plain}"
+        );
         let proxy = distribution_yaml(&DistributionConfig {
             addr: "127.0.0.1:5001",
             root: Path::new("/tmp/a \"b\""),
@@ -282,7 +287,10 @@ mod tests {
             proxy.ends_with("proxy:\n  remoteurl: \"http://127.0.0.1:5000\"\n"),
             "{proxy}"
         );
-        assert!(proxy.contains(r#"rootdirectory: "/tmp/a \"b\"""#), "{proxy}");
+        assert!(
+            proxy.contains(r#"rootdirectory: "/tmp/a \"b\"""#),
+            "{proxy}"
+        );
     }
 
     #[test]
@@ -327,7 +335,8 @@ mod tests {
             line("GET", "/v2/bench/x/blobs/sha256:bb"),
             line("GET", "/v2/bench/x/manifests/sha256:aa"),
             line("GET", "/v2/bench/x/blobs/sha256:aa"),
-            "time=\"t\" level=info msg=\"Adding new scheduler entry for bench/x@sha256:aa\"\n".into(),
+            "time=\"t\" level=info msg=\"Adding new scheduler entry for bench/x@sha256:aa\"\n"
+                .into(),
         ]
         .concat();
         assert_eq!(count_blob_gets(&log, std::slice::from_ref(&d)), 2);

@@ -125,7 +125,9 @@ pub struct Plan {
 impl Plan {
     pub fn resolve(a: &Args) -> anyhow::Result<Plan> {
         let q = a.quick;
-        let pick = |given: Option<u64>, full: u64, quick: u64| given.unwrap_or(if q { quick } else { full });
+        let pick = |given: Option<u64>, full: u64, quick: u64| {
+            given.unwrap_or(if q { quick } else { full })
+        };
         let count = |given: Option<usize>, full: usize, quick: usize| {
             given.unwrap_or(if q { quick } else { full })
         };

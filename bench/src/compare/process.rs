@@ -179,10 +179,18 @@ impl Fleet {
                 let _ = p.child.wait();
             }
         }
-        for kid in kids {
-            if Path::new(&format!("/proc/{kid}")).exists() {
-                signal(kid, libc::SIGKILL);
-            }
+        let running = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| !stat.contains(") Z"))
+        };
+        kids.retain(|k| running(*k));
+        for kid in &kids {
+            signal(*kid, libc::SIGKILL);
+        }
+        // SIGKILL is delivered asynchronously; a killed orphan ends as a zombie of init.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while kids.iter().any(|k| running(*k)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
@@ -259,7 +267,9 @@ mod tests {
         let mut fleet = Fleet::default();
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "sleep 30 & wait"]);
-        let pid = fleet.spawn("sleeper", cmd, &dir.path().join("s.log")).unwrap();
+        let pid = fleet
+            .spawn("sleeper", cmd, &dir.path().join("s.log"))
+            .unwrap();
         fleet.alive(pid).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while children_of(pid).is_empty() && Instant::now() < deadline {
@@ -272,7 +282,10 @@ mod tests {
         for kid in kids {
             // A killed child of a dead parent may linger as a zombie until init reaps it.
             let stat = std::fs::read_to_string(format!("/proc/{kid}/stat")).unwrap_or_default();
-            assert!(stat.is_empty() || stat.contains(") Z"), "{kid} still runs: {stat}");
+            assert!(
+                stat.is_empty() || stat.contains(") Z"),
+                "{kid} still runs: {stat}"
+            );
         }
     }
 }

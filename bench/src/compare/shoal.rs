@@ -151,7 +151,10 @@ pub async fn start_region(
     secrets: &Secrets,
 ) -> anyhow::Result<Topology> {
     let ca = dir.join("ca");
-    cli(bins, &["cluster", "init", "--dir", &ca.display().to_string()])?;
+    cli(
+        bins,
+        &["cluster", "init", "--dir", &ca.display().to_string()],
+    )?;
     for id in 1..=n {
         let id = id.to_string();
         cli(
@@ -175,7 +178,7 @@ pub async fn start_region(
         .spawn_listening("shoal-origin", origin, &dir.join("origin.log"))
         .await?;
 
-    let mut urls = Vec::new();
+    let mut urls: Vec<String> = Vec::new();
     let mut pids = Vec::new();
     for id in 1..=n {
         let api = free_tcp_port()?;
@@ -193,7 +196,7 @@ pub async fn start_region(
             .env("SHOAL_ORIGIN_SECRET", &secrets.origin_secret);
         match urls.first() {
             None => cmd.arg("--bootstrap"),
-            Some(first) => cmd.args(["--join", first]),
+            Some(first) => cmd.args(["--join", first.as_str()]),
         };
         let log = dir.join(format!("node-{id}.log"));
         let (pid, url) = fleet
@@ -206,7 +209,10 @@ pub async fn start_region(
         pids.push(pid);
     }
     wait_cluster(&urls[0], &format!("{n} voters"), |s| {
-        let members = s["members"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let members = s["members"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         s["leader"] == s["node_id"]
             && members.len() == n
             && members.iter().all(|m| m["voter"] == true)
