@@ -15,6 +15,7 @@
 //! - `stats.rs`: latency samples per phase, errors, and the throughput timeline;
 //! - `shoal_metrics.rs`: `/metrics` deltas when a target is Shoal;
 //! - `host.rs`: the machine (cores, memory) and a server process's peak RSS and CPU time;
+//! - `lean.rs`: a bare HTTP/1.1 connection for request-rate scenarios (less client CPU);
 //! - `report.rs`: the result of a run, its table and its JSON; `plot.rs`: its picture;
 //! - `scenarios/`: one file per scenario, and the `Scenario` command enum;
 //! - `compare/`: `shoal-bench compare`, which starts Distribution, nginx and Shoal on this
@@ -24,6 +25,7 @@ pub mod args;
 pub mod compare;
 pub mod host;
 pub mod image;
+pub mod lean;
 pub mod oci;
 pub mod plot;
 pub mod report;

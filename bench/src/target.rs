@@ -174,6 +174,30 @@ impl Registry {
         }
     }
 
+    /// The `Authorization` value this client sends for `access` (Basic credentials, or a
+    /// token from the realm after the same challenge `send` answers), for callers that
+    /// speak HTTP themselves (`lean`). `None`: the registry asks for nothing.
+    pub async fn authorization(
+        &self,
+        url: &str,
+        access: Access<'_>,
+    ) -> anyhow::Result<Option<String>> {
+        let scope = access.scope();
+        // One request through the usual path learns the realm and caches a token if needed.
+        self.send(Method::HEAD, url, access, |r| r).await?;
+        if let Some(token) = self.token_for(&scope).await? {
+            return Ok(Some(format!("Bearer {token}")));
+        }
+        Ok(match (&self.auth.credentials, self.auth.mode) {
+            (Some((u, p)), AuthMode::Basic) => {
+                use base64::Engine;
+                let raw = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+                Some(format!("Basic {raw}"))
+            }
+            _ => None,
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, AuthState> {
         self.state.lock().expect("auth state lock")
     }

@@ -5,6 +5,15 @@
 //! optimisation: after a restart a session is recovered from its file and re-hashed on commit.
 //! A std `Mutex` guards the session table because it is held for a few map operations only,
 //! never across an `.await`.
+//!
+//! An append hands its chunks, as they are (no copy), over a short channel to a blocking
+//! thread that hashes and writes them. The request's task only reads the socket, so reading,
+//! hashing and writing overlap instead of taking turns: with hashing and a buffered async
+//! file on the request's thread, a 1 GiB push ran at ~335 MB/s here. The thread releases the
+//! session itself after its last write, so a dropped writer's bytes are all on disk (and cut
+//! off by the next append) before anyone else may append. Every 8 MiB it asks the kernel to
+//! start writing the bytes back (`writeback::start`), so the commit's fsync of a 1 GiB blob
+//! waits for the last few MiB rather than for the whole gigabyte.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::fs::{self, File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncReadExt;
 
 use crate::chunks::file_chunks;
 use crate::digest::{Algorithm, Hasher};
@@ -22,19 +31,40 @@ use crate::store::{BlobReader, BlobStore, ByteRange, UploadId, UploadWriter};
 use crate::{Digest, Error, Result};
 
 const IO_BUF: usize = 1 << 20;
+/// Chunks queued for the writer thread: with 64 KiB request pieces, about 1 MiB in flight.
+const WRITE_QUEUE: usize = 16;
+/// Bytes written between asking the kernel to start writing them back, so the commit's
+/// fsync waits only for the tail instead of the whole blob.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 struct Session {
     /// Bytes acknowledged so far; the file may be longer after a torn append.
     size: u64,
     /// Running sha256 of the first `size` bytes; `None` after a restart.
     sha256: Option<Hasher>,
-    busy: bool,
+    use_: Use,
+}
+
+/// Who holds a session.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Idle,
+    /// An append is writing.
+    Writing,
+    /// An abandoned append's thread is writing out what it was given; the session is free
+    /// as soon as it stops.
+    Closing,
 }
 
 struct Inner {
     layout: Layout,
     sessions: Mutex<HashMap<UploadId, Session>>,
+    /// Woken whenever a session is released.
+    released: tokio::sync::Notify,
 }
+
+/// How long a new append waits for an abandoned one's thread to stop.
+const CLOSING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A `BlobStore` on a local directory.
 #[derive(Clone)]
@@ -52,22 +82,32 @@ impl FsStore {
             inner: Arc::new(Inner {
                 layout,
                 sessions: Mutex::new(HashMap::new()),
+                released: tokio::sync::Notify::new(),
             }),
         })
     }
 
     /// Claims the session for exclusive use, recovering it from disk if this process has
-    /// not seen it (restart). Returns its acknowledged size and running hash.
+    /// not seen it (restart). Returns its acknowledged size and running hash. A session an
+    /// abandoned append is still closing is waited for; one being written is busy.
     async fn claim(&self, id: &UploadId) -> Result<(u64, Option<Hasher>)> {
-        let known = {
-            let mut sessions = self.inner.sessions.lock().expect("session table poisoned");
-            match sessions.get_mut(id) {
-                Some(s) if s.busy => return Err(Error::UploadBusy),
-                Some(s) => {
-                    s.busy = true;
-                    Some((s.size, s.sha256.clone()))
+        let deadline = tokio::time::Instant::now() + CLOSING_WAIT;
+        let known = loop {
+            let released = self.inner.released.notified();
+            {
+                let mut sessions = self.inner.sessions.lock().expect("session table poisoned");
+                match sessions.get_mut(id) {
+                    Some(s) if s.use_ == Use::Writing => return Err(Error::UploadBusy),
+                    Some(s) if s.use_ == Use::Closing => {}
+                    Some(s) => {
+                        s.use_ = Use::Writing;
+                        break Some((s.size, s.sha256.clone()));
+                    }
+                    None => break None,
                 }
-                None => None,
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return Err(Error::UploadBusy);
             }
         };
         if let Some(found) = known {
@@ -84,24 +124,34 @@ impl FsStore {
         let s = sessions.entry(id.clone()).or_insert(Session {
             size: len,
             sha256: None,
-            busy: false,
+            use_: Use::Idle,
         });
-        if s.busy {
+        if s.use_ != Use::Idle {
             return Err(Error::UploadBusy);
         }
-        s.busy = true;
+        s.use_ = Use::Writing;
         Ok((s.size, s.sha256.clone()))
+    }
+
+    /// Marks a session whose append was dropped without finishing.
+    fn abandon(&self, id: &UploadId) {
+        let mut sessions = self.inner.sessions.lock().expect("session table poisoned");
+        if let Some(s) = sessions.get_mut(id).filter(|s| s.use_ == Use::Writing) {
+            s.use_ = Use::Closing;
+        }
     }
 
     fn release(&self, id: &UploadId, update: Option<(u64, Option<Hasher>)>) {
         let mut sessions = self.inner.sessions.lock().expect("session table poisoned");
         if let Some(s) = sessions.get_mut(id) {
-            s.busy = false;
+            s.use_ = Use::Idle;
             if let Some((size, sha256)) = update {
                 s.size = size;
                 s.sha256 = sha256;
             }
         }
+        drop(sessions);
+        self.inner.released.notify_waiters();
     }
 
     fn forget(&self, id: &UploadId) {
@@ -155,40 +205,107 @@ impl FsStore {
     }
 }
 
+/// The request side of an append: chunks go to the writer thread; `None` says "finish".
 struct FsWriter {
     store: FsStore,
     id: UploadId,
-    file: BufWriter<File>,
-    hasher: Option<Hasher>,
-    size: u64,
-    finished: bool,
+    chunks: tokio::sync::mpsc::Sender<Option<Bytes>>,
+    thread: Option<tokio::task::JoinHandle<Result<u64>>>,
+    finishing: bool,
+}
+
+impl Drop for FsWriter {
+    fn drop(&mut self) {
+        if !self.finishing {
+            self.store.abandon(&self.id);
+        }
+    }
+}
+
+impl FsWriter {
+    /// The writer thread's error once it has stopped (it stops only on an error, or when
+    /// asked to finish).
+    async fn stopped(&mut self) -> Error {
+        match self.thread.take() {
+            Some(t) => match t.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(_)) => Error::Io(std::io::Error::other("the upload writer already finished")),
+                Err(e) => Error::Io(std::io::Error::other(format!(
+                    "the upload writer failed: {e}"
+                ))),
+            },
+            None => Error::Io(std::io::Error::other("the upload writer is gone")),
+        }
+    }
+}
+
+/// Hashes and writes every chunk until told to finish or abandoned; then releases the
+/// session: with the new size and hash when finished, unchanged otherwise.
+fn write_chunks(
+    store: FsStore,
+    id: UploadId,
+    mut file: std::fs::File,
+    mut hasher: Option<Hasher>,
+    mut size: u64,
+    mut chunks: tokio::sync::mpsc::Receiver<Option<Bytes>>,
+) -> Result<u64> {
+    use std::io::Write;
+    let mut written_back = size;
+    let result = loop {
+        match chunks.blocking_recv() {
+            Some(Some(chunk)) => {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&chunk);
+                }
+                if let Err(e) = file.write_all(&chunk) {
+                    break Err(e.into());
+                }
+                size += chunk.len() as u64;
+                if size - written_back >= WRITEBACK_EVERY {
+                    crate::writeback::start(&file, written_back, size - written_back);
+                    written_back = size;
+                }
+            }
+            Some(None) => break Ok(size),
+            None => break Err(Error::Io(std::io::Error::other("the append was abandoned"))),
+        }
+    };
+    match result {
+        Ok(size) => {
+            store.release(&id, Some((size, hasher)));
+            Ok(size)
+        }
+        Err(e) => {
+            // The bytes written past the acknowledged size are cut off by the next append.
+            store.release(&id, None);
+            Err(e)
+        }
+    }
 }
 
 #[async_trait]
 impl UploadWriter for FsWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(&chunk);
+        if self.chunks.send(Some(chunk)).await.is_err() {
+            return Err(self.stopped().await);
         }
-        self.file.write_all(&chunk).await?;
-        self.size += chunk.len() as u64;
         Ok(())
     }
 
     async fn finish(mut self: Box<Self>) -> Result<u64> {
-        self.file.flush().await?;
-        self.finished = true;
-        self.store
-            .release(&self.id, Some((self.size, self.hasher.take())));
-        Ok(self.size)
-    }
-}
-
-impl Drop for FsWriter {
-    fn drop(&mut self) {
-        if !self.finished {
-            // The bytes written past the acknowledged size are cut off by the next append.
-            self.store.release(&self.id, None);
+        self.finishing = true;
+        if self.chunks.send(None).await.is_err() {
+            return Err(self.stopped().await);
+        }
+        match self.thread.take() {
+            Some(t) => t.await.map_err(|e| {
+                Error::Io(std::io::Error::other(format!(
+                    "the upload writer failed: {e}"
+                )))
+            })?,
+            None => Err(Error::Io(std::io::Error::other(
+                "the upload writer is gone",
+            ))),
         }
     }
 }
@@ -262,7 +379,7 @@ impl BlobStore for FsStore {
                 Session {
                     size: 0,
                     sha256: Some(Hasher::new(Algorithm::Sha256)),
-                    busy: false,
+                    use_: Use::Idle,
                 },
             );
         Ok(id)
@@ -296,24 +413,31 @@ impl BlobStore for FsStore {
                     got: offset,
                 });
             }
-            let mut file = OpenOptions::new()
+            let file = OpenOptions::new()
                 .write(true)
                 .open(self.inner.layout.upload(id))
                 .await?;
             file.set_len(size).await?;
-            file.seek(std::io::SeekFrom::Start(size)).await?;
+            let mut file = file.into_std().await;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(size))?;
             Ok(file)
         }
         .await;
         match opened {
-            Ok(file) => Ok(Box::new(FsWriter {
-                store: self.clone(),
-                id: id.clone(),
-                file: BufWriter::with_capacity(IO_BUF, file),
-                hasher,
-                size,
-                finished: false,
-            })),
+            Ok(file) => {
+                let (tx, rx) = tokio::sync::mpsc::channel(WRITE_QUEUE);
+                let (store, owned_id) = (self.clone(), id.clone());
+                let thread = tokio::task::spawn_blocking(move || {
+                    write_chunks(store, owned_id, file, hasher, size, rx)
+                });
+                Ok(Box::new(FsWriter {
+                    store: self.clone(),
+                    id: id.clone(),
+                    chunks: tx,
+                    thread: Some(thread),
+                    finishing: false,
+                }))
+            }
             Err(e) => {
                 self.release(id, None);
                 Err(e)

@@ -26,6 +26,7 @@ mod remote;
 mod s3;
 pub mod server;
 mod store;
+pub mod writeback;
 
 pub use chunks::{file_chunks, ByteChunks, FILE_CHUNK};
 pub use digest::{Algorithm, Digest, Hasher};

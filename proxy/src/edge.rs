@@ -211,7 +211,7 @@ impl Edge {
             return reply;
         }
         reply = reply
-            .header("Access-Control-Allow-Origin", origin)
+            .header("Access-Control-Allow-Origin", origin.to_string())
             .header("Vary", "Origin")
             .header("Access-Control-Allow-Credentials", "true")
             .header("Access-Control-Expose-Headers", EXPOSED);

@@ -174,7 +174,8 @@ fn main() -> ExitCode {
                 eprintln!("error: --region: {e}");
                 return ExitCode::FAILURE;
             }
-            shoal_proxy::logging::init(log_format);
+            // Kept until `run` returns: dropping it flushes the last log lines.
+            let _log = shoal_proxy::logging::init(log_format);
             let origin = match origin {
                 None => None,
                 Some(url) => match origin_secret(origin_secret_file) {

@@ -1,6 +1,8 @@
 //! The request and reply types handlers work with, free of Pingora types so that
 //! `registry` and `api` can be tested and read without knowing the HTTP server.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -93,7 +95,8 @@ pub enum Body {
 
 pub struct Reply {
     pub status: StatusCode,
-    pub headers: Vec<(&'static str, String)>,
+    /// Fixed values (security headers, content types) are borrowed, not allocated per reply.
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Body,
 }
 
@@ -106,7 +109,7 @@ impl Reply {
         }
     }
 
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+    pub fn header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Reply {
         self.headers.push((name, value.into()));
         self
     }
@@ -127,7 +130,8 @@ impl Reply {
         let mut r = Reply::new(err.status())
             .header("Content-Type", "application/json")
             .body(Body::Bytes(err.body().into()));
-        r.headers.extend(err.headers.iter().cloned());
+        r.headers
+            .extend(err.headers.iter().map(|(k, v)| (*k, Cow::Owned(v.clone()))));
         r
     }
 

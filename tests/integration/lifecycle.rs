@@ -90,7 +90,7 @@ fn json_logs_have_one_line_per_request() {
     assert_eq!(miss["method"], "GET");
     assert_eq!(miss["status"], 404);
     assert!(miss["bytes"].as_u64().unwrap() > 0);
-    assert!(miss["duration_ms"].as_f64().is_some());
+    assert!(miss["duration_us"].as_u64().is_some());
     assert!(
         log.contains("created the admin user"),
         "the first start's admin is logged (never its password)"

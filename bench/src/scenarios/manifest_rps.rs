@@ -1,7 +1,9 @@
 //! `manifest-rps`: C clients, each with one connection of its own, GET one manifest by tag
 //! back to back for T seconds, with containerd's Accept header. This is the metadata path
 //! alone (Shoal answers from its local replica), so the figure is requests per second and
-//! the latency tail at that concurrency.
+//! the latency tail at that concurrency. Requests go through `lean` connections (set up
+//! and signed in through the normal client first), so the generator's CPU share stays small
+//! next to the server's on a machine they share.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,10 +16,11 @@ use super::measure::{Measure, Outline};
 use super::wait_visible;
 use crate::args::{check_repo, positive, seed_or_clock};
 use crate::image::Image;
+use crate::lean::Connection;
 use crate::oci;
 use crate::report::Report;
 use crate::stats::{gather, Recorder};
-use crate::target::{Registry, Targets};
+use crate::target::{Access, Targets};
 
 #[derive(Args, Serialize, Clone, Debug)]
 pub struct Config {
@@ -60,20 +63,27 @@ pub async fn run(cfg: &Config, targets: &Targets) -> anyhow::Result<Report> {
         ("tag".to_string(), tag.clone()),
     ]);
 
-    let clients: Vec<Registry> = (0..cfg.concurrency)
-        .map(|i| targets.client(i))
-        .collect::<Result<_, _>>()?;
+    let mut clients = Vec::with_capacity(cfg.concurrency);
+    for i in 0..cfg.concurrency {
+        let reg = targets.client(i)?;
+        let url = reg.url(&format!("/v2/{}/manifests/{tag}", cfg.repo));
+        let auth = reg.authorization(&url, Access::Pull(&cfg.repo)).await?;
+        let conn = Connection::open(&url, oci::MANIFEST_ACCEPT, auth.as_deref())
+            .await
+            .with_context(|| format!("connecting client {i}"))?;
+        clients.push(conn);
+    }
     let measure = Measure::start(targets).await;
     let deadline = Instant::now() + Duration::from_secs_f64(cfg.seconds);
     let tasks = clients
         .into_iter()
-        .map(|reg| {
-            let (repo, tag, timeline) = (cfg.repo.clone(), tag.clone(), measure.timeline());
+        .map(|mut conn| {
+            let timeline = measure.timeline();
             tokio::spawn(async move {
                 let mut rec = Recorder::default();
                 while Instant::now() < deadline {
                     let started = Instant::now();
-                    match oci::get_manifest(&reg, &repo, &tag).await {
+                    match conn.get().await {
                         Ok(_) => {
                             rec.record("manifest", started.elapsed());
                             timeline.op();

@@ -6,6 +6,12 @@
 //! `exp`, `nbf`, `iat`, `jti`, and `access`, the list of granted
 //! `{type, name, actions}`. The subject is `user:<name>`, `credential:<id>` or `anonymous`;
 //! the node re-checks it on every request, so revoking a credential also stops its tokens.
+//!
+//! An ES256 signature check costs tens of microseconds, more than answering a manifest GET,
+//! and Docker and containerd send the same token with every request. So a token that
+//! verified is remembered (by the sha256 of its text) with its claims; a remembered token is
+//! accepted only while it is within its lifetime and its key is still in the catalogue, the
+//! same conditions a full check would apply. Nothing about the subject is remembered.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,11 +76,29 @@ pub struct Issued {
     pub expires_in: i64,
 }
 
-/// Parsed keys by id; a key never changes under its id, so entries stay valid.
-#[derive(Default)]
+/// Tokens whose signature was checked, remembered at most.
+const REMEMBERED_TOKENS: usize = 10_000;
+/// Leeway on `exp` and `nbf`, in seconds, for remembered and fresh checks alike.
+const LEEWAY: i64 = 5;
+
+/// Parsed keys by id (a key never changes under its id, so entries stay valid), and tokens
+/// that verified.
 pub struct Keys {
     decoding: Mutex<HashMap<String, Arc<DecodingKey>>>,
     encoding: Mutex<Option<(String, Arc<EncodingKey>)>>,
+    verified: Mutex<lru::LruCache<[u8; 32], (String, Claims)>>,
+}
+
+impl Default for Keys {
+    fn default() -> Keys {
+        Keys {
+            decoding: Mutex::new(HashMap::new()),
+            encoding: Mutex::new(None),
+            verified: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(REMEMBERED_TOKENS).expect("non-zero"),
+            )),
+        }
+    }
 }
 
 fn unauthorized(msg: impl Into<String>) -> ApiError {
@@ -147,6 +171,21 @@ impl Keys {
     /// Checks signature (ES256 only: `none` and HMAC tokens are refused), issuer, audience
     /// and lifetime. Any failure is 401 `UNAUTHORIZED`.
     pub fn verify(&self, keys: &[SigningKey], token: &str) -> ApiResult<Claims> {
+        use sha2::Digest as _;
+        let id: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = chrono::Utc::now().timestamp();
+        if let Some((kid, claims)) = self.verified.lock().get(&id) {
+            let live = now < claims.exp + LEEWAY && claims.nbf <= now + LEEWAY;
+            if live && keys.iter().any(|k| k.kid == *kid) {
+                return Ok(claims.clone());
+            }
+        }
+        let (kid, claims) = self.verify_fully(keys, token)?;
+        self.verified.lock().put(id, (kid, claims.clone()));
+        Ok(claims)
+    }
+
+    fn verify_fully(&self, keys: &[SigningKey], token: &str) -> ApiResult<(String, Claims)> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| unauthorized(format!("malformed token: {e}")))?;
         if header.alg != Algorithm::ES256 {
@@ -159,10 +198,10 @@ impl Keys {
         let mut v = Validation::new(Algorithm::ES256);
         v.set_audience(&[SERVICE]);
         v.set_issuer(&[SERVICE]);
-        v.leeway = 5;
+        v.leeway = LEEWAY as u64;
         v.validate_nbf = true;
         jsonwebtoken::decode::<Claims>(token, &key, &v)
-            .map(|d| d.claims)
+            .map(|d| (kid, d.claims))
             .map_err(|e| unauthorized(format!("invalid token: {e}")))
     }
 
@@ -243,6 +282,54 @@ mod tests {
         );
         assert!(keys.verify(std::slice::from_ref(&new), &none).is_err());
         assert!(!header.is_empty());
+    }
+
+    #[test]
+    fn a_remembered_token_still_needs_its_key_and_its_lifetime() {
+        let keys = Keys::default();
+        let key = new_signing_key(1);
+        let t = keys
+            .issue(std::slice::from_ref(&key), "user:a", access("a/b"), None)
+            .unwrap()
+            .token;
+        assert!(keys.verify(std::slice::from_ref(&key), &t).is_ok());
+        assert!(
+            keys.verify(std::slice::from_ref(&key), &t).is_ok(),
+            "remembered"
+        );
+        let other = new_signing_key(2);
+        assert!(
+            keys.verify(std::slice::from_ref(&other), &t).is_err(),
+            "its key was retired"
+        );
+        let now = chrono::Utc::now().timestamp();
+        let old = keys
+            .issue_at(
+                std::slice::from_ref(&key),
+                "user:a",
+                vec![],
+                now - TOKEN_TTL - 60,
+                None,
+            )
+            .unwrap()
+            .token;
+        // Planted as if it had verified earlier: the lifetime check still refuses it.
+        let id: [u8; 32] = {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(old.as_bytes()).into()
+        };
+        let claims = Claims {
+            iss: SERVICE.into(),
+            sub: "user:a".into(),
+            aud: SERVICE.into(),
+            exp: now - 60,
+            nbf: now - TOKEN_TTL - 65,
+            iat: now - TOKEN_TTL - 60,
+            jti: "x".into(),
+            access: vec![],
+        };
+        keys.verified.lock().put(id, (key.kid.clone(), claims));
+        assert!(keys.verify(std::slice::from_ref(&key), &old).is_err());
     }
 
     #[test]

@@ -44,6 +44,8 @@ const STALL: Duration = Duration::from_secs(10);
 const ORIGIN_OPEN: Duration = Duration::from_secs(5);
 /// Bytes gathered from the upstream before each write to the fill file.
 const FILL_WRITE: usize = 1 << 20;
+/// Bytes of a fill between asking the kernel to start writing them back.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 #[derive(Clone, Debug)]
 pub struct CacheConfig {
@@ -256,6 +258,7 @@ impl BlobCache {
         tx.send_modify(|p| p.state = State::Streaming);
         let mut hasher = Hasher::new(digest.algorithm());
         let mut written = 0u64;
+        let mut written_back = 0u64;
         let mut buf = Vec::with_capacity(FILL_WRITE);
         let mut file = fill.file.as_ref().try_clone().map_err(io)?;
         loop {
@@ -293,10 +296,22 @@ impl BlobCache {
                 }
                 let chunk = std::mem::replace(&mut buf, Vec::with_capacity(FILL_WRITE));
                 let n = chunk.len() as u64;
+                // Start writing back every few MiB, so the sync before the rename into the
+                // cache finds little left to do (see `shoal_origin::writeback`).
+                let flush_from = (written + n - written_back >= WRITEBACK_EVERY).then(|| {
+                    let from = written_back;
+                    written_back = written + n;
+                    from
+                });
+                let end_at = written + n;
                 // Hashing and writing stay off the runtime that also drives Raft.
                 (file, hasher) = tokio::task::spawn_blocking(move || {
                     hasher.update(&chunk);
-                    file.write_all(&chunk).map(|()| (file, hasher))
+                    file.write_all(&chunk)?;
+                    if let Some(from) = flush_from {
+                        shoal_origin::writeback::start(&file, from, end_at - from);
+                    }
+                    Ok((file, hasher))
                 })
                 .await
                 .map_err(|e| FillError::Io(e.to_string()))?

@@ -105,7 +105,7 @@ impl NodeApp {
         let mut head =
             ResponseHeader::build(reply.status.as_u16(), Some(reply.headers.len() + 4)).ok()?;
         for (k, v) in &reply.headers {
-            head.append_header(*k, v.as_str()).ok()?;
+            head.append_header(*k, v.as_ref()).ok()?;
         }
         head.insert_header("X-Request-Id", request_id).ok()?;
         head.set_content_length(len as usize).ok()?;
@@ -238,7 +238,7 @@ impl HttpServerApp for NodeApp {
             status,
             bytes = sent.unwrap_or(0),
             complete = sent.is_some(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            duration_us = started.elapsed().as_micros() as u64,
             peer,
             "request"
         );

@@ -10,9 +10,13 @@ use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::{Fds, ListenFds, ShutdownWatch};
 use pingora::services::listening::Service as Listening;
 use pingora::services::Service;
+
+/// Per-connection write buffer, in bytes.
+const WRITE_BUFFER: usize = 8 * 1024;
 
 pub struct PreBound<A> {
     inner: Listening<A>,
@@ -33,7 +37,11 @@ impl<A: pingora::apps::ServerApp + Send + Sync + 'static> PreBound<A> {
         let mut table = Fds::new();
         table.add(key.clone(), listener.into_raw_fd());
         let mut inner = Listening::new(name.to_string(), app);
-        inner.add_tcp(&key);
+        // A write buffer that holds a response head and a small body (a manifest, a token,
+        // an error) sends them in one segment; Pingora's default of one MSS (1460 bytes)
+        // split most manifest replies into two sends. Larger bodies pass straight through.
+        let buffers = L4BufferSettings::default().write(WRITE_BUFFER);
+        inner.add_listener(ListenerConfig::tcp(&key).l4_buffer(buffers));
         inner.threads = Some(threads);
         let fds = Arc::new(parking_lot::Mutex::new(table));
         Ok((PreBound { inner, fds }, bound))
