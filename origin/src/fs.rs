@@ -330,10 +330,13 @@ impl BlobStore for FsStore {
         };
         let size = file.metadata().await?.len();
         let range = ByteRange::within(range, size)?;
+        let file = file.into_std().await;
+        let local = file.try_clone()?;
         Ok(BlobReader {
             size,
             range,
-            body: file_chunks(file.into_std().await, range.start, range.end),
+            body: file_chunks(file, range.start, range.end),
+            file: Some(local),
         })
     }
 

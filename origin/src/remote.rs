@@ -213,6 +213,7 @@ impl BlobStore for RemoteStore {
                 end: start + len,
             },
             body: Box::pin(body),
+            file: None,
         })
     }
 

@@ -355,7 +355,12 @@ impl BlobStore for S3Store {
         if range.is_empty() {
             // S3 rejects a zero-length range, and an empty blob has nothing to fetch.
             let body = Box::pin(futures::stream::empty());
-            return Ok(BlobReader { size, range, body });
+            return Ok(BlobReader {
+                size,
+                range,
+                body,
+                file: None,
+            });
         }
         let opts = GetOptions::default().with_range(Some(range.start..range.end));
         let got = match self.inner.store.get_opts(&key, opts).await {
@@ -364,7 +369,12 @@ impl BlobStore for S3Store {
             Err(e) => return Err(storage(e)),
         };
         let body = Box::pin(got.into_stream().map_err(std::io::Error::other));
-        Ok(BlobReader { size, range, body })
+        Ok(BlobReader {
+            size,
+            range,
+            body,
+            file: None,
+        })
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {

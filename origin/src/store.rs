@@ -54,6 +54,9 @@ pub struct BlobReader {
     pub size: u64,
     pub range: ByteRange,
     pub body: ByteChunks,
+    /// The local file `body` reads, when there is one: a sender that copies straight from a
+    /// file to a socket (sendfile) may send `range` of it instead of polling `body`.
+    pub file: Option<std::fs::File>,
 }
 
 impl BlobReader {

@@ -88,9 +88,17 @@ pub enum Body {
     Stream {
         len: u64,
         chunks: ByteChunks,
+        /// The same bytes as a local file range, for a zero-copy send.
+        file: Option<LocalFile>,
     },
     /// The answer to a HEAD: announces `Content-Length` but sends nothing.
     HeadOnly(u64),
+}
+
+/// `chunks` of a `Body::Stream` as a range of a local file, starting at `offset`.
+pub struct LocalFile {
+    pub file: std::fs::File,
+    pub offset: u64,
 }
 
 pub struct Reply {

@@ -19,3 +19,4 @@ mod oras;
 mod origin_service;
 mod skopeo;
 mod tenancy;
+mod zero_copy;

@@ -142,6 +142,8 @@ impl BlobCache {
             size,
             range,
             body: Box::pin(stream),
+            // A fill's file is still growing and unverified: only its reader may send it.
+            file: None,
         })
     }
 
@@ -164,10 +166,13 @@ impl BlobCache {
             }
             Err(e) => return Err(e.into()),
         };
+        let file = file.into_std().await;
+        let local = file.try_clone()?;
         Ok(Some(BlobReader {
             size,
             range,
-            body: shoal_origin::file_chunks(file.into_std().await, range.start, range.end),
+            body: shoal_origin::file_chunks(file, range.start, range.end),
+            file: Some(local),
         }))
     }
 

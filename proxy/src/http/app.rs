@@ -23,7 +23,25 @@ use crate::errors::{ApiError, ApiResult, Code};
 use crate::registry::Registry;
 use crate::wire::{Body, Reply, Request, RequestBody};
 
+use super::sendfile;
+
 const WRITE_CHUNK: usize = 1 << 20;
+
+/// A reply written in full.
+struct Sent {
+    bytes: u64,
+    /// False when bytes went around Pingora (sendfile): the connection is closed after.
+    reusable: bool,
+}
+
+impl Sent {
+    fn reusable(bytes: u64) -> Sent {
+        Sent {
+            bytes,
+            reusable: true,
+        }
+    }
+}
 
 /// How much of an unread request body is read and dropped before an error reply is sent.
 /// A client still writing its body when the server answers and closes sees a broken pipe
@@ -99,8 +117,8 @@ impl NodeApp {
         }
     }
 
-    /// Writes the reply; returns body bytes sent, or `None` if the connection must be dropped.
-    async fn write(session: &mut ServerSession, reply: Reply, request_id: &str) -> Option<u64> {
+    /// Writes the reply; returns what was sent, or `None` if the connection must be dropped.
+    async fn write(session: &mut ServerSession, reply: Reply, request_id: &str) -> Option<Sent> {
         let len = reply.content_length();
         let mut head =
             ResponseHeader::build(reply.status.as_u16(), Some(reply.headers.len() + 4)).ok()?;
@@ -109,17 +127,58 @@ impl NodeApp {
         }
         head.insert_header("X-Request-Id", request_id).ok()?;
         head.set_content_length(len as usize).ok()?;
+        let zero_copy = matches!(&reply.body, Body::Stream { len, file: Some(_), .. } if *len >= sendfile::MIN_LEN)
+            && sendfile::plain_socket(session).is_some();
+        if zero_copy {
+            // The bytes go around Pingora, so the connection ends with this reply; say so,
+            // or a client would send its next request into a closing socket.
+            session.set_keepalive(None);
+            head.insert_header("Connection", "close").ok()?;
+        }
         session.write_response_header(Box::new(head)).await.ok()?;
         match reply.body {
             Body::Empty | Body::HeadOnly(_) => {
                 session.write_response_body(Bytes::new(), true).await.ok()?;
-                Some(0)
+                Some(Sent::reusable(0))
             }
             Body::Bytes(b) => {
                 session.write_response_body(b, true).await.ok()?;
-                Some(len)
+                Some(Sent::reusable(len))
             }
-            Body::Stream { len, mut chunks } => {
+            Body::Stream {
+                len,
+                mut chunks,
+                file: Some(local),
+            } if zero_copy => {
+                // The first chunk through Pingora flushes the head and empties its buffer.
+                let first = match chunks.next().await {
+                    Some(Ok(c)) if !c.is_empty() && c.len() as u64 <= len => c,
+                    _ => {
+                        tracing::error!(
+                            request_id,
+                            "reading a blob failed before its first byte; dropping the connection"
+                        );
+                        return None;
+                    }
+                };
+                drop(chunks);
+                let sent = first.len() as u64;
+                session.write_response_body(first, false).await.ok()?;
+                let socket = sendfile::plain_socket(session)?;
+                if let Err(e) =
+                    sendfile::send(socket, &local.file, local.offset + sent, len - sent).await
+                {
+                    tracing::warn!(%e, request_id, "sending a blob failed mid-response; dropping the connection");
+                    return None;
+                }
+                Some(Sent {
+                    bytes: len,
+                    reusable: false,
+                })
+            }
+            Body::Stream {
+                len, mut chunks, ..
+            } => {
                 // Whole chunks of at least WRITE_CHUNK go out as they are (no copy); smaller
                 // ones are gathered until there is that much.
                 let mut sent = 0u64;
@@ -167,7 +226,7 @@ impl NodeApp {
                     session.write_response_body(out, false).await.ok()?;
                 }
                 session.write_response_body(Bytes::new(), true).await.ok()?;
-                Some(sent)
+                Some(Sent::reusable(sent))
             }
         }
     }
@@ -236,14 +295,16 @@ impl HttpServerApp for NodeApp {
             method = %req.method,
             path = %req.path,
             status,
-            bytes = sent.unwrap_or(0),
+            bytes = sent.as_ref().map_or(0, |s| s.bytes),
             complete = sent.is_some(),
             duration_us = started.elapsed().as_micros() as u64,
             peer,
             "request"
         );
         crate::metrics::count_request(&req.method, status);
-        sent?;
+        if !sent?.reusable {
+            return None;
+        }
         let settings = HttpPersistentSettings::for_session(&session);
         match session.finish().await {
             Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),

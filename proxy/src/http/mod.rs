@@ -4,6 +4,7 @@
 
 mod app;
 mod prebound;
+mod sendfile;
 
 use std::future::Future;
 use std::net::SocketAddr;

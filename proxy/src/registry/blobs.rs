@@ -13,7 +13,7 @@ use super::{parse_digest, Registry};
 use crate::cache::Route as CacheRoute;
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::RepoName;
-use crate::wire::{Body, Reply, Request};
+use crate::wire::{Body, LocalFile, Reply, Request};
 
 impl Registry {
     pub(super) async fn get_blob(
@@ -85,6 +85,10 @@ impl Registry {
             Body::Stream {
                 len,
                 chunks: blob.body,
+                file: blob.file.map(|file| LocalFile {
+                    file,
+                    offset: blob.range.start,
+                }),
             }
         }))
     }
