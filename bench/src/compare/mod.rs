@@ -97,20 +97,33 @@ pub async fn run(args: &Args) -> anyhow::Result<Comparison> {
         }
     };
     eprintln!("compare: work directory {}", work_dir.display());
-    let www = work_dir.join("www");
-    std::fs::create_dir_all(&www)?;
 
-    // Declared after the work directory, so the processes stop before it is removed.
-    let mut fleet = Fleet::default();
-    let started_up = start::start(&mut fleet, &tools, plan.needs(), &work_dir, &www).await?;
-    let suite = Suite {
-        plan: &plan,
-        subjects: &started_up.subjects,
-        www: &www,
-    };
-    let runs = suite.run().await?;
-    eprintln!("compare: stopping every process");
-    drop(fleet);
+    // Each scenario gets a fleet of only the processes it measures, started for it and
+    // stopped after it: an idle Raft region or proxy beside a request-rate run still takes
+    // timer wake-ups and cache from a 2-core machine, and showed up in its latency tail.
+    let mut runs = Vec::new();
+    let mut started_up = start::Started::default();
+    for which in plan.scenarios.clone() {
+        let one = Plan {
+            scenarios: vec![which],
+            ..plan.clone()
+        };
+        let dir = work_dir.join(which.name());
+        let www = dir.join("www");
+        std::fs::create_dir_all(&www)?;
+        // Declared after the work directory, so the processes stop before it is removed.
+        let mut fleet = Fleet::default();
+        let up = start::start(&mut fleet, &tools, one.needs(), &dir, &www).await?;
+        let suite = Suite {
+            plan: &one,
+            subjects: &up.subjects,
+            www: &www,
+        };
+        runs.extend(suite.run().await?);
+        eprintln!("compare: {}: stopping its processes", which.name());
+        drop(fleet);
+        started_up.absorb(up, which.name());
+    }
 
     let medians = ratios::medians(&runs);
     let verdicts = goals::verdicts(&medians);

@@ -80,6 +80,19 @@ pub struct Started {
     pub subjects: Vec<Subject>,
 }
 
+impl Started {
+    /// Adds what was started for scenario `scenario`, its keys prefixed with its name.
+    pub fn absorb(&mut self, other: Started, scenario: &str) {
+        for (k, v) in other.peers {
+            self.peers.insert(format!("{scenario}/{k}"), v);
+        }
+        for (k, v) in other.shoal {
+            self.shoal.insert(format!("{scenario}/{k}"), v);
+        }
+        self.subjects.extend(other.subjects);
+    }
+}
+
 fn subject(name: &'static str, urls: Vec<String>, pids: &[u32]) -> Subject {
     Subject {
         name,

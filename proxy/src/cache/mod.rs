@@ -44,8 +44,33 @@ const STALL: Duration = Duration::from_secs(10);
 const ORIGIN_OPEN: Duration = Duration::from_secs(5);
 /// Bytes gathered from the upstream before each write to the fill file.
 const FILL_WRITE: usize = 1 << 20;
-/// Bytes of a fill between asking the kernel to start writing them back.
-const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// A chunk of a fill being hashed and written on the blocking pool.
+struct Pending {
+    bytes: u64,
+    source: &'static str,
+    task: tokio::task::JoinHandle<std::io::Result<(std::fs::File, Hasher)>>,
+}
+
+impl Pending {
+    /// Waits until the chunk is on file, then shows it to the readers; gives the file and
+    /// the hasher back.
+    async fn settle(
+        self,
+        written: &mut u64,
+        tx: &watch::Sender<Progress>,
+    ) -> Result<(std::fs::File, Hasher), FillError> {
+        let back = self
+            .task
+            .await
+            .map_err(|e| FillError::Io(e.to_string()))?
+            .map_err(io)?;
+        *written += self.bytes;
+        metrics::counter!(m::BLOB_BYTES, "source" => self.source).increment(self.bytes);
+        tx.send_modify(|p| p.written = *written);
+        Ok(back)
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct CacheConfig {
@@ -261,14 +286,19 @@ impl BlobCache {
         let digest = &fill.digest;
         let mut upstream = self.open_upstream(digest, fill.size, 0, route).await?;
         tx.send_modify(|p| p.state = State::Streaming);
-        let mut hasher = Hasher::new(digest.algorithm());
+        // One chunk is hashed and written on the blocking pool while the next is read: the
+        // fill streams at the slower of the two, not at their sum.
+        let mut writer = Some((
+            fill.file.as_ref().try_clone().map_err(io)?,
+            Hasher::new(digest.algorithm()),
+        ));
+        let mut pending: Option<Pending> = None;
+        let mut queued = 0u64;
         let mut written = 0u64;
-        let mut written_back = 0u64;
         let mut buf = Vec::with_capacity(FILL_WRITE);
-        let mut file = fill.file.as_ref().try_clone().map_err(io)?;
         loop {
             let read = tokio::time::timeout(STALL, upstream.reader.read_buf(&mut buf)).await;
-            let at = written + buf.len() as u64;
+            let at = queued + buf.len() as u64;
             let broke = match &read {
                 Ok(Ok(0)) if at < fill.size => Some("the stream ended early".to_string()),
                 Ok(Ok(_)) => None,
@@ -293,42 +323,38 @@ impl BlobCache {
             }
             let end = matches!(read, Ok(Ok(0))) || complete;
             if end || buf.len() >= FILL_WRITE / 2 {
-                if written + buf.len() as u64 > fill.size {
+                if at > fill.size {
                     return Err(FillError::Mismatch(format!(
                         "upstream sent more than the {} bytes recorded",
                         fill.size
                     )));
                 }
+                // The previous chunk must be on file before the next is handed over.
+                if let Some(p) = pending.take() {
+                    writer = Some(p.settle(&mut written, tx).await?);
+                }
+                let (mut file, mut hasher) = writer.take().expect("the writer is back");
                 let chunk = std::mem::replace(&mut buf, Vec::with_capacity(FILL_WRITE));
                 let n = chunk.len() as u64;
-                // Start writing back every few MiB, so the sync before the rename into the
-                // cache finds little left to do (see `shoal_origin::writeback`).
-                let flush_from = (written + n - written_back >= WRITEBACK_EVERY).then(|| {
-                    let from = written_back;
-                    written_back = written + n;
-                    from
-                });
-                let end_at = written + n;
+                queued += n;
                 // Hashing and writing stay off the runtime that also drives Raft.
-                (file, hasher) = tokio::task::spawn_blocking(move || {
-                    hasher.update(&chunk);
-                    file.write_all(&chunk)?;
-                    if let Some(from) = flush_from {
-                        shoal_origin::writeback::start(&file, from, end_at - from);
-                    }
-                    Ok((file, hasher))
-                })
-                .await
-                .map_err(|e| FillError::Io(e.to_string()))?
-                .map_err(io)?;
-                written += n;
-                metrics::counter!(m::BLOB_BYTES, "source" => upstream.source).increment(n);
-                tx.send_modify(|p| p.written = written);
+                pending = Some(Pending {
+                    bytes: n,
+                    source: upstream.source,
+                    task: tokio::task::spawn_blocking(move || {
+                        hasher.update(&chunk);
+                        file.write_all(&chunk).map(|()| (file, hasher))
+                    }),
+                });
             }
             if end {
                 break;
             }
         }
+        if let Some(p) = pending.take() {
+            writer = Some(p.settle(&mut written, tx).await?);
+        }
+        let (_, hasher) = writer.expect("the writer is back");
         if written != fill.size {
             return Err(FillError::Mismatch(format!(
                 "upstream sent {written} of {} bytes",
