@@ -11,9 +11,9 @@
 //! hashing and writing overlap instead of taking turns: with hashing and a buffered async
 //! file on the request's thread, a 1 GiB push ran at ~335 MB/s here. The thread releases the
 //! session itself after its last write, so a dropped writer's bytes are all on disk (and cut
-//! off by the next append) before anyone else may append. Every 8 MiB it asks the kernel to
-//! start writing the bytes back (`writeback::start`), so the commit's fsync of a 1 GiB blob
-//! waits for the last few MiB rather than for the whole gigabyte.
+//! off by the next append) before anyone else may append. It writes through
+//! `direct::SequentialWriter`, around the page cache where the filesystem allows (see there
+//! why), so the commit's fsync of a 1 GiB blob finds almost nothing left to write.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,6 +26,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::chunks::file_chunks;
 use crate::digest::{Algorithm, Hasher};
+use crate::direct::SequentialWriter;
 use crate::paths::Layout;
 use crate::store::{BlobReader, BlobStore, ByteRange, UploadId, UploadWriter};
 use crate::{Digest, Error, Result};
@@ -33,9 +34,6 @@ use crate::{Digest, Error, Result};
 const IO_BUF: usize = 1 << 20;
 /// Chunks queued for the writer thread: with 64 KiB request pieces, about 1 MiB in flight.
 const WRITE_QUEUE: usize = 16;
-/// Bytes written between asking the kernel to start writing them back, so the commit's
-/// fsync waits only for the tail instead of the whole blob.
-const WRITEBACK_EVERY: u64 = 8 << 20;
 
 struct Session {
     /// Bytes acknowledged so far; the file may be longer after a torn append.
@@ -244,29 +242,23 @@ impl FsWriter {
 fn write_chunks(
     store: FsStore,
     id: UploadId,
-    mut file: std::fs::File,
+    mut file: SequentialWriter,
     mut hasher: Option<Hasher>,
     mut size: u64,
     mut chunks: tokio::sync::mpsc::Receiver<Option<Bytes>>,
 ) -> Result<u64> {
-    use std::io::Write;
-    let mut written_back = size;
     let result = loop {
         match chunks.blocking_recv() {
             Some(Some(chunk)) => {
                 if let Some(h) = hasher.as_mut() {
                     h.update(&chunk);
                 }
-                if let Err(e) = file.write_all(&chunk) {
+                if let Err(e) = file.write(&chunk) {
                     break Err(e.into());
                 }
                 size += chunk.len() as u64;
-                if size - written_back >= WRITEBACK_EVERY {
-                    crate::writeback::start(&file, written_back, size - written_back);
-                    written_back = size;
-                }
             }
-            Some(None) => break Ok(size),
+            Some(None) => break file.finish().map(|()| size).map_err(Error::from),
             None => break Err(Error::Io(std::io::Error::other("the append was abandoned"))),
         }
     };
@@ -416,14 +408,13 @@ impl BlobStore for FsStore {
                     got: offset,
                 });
             }
-            let file = OpenOptions::new()
-                .write(true)
-                .open(self.inner.layout.upload(id))
-                .await?;
+            let path = self.inner.layout.upload(id);
+            let file = OpenOptions::new().write(true).open(&path).await?;
             file.set_len(size).await?;
-            let mut file = file.into_std().await;
-            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(size))?;
-            Ok(file)
+            let file = file.into_std().await;
+            tokio::task::spawn_blocking(move || SequentialWriter::new(file, &path, size))
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))
         }
         .await;
         match opened {

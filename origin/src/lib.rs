@@ -19,6 +19,7 @@ pub mod api;
 mod chunks;
 pub mod conformance;
 mod digest;
+mod direct;
 mod error;
 mod fs;
 pub mod paths;
@@ -26,7 +27,7 @@ mod remote;
 mod s3;
 pub mod server;
 mod store;
-pub mod writeback;
+mod writeback;
 
 pub use chunks::{file_chunks, ByteChunks, FILE_CHUNK};
 pub use digest::{Algorithm, Digest, Hasher};
