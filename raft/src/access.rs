@@ -228,6 +228,25 @@ impl Catalog {
         Ok(())
     }
 
+    /// Credentials and federated identities restricted to `namespace` go with it: they could
+    /// do nothing any more, and a namespace created later under the same name must not
+    /// inherit them. Tokens already issued to them stop working, since every request looks
+    /// the credential up again.
+    pub(crate) fn drop_restricted_to(&self, namespace: &str, batch: &mut Batch) -> Result<()> {
+        for c in self.credentials()? {
+            if c.namespace.as_deref() == Some(namespace) {
+                batch.remove(key("c/", &[&c.id]));
+                batch.remove(key("l/", &[&c.login]));
+            }
+        }
+        for f in self.federations()? {
+            if f.namespace.as_deref() == Some(namespace) {
+                batch.remove(key("f/", &[&f.name]));
+            }
+        }
+        Ok(())
+    }
+
     /// Plans the identity commands; `None` for a command that is not one of them.
     pub(crate) fn plan_access(&self, cmd: &Command, batch: &mut Batch) -> Result<Option<Outcome>> {
         let reject = |r| Ok(Some(Outcome::Rejected(r)));

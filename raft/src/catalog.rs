@@ -277,6 +277,7 @@ impl Catalog {
                     }
                 }
                 self.unbind_scope(&crate::RoleScope::Namespace(name.clone()), batch)?;
+                self.drop_restricted_to(name, batch)?;
             }
             Command::LinkBlob { repo, digest, size } => {
                 if !self.has(&key("n/", &[namespace_of(repo)]))? {

@@ -181,4 +181,63 @@ mod tests {
             Outcome::Rejected(Rejection::FederationUnknown("gh".into())),
         );
     }
+
+    #[test]
+    fn deleting_a_namespace_drops_the_credentials_and_federations_restricted_to_it() {
+        let c = catalog();
+        check(
+            &c,
+            principal("ci", PrincipalKind::ServiceAccount),
+            Outcome::Done,
+        );
+        check(&c, ns("acme"), Outcome::Done);
+        check(&c, ns("acme-2"), Outcome::Done);
+        for (name, namespace) in [("gh", Some("acme")), ("gl", Some("acme-2")), ("all", None)] {
+            check(&c, federation(name, "ci", namespace), Outcome::Done);
+        }
+        let credential = |login: &str, namespace: Option<&str>| Command::CreateCredential {
+            credential: crate::CredentialRecord {
+                id: format!("id-{login}"),
+                name: login.into(),
+                login: login.into(),
+                secret_hash: "h".into(),
+                owner: "ci".into(),
+                scope: CredentialScope::Pull,
+                namespace: namespace.map(Into::into),
+                expires_at: None,
+                revoked_at: None,
+                created_at: 1,
+            },
+        };
+        for (login, namespace) in [("la", Some("acme")), ("lb", Some("acme-2")), ("lc", None)] {
+            check(&c, credential(login, namespace), Outcome::Done);
+        }
+
+        check(
+            &c,
+            Command::DeleteNamespace {
+                name: "acme".into(),
+            },
+            Outcome::Done,
+        );
+        assert_eq!(c.federation("gh").unwrap(), None);
+        assert!(c.credential("id-la").unwrap().is_none());
+        assert!(c.credential_by_login("la").unwrap().is_none());
+        for f in ["gl", "all"] {
+            assert!(
+                c.federation(f).unwrap().is_some(),
+                "{f} is not restricted to acme"
+            );
+        }
+        for l in ["lb", "lc"] {
+            assert!(
+                c.credential_by_login(l).unwrap().is_some(),
+                "{l} is not restricted to acme"
+            );
+        }
+        // A namespace made later under the same name starts without them.
+        check(&c, ns("acme"), Outcome::Done);
+        assert!(c.credential_by_login("la").unwrap().is_none());
+        assert_eq!(c.federation("gh").unwrap(), None);
+    }
 }

@@ -579,6 +579,16 @@ fn chrono_now() -> i64 {
 #[test]
 fn a_deleted_namespace_takes_its_repositories_and_bindings_along() {
     let s = setup();
+    let (id, login, secret) = s.node.credential(&[
+        "--name",
+        "only-priv",
+        "--scope",
+        "containerRegistry",
+        "--namespace",
+        "priv",
+    ]);
+    let restricted = Registry::with_auth(&s.node.url, Some(&basic(&login, &secret)));
+    assert_eq!(restricted.get("/v2/priv/app/manifests/v1").status(), 200);
     let (ok, _, err) = s.node.cli(&["namespace", "delete", "priv"]);
     assert!(ok, "{err}");
     let (status, code) = error_code(s.admin.get("/v2/priv/app/manifests/v1"));
@@ -594,10 +604,15 @@ fn a_deleted_namespace_takes_its_repositories_and_bindings_along() {
     assert!(ok && !out.contains("\"priv\""), "{out}");
     let catalog: Value = s.admin.get("/v2/_catalog").json().unwrap();
     assert_eq!(catalog["repositories"], json!(["pub/app"]));
-    // Re-creating the name starts empty.
+    let (ok, out, _) = s.node.cli(&["credential", "list", "--json"]);
+    assert!(ok && !out.contains(&id), "the restricted credential went with it: {out}");
+    // Re-creating the name starts empty, and the old credential stays gone.
     let (ok, _, err) = s.node.cli(&["namespace", "create", "priv"]);
     assert!(ok, "{err}");
     assert_eq!(error_code(s.admin.get("/v2/priv/app/tags/list")).0, 404);
+    s.admin.push_image("priv/app", "v0", b"revived?");
+    let (status, code) = error_code(restricted.get("/v2/priv/app/manifests/v0"));
+    assert_eq!((status, code.as_str()), (401, "UNAUTHORIZED"));
     // Making a namespace public opens anonymous pulls and nothing else.
     let anon = Registry::anonymous(&s.node.url);
     s.admin.push_image("priv/app", "v1", b"again");
