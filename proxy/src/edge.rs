@@ -24,6 +24,7 @@ use lru::LruCache;
 use parking_lot::Mutex;
 
 use crate::errors::{ApiError, Code};
+use crate::forwarded::TrustedProxies;
 use crate::wire::{Reply, Request};
 
 /// Addresses whose windows are remembered; the least recently seen are forgotten first.
@@ -124,12 +125,15 @@ pub struct EdgeConfig {
     pub failed_login_rate: Option<RateSpec>,
     /// Origins allowed to call the API from a browser (`*` for any).
     pub cors_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` names the client (see `forwarded`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 pub struct Edge {
     anonymous: Option<RateLimiter>,
     failed_logins: Option<RateLimiter<(IpAddr, String)>>,
     cors_origins: Vec<String>,
+    proxies: TrustedProxies,
 }
 
 /// The login of a request's Basic credentials.
@@ -143,7 +147,20 @@ impl Edge {
             anonymous: config.anonymous_rate.map(RateLimiter::new),
             failed_logins: config.failed_login_rate.map(RateLimiter::new),
             cors_origins: config.cors_origins.clone(),
+            proxies: config.trusted_proxies.clone(),
         }
+    }
+
+    /// The address the limits count `req` against: the TCP peer, or behind trusted proxies
+    /// the client they forwarded for.
+    pub fn client_ip(&self, peer: Option<IpAddr>, req: &Request) -> Option<IpAddr> {
+        let forwarded: Vec<&str> = req
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        peer.map(|p| self.proxies.client(p, &forwarded))
     }
 
     /// Counts a failed sign-in: a 401 to Basic credentials. (A bearer token lacking a scope

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod edge;
 pub mod errors;
+pub mod forwarded;
 pub mod http;
 pub mod logging;
 pub mod malloc;

@@ -92,6 +92,14 @@ enum Cmd {
             value_delimiter = ','
         )]
         cors_origins: Vec<String>,
+        /// Load balancer or reverse proxy (CIDR or address, repeatable) whose
+        /// X-Forwarded-For names the client for rate limits and the access log. Off by default.
+        #[arg(
+            long = "trusted-proxy",
+            env = "SHOAL_TRUSTED_PROXIES",
+            value_delimiter = ','
+        )]
+        trusted_proxies: Vec<String>,
         /// The region this cluster serves, e.g. nl-01 (recorded on every namespace).
         #[arg(long, env = "SHOAL_REGION", default_value = "local")]
         region: String,
@@ -167,6 +175,7 @@ fn main() -> ExitCode {
             anonymous_rate_limit,
             failed_login_limit,
             cors_origins,
+            trusted_proxies,
             region,
             usage_interval,
         } => {
@@ -213,6 +222,15 @@ fn main() -> ExitCode {
                         }
                     },
                     cors_origins,
+                    trusted_proxies: match shoal_proxy::forwarded::TrustedProxies::parse(
+                        &trusted_proxies,
+                    ) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            eprintln!("error: --trusted-proxy: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    },
                 },
                 region,
                 usage_interval,

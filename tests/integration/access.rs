@@ -605,7 +605,10 @@ fn a_deleted_namespace_takes_its_repositories_and_bindings_along() {
     let catalog: Value = s.admin.get("/v2/_catalog").json().unwrap();
     assert_eq!(catalog["repositories"], json!(["pub/app"]));
     let (ok, out, _) = s.node.cli(&["credential", "list", "--json"]);
-    assert!(ok && !out.contains(&id), "the restricted credential went with it: {out}");
+    assert!(
+        ok && !out.contains(&id),
+        "the restricted credential went with it: {out}"
+    );
     // Re-creating the name starts empty, and the old credential stays gone.
     let (ok, _, err) = s.node.cli(&["namespace", "create", "priv"]);
     assert!(ok, "{err}");

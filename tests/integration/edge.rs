@@ -1,7 +1,8 @@
 //! Edge protection on a real node: the anonymous rate limit per client IP (429 with
 //! `Retry-After` and `TOOMANYREQUESTS`, signed-in clients and probes untouched), security
 //! headers on every reply, CORS only for configured origins, failed sign-ins limited per IP and
-//! login, and a bad limit refused at start.
+//! login, `X-Forwarded-For` believed from trusted proxies only, and a bad limit refused at
+//! start.
 
 use shoal_tests::{bin, error_code, tempdir, Node, Registry};
 
@@ -143,4 +144,76 @@ fn failed_sign_ins_are_limited_per_ip_and_login() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--failed-login-limit"));
+}
+
+/// Anonymous `GET /v2/` as a client behind a proxy that forwards for `client`.
+fn via_proxy(node: &Node, client: &str) -> u16 {
+    reqwest::blocking::Client::new()
+        .get(format!("{}/v2/", node.url))
+        .header("X-Forwarded-For", format!("6.6.6.6, {client}"))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn forwarded_clients_get_their_own_limits_only_behind_trusted_proxies() {
+    let dir = tempdir();
+    let behind = Node::start_with(
+        &dir.path().join("behind"),
+        &[
+            "--anonymous-rate-limit",
+            "3/1m",
+            "--trusted-proxy",
+            "127.0.0.0/8",
+        ],
+    );
+    for _ in 0..3 {
+        assert_eq!(via_proxy(&behind, "198.51.100.1"), 401);
+    }
+    assert_eq!(
+        via_proxy(&behind, "198.51.100.1"),
+        429,
+        "its own bucket is spent"
+    );
+    assert_eq!(
+        via_proxy(&behind, "198.51.100.2"),
+        401,
+        "another client behind the same proxy still gets in"
+    );
+    // The log is written in batches by a writer thread: give it a moment.
+    let logged = (0..50).any(|_| {
+        let log = std::fs::read_to_string(dir.path().join("behind.log")).unwrap_or_default();
+        log.contains("client=\"198.51.100.2\"") || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(logged, "the access log names the client");
+
+    // Without --trusted-proxy the header is the client's own word and changes nothing.
+    let direct = Node::start_with(
+        &dir.path().join("direct"),
+        &["--anonymous-rate-limit", "3/1m"],
+    );
+    for i in 0..3 {
+        assert_eq!(via_proxy(&direct, &format!("198.51.100.{i}")), 401);
+    }
+    assert_eq!(via_proxy(&direct, "198.51.100.9"), 429);
+
+    let out = std::process::Command::new(bin("shoal"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--trusted-proxy",
+            "lb.local",
+        ])
+        .arg("--data")
+        .arg(dir.path().join("bad"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--trusted-proxy"));
 }

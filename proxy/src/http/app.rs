@@ -269,10 +269,13 @@ impl HttpServerApp for NodeApp {
         {
             return None;
         }
-        let ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let ip = self.edge.client_ip(
+            session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            &req,
+        );
         let reply = match self.edge.screen(&req, ip) {
             Some(early) => early,
             None => {
@@ -299,6 +302,7 @@ impl HttpServerApp for NodeApp {
             complete = sent.is_some(),
             duration_us = started.elapsed().as_micros() as u64,
             peer,
+            client = ip.map(|i| i.to_string()).unwrap_or_default(),
             "request"
         );
         crate::metrics::count_request(&req.method, status);
