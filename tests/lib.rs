@@ -240,7 +240,7 @@ pub fn admin_creds() -> String {
 }
 
 pub struct Node {
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` with `--tls-cert`)
     pub url: String,
     /// `127.0.0.1:PORT`
     pub addr: String,
@@ -278,7 +278,10 @@ impl Node {
             .envs(env.iter().copied());
         let (child, url) = spawn_listening(cmd, &log);
         Node {
-            addr: url.trim_start_matches("http://").to_string(),
+            addr: url
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .to_string(),
             url,
             data: data.to_path_buf(),
             log,

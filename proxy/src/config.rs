@@ -37,6 +37,8 @@ pub struct Config {
     pub region: String,
     /// How often the usage counted here is added to the catalogue.
     pub usage_interval: std::time::Duration,
+    /// Serve HTTPS on the public listener; plain HTTP when `None`.
+    pub tls: Option<crate::http::TlsFiles>,
 }
 
 /// Settings of a node that is part of a multi-node region.

@@ -100,6 +100,12 @@ enum Cmd {
             value_delimiter = ','
         )]
         trusted_proxies: Vec<String>,
+        /// PEM certificate chain: serve HTTPS on --listen (with --tls-key).
+        #[arg(long, env = "SHOAL_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, env = "SHOAL_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         /// The region this cluster serves, e.g. nl-01 (recorded on every namespace).
         #[arg(long, env = "SHOAL_REGION", default_value = "local")]
         region: String,
@@ -176,6 +182,8 @@ fn main() -> ExitCode {
             failed_login_limit,
             cors_origins,
             trusted_proxies,
+            tls_cert,
+            tls_key,
             region,
             usage_interval,
         } => {
@@ -234,6 +242,9 @@ fn main() -> ExitCode {
                 },
                 region,
                 usage_interval,
+                tls: tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| shoal_proxy::http::TlsFiles { cert, key }),
                 cluster: cluster_listen.map(|listen| Cluster {
                     listen,
                     advertise: cluster_advertise,

@@ -29,9 +29,14 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", config.data.display()))?;
     let listener =
         http::listen(&config.listen).with_context(|| format!("binding {}", config.listen))?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let api_url = match &config.advertise_url {
         Some(u) => u.trim_end_matches('/').to_string(),
-        None => format!("http://{}", listener.local_addr()?),
+        None => format!("{scheme}://{}", listener.local_addr()?),
     };
     let background = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -115,12 +120,13 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
     let front = FrontEnd {
         threads: config.threads,
         shutdown_timeout_secs: config.shutdown_timeout_secs,
+        tls: config.tls.clone(),
     };
     let edge = crate::edge::Edge::new(&config.edge);
     let bound =
         http::bind(&front, listener, registry, api, edge).context("starting the HTTP front end")?;
     tracing::info!(addr = %bound.addr, data = %config.data.display(), region = %config.region, "node ready");
-    println!("listening on http://{}", bound.addr);
+    println!("listening on {scheme}://{}", bound.addr);
     std::io::stdout().flush()?;
     bound.run(shutdown);
     tracing::info!("shutting down: recording usage, stopping raft and flushing metadata");

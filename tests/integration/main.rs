@@ -19,4 +19,5 @@ mod oras;
 mod origin_service;
 mod skopeo;
 mod tenancy;
+mod tls;
 mod zero_copy;

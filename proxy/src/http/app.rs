@@ -55,6 +55,9 @@ pub struct NodeApp {
     pub edge: Edge,
     pub options: HttpServerOptions,
     pub requests: AtomicU64,
+    /// The listener speaks TLS: requests are marked `X-Forwarded-Proto: https`, as a
+    /// TLS-terminating proxy in front would mark them, so links and token realms say https.
+    pub secure: bool,
 }
 
 struct SessionBody<'a> {
@@ -257,7 +260,11 @@ impl HttpServerApp for NodeApp {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
-        let req = Request::new(head.method.clone(), &target, head.headers.clone());
+        let mut headers = head.headers.clone();
+        if self.secure {
+            headers.insert("x-forwarded-proto", http::HeaderValue::from_static("https"));
+        }
+        let req = Request::new(head.method.clone(), &target, headers);
         let peer = session
             .client_addr()
             .map(|a| a.to_string())

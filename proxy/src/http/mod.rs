@@ -5,6 +5,9 @@
 mod app;
 mod prebound;
 mod sendfile;
+mod tls;
+
+pub use tls::TlsFiles;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +30,8 @@ pub struct FrontEnd {
     pub threads: usize,
     /// Seconds in-flight requests get after a shutdown signal before the runtime stops.
     pub shutdown_timeout_secs: u64,
+    /// Serve HTTPS with these files; plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 struct OnFuture(parking_lot::Mutex<Option<ShutdownFuture>>);
@@ -68,14 +73,17 @@ pub fn bind(
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    let tls = front.tls.as_ref().map(TlsFiles::settings).transpose()?;
     let app = app::NodeApp {
         registry,
         api,
         edge,
         options: HttpServerOptions::default(),
         requests: AtomicU64::new(0),
+        secure: tls.is_some(),
     };
-    let (service, addr) = prebound::PreBound::adopt("shoal-http", listener, app, front.threads)?;
+    let (service, addr) =
+        prebound::PreBound::adopt("shoal-http", listener, app, front.threads, tls)?;
     server.add_service(service);
     Ok(Bound { server, addr })
 }

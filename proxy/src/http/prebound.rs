@@ -10,6 +10,7 @@ use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::{Fds, ListenFds, ShutdownWatch};
 use pingora::services::listening::Service as Listening;
@@ -30,6 +31,7 @@ impl<A: pingora::apps::ServerApp + Send + Sync + 'static> PreBound<A> {
         listener: TcpListener,
         app: A,
         threads: usize,
+        tls: Option<TlsSettings>,
     ) -> std::io::Result<(Self, SocketAddr)> {
         listener.set_nonblocking(true)?;
         let bound = listener.local_addr()?;
@@ -41,7 +43,11 @@ impl<A: pingora::apps::ServerApp + Send + Sync + 'static> PreBound<A> {
         // an error) sends them in one segment; Pingora's default of one MSS (1460 bytes)
         // split most manifest replies into two sends. Larger bodies pass straight through.
         let buffers = L4BufferSettings::default().write(WRITE_BUFFER);
-        inner.add_listener(ListenerConfig::tcp(&key).l4_buffer(buffers));
+        let mut config = ListenerConfig::tcp(&key).l4_buffer(buffers);
+        if let Some(tls) = tls {
+            config = config.tls(tls);
+        }
+        inner.add_listener(config);
         inner.threads = Some(threads);
         let fds = Arc::new(parking_lot::Mutex::new(table));
         Ok((PreBound { inner, fds }, bound))
