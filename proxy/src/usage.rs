@@ -1,5 +1,5 @@
 //! Usage metering per namespace: pulls (manifest GETs), pushes (manifest PUTs) and bytes
-//! served, counted in memory on the request path and added to the replicated catalogue by
+//! served, counted in memory once a reply went out whole (`Reply::when_sent`) and added to the replicated catalogue by
 //! one `RecordUsage` command per interval. A Raft write per pull would put consensus on the
 //! hot path; a batch every few seconds costs nothing and loses at most one interval of
 //! counts if the node dies. Stored bytes are not metered here: the catalogue computes them

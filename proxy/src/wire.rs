@@ -101,11 +101,17 @@ pub struct LocalFile {
     pub offset: u64,
 }
 
+/// Told how many body bytes went out, once a reply was sent whole.
+pub type SentHook = Box<dyn FnOnce(u64) + Send>;
+
 pub struct Reply {
     pub status: StatusCode,
     /// Fixed values (security headers, content types) are borrowed, not allocated per reply.
     pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Body,
+    /// Run after the whole reply was handed to the connection (never for one cut off), so
+    /// what it counts was delivered, not merely announced.
+    pub when_sent: Option<SentHook>,
 }
 
 impl Reply {
@@ -114,7 +120,13 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: Body::Empty,
+            when_sent: None,
         }
+    }
+
+    pub fn when_sent(mut self, hook: impl FnOnce(u64) + Send + 'static) -> Reply {
+        self.when_sent = Some(Box::new(hook));
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Reply {

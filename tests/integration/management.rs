@@ -139,6 +139,54 @@ fn repositories_are_listed_inspected_and_deleted() {
     assert!(usage["bytes_served"].as_u64().unwrap() > 0, "{usage}");
     assert_eq!(usage["repositories"], 1);
     assert!(usage["stored_bytes"].as_u64().unwrap() > 0, "{usage}");
+
+    // Bytes served count what was delivered: a blob pull cut off after its first bytes
+    // adds nothing, a whole one adds its size.
+    let big = shoal_tests::oci::noise(5, 48 << 20);
+    let big_digest = admin.push_blob("acme/web", &big);
+    let small = b"a small blob, served whole".to_vec();
+    let small_digest = admin.push_blob("acme/web", &small);
+    let served = |u: &Value| u["bytes_served"].as_u64().unwrap();
+    let wait_for = |want: &dyn Fn(&Value) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let u = json_of(&node, &["namespace", "usage", "acme"]);
+            if want(&u) || std::time::Instant::now() > deadline {
+                break u;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let before = served(&wait_for(&|u| u["pushes"] == 3));
+    {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(&node.addr).unwrap();
+        write!(
+            tcp,
+            "GET /v2/acme/web/blobs/{big_digest} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n\r\n",
+            node.addr,
+            shoal_tests::basic("admin", shoal_tests::ADMIN_PASSWORD)
+        )
+        .unwrap();
+        let mut first = [0u8; 4096];
+        tcp.read_exact(&mut first).unwrap();
+        assert!(first.starts_with(b"HTTP/1.1 200"));
+        // Closed with most of the body unread.
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        admin
+            .get(&format!("/v2/acme/web/blobs/{small_digest}"))
+            .bytes()
+            .unwrap(),
+        small
+    );
+    let after = served(&wait_for(&|u| served(u) > before));
+    assert_eq!(
+        after - before,
+        small.len() as u64,
+        "only the whole pull counts (before {before}, after {after})"
+    );
 }
 
 #[test]

@@ -293,12 +293,16 @@ impl HttpServerApp for NodeApp {
             }
         };
         self.edge.observe(&req, ip, &reply);
-        let reply = self.edge.decorate(&req, reply);
+        let mut reply = self.edge.decorate(&req, reply);
         let status = reply.status.as_u16();
         if status >= 400 {
             Self::drain_bounded(&mut session).await;
         }
+        let when_sent = reply.when_sent.take();
         let sent = Self::write(&mut session, reply, &request_id).await;
+        if let (Some(hook), Some(s)) = (when_sent, &sent) {
+            hook(s.bytes);
+        }
         tracing::info!(
             target: "shoal::access",
             request_id,

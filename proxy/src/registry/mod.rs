@@ -107,15 +107,18 @@ impl Registry {
                 format!("{method} is not allowed on {}", req.path),
             )),
         }?;
-        if let Some((ns, what)) = metered.filter(|_| reply.status.is_success()) {
-            let ns = ns.as_str();
-            match what {
-                Metered::Pull => self.usage.pull(ns, reply.content_length()),
-                Metered::Push => self.usage.push(ns),
-                Metered::BlobBytes => self.usage.served(ns, reply.content_length()),
+        // Counted once the reply went out whole: a pull cut off midway serves no image.
+        match metered.filter(|_| reply.status.is_success()) {
+            Some((ns, what)) => {
+                let (usage, ns) = (self.usage.clone(), ns.as_str().to_string());
+                Ok(reply.when_sent(move |bytes| match what {
+                    Metered::Pull => usage.pull(&ns, bytes),
+                    Metered::Push => usage.push(&ns),
+                    Metered::BlobBytes => usage.served(&ns, bytes),
+                }))
             }
+            None => Ok(reply),
         }
-        Ok(reply)
     }
 
     /// Fails with `NAME_UNKNOWN` unless the repository's namespace exists. A namespace this
