@@ -345,6 +345,34 @@ impl Catalog {
                 }
                 batch.remove(k);
             }
+            Command::DeletePrincipal { name } => {
+                if self.principal(name)?.is_none() {
+                    return reject(Rejection::PrincipalUnknown(name.clone()));
+                }
+                let bindings = self.bindings_of(name)?;
+                for b in &bindings {
+                    if let (RoleScope::Organisation(org), Role::Owner) = (&b.scope, b.role) {
+                        if self.owners_of(org)? == 1 {
+                            return reject(Rejection::LastOwner(org.clone()));
+                        }
+                    }
+                }
+                batch.remove(key("u/", &[name]));
+                for b in &bindings {
+                    batch.remove(self.binding_key(name, &b.scope));
+                }
+                for c in self.credentials()? {
+                    if &c.owner == name {
+                        batch.remove(key("c/", &[&c.id]));
+                        batch.remove(key("l/", &[&c.login]));
+                    }
+                }
+                for f in self.federations()? {
+                    if &f.service_account == name {
+                        batch.remove(key("f/", &[&f.name]));
+                    }
+                }
+            }
             Command::RotateSigningKey {
                 key: k,
                 retire_after,
@@ -636,5 +664,84 @@ mod tests {
         assert_eq!(apply(&c, unbind("other")), last);
         assert_eq!(apply(&c, bind("admin", Role::Owner)), Outcome::Done);
         assert_eq!(apply(&c, unbind("other")), Outcome::Done);
+    }
+
+    #[test]
+    fn deleting_a_principal_takes_what_acts_for_it_and_never_the_last_owner() {
+        let c = crate::catalog::tests::catalog();
+        for p in ["admin", "bob"] {
+            let cmd = Command::CreatePrincipal {
+                principal: principal(p),
+            };
+            assert_eq!(apply(&c, cmd), Outcome::Done);
+        }
+        let ci = Principal {
+            kind: PrincipalKind::ServiceAccount,
+            password_hash: None,
+            ..principal("ci")
+        };
+        assert_eq!(
+            apply(&c, Command::CreatePrincipal { principal: ci }),
+            Outcome::Done
+        );
+        let org = RoleScope::Organisation("default".into());
+        for (who, role) in [("admin", Role::Owner), ("bob", Role::Developer)] {
+            let cmd = Command::Bind {
+                binding: RoleBinding {
+                    principal: who.into(),
+                    scope: org.clone(),
+                    role,
+                },
+            };
+            assert_eq!(apply(&c, cmd), Outcome::Done);
+        }
+        for (login, owner) in [("lb", "bob"), ("la", "admin")] {
+            let cmd = Command::CreateCredential {
+                credential: credential(login, owner, None),
+            };
+            assert_eq!(apply(&c, cmd), Outcome::Done);
+        }
+        let federation = |name: &str| Command::CreateFederation {
+            federation: crate::FederationRecord {
+                name: name.into(),
+                issuer: "https://issuer.example".into(),
+                audience: "shoal".into(),
+                conditions: [("repository".to_string(), "acme/*".to_string())].into(),
+                service_account: "ci".into(),
+                scope: CredentialScope::Pull,
+                namespace: None,
+                created_at: 1,
+            },
+        };
+        assert_eq!(apply(&c, federation("gh")), Outcome::Done);
+        let delete = |name: &str| Command::DeletePrincipal { name: name.into() };
+
+        assert_eq!(apply(&c, delete("bob")), Outcome::Done);
+        assert!(c.principal("bob").unwrap().is_none());
+        assert!(c.bindings_of("bob").unwrap().is_empty());
+        assert!(c.credential_by_login("lb").unwrap().is_none());
+        assert!(
+            c.credential_by_login("la").unwrap().is_some(),
+            "others' stay"
+        );
+        assert_eq!(
+            apply(&c, delete("bob")),
+            Outcome::Rejected(Rejection::PrincipalUnknown("bob".into()))
+        );
+
+        assert_eq!(apply(&c, delete("ci")), Outcome::Done);
+        assert_eq!(c.federation("gh").unwrap(), None, "its federations go too");
+
+        crate::catalog::tests::check(
+            &c,
+            delete("admin"),
+            Outcome::Rejected(Rejection::LastOwner("default".into())),
+        );
+        // A name made again later starts with nothing of the old one.
+        let again = Command::CreatePrincipal {
+            principal: principal("bob"),
+        };
+        assert_eq!(apply(&c, again), Outcome::Done);
+        assert!(c.bindings_of("bob").unwrap().is_empty());
     }
 }

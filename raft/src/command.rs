@@ -126,6 +126,11 @@ pub enum Command {
         repo: String,
         digest: String,
     },
+    /// Removes a user or service account with its credentials, role bindings and the
+    /// federated identities acting as it; refused for an organisation's last Owner.
+    DeletePrincipal {
+        name: String,
+    },
 }
 
 /// A stored manifest: the exact bytes the client pushed plus what was parsed out of them.

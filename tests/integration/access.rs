@@ -765,3 +765,52 @@ fn a_pull_secret_works_as_an_image_pull_secret() {
     ]);
     assert!(!ok && err.contains("NOT_FOUND"), "{err}");
 }
+
+#[test]
+fn a_deleted_user_can_do_nothing_any_more_and_the_last_owner_stays() {
+    let s = setup();
+    let (_, login, secret) = s.node.credential_as(
+        "dev",
+        PASSWORD,
+        &["--name", "laptop", "--scope", "containerRegistry"],
+    );
+    let token = token_for(&s.node, Some(("dev", PASSWORD)), "repository:priv/app:pull");
+    let with = |auth: String| Registry::with_auth(&s.node.url, Some(&auth));
+    let by_password = with(basic("dev", PASSWORD));
+    let by_credential = with(basic(&login, &secret));
+    let by_token = with(format!("Bearer {token}"));
+    for who in [&by_password, &by_credential, &by_token] {
+        assert_eq!(who.get("/v2/priv/app/manifests/v1").status(), 200);
+    }
+
+    // A developer may not delete users; neither may anyone delete one that is not there.
+    let (ok, _, err) = s.node.cli_as("dev", PASSWORD, &["user", "delete", "rdr"]);
+    assert!(!ok && err.contains("NOT_FOUND"), "{err}");
+    let (ok, _, err) = s.node.cli(&["user", "delete", "ghost"]);
+    assert!(!ok && err.contains("NOT_FOUND"), "{err}");
+    let (ok, _, err) = s.node.cli(&["service-account", "delete", "dev"]);
+    assert!(
+        !ok && err.contains("NOT_FOUND"),
+        "a user is not a service account: {err}"
+    );
+
+    let (ok, _, err) = s.node.cli(&["user", "delete", "dev"]);
+    assert!(ok, "{err}");
+    for (how, who) in [
+        ("password", &by_password),
+        ("credential", &by_credential),
+        ("token issued before", &by_token),
+    ] {
+        let (status, code) = error_code(who.get("/v2/priv/app/manifests/v1"));
+        assert_eq!((status, code.as_str()), (401, "UNAUTHORIZED"), "{how}");
+    }
+    let (ok, out, _) = s.node.cli(&["role", "list", "--json"]);
+    assert!(ok && !out.contains("\"dev\""), "its bindings went: {out}");
+    let (ok, out, _) = s.node.cli(&["credential", "list", "--json"]);
+    assert!(ok && !out.contains(&login), "its credentials went: {out}");
+
+    // The organisation's only Owner cannot be deleted, by anyone.
+    let (ok, _, err) = s.node.cli_as("adm", PASSWORD, &["user", "delete", "admin"]);
+    assert!(!ok && err.contains("CONFLICT"), "{err}");
+    assert_eq!(s.admin.get("/v2/").status(), 200);
+}

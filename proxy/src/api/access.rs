@@ -245,6 +245,41 @@ impl Api {
         ))
     }
 
+    /// Deletes a user or service account with its credentials, role bindings and federated
+    /// identities; one the caller does not manage is reported missing.
+    pub(super) async fn delete_principal(
+        &self,
+        req: &Request,
+        name: &str,
+        kind: PrincipalKind,
+    ) -> ApiResult<Reply> {
+        let caller = self.auth.authorize(req, &Need::SignedIn).await?;
+        let name = Slug::parse("principal", name)?;
+        let unknown = || {
+            ApiError::new(
+                Code::NotFound,
+                format!("{} {name} does not exist", kind_name(kind)),
+            )
+        };
+        let p = self
+            .meta
+            .catalog()
+            .principal(name.as_str())?
+            .filter(|p| p.kind == kind)
+            .ok_or_else(unknown)?;
+        if !caller.may(Action::ManageAccess, &Place::organisation(&p.organisation)) {
+            return Err(unknown());
+        }
+        crate::errors::commit(
+            &self.meta,
+            Command::DeletePrincipal {
+                name: name.to_string(),
+            },
+        )
+        .await?;
+        Ok(Reply::new(StatusCode::NO_CONTENT))
+    }
+
     /// The users (or service accounts) of the organisations the caller manages.
     pub(super) async fn list_principals(
         &self,

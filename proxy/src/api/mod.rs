@@ -95,6 +95,13 @@ impl Api {
                 self.create_principal(req, body, PrincipalKind::ServiceAccount)
                     .await
             }
+            (M::DELETE, ["users", name]) => {
+                self.delete_principal(req, name, PrincipalKind::User).await
+            }
+            (M::DELETE, ["service-accounts", name]) => {
+                self.delete_principal(req, name, PrincipalKind::ServiceAccount)
+                    .await
+            }
             (M::GET, ["role-bindings"]) => self.list_bindings(req).await,
             (M::POST, ["role-bindings"]) => self.bind(req, body).await,
             (M::DELETE, ["role-bindings"]) => self.unbind(req, body).await,
@@ -155,6 +162,7 @@ fn allowed_methods(segs: &[&str]) -> Option<&'static str> {
         ["role-bindings"] => "GET, POST, DELETE",
         ["organisations", _, "projects", _] | ["repositories", _, "tags", _] => "DELETE",
         ["credentials", _] | ["federations", _] | ["cluster", "members", _] => "DELETE",
+        ["users", _] | ["service-accounts", _] => "DELETE",
         ["credentials", _, "pull-secret"] => "POST",
         _ => return None,
     })

@@ -292,6 +292,11 @@ pub enum PrincipalCmd {
         organisation: Option<String>,
     },
     List,
+    /// Delete one with its credentials and role bindings (and, for a service account, the
+    /// federated identities acting as it). An organisation's last Owner stays.
+    Delete {
+        name: String,
+    },
 }
 
 /// Where a role is bound: an organisation (default: yours), one of its projects, or a namespace.
@@ -442,6 +447,9 @@ fn principal(cmd: PrincipalCmd, path: &'static str, list: &'static str) -> Call 
         } => Call::new(Method::POST, path)
             .body(json!({"name": name, "password": password, "organisation": organisation})),
         PrincipalCmd::List => Call::get_list(path, list),
+        PrincipalCmd::Delete { name } => {
+            Call::new(Method::DELETE, format!("{path}/{}", segment(&name)))
+        }
     }
 }
 
