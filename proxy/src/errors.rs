@@ -252,6 +252,8 @@ impl From<shoal_raft::Rejection> for ApiError {
             | R::OrganisationExists(_)
             | R::ProjectExists(_)
             | R::ProjectNotEmpty(_)
+            | R::OrganisationNotEmpty(_)
+            | R::HomeOrganisation(_)
             | R::FederationExists(_)
             | R::LastOwner(_) => ApiError::new(Code::Conflict, msg),
             R::PrincipalUnknown(_)

@@ -228,6 +228,49 @@ impl Catalog {
         Ok(())
     }
 
+    /// The organisation other than `except` whose every Owner is in `leaving`, if any:
+    /// removing them all would leave it with nobody to manage it.
+    pub(crate) fn orphaned_by(
+        &self,
+        leaving: &[&str],
+        except: Option<&str>,
+    ) -> Result<Option<String>> {
+        let mut someone_stays: std::collections::BTreeMap<String, bool> = Default::default();
+        for b in self.bindings()? {
+            if let (RoleScope::Organisation(org), Role::Owner) = (&b.scope, b.role) {
+                if Some(org.as_str()) != except {
+                    *someone_stays.entry(org.clone()).or_default() |=
+                        !leaving.contains(&b.principal.as_str());
+                }
+            }
+        }
+        Ok(someone_stays
+            .into_iter()
+            .find(|(_, stays)| !stays)
+            .map(|(org, _)| org))
+    }
+
+    /// Removes principal `name` with its role bindings, its credentials (and their logins)
+    /// and the federated identities acting as it.
+    pub(crate) fn drop_principal(&self, name: &str, batch: &mut Batch) -> Result<()> {
+        batch.remove(key("u/", &[name]));
+        for b in self.bindings_of(name)? {
+            batch.remove(self.binding_key(name, &b.scope));
+        }
+        for c in self.credentials()? {
+            if c.owner == name {
+                batch.remove(key("c/", &[&c.id]));
+                batch.remove(key("l/", &[&c.login]));
+            }
+        }
+        for f in self.federations()? {
+            if f.service_account == name {
+                batch.remove(key("f/", &[&f.name]));
+            }
+        }
+        Ok(())
+    }
+
     /// Credentials and federated identities restricted to `namespace` go with it: they could
     /// do nothing any more, and a namespace created later under the same name must not
     /// inherit them. Tokens already issued to them stop working, since every request looks
@@ -349,29 +392,10 @@ impl Catalog {
                 if self.principal(name)?.is_none() {
                     return reject(Rejection::PrincipalUnknown(name.clone()));
                 }
-                let bindings = self.bindings_of(name)?;
-                for b in &bindings {
-                    if let (RoleScope::Organisation(org), Role::Owner) = (&b.scope, b.role) {
-                        if self.owners_of(org)? == 1 {
-                            return reject(Rejection::LastOwner(org.clone()));
-                        }
-                    }
+                if let Some(org) = self.orphaned_by(&[name.as_str()], None)? {
+                    return reject(Rejection::LastOwner(org));
                 }
-                batch.remove(key("u/", &[name]));
-                for b in &bindings {
-                    batch.remove(self.binding_key(name, &b.scope));
-                }
-                for c in self.credentials()? {
-                    if &c.owner == name {
-                        batch.remove(key("c/", &[&c.id]));
-                        batch.remove(key("l/", &[&c.login]));
-                    }
-                }
-                for f in self.federations()? {
-                    if &f.service_account == name {
-                        batch.remove(key("f/", &[&f.name]));
-                    }
-                }
+                self.drop_principal(name, batch)?;
             }
             Command::RotateSigningKey {
                 key: k,

@@ -131,6 +131,11 @@ pub enum Command {
     DeletePrincipal {
         name: String,
     },
+    /// Removes an organisation that holds no projects or namespaces, with its principals
+    /// (as `DeletePrincipal` does) and every binding on it; never the home organisation.
+    DeleteOrganisation {
+        name: String,
+    },
 }
 
 /// A stored manifest: the exact bytes the client pushed plus what was parsed out of them.
@@ -201,6 +206,10 @@ pub enum Rejection {
     ProjectUnknown(String),
     #[error("project {0:?} still holds namespaces; delete them first")]
     ProjectNotEmpty(String),
+    #[error("organisation {0:?} still holds projects or namespaces; delete them first")]
+    OrganisationNotEmpty(String),
+    #[error("organisation {0:?} runs the cluster and cannot be deleted")]
+    HomeOrganisation(String),
     #[error("repository {0:?} does not exist")]
     RepositoryUnknown(String),
     #[error("federated identity {0:?} already exists")]
@@ -209,6 +218,6 @@ pub enum Rejection {
     FederationUnknown(String),
     #[error("{0:?} is not a service account")]
     NotAServiceAccount(String),
-    #[error("the last Owner of organisation {0:?} cannot be unbound; bind another Owner first")]
+    #[error("the last Owner of organisation {0:?} must stay; bind another Owner first")]
     LastOwner(String),
 }

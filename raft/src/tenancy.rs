@@ -106,6 +106,33 @@ impl Catalog {
                 };
                 self.unbind_scope(&scope, batch)?;
             }
+            Command::DeleteOrganisation { name } => {
+                let Some(org) = self.organisation(name)? else {
+                    return reject(Rejection::OrganisationUnknown(name.clone()));
+                };
+                if org.home {
+                    return reject(Rejection::HomeOrganisation(name.clone()));
+                }
+                let holds_namespace = self.namespaces()?.iter().any(|n| n.organisation == *name);
+                if holds_namespace || !self.projects(name)?.is_empty() {
+                    return reject(Rejection::OrganisationNotEmpty(name.clone()));
+                }
+                let members: Vec<String> = self
+                    .principals()?
+                    .into_iter()
+                    .filter(|p| p.organisation == *name)
+                    .map(|p| p.name)
+                    .collect();
+                let leaving: Vec<&str> = members.iter().map(String::as_str).collect();
+                if let Some(other) = self.orphaned_by(&leaving, Some(name))? {
+                    return reject(Rejection::LastOwner(other));
+                }
+                for m in &members {
+                    self.drop_principal(m, batch)?;
+                }
+                self.unbind_scope(&RoleScope::Organisation(name.clone()), batch)?;
+                batch.remove(key("o/", &[name]));
+            }
             _ => return Ok(None),
         }
         Ok(Some(Outcome::Done))
@@ -253,6 +280,90 @@ mod tests {
             scopes(),
             [acme, web("acme")],
             "the project's bindings went with it, the same-named project's stayed"
+        );
+    }
+
+    #[test]
+    fn an_empty_organisation_is_deleted_with_its_principals_but_never_home_or_orphaning() {
+        let c = catalog();
+        check(&c, principal("alice", PrincipalKind::User), Outcome::Done);
+        check(&c, organisation("acme", "alice"), Outcome::Done);
+        let member = |name: &str| Command::CreatePrincipal {
+            principal: crate::Principal {
+                name: name.into(),
+                kind: PrincipalKind::User,
+                organisation: "acme".into(),
+                password_hash: None,
+                created_at: 4,
+            },
+        };
+        check(&c, member("bob"), Outcome::Done);
+        check(&c, member("carol"), Outcome::Done);
+        let delete = |name: &str| Command::DeleteOrganisation { name: name.into() };
+
+        check(
+            &c,
+            delete("default"),
+            Outcome::Rejected(Rejection::HomeOrganisation("default".into())),
+        );
+        check(
+            &c,
+            delete("nope"),
+            Outcome::Rejected(Rejection::OrganisationUnknown("nope".into())),
+        );
+        for holding in [project("acme", "web"), ns_in("acme-ns", "acme", None)] {
+            check(&c, holding, Outcome::Done);
+            check(
+                &c,
+                delete("acme"),
+                Outcome::Rejected(Rejection::OrganisationNotEmpty("acme".into())),
+            );
+            let undo = match c.project("acme", "web").unwrap() {
+                Some(_) => delete_web("acme"),
+                None => Command::DeleteNamespace {
+                    name: "acme-ns".into(),
+                },
+            };
+            check(&c, undo, Outcome::Done);
+        }
+        // bob and carol (acme's own) are the only Owners of organisation "other": deleting
+        // acme would leave it with none.
+        check(&c, organisation("other", "bob"), Outcome::Done);
+        let owner = |who: &str, org: &str| Command::Bind {
+            binding: crate::RoleBinding {
+                principal: who.into(),
+                scope: RoleScope::Organisation(org.into()),
+                role: Role::Owner,
+            },
+        };
+        check(&c, owner("carol", "other"), Outcome::Done);
+        check(
+            &c,
+            delete("acme"),
+            Outcome::Rejected(Rejection::LastOwner("other".into())),
+        );
+        // alice, of default, is acme's Owner (she created it) and now other's too.
+        check(&c, owner("alice", "other"), Outcome::Done);
+
+        check(&c, delete("acme"), Outcome::Done);
+        assert!(c.organisation("acme").unwrap().is_none());
+        for gone in ["bob", "carol"] {
+            assert!(
+                c.principal(gone).unwrap().is_none(),
+                "{gone} went with acme"
+            );
+            assert!(c.bindings_of(gone).unwrap().is_empty());
+        }
+        let alice: Vec<RoleScope> = c
+            .bindings_of("alice")
+            .unwrap()
+            .into_iter()
+            .map(|b| b.scope)
+            .collect();
+        assert_eq!(
+            alice,
+            vec![RoleScope::Organisation("other".into())],
+            "her role on acme went, on other stayed"
         );
     }
 }

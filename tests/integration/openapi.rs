@@ -21,6 +21,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/organisations"),
     ("post", "/organisations"),
     ("get", "/organisations/{org}"),
+    ("delete", "/organisations/{org}"),
     ("get", "/organisations/{org}/projects"),
     ("post", "/organisations/{org}/projects"),
     ("delete", "/organisations/{org}/projects/{project}"),

@@ -355,3 +355,86 @@ fn roles_reach_their_organisation_project_or_namespace_and_no_further() {
     );
     assert_eq!(push_blob(&node, &bob, "acme-ops/app", "bob-after").0, 403);
 }
+
+#[test]
+fn an_organisation_is_deleted_only_when_empty_and_takes_its_people_along() {
+    let dir = tempdir();
+    let node = Node::start(&dir.path().join("node"));
+    let admin = ("admin", shoal_tests::ADMIN_PASSWORD);
+    let bob = ("bob", PASSWORD);
+    ok(&node, admin, &["organisation", "create", "acme"]);
+    ok(
+        &node,
+        admin,
+        &[
+            "user",
+            "create",
+            "bob",
+            "--password",
+            PASSWORD,
+            "--organisation",
+            "acme",
+        ],
+    );
+    ok(
+        &node,
+        admin,
+        &[
+            "role",
+            "bind",
+            "bob",
+            "--role",
+            "developer",
+            "--organisation",
+            "acme",
+        ],
+    );
+    ok(
+        &node,
+        admin,
+        &["namespace", "create", "acme-ns", "--organisation", "acme"],
+    );
+    assert_eq!(as_user(&node, "bob").get("/v2/").status(), 200);
+
+    refused(&node, bob, &["organisation", "delete", "acme"], "DENIED");
+    refused(
+        &node,
+        admin,
+        &["organisation", "delete", "acme"],
+        "CONFLICT",
+    );
+    refused(
+        &node,
+        admin,
+        &["organisation", "delete", "default"],
+        "CONFLICT",
+    );
+    refused(
+        &node,
+        admin,
+        &["organisation", "delete", "nope"],
+        "NOT_FOUND",
+    );
+    assert_eq!(
+        as_user(&node, "bob").get("/v2/").status(),
+        200,
+        "nothing changed"
+    );
+
+    ok(&node, admin, &["namespace", "delete", "acme-ns"]);
+    ok(&node, admin, &["organisation", "delete", "acme"]);
+    refused(&node, admin, &["organisation", "show", "acme"], "NOT_FOUND");
+    let (status, code) = error_code(as_user(&node, "bob").get("/v2/"));
+    assert_eq!(
+        (status, code.as_str()),
+        (401, "UNAUTHORIZED"),
+        "bob went with acme"
+    );
+    let roles = ok(&node, admin, &["role", "list", "--json"]);
+    assert!(!roles.contains("acme"), "{roles}");
+    // The name is free again, and starts with nobody in it.
+    ok(&node, admin, &["organisation", "create", "acme"]);
+    let users: Value =
+        serde_json::from_str(&ok(&node, admin, &["user", "list", "--json"])).unwrap();
+    assert!(!users.to_string().contains("\"bob\""), "{users}");
+}

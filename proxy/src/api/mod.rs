@@ -60,6 +60,7 @@ impl Api {
             (M::GET, ["organisations"]) => self.list_organisations(req).await,
             (M::POST, ["organisations"]) => self.create_organisation(req, body).await,
             (M::GET, ["organisations", org]) => self.get_organisation(req, org).await,
+            (M::DELETE, ["organisations", org]) => self.delete_organisation(req, org).await,
             (M::GET, ["organisations", org, "projects"]) => self.list_projects(req, org).await,
             (M::POST, ["organisations", org, "projects"]) => {
                 self.create_project(req, body, org).await
@@ -153,7 +154,8 @@ fn openapi_for(region: &str) -> serde_json::Value {
 /// path it does not serve at all. Kept next to `dispatch`: the test below holds them together.
 fn allowed_methods(segs: &[&str]) -> Option<&'static str> {
     Some(match segs {
-        ["openapi.json"] | ["me"] | ["organisations", _] | ["cluster"] => "GET",
+        ["openapi.json"] | ["me"] | ["cluster"] => "GET",
+        ["organisations", _] => "GET, DELETE",
         ["namespaces", _, "usage" | "repositories"] | ["repositories", _, "tags"] => "GET",
         ["organisations"] | ["organisations", _, "projects"] | ["namespaces"] => "GET, POST",
         ["credentials"] | ["users"] | ["service-accounts"] => "GET, POST",

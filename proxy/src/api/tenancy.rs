@@ -142,6 +142,23 @@ impl Api {
             .header("Location", format!("/api/v1/organisations/{name}")))
     }
 
+    /// Deletes an empty organisation (cluster admins); the state machine refuses the home
+    /// one, one still holding projects or namespaces, and one whose principals are the
+    /// last Owners of another.
+    pub(super) async fn delete_organisation(&self, req: &Request, org: &str) -> ApiResult<Reply> {
+        let caller = self.auth.authorize(req, &Need::SignedIn).await?;
+        self.auth.require_cluster_admin(&caller)?;
+        let name = Slug::parse("organisation", org)?;
+        crate::errors::commit(
+            &self.meta,
+            Command::DeleteOrganisation {
+                name: name.to_string(),
+            },
+        )
+        .await?;
+        Ok(Reply::new(StatusCode::NO_CONTENT))
+    }
+
     pub(super) async fn list_projects(&self, req: &Request, org: &str) -> ApiResult<Reply> {
         let caller = self.auth.authorize(req, &Need::SignedIn).await?;
         self.visible_organisation(&caller, org)?;

@@ -158,6 +158,11 @@ pub enum OrganisationCmd {
     Show {
         name: String,
     },
+    /// Delete an organisation that holds no projects or namespaces (cluster admins); its
+    /// users and service accounts go with it.
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -492,7 +497,10 @@ pub fn run(cmd: Manage) -> anyhow::Result<()> {
                     .body(json!({"name": name, "description": description, "owner": owner})),
                 OrganisationCmd::List => Call::get_list("organisations", "organisations"),
                 OrganisationCmd::Show { name } => {
-                    Call::new(Method::GET, format!("organisations/{name}"))
+                    Call::new(Method::GET, format!("organisations/{}", segment(&name)))
+                }
+                OrganisationCmd::Delete { name } => {
+                    Call::new(Method::DELETE, format!("organisations/{}", segment(&name)))
                 }
             },
         ),
