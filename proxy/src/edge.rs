@@ -151,6 +151,11 @@ impl Edge {
         }
     }
 
+    /// Whether the TCP peer is a trusted proxy (see `forwarded`).
+    pub fn trusts_peer(&self, peer: Option<IpAddr>) -> bool {
+        peer.is_some_and(|p| self.proxies.trusts_peer(p))
+    }
+
     /// The address the limits count `req` against: the TCP peer, or behind trusted proxies
     /// the client they forwarded for.
     pub fn client_ip(&self, peer: Option<IpAddr>, req: &Request) -> Option<IpAddr> {

@@ -41,6 +41,11 @@ impl TrustedProxies {
 
     /// The client's address: `peer` itself unless `peer` is a trusted proxy, in which case
     /// the nearest untrusted hop of `forwarded_for` (every `X-Forwarded-For` value, in order).
+    /// Whether `peer` is a trusted proxy, whose `X-Forwarded-*` headers are believed.
+    pub fn trusts_peer(&self, peer: IpAddr) -> bool {
+        self.trusts(peer)
+    }
+
     pub fn client(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
         if !self.trusts(peer) {
             return peer;
@@ -48,7 +53,7 @@ impl TrustedProxies {
         let mut client = peer;
         let hops = forwarded_for.iter().flat_map(|v| v.split(',')).rev();
         for hop in hops {
-            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            let Some(ip) = hop_address(hop) else {
                 break;
             };
             client = canonical(ip);
@@ -58,6 +63,22 @@ impl TrustedProxies {
         }
         client
     }
+}
+
+/// One hop of the header: an address, or an address with a port as some load balancers
+/// write it (`203.0.113.1:443`, `[2001:db8::1]:443`, `[2001:db8::1]`).
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            hop.strip_prefix('[')?
+                .strip_suffix(']')?
+                .parse::<std::net::Ipv6Addr>()
+                .ok()
+                .map(IpAddr::V6)
+        })
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, as dual-stack sockets report them) as IPv4.
@@ -99,6 +120,14 @@ mod tests {
             // IPv4-mapped addresses count as IPv4.
             ("::ffff:10.1.2.3", &["::ffff:198.51.100.1"], "198.51.100.1"),
             ("10.1.2.3", &["2001:db8::1"], "2001:db8::1"),
+            // Hops with ports, as some load balancers write them.
+            ("10.1.2.3", &["198.51.100.1:443"], "198.51.100.1"),
+            (
+                "10.1.2.3",
+                &["[2001:db8::1]:443, 10.0.0.9:80"],
+                "2001:db8::1",
+            ),
+            ("10.1.2.3", &["[2001:db8::2]"], "2001:db8::2"),
         ];
         for (peer, header, want) in cases {
             assert_eq!(t.client(ip(peer), header), ip(want), "{peer} {header:?}");

@@ -388,8 +388,13 @@ impl Catalog {
                 }
                 batch.remove(k);
             }
-            Command::DeletePrincipal { name } => {
-                if self.principal(name)?.is_none() {
+            Command::DeletePrincipal {
+                name,
+                organisation,
+                kind,
+            } => {
+                let seen = |p: &Principal| p.organisation == *organisation && p.kind == *kind;
+                if !self.principal(name)?.as_ref().is_some_and(seen) {
                     return reject(Rejection::PrincipalUnknown(name.clone()));
                 }
                 if let Some(org) = self.orphaned_by(&[name.as_str()], None)? {
@@ -738,7 +743,15 @@ mod tests {
             },
         };
         assert_eq!(apply(&c, federation("gh")), Outcome::Done);
-        let delete = |name: &str| Command::DeletePrincipal { name: name.into() };
+        let delete = |name: &str| Command::DeletePrincipal {
+            name: name.into(),
+            organisation: "default".into(),
+            kind: if name == "ci" {
+                PrincipalKind::ServiceAccount
+            } else {
+                PrincipalKind::User
+            },
+        };
 
         assert_eq!(apply(&c, delete("bob")), Outcome::Done);
         assert!(c.principal("bob").unwrap().is_none());
@@ -753,6 +766,16 @@ mod tests {
             Outcome::Rejected(Rejection::PrincipalUnknown("bob".into()))
         );
 
+        let as_user = Command::DeletePrincipal {
+            name: "ci".into(),
+            organisation: "default".into(),
+            kind: PrincipalKind::User,
+        };
+        assert_eq!(
+            apply(&c, as_user),
+            Outcome::Rejected(Rejection::PrincipalUnknown("ci".into())),
+            "not the principal the proposer saw"
+        );
         assert_eq!(apply(&c, delete("ci")), Outcome::Done);
         assert_eq!(c.federation("gh").unwrap(), None, "its federations go too");
 

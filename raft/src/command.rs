@@ -8,7 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::{CredentialRecord, Principal, RoleBinding, RoleScope, SigningKey};
+use crate::access::{
+    CredentialRecord, Principal, PrincipalKind, RoleBinding, RoleScope, SigningKey,
+};
 use crate::catalog::{NamespaceRecord, Visibility};
 use crate::federation::FederationRecord;
 use crate::repos::UsageDelta;
@@ -127,9 +129,13 @@ pub enum Command {
         digest: String,
     },
     /// Removes a user or service account with its credentials, role bindings and the
-    /// federated identities acting as it; refused for an organisation's last Owner.
+    /// federated identities acting as it; refused for an organisation's last Owner. The
+    /// organisation and kind the proposer saw must still be the principal's, so a namesake
+    /// made meanwhile is not the one deleted.
     DeletePrincipal {
         name: String,
+        organisation: String,
+        kind: PrincipalKind,
     },
     /// Removes an organisation that holds no projects or namespaces, with its principals
     /// (as `DeletePrincipal` does) and every binding on it; never the home organisation.

@@ -809,6 +809,22 @@ fn a_deleted_user_can_do_nothing_any_more_and_the_last_owner_stays() {
     let (ok, out, _) = s.node.cli(&["credential", "list", "--json"]);
     assert!(ok && !out.contains(&login), "its credentials went: {out}");
 
+    // A namesake made later is someone else: the old token does not act for it, and it
+    // starts without the old one's roles. (Creation times are in seconds: step past this one.)
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (ok, _, err) = s
+        .node
+        .cli(&["user", "create", "dev", "--password", PASSWORD]);
+    assert!(ok, "{err}");
+    let (status, code) = error_code(by_token.get("/v2/priv/app/manifests/v1"));
+    assert_eq!(
+        (status, code.as_str()),
+        (401, "UNAUTHORIZED"),
+        "old token, new dev"
+    );
+    let (status, code) = error_code(by_password.get("/v2/priv/app/manifests/v1"));
+    assert_eq!((status, code.as_str()), DENIED, "the new dev holds no role");
+
     // The organisation's only Owner cannot be deleted, by anyone.
     let (ok, _, err) = s.node.cli_as("adm", PASSWORD, &["user", "delete", "admin"]);
     assert!(!ok && err.contains("CONFLICT"), "{err}");

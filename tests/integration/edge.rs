@@ -202,6 +202,30 @@ fn forwarded_clients_get_their_own_limits_only_behind_trusted_proxies() {
     }
     assert_eq!(via_proxy(&direct, "198.51.100.9"), 429);
 
+    // X-Forwarded-Proto, too, is believed from a trusted proxy only (it names the realm).
+    let realm = |node: &Node| {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}/v2/", node.url))
+            .header("Authorization", "Bearer not-a-token")
+            .header("X-Forwarded-Proto", "https")
+            .send()
+            .unwrap();
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        realm(&behind).contains("realm=\"https://"),
+        "{}",
+        realm(&behind)
+    );
+    assert!(
+        realm(&direct).contains("realm=\"http://"),
+        "{}",
+        realm(&direct)
+    );
+
     let out = std::process::Command::new(bin("shoal"))
         .args([
             "serve",

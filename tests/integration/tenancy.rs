@@ -438,3 +438,46 @@ fn an_organisation_is_deleted_only_when_empty_and_takes_its_people_along() {
         serde_json::from_str(&ok(&node, admin, &["user", "list", "--json"])).unwrap();
     assert!(!users.to_string().contains("\"bob\""), "{users}");
 }
+
+#[test]
+fn a_tenant_admin_cannot_delete_someone_holding_roles_elsewhere() {
+    let dir = tempdir();
+    let node = Node::start(&dir.path().join("node"));
+    let admin = ("admin", shoal_tests::ADMIN_PASSWORD);
+    let olga = ("olga", PASSWORD);
+    ok(
+        &node,
+        admin,
+        &["user", "create", "olga", "--password", PASSWORD],
+    );
+    ok(
+        &node,
+        admin,
+        &["organisation", "create", "acme", "--owner", "olga"],
+    );
+    ok(
+        &node,
+        olga,
+        &[
+            "user",
+            "create",
+            "carl",
+            "--password",
+            PASSWORD,
+            "--organisation",
+            "acme",
+        ],
+    );
+    // carl also reads in the home organisation, which olga does not run.
+    ok(&node, admin, &["role", "bind", "carl", "--role", "reader"]);
+    refused(&node, olga, &["user", "delete", "carl"], "DENIED");
+    assert_eq!(
+        as_user(&node, "carl").get("/v2/").status(),
+        200,
+        "carl is still there"
+    );
+    refused(&node, admin, &["user", "delete", "carl"], "NOT_FOUND");
+    ok(&node, admin, &["role", "unbind", "carl"]);
+    ok(&node, olga, &["user", "delete", "carl"]);
+    assert_eq!(as_user(&node, "carl").get("/v2/").status(), 401);
+}

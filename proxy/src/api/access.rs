@@ -270,10 +270,23 @@ impl Api {
         if !caller.may(Action::ManageAccess, &Place::organisation(&p.organisation)) {
             return Err(unknown());
         }
+        // Deleting takes every role it holds, so the caller must manage access wherever one
+        // is bound: an organisation's admin cannot strip a role held elsewhere.
+        for b in self.meta.catalog().bindings_of(name.as_str())? {
+            let at = self.place_of_scope(&b.scope).await?;
+            if !caller.may(Action::ManageAccess, &at) {
+                return Err(ApiError::new(
+                    Code::Denied,
+                    format!("{name} holds roles where you do not manage access"),
+                ));
+            }
+        }
         crate::errors::commit(
             &self.meta,
             Command::DeletePrincipal {
                 name: name.to_string(),
+                organisation: p.organisation.clone(),
+                kind,
             },
         )
         .await?;

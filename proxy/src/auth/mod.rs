@@ -234,7 +234,7 @@ impl Gate {
             Some(token) => {
                 let keys = self.meta.catalog().signing_keys()?;
                 let claims = self.keys.verify(&keys, token.trim())?;
-                let caller = self.subject_of(&claims.sub)?;
+                let caller = self.subject_of(&claims.sub, claims.sct)?;
                 Ok((caller, Some(claims)))
             }
             None => Err(ApiError::new(
@@ -285,15 +285,19 @@ impl Gate {
     }
 
     /// The caller a token's subject stands for today: a revoked credential, a deleted user
-    /// or a removed federated identity no longer acts, whatever the token says.
-    fn subject_of(&self, sub: &str) -> ApiResult<Caller> {
+    /// or a removed federated identity no longer acts, whatever the token says; nor does a
+    /// token of a user or federated identity that was deleted and made again under the same
+    /// name (`sct`, its creation time, differs). A credential needs no such check: a new one
+    /// gets a new id.
+    fn subject_of(&self, sub: &str, sct: Option<i64>) -> ApiResult<Caller> {
         let catalog = self.meta.catalog();
         let gone = || ApiError::new(Code::Unauthorized, "the token's subject no longer exists");
+        let same = |created_at: i64| (sct == Some(created_at)).then_some(()).ok_or_else(gone);
         if sub == "anonymous" {
             return Ok(Caller::anonymous());
         }
         if let Some(name) = sub.strip_prefix("user:") {
-            catalog.principal(name)?.ok_or_else(gone)?;
+            same(catalog.principal(name)?.ok_or_else(gone)?.created_at)?;
             return Ok(Caller {
                 grants: grants_of(catalog, name, None)?,
                 subject: Subject::User(name.into()),
@@ -304,7 +308,9 @@ impl Gate {
             return credential_caller(catalog, catalog.credential(id)?.ok_or_else(gone)?);
         }
         if let Some(name) = sub.strip_prefix("federation:") {
-            return federated_caller(catalog, catalog.federation(name)?.ok_or_else(gone)?);
+            let f = catalog.federation(name)?.ok_or_else(gone)?;
+            same(f.created_at)?;
+            return federated_caller(catalog, f);
         }
         Err(gone())
     }

@@ -17,7 +17,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 
 use super::token::Access;
-use super::{basic_credentials, place, Action, Caller, Gate};
+use super::{basic_credentials, place, Action, Caller, Gate, Subject};
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::RepoName;
 use crate::wire::{read_limited, Reply, Request, RequestBody};
@@ -130,10 +130,22 @@ impl Gate {
                 access.extend(self.grant(caller, scope).await?);
             }
         }
-        let keys = self.meta().catalog().signing_keys()?;
-        let issued =
-            self.keys()
-                .issue(&keys, &caller.subject.claim(), access, caller.expires_at)?;
+        let catalog = self.meta().catalog();
+        let keys = catalog.signing_keys()?;
+        let sct = match &caller.subject {
+            Subject::User(name) => catalog.principal(name)?.map(|p| p.created_at),
+            Subject::Federated { federation, .. } => {
+                catalog.federation(federation)?.map(|f| f.created_at)
+            }
+            Subject::Anonymous | Subject::Credential { .. } => None,
+        };
+        let issued = self.keys().issue_for(
+            &keys,
+            &caller.subject.claim(),
+            sct,
+            access,
+            caller.expires_at,
+        )?;
         let issued_at = chrono::DateTime::from_timestamp(issued.issued_at, 0)
             .map(|t| t.to_rfc3339())
             .unwrap_or_default();

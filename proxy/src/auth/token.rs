@@ -46,6 +46,10 @@ pub struct Claims {
     pub jti: String,
     #[serde(default)]
     pub access: Vec<Access>,
+    /// When the token's user or federated identity was created: a namesake made after a
+    /// deletion has another creation time, so a token of the old one does not act as it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sct: Option<i64>,
 }
 
 impl Claims {
@@ -116,13 +120,40 @@ impl Keys {
         access: Vec<Access>,
         until: Option<i64>,
     ) -> ApiResult<Issued> {
-        self.issue_at(keys, sub, access, chrono::Utc::now().timestamp(), until)
+        self.issue_at(
+            keys,
+            sub,
+            None,
+            access,
+            chrono::Utc::now().timestamp(),
+            until,
+        )
+    }
+
+    /// `issue` for a subject created at `sct` (see `Claims::sct`).
+    pub fn issue_for(
+        &self,
+        keys: &[SigningKey],
+        sub: &str,
+        sct: Option<i64>,
+        access: Vec<Access>,
+        until: Option<i64>,
+    ) -> ApiResult<Issued> {
+        self.issue_at(
+            keys,
+            sub,
+            sct,
+            access,
+            chrono::Utc::now().timestamp(),
+            until,
+        )
     }
 
     fn issue_at(
         &self,
         keys: &[SigningKey],
         sub: &str,
+        sct: Option<i64>,
         access: Vec<Access>,
         now: i64,
         until: Option<i64>,
@@ -156,6 +187,7 @@ impl Keys {
             iat: now,
             jti: super::secrets::generate(20),
             access,
+            sct,
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(newest.kid.clone());
@@ -256,6 +288,7 @@ mod tests {
             .issue_at(
                 std::slice::from_ref(&new),
                 "user:a",
+                None,
                 vec![],
                 now - TOKEN_TTL - 60,
                 None,
@@ -307,6 +340,7 @@ mod tests {
             .issue_at(
                 std::slice::from_ref(&key),
                 "user:a",
+                None,
                 vec![],
                 now - TOKEN_TTL - 60,
                 None,
@@ -327,6 +361,7 @@ mod tests {
             iat: now - TOKEN_TTL - 60,
             jti: "x".into(),
             access: vec![],
+            sct: None,
         };
         keys.verified.lock().put(id, (key.kid.clone(), claims));
         assert!(keys.verify(std::slice::from_ref(&key), &old).is_err());

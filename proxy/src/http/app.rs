@@ -57,6 +57,7 @@ pub struct NodeApp {
     pub requests: AtomicU64,
     /// The listener speaks TLS: requests are marked `X-Forwarded-Proto: https`, as a
     /// TLS-terminating proxy in front would mark them, so links and token realms say https.
+    /// On plain HTTP the header is kept only from a trusted proxy (`--trusted-proxy`).
     pub secure: bool,
 }
 
@@ -260,9 +261,16 @@ impl HttpServerApp for NodeApp {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
+        let peer_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let mut headers = head.headers.clone();
         if self.secure {
             headers.insert("x-forwarded-proto", http::HeaderValue::from_static("https"));
+        } else if !self.edge.trusts_peer(peer_ip) {
+            // Only a trusted proxy says how the client reached it.
+            headers.remove("x-forwarded-proto");
         }
         let req = Request::new(head.method.clone(), &target, headers);
         let peer = session
@@ -276,13 +284,7 @@ impl HttpServerApp for NodeApp {
         {
             return None;
         }
-        let ip = self.edge.client_ip(
-            session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
-            &req,
-        );
+        let ip = self.edge.client_ip(peer_ip, &req);
         let reply = match self.edge.screen(&req, ip) {
             Some(early) => early,
             None => {

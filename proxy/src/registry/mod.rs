@@ -107,14 +107,19 @@ impl Registry {
                 format!("{method} is not allowed on {}", req.path),
             )),
         }?;
-        // Counted once the reply went out whole: a pull cut off midway serves no image.
+        // A push counts once stored, whether or not its client reads the answer; a pull
+        // once the reply went out whole, since one cut off midway served no image.
         match metered.filter(|_| reply.status.is_success()) {
+            Some((ns, Metered::Push)) => {
+                self.usage.push(ns.as_str());
+                Ok(reply)
+            }
             Some((ns, what)) => {
                 let (usage, ns) = (self.usage.clone(), ns.as_str().to_string());
-                Ok(reply.when_sent(move |bytes| match what {
-                    Metered::Pull => usage.pull(&ns, bytes),
-                    Metered::Push => usage.push(&ns),
-                    Metered::BlobBytes => usage.served(&ns, bytes),
+                let blob = matches!(what, Metered::BlobBytes);
+                Ok(reply.when_sent(move |bytes| match blob {
+                    true => usage.served(&ns, bytes),
+                    false => usage.pull(&ns, bytes),
                 }))
             }
             None => Ok(reply),
