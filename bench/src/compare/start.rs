@@ -114,7 +114,8 @@ pub async fn start(
     www: &Path,
 ) -> anyhow::Result<Started> {
     let mut s = Started::default();
-    if let Some(bin) = &tools.distribution {
+    // Tools are found for the whole plan; a scenario's fleet starts only what it measures.
+    if let Some(bin) = tools.distribution.as_ref().filter(|_| needs.distribution) {
         let dist =
             peers::start_distribution(fleet, bin, &work_dir.join("distribution"), None).await?;
         eprintln!("compare: distribution at {}", dist.url);
@@ -136,7 +137,7 @@ pub async fn start(
         }
         s.peers.insert("distribution".into(), dist);
     }
-    if let Some(bin) = &tools.nginx {
+    if let Some(bin) = tools.nginx.as_ref().filter(|_| needs.nginx) {
         let nginx = peers::start_nginx(fleet, bin, &work_dir.join("nginx"), www).await?;
         eprintln!("compare: nginx at {} (pids {:?})", nginx.url, nginx.pids);
         s.subjects
