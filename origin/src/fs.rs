@@ -329,6 +329,7 @@ impl BlobStore for FsStore {
             range,
             body: file_chunks(file, range.start, range.end),
             file: Some(local),
+            growing: None,
         })
     }
 

@@ -35,7 +35,7 @@ pub use error::{Error, Result, Source};
 pub use fs::FsStore;
 pub use remote::RemoteStore;
 pub use s3::{S3Config, S3Store};
-pub use store::{BlobReader, BlobStore, ByteRange, UploadId, UploadWriter};
+pub use store::{BlobReader, BlobStore, ByteRange, Growing, UploadId, UploadWriter};
 
 /// The region's shared secret: the contents of `file`, else `SHOAL_ORIGIN_SECRET`, trimmed.
 /// Both the origin service and its nodes read it this way.

@@ -214,6 +214,7 @@ impl BlobStore for RemoteStore {
             },
             body: Box::pin(body),
             file: None,
+            growing: None,
         })
     }
 

@@ -360,6 +360,7 @@ impl BlobStore for S3Store {
                 range,
                 body,
                 file: None,
+                growing: None,
             });
         }
         let opts = GetOptions::default().with_range(Some(range.start..range.end));
@@ -374,6 +375,7 @@ impl BlobStore for S3Store {
             range,
             body,
             file: None,
+            growing: None,
         })
     }
 

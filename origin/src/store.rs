@@ -57,6 +57,18 @@ pub struct BlobReader {
     /// The local file `body` reads, when there is one: a sender that copies straight from a
     /// file to a socket (sendfile) may send `range` of it instead of polling `body`.
     pub file: Option<std::fs::File>,
+    /// Set when `file` is still being written (an edge cache's fill): such a sender must ask
+    /// it how far the file may be sent before each step.
+    pub growing: Option<Box<dyn Growing>>,
+}
+
+/// A file still being written: how much of it may be sent.
+#[async_trait]
+pub trait Growing: Send {
+    /// Waits until at least the first `want` bytes of the file may be sent and returns how
+    /// many may; fails if the file will never be complete (the fill failed). The last byte
+    /// of a blob is sendable only once its digest was verified.
+    async fn sendable(&mut self, want: u64) -> std::io::Result<u64>;
 }
 
 impl BlobReader {

@@ -124,6 +124,25 @@ impl Fill {
         }
     }
 
+    /// How much of the file readers may take given `p`: all of it once verified, all but
+    /// the last byte before; the fill's error once it failed.
+    fn readable(&self, p: &Progress) -> io::Result<u64> {
+        match &p.state {
+            State::Failed(e) => Err(io::Error::other(format!("filling {}: {e}", self.digest))),
+            State::Verified => Ok(p.written),
+            // The last byte waits for the digest check.
+            _ => Ok(p.written.min(self.size.saturating_sub(1))),
+        }
+    }
+
+    /// The fill's progress for a sender that copies straight from its file (`sendfile`).
+    pub fn growing(self: &Arc<Fill>) -> FillGrowth {
+        FillGrowth {
+            fill: self.clone(),
+            rx: self.progress.clone(),
+        }
+    }
+
     /// The bytes `[start, end)` of the blob as they arrive.
     pub fn reader(
         self: &Arc<Fill>,
@@ -137,14 +156,9 @@ impl Fill {
             }
             loop {
                 let p = rx.borrow_and_update().clone();
-                let readable = match &p.state {
-                    State::Failed(e) => {
-                        let err = io::Error::other(format!("filling {}: {e}", fill.digest));
-                        return Some((Err(err), (fill, rx, end)));
-                    }
-                    State::Verified => p.written,
-                    // The last byte waits for the digest check.
-                    _ => p.written.min(fill.size.saturating_sub(1)),
+                let readable = match fill.readable(&p) {
+                    Ok(r) => r,
+                    Err(err) => return Some((Err(err), (fill, rx, end))),
                 };
                 if readable > pos {
                     let n = (readable.min(end) - pos).min(READ_CHUNK);
@@ -166,5 +180,28 @@ impl Fill {
                 }
             }
         })
+    }
+}
+
+/// `Growing` for a fill's file: the same rules as its readers (the last byte only once
+/// verified, an error once failed).
+pub struct FillGrowth {
+    fill: Arc<Fill>,
+    rx: watch::Receiver<Progress>,
+}
+
+#[async_trait::async_trait]
+impl shoal_origin::Growing for FillGrowth {
+    async fn sendable(&mut self, want: u64) -> io::Result<u64> {
+        loop {
+            let p = self.rx.borrow_and_update().clone();
+            let readable = self.fill.readable(&p)?;
+            if readable >= want {
+                return Ok(readable);
+            }
+            if self.rx.changed().await.is_err() {
+                return Err(io::Error::other("the fill ended without a result"));
+            }
+        }
     }
 }

@@ -163,12 +163,14 @@ impl BlobCache {
             .await
             .map_err(|e| e.into_origin_error(digest))?;
         let stream = fill.reader(range.start, range.end);
+        // A fill's file is still growing and unverified: a sender copying straight from it
+        // asks the fill how far it may go.
         Ok(BlobReader {
             size,
             range,
             body: Box::pin(stream),
-            // A fill's file is still growing and unverified: only its reader may send it.
-            file: None,
+            file: Some(fill.file.try_clone()?),
+            growing: Some(Box::new(fill.growing())),
         })
     }
 
@@ -198,6 +200,7 @@ impl BlobCache {
             range,
             body: shoal_origin::file_chunks(file, range.start, range.end),
             file: Some(local),
+            growing: None,
         }))
     }
 

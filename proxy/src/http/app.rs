@@ -169,8 +169,15 @@ impl NodeApp {
                 let sent = first.len() as u64;
                 session.write_response_body(first, false).await.ok()?;
                 let socket = sendfile::plain_socket(session)?;
-                if let Err(e) =
-                    sendfile::send(socket, &local.file, local.offset + sent, len - sent).await
+                let mut local = local;
+                if let Err(e) = sendfile::send(
+                    socket,
+                    &local.file,
+                    local.offset + sent,
+                    len - sent,
+                    local.growing.as_mut(),
+                )
+                .await
                 {
                     tracing::warn!(%e, request_id, "sending a blob failed mid-response; dropping the connection");
                     return None;

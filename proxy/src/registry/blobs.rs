@@ -88,6 +88,7 @@ impl Registry {
                 file: blob.file.map(|file| LocalFile {
                     file,
                     offset: blob.range.start,
+                    growing: blob.growing,
                 }),
             }
         }))
