@@ -1,6 +1,6 @@
 //! Zero-copy blob bodies: a reply whose bytes are a range of a local file (the embedded
-//! origin's blobs, the edge cache's verified files) goes from the page cache to the socket
-//! with `sendfile(2)`, as nginx serves static files. Copying through user space (a 1 MiB
+//! origin's blobs, the edge cache's files, a fill still being written) goes from the page
+//! cache to the socket with `sendfile(2)`, as nginx serves static files. Copying through user space (a 1 MiB
 //! `pread`, then a `write`) cost two memory copies per byte and measured 0.65× nginx on a
 //! warm 1 GiB GET here.
 //!
