@@ -24,7 +24,6 @@ use bytes::Bytes;
 use tokio::fs::{self, File, OpenOptions};
 use tokio::io::AsyncReadExt;
 
-use crate::chunks::file_chunks;
 use crate::digest::{Algorithm, Hasher};
 use crate::direct::SequentialWriter;
 use crate::paths::Layout;
@@ -221,18 +220,26 @@ impl Drop for FsWriter {
 }
 
 impl FsWriter {
+    /// Waits for the writer thread to stop; what it returned.
+    async fn join(&mut self) -> Result<u64> {
+        match self.thread.take() {
+            Some(t) => t.await.map_err(|e| {
+                Error::Io(std::io::Error::other(format!(
+                    "the upload writer failed: {e}"
+                )))
+            })?,
+            None => Err(Error::Io(std::io::Error::other(
+                "the upload writer is gone",
+            ))),
+        }
+    }
+
     /// The writer thread's error once it has stopped (it stops only on an error, or when
     /// asked to finish).
     async fn stopped(&mut self) -> Error {
-        match self.thread.take() {
-            Some(t) => match t.await {
-                Ok(Err(e)) => e,
-                Ok(Ok(_)) => Error::Io(std::io::Error::other("the upload writer already finished")),
-                Err(e) => Error::Io(std::io::Error::other(format!(
-                    "the upload writer failed: {e}"
-                ))),
-            },
-            None => Error::Io(std::io::Error::other("the upload writer is gone")),
+        match self.join().await {
+            Err(e) => e,
+            Ok(_) => Error::Io(std::io::Error::other("the upload writer already finished")),
         }
     }
 }
@@ -289,16 +296,7 @@ impl UploadWriter for FsWriter {
         if self.chunks.send(None).await.is_err() {
             return Err(self.stopped().await);
         }
-        match self.thread.take() {
-            Some(t) => t.await.map_err(|e| {
-                Error::Io(std::io::Error::other(format!(
-                    "the upload writer failed: {e}"
-                )))
-            })?,
-            None => Err(Error::Io(std::io::Error::other(
-                "the upload writer is gone",
-            ))),
-        }
+        self.join().await
     }
 }
 
@@ -322,15 +320,7 @@ impl BlobStore for FsStore {
         };
         let size = file.metadata().await?.len();
         let range = ByteRange::within(range, size)?;
-        let file = file.into_std().await;
-        let local = file.try_clone()?;
-        Ok(BlobReader {
-            size,
-            range,
-            body: file_chunks(file, range.start, range.end),
-            file: Some(local),
-            growing: None,
-        })
+        BlobReader::from_file(file.into_std().await, size, range)
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {

@@ -29,7 +29,7 @@ pub mod server;
 mod store;
 mod writeback;
 
-pub use chunks::{file_chunks, ByteChunks, FILE_CHUNK};
+pub use chunks::{ByteChunks, FILE_CHUNK};
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{Error, Result, Source};
 pub use fs::FsStore;

@@ -206,16 +206,11 @@ impl BlobStore for RemoteStore {
         let body = resp
             .bytes_stream()
             .map(|r| r.map_err(std::io::Error::other));
-        Ok(BlobReader {
-            size,
-            range: ByteRange {
-                start,
-                end: start + len,
-            },
-            body: Box::pin(body),
-            file: None,
-            growing: None,
-        })
+        let range = ByteRange {
+            start,
+            end: start + len,
+        };
+        Ok(BlobReader::streamed(size, range, Box::pin(body)))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {

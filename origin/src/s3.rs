@@ -355,13 +355,7 @@ impl BlobStore for S3Store {
         if range.is_empty() {
             // S3 rejects a zero-length range, and an empty blob has nothing to fetch.
             let body = Box::pin(futures::stream::empty());
-            return Ok(BlobReader {
-                size,
-                range,
-                body,
-                file: None,
-                growing: None,
-            });
+            return Ok(BlobReader::streamed(size, range, body));
         }
         let opts = GetOptions::default().with_range(Some(range.start..range.end));
         let got = match self.inner.store.get_opts(&key, opts).await {
@@ -370,13 +364,7 @@ impl BlobStore for S3Store {
             Err(e) => return Err(storage(e)),
         };
         let body = Box::pin(got.into_stream().map_err(std::io::Error::other));
-        Ok(BlobReader {
-            size,
-            range,
-            body,
-            file: None,
-            growing: None,
-        })
+        Ok(BlobReader::streamed(size, range, body))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {

@@ -72,6 +72,30 @@ pub trait Growing: Send {
 }
 
 impl BlobReader {
+    /// A body that is only a stream (a remote or object-store read).
+    pub fn streamed(size: u64, range: ByteRange, body: ByteChunks) -> BlobReader {
+        BlobReader {
+            size,
+            range,
+            body,
+            file: None,
+            growing: None,
+        }
+    }
+
+    /// `range` of a complete local file of `size` bytes: read in 1 MiB pieces
+    /// (`file_chunks`), and offered as the file itself to senders that copy from it.
+    pub fn from_file(file: std::fs::File, size: u64, range: ByteRange) -> Result<BlobReader> {
+        let local = file.try_clone()?;
+        Ok(BlobReader {
+            size,
+            range,
+            body: crate::chunks::file_chunks(file, range.start, range.end),
+            file: Some(local),
+            growing: None,
+        })
+    }
+
     /// The body as an `AsyncRead`, for callers that copy it somewhere.
     pub fn into_async_read(self) -> impl AsyncRead + Send + Unpin {
         tokio_util::io::StreamReader::new(self.body)

@@ -1,7 +1,8 @@
 //! Early writeback: asking the kernel to start writing a file range to disk without waiting
-//! for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). A blob is fsynced before it is renamed
-//! into place; without this, a 1 GiB push or cache fill sits in the page cache until that
-//! fsync and then waits seconds for the disk, after every byte has arrived. Started while
+//! for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), for uploads written through the page
+//! cache (where `O_DIRECT` is refused, see `direct`). A blob is fsynced before it is renamed
+//! into place; without this, a 1 GiB push sits in the page cache until that fsync and then
+//! waits seconds for the disk, after every byte has arrived. Started while
 //! the bytes stream in, the disk works alongside the network and the fsync finds little
 //! left. Durability still comes from the fsync alone: this only changes when the disk works.
 

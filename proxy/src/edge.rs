@@ -19,7 +19,7 @@ use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use http::{Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use lru::LruCache;
 use parking_lot::Mutex;
 
@@ -151,9 +151,15 @@ impl Edge {
         }
     }
 
-    /// Whether the TCP peer is a trusted proxy (see `forwarded`).
-    pub fn trusts_peer(&self, peer: Option<IpAddr>) -> bool {
-        peer.is_some_and(|p| self.proxies.trusts_peer(p))
+    /// Keeps in `headers` only what may be believed about how the client reached us: on a
+    /// TLS listener the scheme is https, whatever was sent; on plain HTTP `X-Forwarded-Proto`
+    /// stays only when the TCP peer is a trusted proxy (see `forwarded`).
+    pub fn admit_forwarded(&self, peer: Option<IpAddr>, tls: bool, headers: &mut HeaderMap) {
+        if tls {
+            headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        } else if !peer.is_some_and(|p| self.proxies.trusts(p)) {
+            headers.remove("x-forwarded-proto");
+        }
     }
 
     /// The address the limits count `req` against: the TCP peer, or behind trusted proxies

@@ -8,7 +8,8 @@
 //! header from the right (the hop nearest to us) and take the first address that is not a
 //! trusted proxy. A header that is missing or malformed at that point leaves the last
 //! address we could trust: a client cannot spoof its way into another bucket, only into
-//! its own proxy's.
+//! its own proxy's. `X-Forwarded-Proto` (the scheme token realms name) is believed from a
+//! trusted proxy alone too (`Edge::admit_forwarded`).
 
 use std::net::IpAddr;
 
@@ -34,18 +35,14 @@ impl TrustedProxies {
         Ok(TrustedProxies { nets })
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is a trusted proxy, whose `X-Forwarded-*` headers are believed.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.nets.iter().any(|n| n.contains(&ip))
     }
 
     /// The client's address: `peer` itself unless `peer` is a trusted proxy, in which case
     /// the nearest untrusted hop of `forwarded_for` (every `X-Forwarded-For` value, in order).
-    /// Whether `peer` is a trusted proxy, whose `X-Forwarded-*` headers are believed.
-    pub fn trusts_peer(&self, peer: IpAddr) -> bool {
-        self.trusts(peer)
-    }
-
     pub fn client(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
         if !self.trusts(peer) {
             return peer;

@@ -257,18 +257,7 @@ impl Catalog {
         for b in self.bindings_of(name)? {
             batch.remove(self.binding_key(name, &b.scope));
         }
-        for c in self.credentials()? {
-            if c.owner == name {
-                batch.remove(key("c/", &[&c.id]));
-                batch.remove(key("l/", &[&c.login]));
-            }
-        }
-        for f in self.federations()? {
-            if f.service_account == name {
-                batch.remove(key("f/", &[&f.name]));
-            }
-        }
-        Ok(())
+        self.drop_acting(batch, |c| c.owner == name, |f| f.service_account == name)
     }
 
     /// Credentials and federated identities restricted to `namespace` go with it: they could
@@ -276,16 +265,27 @@ impl Catalog {
     /// inherit them. Tokens already issued to them stop working, since every request looks
     /// the credential up again.
     pub(crate) fn drop_restricted_to(&self, namespace: &str, batch: &mut Batch) -> Result<()> {
-        for c in self.credentials()? {
-            if c.namespace.as_deref() == Some(namespace) {
-                batch.remove(key("c/", &[&c.id]));
-                batch.remove(key("l/", &[&c.login]));
-            }
+        let here = Some(namespace);
+        self.drop_acting(
+            batch,
+            |c| c.namespace.as_deref() == here,
+            |f| f.namespace.as_deref() == here,
+        )
+    }
+
+    /// Removes the credentials (with their logins) and federated identities that match.
+    fn drop_acting(
+        &self,
+        batch: &mut Batch,
+        credential: impl Fn(&CredentialRecord) -> bool,
+        federation: impl Fn(&crate::FederationRecord) -> bool,
+    ) -> Result<()> {
+        for c in self.credentials()?.iter().filter(|c| credential(c)) {
+            batch.remove(key("c/", &[&c.id]));
+            batch.remove(key("l/", &[&c.login]));
         }
-        for f in self.federations()? {
-            if f.namespace.as_deref() == Some(namespace) {
-                batch.remove(key("f/", &[&f.name]));
-            }
+        for f in self.federations()?.iter().filter(|f| federation(f)) {
+            batch.remove(key("f/", &[&f.name]));
         }
         Ok(())
     }
@@ -428,7 +428,7 @@ impl Catalog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::catalog::NamespaceRecord;
     use crate::OrgRecord;
@@ -464,7 +464,11 @@ mod tests {
         }
     }
 
-    fn credential(login: &str, owner: &str, namespace: Option<&str>) -> CredentialRecord {
+    pub(crate) fn credential(
+        login: &str,
+        owner: &str,
+        namespace: Option<&str>,
+    ) -> CredentialRecord {
         CredentialRecord {
             id: format!("id-{login}"),
             name: "n".into(),
@@ -730,19 +734,8 @@ mod tests {
             };
             assert_eq!(apply(&c, cmd), Outcome::Done);
         }
-        let federation = |name: &str| Command::CreateFederation {
-            federation: crate::FederationRecord {
-                name: name.into(),
-                issuer: "https://issuer.example".into(),
-                audience: "shoal".into(),
-                conditions: [("repository".to_string(), "acme/*".to_string())].into(),
-                service_account: "ci".into(),
-                scope: CredentialScope::Pull,
-                namespace: None,
-                created_at: 1,
-            },
-        };
-        assert_eq!(apply(&c, federation("gh")), Outcome::Done);
+        let gh = crate::federation::tests::federation("gh", "ci", None);
+        assert_eq!(apply(&c, gh), Outcome::Done);
         let delete = |name: &str| Command::DeletePrincipal {
             name: name.into(),
             organisation: "default".into(),

@@ -84,12 +84,16 @@ impl Catalog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::catalog::tests::{catalog, check, ns, principal};
     use crate::PrincipalKind;
 
-    fn federation(name: &str, service_account: &str, namespace: Option<&str>) -> Command {
+    pub(crate) fn federation(
+        name: &str,
+        service_account: &str,
+        namespace: Option<&str>,
+    ) -> Command {
         Command::CreateFederation {
             federation: FederationRecord {
                 name: name.into(),
@@ -196,18 +200,7 @@ mod tests {
             check(&c, federation(name, "ci", namespace), Outcome::Done);
         }
         let credential = |login: &str, namespace: Option<&str>| Command::CreateCredential {
-            credential: crate::CredentialRecord {
-                id: format!("id-{login}"),
-                name: login.into(),
-                login: login.into(),
-                secret_hash: "h".into(),
-                owner: "ci".into(),
-                scope: CredentialScope::Pull,
-                namespace: namespace.map(Into::into),
-                expires_at: None,
-                revoked_at: None,
-                created_at: 1,
-            },
+            credential: crate::access::tests::credential(login, "ci", namespace),
         };
         for (login, namespace) in [("la", Some("acme")), ("lb", Some("acme-2")), ("lc", None)] {
             check(&c, credential(login, namespace), Outcome::Done);

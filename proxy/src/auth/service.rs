@@ -139,7 +139,7 @@ impl Gate {
             }
             Subject::Anonymous | Subject::Credential { .. } => None,
         };
-        let issued = self.keys().issue_for(
+        let issued = self.keys().issue(
             &keys,
             &caller.subject.claim(),
             sct,

@@ -105,33 +105,22 @@ impl Default for Keys {
     }
 }
 
+/// What a verified token is remembered by: the sha256 of its text.
+fn token_id(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
 fn unauthorized(msg: impl Into<String>) -> ApiError {
     ApiError::new(Code::Unauthorized, msg)
 }
 
 impl Keys {
-    /// Signs a token for `sub` with the newest of `keys`, valid from now for `TOKEN_TTL`
-    /// but not past `until` (when the identity behind it ends). Returns the token, when it
-    /// was issued and its lifetime in seconds.
+    /// Signs a token for `sub` (a user or federated identity created at `sct`, see
+    /// `Claims::sct`) with the newest of `keys`, valid from now for `TOKEN_TTL` but not past
+    /// `until` (when the identity behind it ends). Returns the token, when it was issued and
+    /// its lifetime in seconds.
     pub fn issue(
-        &self,
-        keys: &[SigningKey],
-        sub: &str,
-        access: Vec<Access>,
-        until: Option<i64>,
-    ) -> ApiResult<Issued> {
-        self.issue_at(
-            keys,
-            sub,
-            None,
-            access,
-            chrono::Utc::now().timestamp(),
-            until,
-        )
-    }
-
-    /// `issue` for a subject created at `sct` (see `Claims::sct`).
-    pub fn issue_for(
         &self,
         keys: &[SigningKey],
         sub: &str,
@@ -139,14 +128,8 @@ impl Keys {
         access: Vec<Access>,
         until: Option<i64>,
     ) -> ApiResult<Issued> {
-        self.issue_at(
-            keys,
-            sub,
-            sct,
-            access,
-            chrono::Utc::now().timestamp(),
-            until,
-        )
+        let now = chrono::Utc::now().timestamp();
+        self.issue_at(keys, sub, sct, access, now, until)
     }
 
     fn issue_at(
@@ -203,8 +186,7 @@ impl Keys {
     /// Checks signature (ES256 only: `none` and HMAC tokens are refused), issuer, audience
     /// and lifetime. Any failure is 401 `UNAUTHORIZED`.
     pub fn verify(&self, keys: &[SigningKey], token: &str) -> ApiResult<Claims> {
-        use sha2::Digest as _;
-        let id: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let id = token_id(token);
         let now = chrono::Utc::now().timestamp();
         if let Some((kid, claims)) = self.verified.lock().get(&id) {
             let live = now < claims.exp + LEEWAY && claims.nbf <= now + LEEWAY;
@@ -272,7 +254,13 @@ mod tests {
         let old = new_signing_key(1);
         let new = new_signing_key(2);
         let t = keys
-            .issue(std::slice::from_ref(&old), "user:a", access("a/b"), None)
+            .issue(
+                std::slice::from_ref(&old),
+                "user:a",
+                None,
+                access("a/b"),
+                None,
+            )
             .unwrap()
             .token;
         let claims = keys.verify(&[old.clone(), new.clone()], &t).unwrap();
@@ -301,7 +289,7 @@ mod tests {
         assert_eq!(err.code, Code::Unauthorized);
 
         let good = keys
-            .issue(std::slice::from_ref(&new), "user:a", vec![], None)
+            .issue(std::slice::from_ref(&new), "user:a", None, vec![], None)
             .unwrap()
             .token;
         let mut forged = good.clone();
@@ -322,7 +310,13 @@ mod tests {
         let keys = Keys::default();
         let key = new_signing_key(1);
         let t = keys
-            .issue(std::slice::from_ref(&key), "user:a", access("a/b"), None)
+            .issue(
+                std::slice::from_ref(&key),
+                "user:a",
+                None,
+                access("a/b"),
+                None,
+            )
             .unwrap()
             .token;
         assert!(keys.verify(std::slice::from_ref(&key), &t).is_ok());
@@ -348,10 +342,7 @@ mod tests {
             .unwrap()
             .token;
         // Planted as if it had verified earlier: the lifetime check still refuses it.
-        let id: [u8; 32] = {
-            use sha2::Digest as _;
-            sha2::Sha256::digest(old.as_bytes()).into()
-        };
+        let id = token_id(&old);
         let claims = Claims {
             iss: SERVICE.into(),
             sub: "user:a".into(),
@@ -376,6 +367,7 @@ mod tests {
             .issue(
                 std::slice::from_ref(&key),
                 "federation:ci",
+                None,
                 vec![],
                 Some(now + 30),
             )
@@ -385,6 +377,7 @@ mod tests {
             .issue(
                 std::slice::from_ref(&key),
                 "user:a",
+                None,
                 vec![],
                 Some(now + 86_400),
             )
@@ -393,6 +386,7 @@ mod tests {
         let gone = keys.issue(
             std::slice::from_ref(&key),
             "federation:ci",
+            None,
             vec![],
             Some(now - 1),
         );

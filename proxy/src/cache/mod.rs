@@ -193,15 +193,11 @@ impl BlobCache {
             }
             Err(e) => return Err(e.into()),
         };
-        let file = file.into_std().await;
-        let local = file.try_clone()?;
-        Ok(Some(BlobReader {
+        Ok(Some(BlobReader::from_file(
+            file.into_std().await,
             size,
             range,
-            body: shoal_origin::file_chunks(file, range.start, range.end),
-            file: Some(local),
-            growing: None,
-        }))
+        )?))
     }
 
     /// The running fill of `digest`, or a new one; `None` if the blob is cached by now.

@@ -56,8 +56,8 @@ pub struct NodeApp {
     pub options: HttpServerOptions,
     pub requests: AtomicU64,
     /// The listener speaks TLS: requests are marked `X-Forwarded-Proto: https`, as a
-    /// TLS-terminating proxy in front would mark them, so links and token realms say https.
-    /// On plain HTTP the header is kept only from a trusted proxy (`--trusted-proxy`).
+    /// TLS-terminating proxy in front would mark them, so links and token realms say https
+    /// (`Edge::admit_forwarded`).
     pub secure: bool,
 }
 
@@ -152,7 +152,7 @@ impl NodeApp {
             Body::Stream {
                 len,
                 mut chunks,
-                file: Some(local),
+                file: Some(mut local),
             } if zero_copy => {
                 // The first chunk through Pingora flushes the head and empties its buffer.
                 let first = match chunks.next().await {
@@ -169,7 +169,6 @@ impl NodeApp {
                 let sent = first.len() as u64;
                 session.write_response_body(first, false).await.ok()?;
                 let socket = sendfile::plain_socket(session)?;
-                let mut local = local;
                 if let Err(e) = sendfile::send(
                     socket,
                     &local.file,
@@ -268,22 +267,14 @@ impl HttpServerApp for NodeApp {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
-        let peer_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let (peer, peer_ip) = match session.client_addr() {
+            Some(a) => (a.to_string(), a.as_inet().map(|a| a.ip())),
+            None => (String::new(), None),
+        };
         let mut headers = head.headers.clone();
-        if self.secure {
-            headers.insert("x-forwarded-proto", http::HeaderValue::from_static("https"));
-        } else if !self.edge.trusts_peer(peer_ip) {
-            // Only a trusted proxy says how the client reached it.
-            headers.remove("x-forwarded-proto");
-        }
+        self.edge
+            .admit_forwarded(peer_ip, self.secure, &mut headers);
         let req = Request::new(head.method.clone(), &target, headers);
-        let peer = session
-            .client_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
         if req
             .header("expect")
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))

@@ -21,7 +21,7 @@ use shoal_raft::Metadata;
 use crate::auth::{Gate, Need};
 use crate::cache::BlobCache;
 use crate::errors::{ApiError, ApiResult, Code};
-use crate::names::RepoName;
+use crate::names::{NamespaceName, RepoName};
 use crate::usage::UsageMeter;
 use crate::wire::{Reply, Request, RequestBody};
 use routes::Route;
@@ -114,16 +114,23 @@ impl Registry {
                 self.usage.push(ns.as_str());
                 Ok(reply)
             }
-            Some((ns, what)) => {
-                let (usage, ns) = (self.usage.clone(), ns.as_str().to_string());
-                let blob = matches!(what, Metered::BlobBytes);
-                Ok(reply.when_sent(move |bytes| match blob {
-                    true => usage.served(&ns, bytes),
-                    false => usage.pull(&ns, bytes),
-                }))
+            Some((ns, Metered::Pull)) => Ok(self.count_when_sent(reply, &ns, UsageMeter::pull)),
+            Some((ns, Metered::BlobBytes)) => {
+                Ok(self.count_when_sent(reply, &ns, UsageMeter::served))
             }
             None => Ok(reply),
         }
+    }
+
+    /// `reply`, which counts its body bytes against `ns` with `count` once sent whole.
+    fn count_when_sent(
+        &self,
+        reply: Reply,
+        ns: &NamespaceName,
+        count: fn(&UsageMeter, &str, u64),
+    ) -> Reply {
+        let (usage, ns) = (self.usage.clone(), ns.to_string());
+        reply.when_sent(move |bytes| count(&usage, &ns, bytes))
     }
 
     /// Fails with `NAME_UNKNOWN` unless the repository's namespace exists. A namespace this
