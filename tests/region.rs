@@ -144,9 +144,13 @@ impl Region {
             .filter_map(|(i, n)| n.as_ref().map(|n| (i as u64 + 1, n)))
     }
 
-    /// `GET /api/v1/cluster` on node `id`.
+    /// `GET /api/v1/cluster` on node `id`, as the admin (a node that has not joined yet
+    /// knows no admin and answers `Null`).
     pub fn status(&self, id: u64) -> Value {
-        reqwest::blocking::get(format!("{}/api/v1/cluster", self.api_url(id)))
+        reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/cluster", self.api_url(id)))
+            .basic_auth("admin", Some(crate::ADMIN_PASSWORD))
+            .send()
             .and_then(|r| r.json())
             .unwrap_or(Value::Null)
     }

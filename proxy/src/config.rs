@@ -39,6 +39,13 @@ pub struct Config {
     pub usage_interval: std::time::Duration,
     /// Serve HTTPS on the public listener; plain HTTP when `None`.
     pub tls: Option<crate::http::TlsFiles>,
+    /// The URL clients reach the registry at; default: the advertise URL, else the bound
+    /// address (`Config::public_url`).
+    pub public_url: Option<String>,
+    /// `/metrics` needs credentials (a role on the home organisation).
+    pub metrics_auth: bool,
+    /// Upload sessions one principal may hold open at once.
+    pub max_open_uploads: u32,
 }
 
 /// Settings of a node that is part of a multi-node region.

@@ -264,13 +264,21 @@ impl From<shoal_raft::Rejection> for ApiError {
             | R::ProjectUnknown(_)
             | R::FederationUnknown(_) => ApiError::new(Code::NotFound, msg),
             R::NotAServiceAccount(_) => ApiError::new(Code::BadRequest, msg),
+            R::TooManyUploads(_) => ApiError::new(Code::TooManyRequests, msg),
         }
     }
 }
 
-/// Proposes `cmd` through Raft; a rejection becomes the matching client error.
-pub async fn commit(meta: &shoal_raft::Metadata, cmd: shoal_raft::Command) -> ApiResult<()> {
-    match meta.write(cmd).await? {
+/// Commits `cmd` through Raft as proposed by `by` in request `req`, and turns a rejection
+/// into the client's error.
+pub async fn commit(
+    meta: &shoal_raft::Metadata,
+    by: &crate::auth::Caller,
+    req: &crate::wire::Request,
+    cmd: shoal_raft::Command,
+) -> ApiResult<()> {
+    let proposal = shoal_raft::Proposal::new(by.actor(), req.id.clone(), cmd);
+    match meta.write(proposal).await? {
         shoal_raft::Outcome::Done => Ok(()),
         shoal_raft::Outcome::Rejected(r) => Err(r.into()),
     }

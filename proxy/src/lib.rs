@@ -26,6 +26,7 @@ pub mod edge;
 pub mod errors;
 pub mod forwarded;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod malloc;
 pub mod metrics;

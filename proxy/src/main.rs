@@ -112,6 +112,23 @@ enum Cmd {
         /// How often usage counts (pulls, pushes, bytes) are recorded, e.g. 10s.
         #[arg(long, env = "SHOAL_USAGE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
         usage_interval: std::time::Duration,
+        /// The URL clients reach the registry at (e.g. https://registry.example.com): token
+        /// realms and pull secrets name it. Default: --advertise-url, else the bound address.
+        #[arg(long, env = "SHOAL_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Require credentials on /metrics (any role on the home organisation may read them).
+        #[arg(long, env = "SHOAL_METRICS_AUTH")]
+        metrics_auth: bool,
+        /// How long a connection may take to send a request head before it is closed.
+        #[arg(long, env = "SHOAL_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+        header_timeout: std::time::Duration,
+        /// Open connections per client address (trusted proxies excepted), or off.
+        #[arg(long, env = "SHOAL_MAX_CONNECTIONS_PER_IP", default_value = "512")]
+        max_connections_per_ip: String,
+        /// Upload sessions one principal (user or service account, all its credentials
+        /// together) may hold open at once; past that, opening one answers 429.
+        #[arg(long, env = "SHOAL_MAX_OPEN_UPLOADS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        max_open_uploads: u32,
     },
     /// Region membership and the cluster CA.
     Cluster {
@@ -145,6 +162,17 @@ enum ClusterCmd {
     Status,
     /// Remove a member at runtime (removing the leader makes it step down; the rest elect).
     RemoveNode { id: u64 },
+}
+
+/// A positive count, or `off` for none.
+fn parse_limit(s: &str) -> Result<Option<usize>, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    match s.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(format!("{s:?} is not a positive number (or off)")),
+    }
 }
 
 /// A byte size such as `50GiB`, `512MB` or `1048576`.
@@ -186,6 +214,11 @@ fn main() -> ExitCode {
             tls_key,
             region,
             usage_interval,
+            public_url,
+            metrics_auth,
+            header_timeout,
+            max_connections_per_ip,
+            max_open_uploads,
         } => {
             if let Err(e) = shoal_proxy::names::Slug::parse("region", &region) {
                 eprintln!("error: --region: {e}");
@@ -239,7 +272,18 @@ fn main() -> ExitCode {
                             return ExitCode::FAILURE;
                         }
                     },
+                    header_timeout,
+                    connections_per_ip: match parse_limit(&max_connections_per_ip) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            eprintln!("error: --max-connections-per-ip: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    },
                 },
+                public_url,
+                metrics_auth,
+                max_open_uploads,
                 region,
                 usage_interval,
                 tls: tls_cert

@@ -24,6 +24,14 @@ pub const PEER_FETCH_SECONDS: &str = "shoal_peer_fetch_seconds";
 pub const PEER_SERVES: &str = "shoal_peer_serves_total";
 /// HTTP requests by `method` and `status`.
 pub const HTTP_REQUESTS: &str = "shoal_http_requests_total";
+/// Connections closed at once: `reason` = `per_ip` (too many from one address) or
+/// `header_timeout` (no request head in time).
+pub const REFUSED_CONNECTIONS: &str = "shoal_refused_connections_total";
+/// argon2 password checks run (a login that does not exist is checked against a dummy
+/// hash and counts too, so the count reveals nothing about which logins exist).
+pub const PASSWORD_CHECKS: &str = "shoal_password_checks_total";
+/// Password checks refused by the sign-in limit before they ran.
+pub const SIGN_IN_LIMITED: &str = "shoal_sign_in_limited_total";
 pub const RAFT_TERM: &str = "shoal_raft_term";
 pub const RAFT_LAST_APPLIED: &str = "shoal_raft_last_applied";
 pub const RAFT_IS_LEADER: &str = "shoal_raft_is_leader";
@@ -51,6 +59,18 @@ fn describe() {
     describe_counter!(
         CACHE_HITS,
         "Blob reads answered from this node's disk cache"
+    );
+    describe_counter!(
+        REFUSED_CONNECTIONS,
+        "Connections closed by the per-address bound or the request-head timeout"
+    );
+    describe_counter!(
+        PASSWORD_CHECKS,
+        "argon2 password checks run, dummy ones for unknown logins included"
+    );
+    describe_counter!(
+        SIGN_IN_LIMITED,
+        "Password checks refused by the failed sign-in limit before they ran"
     );
     describe_counter!(
         CACHE_MISSES,
@@ -119,6 +139,11 @@ pub fn publish_raft(status: &shoal_raft::Status) {
     metrics::gauge!(RAFT_LAST_APPLIED).set(status.last_applied.unwrap_or(0) as f64);
     let leads = status.leader == Some(status.node_id);
     metrics::gauge!(RAFT_IS_LEADER).set(if leads { 1.0 } else { 0.0 });
+}
+
+/// Counts a connection closed by the edge's connection limits.
+pub fn count_refused_connection(reason: &'static str) {
+    metrics::counter!(REFUSED_CONNECTIONS, "reason" => reason).increment(1);
 }
 
 /// Counts one answered request; unusual methods share one label value.

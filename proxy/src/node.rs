@@ -16,7 +16,7 @@ use shoal_origin::{BlobStore, FsStore, RemoteStore};
 use shoal_raft::{ClusterConfig, MetaConfig, Metadata};
 
 use crate::api::Api;
-use crate::auth::Gate;
+use crate::auth::{Gate, GateConfig};
 use crate::cache::{BlobCache, CacheConfig};
 use crate::config::{Cluster, Config};
 use crate::http::{self, FrontEnd, ShutdownFuture};
@@ -102,7 +102,20 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
             Some(cache)
         }
     };
-    let auth = Arc::new(Gate::new(meta.clone()));
+    if config.public_url.is_none() && listener.local_addr()?.ip().is_unspecified() {
+        tracing::warn!(
+            url = %api_url,
+            "listening on every address without --public-url: token realms name {api_url}, which remote clients cannot reach; set --public-url"
+        );
+    }
+    let auth = Arc::new(Gate::new(
+        meta.clone(),
+        GateConfig {
+            public_url: config.public_url.clone(),
+            own_url: api_url.clone(),
+            failed_sign_ins: config.edge.failed_login_rate,
+        },
+    ));
     let usage = Arc::new(UsageMeter::default());
     background.spawn(usage.clone().run(meta.clone(), config.usage_interval));
     let registry = Arc::new(Registry {
@@ -111,6 +124,7 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         cache,
         auth: auth.clone(),
         usage: usage.clone(),
+        max_open_uploads: config.max_open_uploads,
     });
     let api = Arc::new(Api {
         meta: meta.clone(),
@@ -121,6 +135,10 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         threads: config.threads,
         shutdown_timeout_secs: config.shutdown_timeout_secs,
         tls: config.tls.clone(),
+        header_timeout: config.edge.header_timeout,
+        connections_per_ip: config.edge.connections_per_ip,
+        trusted_proxies: config.edge.trusted_proxies.clone(),
+        metrics_auth: config.metrics_auth,
     };
     let edge = crate::edge::Edge::new(&config.edge);
     let bound =
@@ -142,11 +160,11 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
 }
 
 /// Asks the region behind `url` to add this node, retrying until it is a member. The
-/// member's cluster address comes from its public status; the request itself goes over the
-/// authenticated cluster plane.
+/// member's cluster address comes from its open `/api/v1/cluster/plane`; the request itself
+/// goes over the authenticated cluster plane (a member that does not lead passes it on).
 async fn join_region(meta: Arc<Metadata>, url: String, cluster: Cluster) {
     let http = reqwest::Client::new();
-    let status_url = format!("{}/api/v1/cluster", url.trim_end_matches('/'));
+    let plane_url = format!("{}/api/v1/cluster/plane", url.trim_end_matches('/'));
     let mut delay = Duration::from_millis(200);
     loop {
         let (me, _) = meta.member();
@@ -155,24 +173,21 @@ async fn join_region(meta: Arc<Metadata>, url: String, cluster: Cluster) {
             return;
         }
         let attempt = async {
-            let status: serde_json::Value = http
-                .get(&status_url)
+            let plane: serde_json::Value = http
+                .get(&plane_url)
                 .send()
                 .await?
                 .error_for_status()?
                 .json()
                 .await?;
-            let target = status["leader"]
+            let target = plane["node_id"]
                 .as_u64()
-                .or_else(|| status["node_id"].as_u64())
                 .context("the member reports no node id")?;
-            let addr = status["members"]
-                .as_array()
-                .and_then(|ms| ms.iter().find(|m| m["id"].as_u64() == Some(target)))
-                .and_then(|m| m["cluster"].as_str())
-                .map(str::to_string)
-                .context("the member does not list its cluster address")?;
-            meta.request_join(target, &addr, cluster.voters).await?;
+            let addr = plane["cluster"]
+                .as_str()
+                .filter(|a| !a.is_empty())
+                .context("the member reports no cluster address")?;
+            meta.request_join(target, addr, cluster.voters).await?;
             anyhow::Ok(())
         };
         match attempt.await {

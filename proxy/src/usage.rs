@@ -78,10 +78,11 @@ impl UsageMeter {
         if deltas.is_empty() {
             return;
         }
+        let record = Command::RecordUsage {
+            deltas: deltas.clone(),
+        };
         if let Err(e) = meta
-            .write(Command::RecordUsage {
-                deltas: deltas.clone(),
-            })
+            .write(shoal_raft::Proposal::system("usage", record))
             .await
         {
             tracing::warn!(error = %e, "recording usage failed; retrying with the next batch");

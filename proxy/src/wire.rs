@@ -18,6 +18,13 @@ pub struct Request {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
+    /// This request's id (`X-Request-Id`), carried into the Raft commands it proposes.
+    pub id: String,
+    /// The client's address as the limits count it (behind trusted proxies, the client
+    /// they forwarded for); `None` when unknown (tests, Unix sockets).
+    pub client: Option<std::net::IpAddr>,
+    /// The TCP peer is a trusted proxy: its forwarding headers may be believed.
+    pub via_trusted_proxy: bool,
 }
 
 impl Request {
@@ -32,6 +39,9 @@ impl Request {
                 .into_owned()
                 .collect(),
             headers,
+            id: String::new(),
+            client: None,
+            via_trusted_proxy: false,
         }
     }
 

@@ -19,8 +19,9 @@
 use serde::{Deserialize, Serialize};
 use sled::Batch;
 
-use crate::catalog::{decode, encode, key, Catalog};
-use crate::command::{Command, Outcome, Rejection};
+use crate::catalog::{decode, encode, Catalog};
+use crate::command::{done, rejected, Outcome, Rejection};
+use crate::keys::{self, key};
 use crate::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +41,9 @@ pub struct Principal {
     /// argon2 PHC string; `None` for service accounts.
     pub password_hash: Option<String>,
     pub created_at: i64,
+    /// Unique to this principal, never reused: a principal deleted and made again under the
+    /// same name gets another, so tokens and upload sessions of the old one do not carry over.
+    pub uid: String,
 }
 
 /// What a credential may do at most; the owner's roles still apply on top.
@@ -142,37 +146,37 @@ pub struct SigningKey {
 
 impl Catalog {
     pub fn principal(&self, name: &str) -> Result<Option<Principal>> {
-        self.get(&key("u/", &[name]))
+        self.get(&key(keys::PRINCIPAL, &[name]))
     }
 
     pub fn principals(&self) -> Result<Vec<Principal>> {
-        self.scan(b"u/")
+        self.scan(keys::PRINCIPAL.as_bytes())
     }
 
     pub fn credential(&self, id: &str) -> Result<Option<CredentialRecord>> {
-        self.get(&key("c/", &[id]))
+        self.get(&key(keys::CREDENTIAL, &[id]))
     }
 
     pub fn credential_by_login(&self, login: &str) -> Result<Option<CredentialRecord>> {
-        match self.tree().get(key("l/", &[login]))? {
+        match self.tree().get(key(keys::LOGIN, &[login]))? {
             Some(id) => self.credential(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
     }
 
     pub fn credentials(&self) -> Result<Vec<CredentialRecord>> {
-        self.scan(b"c/")
+        self.scan(keys::CREDENTIAL.as_bytes())
     }
 
     /// Every binding of `principal`.
     pub fn bindings_of(&self, principal: &str) -> Result<Vec<RoleBinding>> {
-        let mut prefix = key("g/", &[principal]);
+        let mut prefix = key(keys::BINDING, &[principal]);
         prefix.push(0);
         self.bindings_under(&prefix)
     }
 
     pub fn bindings(&self) -> Result<Vec<RoleBinding>> {
-        self.bindings_under(b"g/")
+        self.bindings_under(keys::BINDING.as_bytes())
     }
 
     fn bindings_under(&self, prefix: &[u8]) -> Result<Vec<RoleBinding>> {
@@ -197,9 +201,9 @@ impl Catalog {
 
     /// Signing keys, oldest first by creation time.
     pub fn signing_keys(&self) -> Result<Vec<SigningKey>> {
-        let mut keys: Vec<SigningKey> = self.scan(b"k/")?;
-        keys.sort_by_key(|k| (k.created_at, k.kid.clone()));
-        Ok(keys)
+        let mut found: Vec<SigningKey> = self.scan(keys::SIGNING_KEY.as_bytes())?;
+        found.sort_by_key(|k| (k.created_at, k.kid.clone()));
+        Ok(found)
     }
 
     /// How many principals are Owner of organisation `org`.
@@ -213,13 +217,13 @@ impl Catalog {
     }
 
     pub(crate) fn binding_key(&self, principal: &str, scope: &RoleScope) -> Vec<u8> {
-        key("g/", &[principal, &scope.key_part()])
+        key(keys::BINDING, &[principal, &scope.key_part()])
     }
 
     /// Removes every binding on `scope` (part of deleting what it names).
     pub(crate) fn unbind_scope(&self, scope: &RoleScope, batch: &mut Batch) -> Result<()> {
         let scope = scope.key_part();
-        for kv in self.tree().scan_prefix(b"g/") {
+        for kv in self.tree().scan_prefix(keys::BINDING.as_bytes()) {
             let (k, _) = kv?;
             if k.ends_with(scope.as_bytes()) && k[..k.len() - scope.len()].ends_with(&[0]) {
                 batch.remove(k);
@@ -253,7 +257,7 @@ impl Catalog {
     /// Removes principal `name` with its role bindings, its credentials (and their logins)
     /// and the federated identities acting as it.
     pub(crate) fn drop_principal(&self, name: &str, batch: &mut Batch) -> Result<()> {
-        batch.remove(key("u/", &[name]));
+        batch.remove(key(keys::PRINCIPAL, &[name]));
         for b in self.bindings_of(name)? {
             batch.remove(self.binding_key(name, &b.scope));
         }
@@ -281,149 +285,190 @@ impl Catalog {
         federation: impl Fn(&crate::FederationRecord) -> bool,
     ) -> Result<()> {
         for c in self.credentials()?.iter().filter(|c| credential(c)) {
-            batch.remove(key("c/", &[&c.id]));
-            batch.remove(key("l/", &[&c.login]));
+            batch.remove(key(keys::CREDENTIAL, &[&c.id]));
+            batch.remove(key(keys::LOGIN, &[&c.login]));
         }
         for f in self.federations()?.iter().filter(|f| federation(f)) {
-            batch.remove(key("f/", &[&f.name]));
+            batch.remove(key(keys::FEDERATION, &[&f.name]));
         }
         Ok(())
     }
 
-    /// Plans the identity commands; `None` for a command that is not one of them.
-    pub(crate) fn plan_access(&self, cmd: &Command, batch: &mut Batch) -> Result<Option<Outcome>> {
-        let reject = |r| Ok(Some(Outcome::Rejected(r)));
-        match cmd {
-            Command::Bootstrap { org, admin, key: k } => {
-                if !self.organisations()?.is_empty() {
-                    return reject(Rejection::AlreadyInitialised);
-                }
-                let org = crate::OrgRecord {
-                    home: true,
-                    ..org.clone()
-                };
-                batch.insert(key("o/", &[&org.name]), encode(&org));
-                batch.insert(key("u/", &[&admin.name]), encode(admin));
-                let owner = RoleScope::Organisation(org.name.clone()).key_part();
-                batch.insert(key("g/", &[&admin.name, &owner]), encode(&Role::Owner));
-                batch.insert(key("k/", &[&k.kid]), encode(k));
-            }
-            Command::CreatePrincipal { principal } => {
-                if self.principal(&principal.name)?.is_some() {
-                    return reject(Rejection::PrincipalExists(principal.name.clone()));
-                }
-                if self.organisation(&principal.organisation)?.is_none() {
-                    return reject(Rejection::OrganisationUnknown(
-                        principal.organisation.clone(),
-                    ));
-                }
-                batch.insert(key("u/", &[&principal.name]), encode(principal));
-            }
-            Command::CreateCredential { credential: c } => {
-                if self.principal(&c.owner)?.is_none() {
-                    return reject(Rejection::PrincipalUnknown(c.owner.clone()));
-                }
-                if let Some(ns) = &c.namespace {
-                    if self.namespace(ns)?.is_none() {
-                        return reject(Rejection::NamespaceUnknown(ns.clone()));
-                    }
-                }
-                if self.tree().contains_key(key("l/", &[&c.login]))? {
-                    return reject(Rejection::CredentialExists(c.login.clone()));
-                }
-                batch.insert(key("c/", &[&c.id]), encode(c));
-                batch.insert(key("l/", &[&c.login]), c.id.as_bytes());
-            }
-            Command::RevokeCredential { id, revoked_at } => {
-                let Some(mut c) = self.credential(id)? else {
-                    return reject(Rejection::CredentialUnknown(id.clone()));
-                };
-                c.revoked_at.get_or_insert(*revoked_at);
-                batch.insert(key("c/", &[id]), encode(&c));
-            }
-            Command::RotateCredentialSecret { id, secret_hash } => {
-                let Some(mut c) = self.credential(id)? else {
-                    return reject(Rejection::CredentialUnknown(id.clone()));
-                };
-                if c.revoked_at.is_some() {
-                    return reject(Rejection::CredentialRevoked(id.clone()));
-                }
-                c.secret_hash = secret_hash.clone();
-                batch.insert(key("c/", &[id]), encode(&c));
-            }
-            Command::Bind { binding: b } => {
-                if self.principal(&b.principal)?.is_none() {
-                    return reject(Rejection::PrincipalUnknown(b.principal.clone()));
-                }
-                let known = match &b.scope {
-                    RoleScope::Organisation(o) => self.organisation(o)?.is_some(),
-                    RoleScope::Project {
-                        organisation,
-                        project,
-                    } => self.project(organisation, project)?.is_some(),
-                    RoleScope::Namespace(n) => self.namespace(n)?.is_some(),
-                };
-                if !known {
-                    return reject(Rejection::ScopeUnknown(b.scope.key_part()));
-                }
-                let k = key("g/", &[&b.principal, &b.scope.key_part()]);
-                if let (RoleScope::Organisation(org), Some(was)) = (&b.scope, self.tree().get(&k)?)
-                {
-                    let demoted = decode::<Role>(&was)? == Role::Owner && b.role != Role::Owner;
-                    if demoted && self.owners_of(org)? == 1 {
-                        return reject(Rejection::LastOwner(org.clone()));
-                    }
-                }
-                batch.insert(k, encode(&b.role));
-            }
-            Command::Unbind { principal, scope } => {
-                let k = key("g/", &[principal, &scope.key_part()]);
-                let Some(role) = self.tree().get(&k)? else {
-                    return reject(Rejection::BindingUnknown);
-                };
-                if let RoleScope::Organisation(org) = scope {
-                    if decode::<Role>(&role)? == Role::Owner && self.owners_of(org)? == 1 {
-                        return reject(Rejection::LastOwner(org.clone()));
-                    }
-                }
-                batch.remove(k);
-            }
-            Command::DeletePrincipal {
-                name,
-                organisation,
-                kind,
-            } => {
-                let seen = |p: &Principal| p.organisation == *organisation && p.kind == *kind;
-                if !self.principal(name)?.as_ref().is_some_and(seen) {
-                    return reject(Rejection::PrincipalUnknown(name.clone()));
-                }
-                if let Some(org) = self.orphaned_by(&[name.as_str()], None)? {
-                    return reject(Rejection::LastOwner(org));
-                }
-                self.drop_principal(name, batch)?;
-            }
-            Command::RotateSigningKey {
-                key: k,
-                retire_after,
-            } => {
-                let keys = self.signing_keys()?;
-                // The new key signs from now on, so it must sort last even when its clock
-                // reads the same second as (or earlier than) the newest key's.
-                let newest = keys.last().map_or(i64::MIN, |n| n.created_at);
-                let k = SigningKey {
-                    created_at: k.created_at.max(newest.saturating_add(1)),
-                    ..k.clone()
-                };
-                for (old, successor) in keys.iter().zip(keys.iter().skip(1)) {
-                    if successor.created_at.saturating_add(*retire_after) < k.created_at {
-                        batch.remove(key("k/", &[&old.kid]));
-                    }
-                }
-                batch.insert(key("k/", &[&k.kid]), encode(&k));
-            }
-            _ => return Ok(None),
+    pub(crate) fn bootstrap(
+        &self,
+        org: &crate::OrgRecord,
+        admin: &Principal,
+        k: &SigningKey,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        if !self.organisations()?.is_empty() {
+            return rejected(Rejection::AlreadyInitialised);
         }
-        Ok(Some(Outcome::Done))
+        let org = crate::OrgRecord {
+            home: true,
+            ..org.clone()
+        };
+        batch.insert(key(keys::ORGANISATION, &[&org.name]), encode(&org));
+        batch.insert(key(keys::PRINCIPAL, &[&admin.name]), encode(admin));
+        let owner = RoleScope::Organisation(org.name.clone());
+        batch.insert(self.binding_key(&admin.name, &owner), encode(&Role::Owner));
+        batch.insert(key(keys::SIGNING_KEY, &[&k.kid]), encode(k));
+        done()
+    }
+
+    pub(crate) fn create_principal(
+        &self,
+        principal: &Principal,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        if self.principal(&principal.name)?.is_some() {
+            return rejected(Rejection::PrincipalExists(principal.name.clone()));
+        }
+        if self.organisation(&principal.organisation)?.is_none() {
+            return rejected(Rejection::OrganisationUnknown(
+                principal.organisation.clone(),
+            ));
+        }
+        batch.insert(key(keys::PRINCIPAL, &[&principal.name]), encode(principal));
+        done()
+    }
+
+    pub(crate) fn create_credential(
+        &self,
+        c: &CredentialRecord,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        if self.principal(&c.owner)?.is_none() {
+            return rejected(Rejection::PrincipalUnknown(c.owner.clone()));
+        }
+        if let Some(ns) = &c.namespace {
+            if self.namespace(ns)?.is_none() {
+                return rejected(Rejection::NamespaceUnknown(ns.clone()));
+            }
+        }
+        if self.tree().contains_key(key(keys::LOGIN, &[&c.login]))? {
+            return rejected(Rejection::CredentialExists(c.login.clone()));
+        }
+        batch.insert(key(keys::CREDENTIAL, &[&c.id]), encode(c));
+        batch.insert(key(keys::LOGIN, &[&c.login]), c.id.as_bytes());
+        done()
+    }
+
+    pub(crate) fn revoke_credential(
+        &self,
+        id: &str,
+        revoked_at: i64,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        let Some(mut c) = self.credential(id)? else {
+            return rejected(Rejection::CredentialUnknown(id.into()));
+        };
+        c.revoked_at.get_or_insert(revoked_at);
+        batch.insert(key(keys::CREDENTIAL, &[id]), encode(&c));
+        done()
+    }
+
+    pub(crate) fn rotate_credential_secret(
+        &self,
+        id: &str,
+        secret_hash: &str,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        let Some(mut c) = self.credential(id)? else {
+            return rejected(Rejection::CredentialUnknown(id.into()));
+        };
+        if c.revoked_at.is_some() {
+            return rejected(Rejection::CredentialRevoked(id.into()));
+        }
+        c.secret_hash = secret_hash.into();
+        batch.insert(key(keys::CREDENTIAL, &[id]), encode(&c));
+        done()
+    }
+
+    pub(crate) fn bind(&self, b: &RoleBinding, batch: &mut Batch) -> Result<Outcome> {
+        if self.principal(&b.principal)?.is_none() {
+            return rejected(Rejection::PrincipalUnknown(b.principal.clone()));
+        }
+        let known = match &b.scope {
+            RoleScope::Organisation(o) => self.organisation(o)?.is_some(),
+            RoleScope::Project {
+                organisation,
+                project,
+            } => self.project(organisation, project)?.is_some(),
+            RoleScope::Namespace(n) => self.namespace(n)?.is_some(),
+        };
+        if !known {
+            return rejected(Rejection::ScopeUnknown(b.scope.key_part()));
+        }
+        let k = self.binding_key(&b.principal, &b.scope);
+        if let (RoleScope::Organisation(org), Some(was)) = (&b.scope, self.tree().get(&k)?) {
+            let demoted = decode::<Role>(&was)? == Role::Owner && b.role != Role::Owner;
+            if demoted && self.owners_of(org)? == 1 {
+                return rejected(Rejection::LastOwner(org.clone()));
+            }
+        }
+        batch.insert(k, encode(&b.role));
+        done()
+    }
+
+    pub(crate) fn unbind(
+        &self,
+        principal: &str,
+        scope: &RoleScope,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        let k = self.binding_key(principal, scope);
+        let Some(role) = self.tree().get(&k)? else {
+            return rejected(Rejection::BindingUnknown);
+        };
+        if let RoleScope::Organisation(org) = scope {
+            if decode::<Role>(&role)? == Role::Owner && self.owners_of(org)? == 1 {
+                return rejected(Rejection::LastOwner(org.clone()));
+            }
+        }
+        batch.remove(k);
+        done()
+    }
+
+    pub(crate) fn delete_principal(
+        &self,
+        name: &str,
+        organisation: &str,
+        kind: PrincipalKind,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        let seen = |p: &Principal| p.organisation == organisation && p.kind == kind;
+        if !self.principal(name)?.as_ref().is_some_and(seen) {
+            return rejected(Rejection::PrincipalUnknown(name.into()));
+        }
+        if let Some(org) = self.orphaned_by(&[name], None)? {
+            return rejected(Rejection::LastOwner(org));
+        }
+        self.drop_principal(name, batch)?;
+        done()
+    }
+
+    pub(crate) fn rotate_signing_key(
+        &self,
+        k: &SigningKey,
+        retire_after: i64,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        let existing = self.signing_keys()?;
+        // The new key signs from now on, so it must sort last even when its clock reads the
+        // same second as (or earlier than) the newest key's.
+        let newest = existing.last().map_or(i64::MIN, |n| n.created_at);
+        let k = SigningKey {
+            created_at: k.created_at.max(newest.saturating_add(1)),
+            ..k.clone()
+        };
+        for (old, successor) in existing.iter().zip(existing.iter().skip(1)) {
+            if successor.created_at.saturating_add(retire_after) < k.created_at {
+                batch.remove(key(keys::SIGNING_KEY, &[&old.kid]));
+            }
+        }
+        batch.insert(key(keys::SIGNING_KEY, &[&k.kid]), encode(&k));
+        done()
     }
 }
 
@@ -431,6 +476,7 @@ impl Catalog {
 pub(crate) mod tests {
     use super::*;
     use crate::catalog::NamespaceRecord;
+    use crate::Command;
     use crate::OrgRecord;
 
     fn catalog() -> Catalog {
@@ -452,6 +498,7 @@ pub(crate) mod tests {
             organisation: "default".into(),
             password_hash: Some("$argon2id$x".into()),
             created_at: 1,
+            uid: format!("uid-{name}"),
         }
     }
 

@@ -22,9 +22,10 @@
 //! the only writer and applies entries one at a time, so no transaction is needed.
 
 use serde::{Deserialize, Serialize};
-use sled::{Batch, Tree};
+use sled::Tree;
 
-use crate::command::{Command, ManifestRecord, Outcome, Rejection};
+use crate::command::ManifestRecord;
+use crate::keys::{self, key};
 use crate::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,17 +66,6 @@ pub enum Visibility {
     Public,
 }
 
-pub(crate) fn key(prefix: &str, parts: &[&str]) -> Vec<u8> {
-    let mut k = prefix.as_bytes().to_vec();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            k.push(0);
-        }
-        k.extend_from_slice(p.as_bytes());
-    }
-    k
-}
-
 pub(crate) fn namespace_of(repo: &str) -> &str {
     repo.split('/').next().unwrap_or(repo)
 }
@@ -103,7 +93,7 @@ impl Catalog {
         &self.tree
     }
 
-    fn has(&self, k: &[u8]) -> Result<bool> {
+    pub(crate) fn has(&self, k: &[u8]) -> Result<bool> {
         Ok(self.tree.contains_key(k)?)
     }
 
@@ -119,33 +109,36 @@ impl Catalog {
     }
 
     pub fn namespace(&self, name: &str) -> Result<Option<NamespaceRecord>> {
-        self.get(&key("n/", &[name]))
+        self.get(&key(keys::NAMESPACE, &[name]))
     }
 
     pub fn namespaces(&self) -> Result<Vec<NamespaceRecord>> {
-        self.scan(b"n/")
+        self.scan(keys::NAMESPACE.as_bytes())
     }
 
     pub fn repository_exists(&self, repo: &str) -> Result<bool> {
-        self.has(&key("r/", &[repo]))
+        self.has(&key(keys::REPOSITORY, &[repo]))
     }
 
     /// Repositories in lexical order, after `last`, at most `n`.
     pub fn repositories(&self, last: Option<&str>, n: Option<usize>) -> Result<Vec<String>> {
-        self.list_after(b"r/".to_vec(), last, n)
+        self.list_after(keys::REPOSITORY.as_bytes().to_vec(), last, n)
     }
 
     pub fn blob_size(&self, repo: &str, digest: &str) -> Result<Option<u64>> {
-        Ok(self.tree.get(key("b/", &[repo, digest]))?.map(|v| {
-            let mut be = [0u8; 8];
-            be.copy_from_slice(&v[..8]);
-            u64::from_be_bytes(be)
-        }))
+        Ok(self
+            .tree
+            .get(key(keys::BLOB_LINK, &[repo, digest]))?
+            .map(|v| {
+                let mut be = [0u8; 8];
+                be.copy_from_slice(&v[..8]);
+                u64::from_be_bytes(be)
+            }))
     }
 
     pub fn manifest(&self, repo: &str, digest: &str) -> Result<Option<ManifestRecord>> {
         self.tree
-            .get(key("m/", &[repo, digest]))?
+            .get(key(keys::MANIFEST, &[repo, digest]))?
             .map(|v| decode(&v))
             .transpose()
     }
@@ -153,20 +146,20 @@ impl Catalog {
     pub fn tag(&self, repo: &str, tag: &str) -> Result<Option<String>> {
         Ok(self
             .tree
-            .get(key("t/", &[repo, tag]))?
+            .get(key(keys::TAG, &[repo, tag]))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Tags of `repo` in lexical order, after `last`, at most `n`.
     pub fn tags(&self, repo: &str, last: Option<&str>, n: Option<usize>) -> Result<Vec<String>> {
-        let mut prefix = key("t/", &[repo]);
+        let mut prefix = key(keys::TAG, &[repo]);
         prefix.push(0);
         self.list_after(prefix, last, n)
     }
 
     /// Manifests of `repo` whose subject is `subject`, in digest order.
     pub fn referrers(&self, repo: &str, subject: &str) -> Result<Vec<ManifestRecord>> {
-        let mut prefix = key("s/", &[repo, subject]);
+        let mut prefix = key(keys::REFERRER, &[repo, subject]);
         prefix.push(0);
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix(&prefix) {
@@ -205,158 +198,11 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Works out what `cmd` changes, without changing anything: the writes go into `batch`,
-    /// and the digests it unlinks from a repository into `unlinked`.
-    pub(crate) fn plan(
-        &self,
-        cmd: &Command,
-        batch: &mut Batch,
-        unlinked: &mut Vec<String>,
-    ) -> Result<Outcome> {
-        if let Some(outcome) = self.plan_access(cmd, batch)? {
-            return Ok(outcome);
-        }
-        if let Some(outcome) = self.plan_tenancy(cmd, batch)? {
-            return Ok(outcome);
-        }
-        if let Some(outcome) = self.plan_federation(cmd, batch)? {
-            return Ok(outcome);
-        }
-        if let Some(outcome) = self.plan_repos(cmd, batch, unlinked)? {
-            return Ok(outcome);
-        }
-        let reject = |r| Ok(Outcome::Rejected(r));
-        match cmd {
-            Command::CreateNamespace { record } => {
-                if self.namespace(&record.name)?.is_some() {
-                    return reject(Rejection::NamespaceExists(record.name.clone()));
-                }
-                if self.organisation(&record.organisation)?.is_none() {
-                    return reject(Rejection::OrganisationUnknown(record.organisation.clone()));
-                }
-                if let Some(p) = &record.project {
-                    if self.project(&record.organisation, p)?.is_none() {
-                        return reject(Rejection::ProjectUnknown(p.clone()));
-                    }
-                }
-                batch.insert(key("n/", &[&record.name]), encode(record));
-            }
-            Command::SetVisibility {
-                namespace,
-                visibility,
-            } => {
-                let Some(mut rec) = self.namespace(namespace)? else {
-                    return reject(Rejection::NamespaceUnknown(namespace.clone()));
-                };
-                rec.visibility = *visibility;
-                batch.insert(key("n/", &[namespace]), encode(&rec));
-            }
-            Command::DeleteNamespace { name } => {
-                if self.namespace(name)?.is_none() {
-                    return reject(Rejection::NamespaceUnknown(name.clone()));
-                }
-                batch.remove(key("n/", &[name]));
-                batch.remove(key("q/", &[name]));
-                // Repositories of `name` are `name` itself and `name/...`: the `\0` or `/`
-                // after the name keeps `name-2` out.
-                batch.remove(key("r/", &[name]));
-                batch.remove(key("v/", &[name]));
-                for prefix in ["r/", "v/", "b/", "m/", "t/", "s/"] {
-                    for sep in [0, b'/'] {
-                        let mut p = key(prefix, &[name]);
-                        p.push(sep);
-                        for kv in self.tree.scan_prefix(&p) {
-                            let (k, _) = kv?;
-                            if prefix == "b/" {
-                                if let Some(d) = k.rsplit(|b| *b == 0).next() {
-                                    unlinked.push(String::from_utf8_lossy(d).into_owned());
-                                }
-                            }
-                            batch.remove(k);
-                        }
-                    }
-                }
-                self.unbind_scope(&crate::RoleScope::Namespace(name.clone()), batch)?;
-                self.drop_restricted_to(name, batch)?;
-            }
-            Command::LinkBlob { repo, digest, size } => {
-                if !self.has(&key("n/", &[namespace_of(repo)]))? {
-                    return reject(Rejection::NamespaceUnknown(namespace_of(repo).into()));
-                }
-                batch.insert(key("r/", &[repo]), Vec::new());
-                batch.insert(key("b/", &[repo, digest]), size.to_be_bytes().to_vec());
-            }
-            Command::UnlinkBlob { repo, digest } => {
-                let k = key("b/", &[repo, digest]);
-                if !self.has(&k)? {
-                    return reject(Rejection::BlobUnknown(digest.clone()));
-                }
-                batch.remove(k);
-                unlinked.push(digest.clone());
-            }
-            Command::PutManifest {
-                repo,
-                manifest,
-                tag,
-            } => {
-                if !self.has(&key("n/", &[namespace_of(repo)]))? {
-                    return reject(Rejection::NamespaceUnknown(namespace_of(repo).into()));
-                }
-                for b in &manifest.blobs {
-                    if !self.has(&key("b/", &[repo, b]))? {
-                        return reject(Rejection::ReferencedBlobUnknown(b.clone()));
-                    }
-                }
-                for m in &manifest.manifests {
-                    if !self.has(&key("m/", &[repo, m]))? && m != &manifest.digest {
-                        return reject(Rejection::ReferencedManifestUnknown(m.clone()));
-                    }
-                }
-                batch.insert(key("r/", &[repo]), Vec::new());
-                batch.insert(key("m/", &[repo, &manifest.digest]), encode(manifest));
-                if let Some(subject) = &manifest.subject {
-                    batch.insert(key("s/", &[repo, subject, &manifest.digest]), Vec::new());
-                }
-                if let Some(tag) = tag {
-                    batch.insert(key("t/", &[repo, tag]), manifest.digest.as_bytes());
-                }
-            }
-            Command::DeleteTag { repo, tag } => {
-                let k = key("t/", &[repo, tag]);
-                if !self.has(&k)? {
-                    return reject(Rejection::TagUnknown(tag.clone()));
-                }
-                batch.remove(k);
-            }
-            Command::DeleteManifest { repo, digest } => {
-                let Some(m) = self.manifest(repo, digest)? else {
-                    return reject(Rejection::ManifestUnknown(digest.clone()));
-                };
-                batch.remove(key("m/", &[repo, digest]));
-                if let Some(subject) = &m.subject {
-                    batch.remove(key("s/", &[repo, subject, digest]));
-                }
-                let mut tags = key("t/", &[repo]);
-                tags.push(0);
-                for kv in self.tree.scan_prefix(&tags) {
-                    let (k, v) = kv?;
-                    if v.as_ref() == digest.as_bytes() {
-                        batch.remove(k);
-                    }
-                }
-            }
-            _ => {
-                unreachable!("planned by plan_access, plan_tenancy, plan_federation or plan_repos")
-            }
-        }
-        Ok(Outcome::Done)
-    }
-
     /// Plans and applies one command atomically (used directly by tests; the state machine
     /// adds its bookkeeping to the same batch).
     #[cfg(test)]
-    pub(crate) fn apply(&self, cmd: &Command) -> Result<Outcome> {
-        let mut batch = Batch::default();
+    pub(crate) fn apply(&self, cmd: &crate::Command) -> Result<crate::Outcome> {
+        let mut batch = sled::Batch::default();
         let outcome = self.plan(cmd, &mut batch, &mut Vec::new())?;
         self.tree.apply_batch(batch)?;
         Ok(outcome)

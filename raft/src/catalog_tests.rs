@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::*;
+use crate::keys::{self, key};
+use crate::{Command, ManifestRecord, Outcome, Rejection};
 use crate::{Principal, PrincipalKind, Role, RoleBinding, RoleScope};
 
 /// A catalogue holding the organisation `default`.
@@ -17,7 +19,7 @@ pub(crate) fn catalog() -> Catalog {
         created_at: 1,
     };
     c.tree()
-        .insert(key("o/", &["default"]), encode(&org))
+        .insert(key(keys::ORGANISATION, &["default"]), encode(&org))
         .unwrap();
     c
 }
@@ -66,7 +68,8 @@ pub(crate) fn check(c: &Catalog, cmd: Command, expected: Outcome) {
 /// The digests `cmd` would unlink from the current state, sorted and deduplicated.
 pub(crate) fn unlinking(c: &Catalog, cmd: &Command) -> Vec<String> {
     let mut unlinked = Vec::new();
-    c.plan(cmd, &mut Batch::default(), &mut unlinked).unwrap();
+    c.plan(cmd, &mut sled::Batch::default(), &mut unlinked)
+        .unwrap();
     unlinked.sort();
     unlinked.dedup();
     unlinked
@@ -80,6 +83,7 @@ pub(crate) fn principal(name: &str, kind: PrincipalKind) -> Command {
             organisation: "default".into(),
             password_hash: None,
             created_at: 1,
+            uid: format!("uid-{name}"),
         },
     }
 }
@@ -133,6 +137,7 @@ pub(crate) fn link(repo: &str, digest: &str, size: u64) -> Command {
         repo: repo.into(),
         digest: digest.into(),
         size,
+        upload: None,
     }
 }
 
@@ -176,6 +181,7 @@ fn commands_check_their_preconditions() {
         repo: "acme/api".into(),
         digest: "sha256:b1".into(),
         size: 7,
+        upload: None,
     };
     check(
         &c,

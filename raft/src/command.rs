@@ -1,10 +1,16 @@
-//! What travels through the Raft log: registry commands and their outcomes.
+//! What travels through the Raft log: proposals (a command, who proposed it and the
+//! request it came from) and their outcomes.
 //!
-//! Commands carry everything needed to apply them deterministically (timestamps are chosen
-//! by the node that proposes, never read from the clock while applying). Digests and names
-//! arrive already validated by the node; the state machine still re-checks every precondition
-//! that concurrent writes could invalidate (namespace exists, referenced blobs linked) so that
-//! the answer a client gets is linearizable. Re-applying a command is harmless.
+//! Commands carry everything needed to apply them deterministically (timestamps and ids are
+//! chosen by the node that proposes, never read from the clock while applying). Digests and
+//! names arrive already validated by the node; the state machine still re-checks every
+//! precondition that concurrent writes could invalidate (namespace exists, referenced blobs
+//! linked) so that the answer a client gets is linearizable. Re-applying a command is
+//! harmless.
+//!
+//! These types are a stored format (the Raft log, snapshots and the plane carry them):
+//! `format` holds their version, the golden bytes of every variant and the migrations. A new
+//! variant goes at the end of an enum, and any other change needs a new format version.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,9 +21,56 @@ use crate::catalog::{NamespaceRecord, Visibility};
 use crate::federation::FederationRecord;
 use crate::repos::UsageDelta;
 use crate::tenancy::{OrgRecord, ProjectRecord};
+use crate::uploads::UploadRecord;
 
-/// A change to the registry catalogue.
+/// Who proposed a command: what the audit trail records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Actor {
+    /// A user or service account, with the credential or federated identity it acted
+    /// through (`None`: signed in with its password).
+    Principal { name: String, via: Option<String> },
+    /// The cluster itself: a job (`usage`, `bootstrap`, `gc`, …) or a migration.
+    System(String),
+}
+
+/// One entry of the Raft log: a command and where it came from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub by: Actor,
+    /// The id of the HTTP request that caused it (`X-Request-Id`), or the job's run.
+    pub request_id: String,
+    pub command: Command,
+}
+
+impl Proposal {
+    pub fn new(by: Actor, request_id: impl Into<String>, command: Command) -> Proposal {
+        Proposal {
+            by,
+            request_id: request_id.into(),
+            command,
+        }
+    }
+
+    /// A command of the cluster's own job `job`.
+    pub fn system(job: &str, command: Command) -> Proposal {
+        Proposal::new(Actor::System(job.into()), "", command)
+    }
+}
+
+/// A command's precondition held and its writes are planned.
+pub(crate) fn done() -> crate::Result<Outcome> {
+    Ok(Outcome::Done)
+}
+
+/// A command changes nothing because `r`.
+pub(crate) fn rejected(r: Rejection) -> crate::Result<Outcome> {
+    Ok(Outcome::Rejected(r))
+}
+
+/// A change to the registry catalogue. (`CommandKind` names the variants, so the golden
+/// test can check that every one has its fixture.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::EnumDiscriminants)]
+#[strum_discriminants(name(CommandKind), derive(strum::EnumIter, strum::IntoStaticStr))]
 pub enum Command {
     /// Creates a namespace in its organisation or project. Names are unique in the region
     /// (the cluster), because an image path names the namespace alone.
@@ -103,11 +156,13 @@ pub enum Command {
         key: SigningKey,
         retire_after: i64,
     },
-    /// Records that a verified blob of `size` bytes now belongs to `repo` (creating the repo).
+    /// Records that a verified blob of `size` bytes now belongs to `repo` (creating the repo),
+    /// and closes the upload session it was finished from, if any.
     LinkBlob {
         repo: String,
         digest: String,
         size: u64,
+        upload: Option<String>,
     },
     UnlinkBlob {
         repo: String,
@@ -141,6 +196,17 @@ pub enum Command {
     /// (as `DeletePrincipal` does) and every binding on it; never the home organisation.
     DeleteOrganisation {
         name: String,
+    },
+    /// Records an upload session opened in the origin, bound to its repository and to the
+    /// principal that opened it; refused when that principal holds `limit` open already.
+    OpenUpload {
+        id: String,
+        upload: UploadRecord,
+        limit: u32,
+    },
+    /// Forgets upload sessions (cancelled, or purged as abandoned).
+    CloseUploads {
+        ids: Vec<String>,
     },
 }
 
@@ -226,4 +292,6 @@ pub enum Rejection {
     NotAServiceAccount(String),
     #[error("the last Owner of organisation {0:?} must stay; bind another Owner first")]
     LastOwner(String),
+    #[error("{0} upload sessions are open already; finish or cancel some first")]
+    TooManyUploads(u32),
 }

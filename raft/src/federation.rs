@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use sled::Batch;
 
 use crate::access::{CredentialScope, PrincipalKind};
-use crate::catalog::{encode, key, Catalog};
-use crate::command::{Command, Outcome, Rejection};
+use crate::catalog::{encode, Catalog};
+use crate::command::{done, rejected, Outcome, Rejection};
+use crate::keys::{self, key};
 use crate::Result;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,51 +36,49 @@ pub struct FederationRecord {
     pub scope: CredentialScope,
     pub namespace: Option<String>,
     pub created_at: i64,
+    /// Unique to this federated identity, never reused (as `Principal::uid`).
+    pub uid: String,
 }
 
 impl Catalog {
     pub fn federation(&self, name: &str) -> Result<Option<FederationRecord>> {
-        self.get(&key("f/", &[name]))
+        self.get(&key(keys::FEDERATION, &[name]))
     }
 
     pub fn federations(&self) -> Result<Vec<FederationRecord>> {
-        self.scan(b"f/")
+        self.scan(keys::FEDERATION.as_bytes())
     }
 
-    pub(crate) fn plan_federation(
+    pub(crate) fn create_federation(
         &self,
-        cmd: &Command,
+        f: &FederationRecord,
         batch: &mut Batch,
-    ) -> Result<Option<Outcome>> {
-        let reject = |r| Ok(Some(Outcome::Rejected(r)));
-        match cmd {
-            Command::CreateFederation { federation: f } => {
-                if self.federation(&f.name)?.is_some() {
-                    return reject(Rejection::FederationExists(f.name.clone()));
-                }
-                match self.principal(&f.service_account)? {
-                    None => return reject(Rejection::PrincipalUnknown(f.service_account.clone())),
-                    Some(p) if p.kind != PrincipalKind::ServiceAccount => {
-                        return reject(Rejection::NotAServiceAccount(p.name))
-                    }
-                    Some(_) => {}
-                }
-                if let Some(ns) = &f.namespace {
-                    if self.namespace(ns)?.is_none() {
-                        return reject(Rejection::NamespaceUnknown(ns.clone()));
-                    }
-                }
-                batch.insert(key("f/", &[&f.name]), encode(f));
-            }
-            Command::DeleteFederation { name } => {
-                if self.federation(name)?.is_none() {
-                    return reject(Rejection::FederationUnknown(name.clone()));
-                }
-                batch.remove(key("f/", &[name]));
-            }
-            _ => return Ok(None),
+    ) -> Result<Outcome> {
+        if self.federation(&f.name)?.is_some() {
+            return rejected(Rejection::FederationExists(f.name.clone()));
         }
-        Ok(Some(Outcome::Done))
+        match self.principal(&f.service_account)? {
+            None => return rejected(Rejection::PrincipalUnknown(f.service_account.clone())),
+            Some(p) if p.kind != PrincipalKind::ServiceAccount => {
+                return rejected(Rejection::NotAServiceAccount(p.name))
+            }
+            Some(_) => {}
+        }
+        if let Some(ns) = &f.namespace {
+            if self.namespace(ns)?.is_none() {
+                return rejected(Rejection::NamespaceUnknown(ns.clone()));
+            }
+        }
+        batch.insert(key(keys::FEDERATION, &[&f.name]), encode(f));
+        done()
+    }
+
+    pub(crate) fn delete_federation(&self, name: &str, batch: &mut Batch) -> Result<Outcome> {
+        if self.federation(name)?.is_none() {
+            return rejected(Rejection::FederationUnknown(name.into()));
+        }
+        batch.remove(key(keys::FEDERATION, &[name]));
+        done()
     }
 }
 
@@ -87,6 +86,7 @@ impl Catalog {
 pub(crate) mod tests {
     use super::*;
     use crate::catalog::tests::{catalog, check, ns, principal};
+    use crate::Command;
     use crate::PrincipalKind;
 
     pub(crate) fn federation(
@@ -104,6 +104,7 @@ pub(crate) mod tests {
                 scope: CredentialScope::Pull,
                 namespace: namespace.map(Into::into),
                 created_at: 5,
+                uid: format!("uid-{name}"),
             },
         }
     }

@@ -2,8 +2,13 @@
 //!
 //! Split the way openraft's examples split it:
 //! - `types`: the openraft type configuration;
-//! - `command`: commands, manifest records and outcomes (what the log carries);
-//! - `catalog`: the catalogue's key layout in sled, reads, and planning a command's writes;
+//! - `command`: proposals, commands, manifest records and outcomes (what the log carries);
+//! - `keys`: every key prefix of the catalogue tree;
+//! - `catalog`: the catalogue's layout in sled and its reads;
+//! - `apply`: the one exhaustive `match` that applies each command through its planner;
+//! - `content`: planning namespaces, blob links, manifests and tags;
+//! - `uploads`: open upload sessions, bound to their repository and owner;
+//! - `format`: the stored format's version, its golden bytes and the migrations;
 //! - `access`: identity records in the catalogue (principals, credentials, role bindings,
 //!   signing keys), their keys and their commands;
 //! - `tenancy`: organisations and projects;
@@ -25,12 +30,16 @@
 #![allow(clippy::result_large_err)]
 
 mod access;
+mod apply;
 mod catalog;
 mod cluster;
 mod command;
+mod content;
 mod error;
 mod federation;
+pub mod format;
 mod handover;
+pub mod keys;
 mod log_store;
 mod network;
 mod node;
@@ -39,6 +48,7 @@ mod repos;
 mod sm;
 mod tenancy;
 mod types;
+mod uploads;
 
 pub use access::{
     CredentialRecord, CredentialScope, Principal, PrincipalKind, Role, RoleBinding, RoleScope,
@@ -46,10 +56,11 @@ pub use access::{
 };
 pub use catalog::{Catalog, NamespaceRecord, Visibility};
 pub use cluster::{ClusterStatus, MemberStatus};
-pub use command::{Command, ManifestRecord, Outcome, Rejection};
+pub use command::{Actor, Command, ManifestRecord, Outcome, Proposal, Rejection};
 pub use error::{Error, Result};
 pub use federation::FederationRecord;
 pub use node::{ClusterConfig, MetaConfig, Metadata, Status};
 pub use repos::{RepoSummary, Usage, UsageDelta};
 pub use tenancy::{OrgRecord, ProjectRecord};
 pub use types::{Member, NodeId};
+pub use uploads::UploadRecord;

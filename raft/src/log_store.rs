@@ -26,8 +26,8 @@ fn key(index: u64) -> [u8; 8] {
 impl LogStore {
     pub fn open(db: &sled::Db) -> crate::Result<LogStore> {
         Ok(LogStore {
-            log: db.open_tree("log")?,
-            meta: db.open_tree("log-meta")?,
+            log: db.open_tree(crate::format::LOG)?,
+            meta: db.open_tree(crate::format::LOG_META)?,
         })
     }
 

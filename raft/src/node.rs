@@ -17,7 +17,7 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{ServerState, SnapshotPolicy};
 
 use crate::catalog::Catalog;
-use crate::command::{Command, Outcome};
+use crate::command::{Outcome, Proposal};
 use crate::handover::Tenure;
 use crate::log_store::LogStore;
 use crate::network::{QuicNetwork, SingleNodeNetwork};
@@ -93,6 +93,7 @@ pub struct Metadata {
 impl Metadata {
     pub async fn open(cfg: MetaConfig) -> Result<Arc<Metadata>> {
         let db = sled::Config::new().path(&cfg.dir).open()?;
+        crate::format::open(&db)?;
         let log = LogStore::open(&db)?;
         let sm = StateMachine::open(&db)?;
         let catalog = sm.catalog();
@@ -216,7 +217,7 @@ impl Metadata {
     /// Proposes `cmd` and waits until it is committed and applied on this node. A follower
     /// or learner forwards it to the leader over the cluster plane, then waits for its own
     /// replica to apply it, so a client reads its write on the node that took it.
-    pub async fn write(&self, cmd: Command) -> Result<Outcome> {
+    pub async fn write(&self, cmd: Proposal) -> Result<Outcome> {
         let deadline = Instant::now() + WRITE_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -301,7 +302,7 @@ impl Metadata {
 
     /// Number of entries currently held in the sled log (for tests and diagnostics).
     pub fn log_len(&self) -> Result<usize> {
-        Ok(self.db.open_tree("log")?.len())
+        Ok(self.db.open_tree(crate::format::LOG)?.len())
     }
 
     pub fn status(&self) -> Status {
@@ -348,20 +349,23 @@ mod tests {
         }
     }
 
-    fn ns(i: usize) -> Command {
-        Command::CreateNamespace {
-            record: crate::NamespaceRecord {
-                name: format!("ns{i:03}"),
-                ..crate::NamespaceRecord::for_test("")
+    fn ns(i: usize) -> Proposal {
+        Proposal::system(
+            "test",
+            crate::Command::CreateNamespace {
+                record: crate::NamespaceRecord {
+                    name: format!("ns{i:03}"),
+                    ..crate::NamespaceRecord::for_test("")
+                },
             },
-        }
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_survive_restart_and_the_log_stays_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let meta = Metadata::open(config(dir.path(), 10)).await.unwrap();
-        let bootstrap = Command::Bootstrap {
+        let bootstrap = crate::Command::Bootstrap {
             org: crate::OrgRecord {
                 name: "default".into(),
                 description: None,
@@ -374,6 +378,7 @@ mod tests {
                 organisation: "default".into(),
                 password_hash: None,
                 created_at: 1,
+                uid: "u-admin".into(),
             },
             key: crate::SigningKey {
                 kid: "k".into(),
@@ -382,6 +387,7 @@ mod tests {
                 created_at: 1,
             },
         };
+        let bootstrap = Proposal::system("test", bootstrap);
         assert_eq!(meta.write(bootstrap).await.unwrap(), Outcome::Done);
         for i in 0..60 {
             assert_eq!(meta.write(ns(i)).await.unwrap(), Outcome::Done);

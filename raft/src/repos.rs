@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 use sled::Batch;
 
-use crate::catalog::{encode, key, Catalog, Visibility};
-use crate::command::{Command, ManifestRecord, Outcome, Rejection};
+use crate::catalog::{encode, Catalog, Visibility};
+use crate::command::{done, rejected, ManifestRecord, Outcome, Rejection};
+use crate::keys::{self, key, under};
 use crate::Result;
 
 /// Pulls, pushes and bytes served in a namespace since it was created (each count stops at
@@ -46,15 +47,9 @@ pub struct RepoSummary {
     pub visibility: Option<Visibility>,
 }
 
-fn under(prefix: &str, repo: &str) -> Vec<u8> {
-    let mut p = key(prefix, &[repo]);
-    p.push(0);
-    p
-}
-
 impl Catalog {
     pub fn repository_visibility(&self, repo: &str) -> Result<Option<Visibility>> {
-        self.get(&key("v/", &[repo]))
+        self.get(&key(keys::REPOSITORY_VISIBILITY, &[repo]))
     }
 
     /// The repositories of namespace `ns` (`ns` itself, a valid repository name, and
@@ -64,7 +59,7 @@ impl Catalog {
         if self.repository_exists(ns)? {
             out.push(ns.to_string());
         }
-        let mut prefix = key("r/", &[ns]);
+        let mut prefix = key(keys::REPOSITORY, &[ns]);
         prefix.push(b'/');
         for kv in self.tree().scan_prefix(&prefix) {
             out.push(String::from_utf8_lossy(&kv?.0[2..]).into_owned());
@@ -74,7 +69,7 @@ impl Catalog {
 
     /// `(digest, size)` of every blob linked to `repo`.
     pub fn blob_links(&self, repo: &str) -> Result<Vec<(String, u64)>> {
-        let prefix = under("b/", repo);
+        let prefix = under(keys::BLOB_LINK, &[repo]);
         let mut out = Vec::new();
         for kv in self.tree().scan_prefix(&prefix) {
             let (k, v) = kv?;
@@ -88,12 +83,12 @@ impl Catalog {
 
     /// Every manifest of `repo`, in digest order.
     pub fn manifests_of(&self, repo: &str) -> Result<Vec<ManifestRecord>> {
-        self.scan(&under("m/", repo))
+        self.scan(&under(keys::MANIFEST, &[repo]))
     }
 
     /// `tag → digest` for every tag of `repo`.
     pub fn tag_map(&self, repo: &str) -> Result<BTreeMap<String, String>> {
-        let prefix = under("t/", repo);
+        let prefix = under(keys::TAG, &[repo]);
         let mut out = BTreeMap::new();
         for kv in self.tree().scan_prefix(&prefix) {
             let (k, v) = kv?;
@@ -140,72 +135,75 @@ impl Catalog {
     }
 
     pub fn usage(&self, ns: &str) -> Result<Usage> {
-        Ok(self.get(&key("q/", &[ns]))?.unwrap_or_default())
+        Ok(self.get(&key(keys::USAGE, &[ns]))?.unwrap_or_default())
     }
 
-    pub(crate) fn plan_repos(
+    pub(crate) fn set_repository_visibility(
         &self,
-        cmd: &Command,
+        repo: &str,
+        visibility: Option<Visibility>,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        if !self.repository_exists(repo)? {
+            return rejected(Rejection::RepositoryUnknown(repo.into()));
+        }
+        match visibility {
+            Some(v) => batch.insert(key(keys::REPOSITORY_VISIBILITY, &[repo]), encode(&v)),
+            None => batch.remove(key(keys::REPOSITORY_VISIBILITY, &[repo])),
+        }
+        done()
+    }
+
+    pub(crate) fn delete_repository(
+        &self,
+        repo: &str,
         batch: &mut Batch,
         unlinked: &mut Vec<String>,
-    ) -> Result<Option<Outcome>> {
-        let reject = |r| Ok(Some(Outcome::Rejected(r)));
-        match cmd {
-            Command::SetRepositoryVisibility { repo, visibility } => {
-                if !self.repository_exists(repo)? {
-                    return reject(Rejection::RepositoryUnknown(repo.clone()));
-                }
-                match visibility {
-                    Some(v) => batch.insert(key("v/", &[repo]), encode(v)),
-                    None => batch.remove(key("v/", &[repo])),
-                }
-            }
-            Command::DeleteRepository { repo } => {
-                if !self.repository_exists(repo)? {
-                    return reject(Rejection::RepositoryUnknown(repo.clone()));
-                }
-                batch.remove(key("r/", &[repo]));
-                batch.remove(key("v/", &[repo]));
-                // `repo\0…` only: `repo/sub` is another repository and stays.
-                for prefix in ["b/", "m/", "t/", "s/"] {
-                    let p = under(prefix, repo);
-                    for kv in self.tree().scan_prefix(&p) {
-                        let (k, _) = kv?;
-                        if prefix == "b/" {
-                            unlinked.push(String::from_utf8_lossy(&k[p.len()..]).into_owned());
-                        }
-                        batch.remove(k);
-                    }
-                }
-            }
-            Command::RecordUsage { deltas } => {
-                let mut totals: BTreeMap<&str, Usage> = BTreeMap::new();
-                for d in deltas {
-                    if self.namespace(&d.namespace)?.is_none() {
-                        continue; // deleted since it was counted
-                    }
-                    let t = match totals.get(d.namespace.as_str()) {
-                        Some(t) => *t,
-                        None => self.usage(&d.namespace)?,
-                    };
-                    // Saturating: an overflow would panic (or wrap) on every member that
-                    // applies the entry.
-                    totals.insert(
-                        &d.namespace,
-                        Usage {
-                            pulls: t.pulls.saturating_add(d.usage.pulls),
-                            pushes: t.pushes.saturating_add(d.usage.pushes),
-                            bytes_out: t.bytes_out.saturating_add(d.usage.bytes_out),
-                        },
-                    );
-                }
-                for (ns, usage) in totals {
-                    batch.insert(key("q/", &[ns]), encode(&usage));
-                }
-            }
-            _ => return Ok(None),
+    ) -> Result<Outcome> {
+        if !self.repository_exists(repo)? {
+            return rejected(Rejection::RepositoryUnknown(repo.into()));
         }
-        Ok(Some(Outcome::Done))
+        batch.remove(key(keys::REPOSITORY, &[repo]));
+        batch.remove(key(keys::REPOSITORY_VISIBILITY, &[repo]));
+        // `repo\0…` only: `repo/sub` is another repository and stays.
+        for prefix in [keys::BLOB_LINK, keys::MANIFEST, keys::TAG, keys::REFERRER] {
+            let p = under(prefix, &[repo]);
+            for kv in self.tree().scan_prefix(&p) {
+                let (k, _) = kv?;
+                if prefix == keys::BLOB_LINK {
+                    unlinked.push(String::from_utf8_lossy(&k[p.len()..]).into_owned());
+                }
+                batch.remove(k);
+            }
+        }
+        done()
+    }
+
+    pub(crate) fn record_usage(&self, deltas: &[UsageDelta], batch: &mut Batch) -> Result<Outcome> {
+        let mut totals: BTreeMap<&str, Usage> = BTreeMap::new();
+        for d in deltas {
+            if self.namespace(&d.namespace)?.is_none() {
+                continue; // deleted since it was counted
+            }
+            let t = match totals.get(d.namespace.as_str()) {
+                Some(t) => *t,
+                None => self.usage(&d.namespace)?,
+            };
+            // Saturating: an overflow would panic (or wrap) on every member that applies
+            // the entry.
+            totals.insert(
+                &d.namespace,
+                Usage {
+                    pulls: t.pulls.saturating_add(d.usage.pulls),
+                    pushes: t.pushes.saturating_add(d.usage.pushes),
+                    bytes_out: t.bytes_out.saturating_add(d.usage.bytes_out),
+                },
+            );
+        }
+        for (ns, usage) in totals {
+            batch.insert(key(keys::USAGE, &[ns]), encode(&usage));
+        }
+        done()
     }
 }
 
@@ -213,6 +211,7 @@ impl Catalog {
 mod tests {
     use super::*;
     use crate::catalog::tests::{catalog, check, contents, fill, link, manifest, ns, unlinking};
+    use crate::Command;
 
     /// Pushes `digest` of `bytes` bytes at time `at`, linking `blobs`, tagged `tag`.
     fn push_at(

@@ -18,8 +18,7 @@ use crate::catalog::Catalog;
 use crate::command::Outcome;
 use crate::types::{read_err, write_err, Member, NodeId, StorageResult, TypeConfig};
 
-const APPLIED: &[u8] = b"~applied";
-const MEMBERSHIP: &[u8] = b"~membership";
+use crate::keys::{APPLIED, MEMBERSHIP};
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -35,8 +34,8 @@ pub struct StateMachine {
 impl StateMachine {
     pub fn open(db: &sled::Db) -> crate::Result<StateMachine> {
         Ok(StateMachine {
-            catalog: Catalog::new(db.open_tree("catalog")?),
-            snapshots: db.open_tree("snapshot")?,
+            catalog: Catalog::new(db.open_tree(crate::format::CATALOG)?),
+            snapshots: db.open_tree(crate::format::SNAPSHOT)?,
             unlinked: tokio::sync::broadcast::channel(1024).0,
         })
     }
@@ -99,9 +98,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut unlinked = Vec::new();
             let outcome = match entry.payload {
                 EntryPayload::Blank => Outcome::Done,
-                EntryPayload::Normal(cmd) => self
+                EntryPayload::Normal(proposal) => self
                     .catalog
-                    .plan(&cmd, &mut batch, &mut unlinked)
+                    .plan(&proposal.command, &mut batch, &mut unlinked)
                     .map_err(write_err)?,
                 EntryPayload::Membership(m) => {
                     let stored = StoredMembership::new(Some(entry.log_id), m);

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use sled::Batch;
 
 use crate::access::{Role, RoleScope};
-use crate::catalog::{encode, key, Catalog};
-use crate::command::{Command, Outcome, Rejection};
+use crate::catalog::{encode, Catalog};
+use crate::command::{done, rejected, Outcome, Rejection};
+use crate::keys::{self, key};
 use crate::Result;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,11 +40,11 @@ pub struct ProjectRecord {
 
 impl Catalog {
     pub fn organisation(&self, name: &str) -> Result<Option<OrgRecord>> {
-        self.get(&key("o/", &[name]))
+        self.get(&key(keys::ORGANISATION, &[name]))
     }
 
     pub fn organisations(&self) -> Result<Vec<OrgRecord>> {
-        self.scan(b"o/")
+        self.scan(keys::ORGANISATION.as_bytes())
     }
 
     /// The organisation the cluster was bootstrapped with (`None` before the bootstrap).
@@ -52,90 +53,100 @@ impl Catalog {
     }
 
     pub fn project(&self, organisation: &str, name: &str) -> Result<Option<ProjectRecord>> {
-        self.get(&key("p/", &[organisation, name]))
+        self.get(&key(keys::PROJECT, &[organisation, name]))
     }
 
     /// The projects of `organisation`, by name.
     pub fn projects(&self, organisation: &str) -> Result<Vec<ProjectRecord>> {
-        let mut prefix = key("p/", &[organisation]);
+        let mut prefix = key(keys::PROJECT, &[organisation]);
         prefix.push(0);
         self.scan(&prefix)
     }
 
-    pub(crate) fn plan_tenancy(&self, cmd: &Command, batch: &mut Batch) -> Result<Option<Outcome>> {
-        let reject = |r| Ok(Some(Outcome::Rejected(r)));
-        match cmd {
-            Command::CreateOrganisation { org, owner } => {
-                if self.organisation(&org.name)?.is_some() {
-                    return reject(Rejection::OrganisationExists(org.name.clone()));
-                }
-                if self.principal(owner)?.is_none() {
-                    return reject(Rejection::PrincipalUnknown(owner.clone()));
-                }
-                let org = OrgRecord {
-                    home: false,
-                    ..org.clone()
-                };
-                batch.insert(key("o/", &[&org.name]), encode(&org));
-                let scope = RoleScope::Organisation(org.name.clone());
-                batch.insert(self.binding_key(owner, &scope), encode(&Role::Owner));
-            }
-            Command::CreateProject { project: p } => {
-                if self.organisation(&p.organisation)?.is_none() {
-                    return reject(Rejection::OrganisationUnknown(p.organisation.clone()));
-                }
-                if self.project(&p.organisation, &p.name)?.is_some() {
-                    return reject(Rejection::ProjectExists(p.name.clone()));
-                }
-                batch.insert(key("p/", &[&p.organisation, &p.name]), encode(p));
-            }
-            Command::DeleteProject { organisation, name } => {
-                if self.project(organisation, name)?.is_none() {
-                    return reject(Rejection::ProjectUnknown(name.clone()));
-                }
-                let in_project = |ns: &crate::NamespaceRecord| {
-                    ns.organisation == *organisation && ns.project.as_deref() == Some(name)
-                };
-                if self.namespaces()?.iter().any(in_project) {
-                    return reject(Rejection::ProjectNotEmpty(name.clone()));
-                }
-                batch.remove(key("p/", &[organisation, name]));
-                let scope = RoleScope::Project {
-                    organisation: organisation.clone(),
-                    project: name.clone(),
-                };
-                self.unbind_scope(&scope, batch)?;
-            }
-            Command::DeleteOrganisation { name } => {
-                let Some(org) = self.organisation(name)? else {
-                    return reject(Rejection::OrganisationUnknown(name.clone()));
-                };
-                if org.home {
-                    return reject(Rejection::HomeOrganisation(name.clone()));
-                }
-                let holds_namespace = self.namespaces()?.iter().any(|n| n.organisation == *name);
-                if holds_namespace || !self.projects(name)?.is_empty() {
-                    return reject(Rejection::OrganisationNotEmpty(name.clone()));
-                }
-                let members: Vec<String> = self
-                    .principals()?
-                    .into_iter()
-                    .filter(|p| p.organisation == *name)
-                    .map(|p| p.name)
-                    .collect();
-                let leaving: Vec<&str> = members.iter().map(String::as_str).collect();
-                if let Some(other) = self.orphaned_by(&leaving, Some(name))? {
-                    return reject(Rejection::LastOwner(other));
-                }
-                for m in &members {
-                    self.drop_principal(m, batch)?;
-                }
-                self.unbind_scope(&RoleScope::Organisation(name.clone()), batch)?;
-                batch.remove(key("o/", &[name]));
-            }
-            _ => return Ok(None),
+    pub(crate) fn create_organisation(
+        &self,
+        org: &OrgRecord,
+        owner: &str,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        if self.organisation(&org.name)?.is_some() {
+            return rejected(Rejection::OrganisationExists(org.name.clone()));
         }
-        Ok(Some(Outcome::Done))
+        if self.principal(owner)?.is_none() {
+            return rejected(Rejection::PrincipalUnknown(owner.into()));
+        }
+        let org = OrgRecord {
+            home: false,
+            ..org.clone()
+        };
+        batch.insert(key(keys::ORGANISATION, &[&org.name]), encode(&org));
+        let scope = RoleScope::Organisation(org.name.clone());
+        batch.insert(self.binding_key(owner, &scope), encode(&Role::Owner));
+        done()
+    }
+
+    pub(crate) fn create_project(&self, p: &ProjectRecord, batch: &mut Batch) -> Result<Outcome> {
+        if self.organisation(&p.organisation)?.is_none() {
+            return rejected(Rejection::OrganisationUnknown(p.organisation.clone()));
+        }
+        if self.project(&p.organisation, &p.name)?.is_some() {
+            return rejected(Rejection::ProjectExists(p.name.clone()));
+        }
+        batch.insert(key(keys::PROJECT, &[&p.organisation, &p.name]), encode(p));
+        done()
+    }
+
+    pub(crate) fn delete_project(
+        &self,
+        organisation: &str,
+        name: &str,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        if self.project(organisation, name)?.is_none() {
+            return rejected(Rejection::ProjectUnknown(name.into()));
+        }
+        let in_project = |ns: &crate::NamespaceRecord| {
+            ns.organisation == organisation && ns.project.as_deref() == Some(name)
+        };
+        if self.namespaces()?.iter().any(in_project) {
+            return rejected(Rejection::ProjectNotEmpty(name.into()));
+        }
+        batch.remove(key(keys::PROJECT, &[organisation, name]));
+        let scope = RoleScope::Project {
+            organisation: organisation.into(),
+            project: name.into(),
+        };
+        self.unbind_scope(&scope, batch)?;
+        done()
+    }
+
+    pub(crate) fn delete_organisation(&self, name: &str, batch: &mut Batch) -> Result<Outcome> {
+        let Some(org) = self.organisation(name)? else {
+            return rejected(Rejection::OrganisationUnknown(name.into()));
+        };
+        if org.home {
+            return rejected(Rejection::HomeOrganisation(name.into()));
+        }
+        let holds_namespace = self.namespaces()?.iter().any(|n| n.organisation == name);
+        if holds_namespace || !self.projects(name)?.is_empty() {
+            return rejected(Rejection::OrganisationNotEmpty(name.into()));
+        }
+        let members: Vec<String> = self
+            .principals()?
+            .into_iter()
+            .filter(|p| p.organisation == name)
+            .map(|p| p.name)
+            .collect();
+        let leaving: Vec<&str> = members.iter().map(String::as_str).collect();
+        if let Some(other) = self.orphaned_by(&leaving, Some(name))? {
+            return rejected(Rejection::LastOwner(other));
+        }
+        for m in &members {
+            self.drop_principal(m, batch)?;
+        }
+        self.unbind_scope(&RoleScope::Organisation(name.into()), batch)?;
+        batch.remove(key(keys::ORGANISATION, &[name]));
+        done()
     }
 }
 
@@ -143,6 +154,7 @@ impl Catalog {
 mod tests {
     use super::*;
     use crate::catalog::tests::{bind, catalog, check, ns_in, organisation, principal, project};
+    use crate::Command;
     use crate::PrincipalKind;
 
     fn web(organisation: &str) -> RoleScope {
@@ -295,6 +307,7 @@ mod tests {
                 organisation: "acme".into(),
                 password_hash: None,
                 created_at: 4,
+                uid: format!("uid-{name}"),
             },
         };
         check(&c, member("bob"), Outcome::Done);

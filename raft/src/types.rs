@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use crate::command::{Command, Outcome};
+use crate::command::{Outcome, Proposal};
 
 pub type NodeId = u64;
 
@@ -15,9 +15,9 @@ pub struct Member {
 }
 
 openraft::declare_raft_types!(
-    /// Shoal's Raft types: commands in, outcomes out, snapshots as byte buffers.
+    /// Shoal's Raft types: proposals in, outcomes out, snapshots as byte buffers.
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = Outcome,
         NodeId = NodeId,
         Node = Member,

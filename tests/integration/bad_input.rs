@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use shoal_tests::oci::{self, descriptor};
 use shoal_tests::{error_code, node_with_namespace, sha256};
 
@@ -93,8 +93,12 @@ fn invalid_digests_and_references() {
             .unwrap();
         assert_eq!(error_code(r), (400, "DIGEST_INVALID".into()), "{d}");
     }
-    let r = reg.get("/v2/acme/x/manifests/-bad-tag");
-    assert_eq!(error_code(r), (400, "TAG_INVALID".into()));
+    let r = reg.put_manifest("acme/x", "-bad-tag", oci::OCI_MANIFEST, b"{}");
+    assert_eq!(
+        error_code(r),
+        (400, "TAG_INVALID".into()),
+        "a PUT names the bad tag"
+    );
     let r = reg.get("/v2/acme/x/tags/list?n=many");
     assert_eq!(error_code(r), (400, "PAGINATION_NUMBER_INVALID".into()));
     let r = reg
@@ -266,6 +270,30 @@ fn bad_manifests_are_rejected_and_nothing_is_tagged() {
     .unwrap();
     let schema1 =
         serde_json::to_vec(&json!({"schemaVersion": 1, "name": "acme/m", "fsLayers": []})).unwrap();
+    // Regressions (issue 19): a repeated key was checked on one copy and stored with the
+    // other; descriptor sizes were not checked at all.
+    let good_text = String::from_utf8(good.clone()).unwrap();
+    let duplicate_layers = good_text
+        .replacen("\"layers\"", "\"layers\": [],\n  \"layers\"", 1)
+        .into_bytes();
+    let sized = |config_size: Value, layer_size: Value| {
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": oci::OCI_MANIFEST,
+            "config": {"mediaType": oci::OCI_CONFIG, "digest": config, "size": config_size},
+            "layers": [{"mediaType": oci::OCI_LAYER_TAR, "digest": layer, "size": layer_size}],
+        }))
+        .unwrap()
+    };
+    let child = oci::image_manifest(&config, 2, &[], None);
+    let index_of = |size: Value| {
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": oci::OCI_INDEX,
+            "manifests": [{"mediaType": oci::OCI_MANIFEST, "digest": sha256(&child), "size": size}],
+        }))
+        .unwrap()
+    };
+    let r = reg.put_manifest("acme/m", &sha256(&child), oci::OCI_MANIFEST, &child);
+    assert_eq!(r.status(), 201);
     let mut oversized = good.clone();
     oversized.truncate(oversized.len() - 1);
     oversized.extend(std::iter::repeat_n(b' ', 4 * 1024 * 1024));
@@ -326,6 +354,69 @@ fn bad_manifests_are_rejected_and_nothing_is_tagged() {
             oversized,
             413,
             "SIZE_INVALID",
+        ),
+        (
+            "a key twice",
+            oci::OCI_MANIFEST,
+            duplicate_layers,
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "negative size",
+            oci::OCI_MANIFEST,
+            sized(json!(2), json!(-5)),
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "fractional size",
+            oci::OCI_MANIFEST,
+            sized(json!(2.5), json!(5)),
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "size past 2^63",
+            oci::OCI_MANIFEST,
+            sized(json!(2), json!(9_223_372_036_854_775_808u64)),
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "size as text",
+            oci::OCI_MANIFEST,
+            sized(json!("2"), json!(5)),
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "no size",
+            oci::OCI_MANIFEST,
+            sized(Value::Null, json!(5)),
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "a layer's size is not its blob's",
+            oci::OCI_MANIFEST,
+            sized(json!(2), json!(6)),
+            400,
+            "MANIFEST_BLOB_UNKNOWN",
+        ),
+        (
+            "a child's size is not its manifest's",
+            oci::OCI_INDEX,
+            index_of(json!(child.len() + 1)),
+            400,
+            "MANIFEST_BLOB_UNKNOWN",
+        ),
+        (
+            "a child's size is negative",
+            oci::OCI_INDEX,
+            index_of(json!(-1)),
+            400,
+            "MANIFEST_INVALID",
         ),
     ];
     for (what, ct, body, status, code) in cases {

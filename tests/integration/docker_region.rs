@@ -65,6 +65,7 @@ fn status(url: &str) -> Value {
         .build()
         .unwrap()
         .get(format!("{url}/api/v1/cluster"))
+        .basic_auth("admin", Some(shoal_tests::ADMIN_PASSWORD))
         .send()
         .and_then(|r| r.json())
         .unwrap_or(Value::Null)

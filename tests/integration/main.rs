@@ -6,6 +6,7 @@ mod bad_input;
 mod bench_smoke;
 mod cache;
 mod cluster;
+mod conformance;
 mod containerd;
 mod distribution;
 mod docker;

@@ -56,6 +56,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/signing-keys"),
     ("post", "/signing-keys"),
     ("get", "/cluster"),
+    ("get", "/cluster/plane"),
     ("delete", "/cluster/members/{id}"),
 ];
 

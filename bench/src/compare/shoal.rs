@@ -203,12 +203,15 @@ pub async fn start_region(
             .spawn_listening(&format!("shoal node {id}"), cmd, &log)
             .await?;
         if id == 1 {
-            wait_cluster(&url, "node 1 leads the new region", |s| s["leader"] == 1).await?;
+            wait_cluster(&url, secrets, "node 1 leads the new region", |s| {
+                s["leader"] == 1
+            })
+            .await?;
         }
         urls.push(url);
         pids.push(pid);
     }
-    wait_cluster(&urls[0], &format!("{n} voters"), |s| {
+    wait_cluster(&urls[0], secrets, &format!("{n} voters"), |s| {
         let members = s["members"]
             .as_array()
             .map(Vec::as_slice)
@@ -244,16 +247,21 @@ fn cli(bins: &Binaries, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls `GET /api/v1/cluster` on `url` until `pred` holds.
+/// Polls `GET /api/v1/cluster` on `url` (as the admin) until `pred` holds.
 async fn wait_cluster(
     url: &str,
+    secrets: &Secrets,
     what: &str,
     pred: impl Fn(&serde_json::Value) -> bool,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let status: serde_json::Value = match http.get(format!("{url}/api/v1/cluster")).send().await
+        let status: serde_json::Value = match http
+            .get(format!("{url}/api/v1/cluster"))
+            .basic_auth(ADMIN, Some(&secrets.admin_password))
+            .send()
+            .await
         {
             Ok(r) => r.json().await.unwrap_or_default(),
             Err(_) => serde_json::Value::Null,

@@ -150,6 +150,24 @@ impl Api {
         })
     }
 
+    /// Whether `caller` may hand out a way to act as principal `name` (a credential, a pull
+    /// secret's fresh secret, a federated identity): it must manage the principal *and*
+    /// manage access wherever the principal holds a role, since whatever acts as it acts
+    /// with all of those roles. An organisation's admin cannot mint a key to another
+    /// organisation where its member was given a role (the rule deletion follows too).
+    pub(super) async fn may_act_for(&self, caller: &Caller, name: &str) -> ApiResult<bool> {
+        if !self.manages_principal(caller, name)? {
+            return Ok(false);
+        }
+        for b in self.meta.catalog().bindings_of(name)? {
+            let at = self.place_of_scope(&b.scope).await?;
+            if !caller.may(Action::ManageAccess, &at) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     pub(super) async fn me(&self, req: &Request) -> ApiResult<Reply> {
         let caller = self.auth.authorize(req, &Need::SignedIn).await?;
         let (via, id) = match &caller.subject {
@@ -231,9 +249,12 @@ impl Api {
             organisation,
             password_hash,
             created_at: chrono::Utc::now().timestamp(),
+            uid: secrets::new_uid(),
         };
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::CreatePrincipal {
                 principal: principal.clone(),
             },
@@ -272,17 +293,16 @@ impl Api {
         }
         // Deleting takes every role it holds, so the caller must manage access wherever one
         // is bound: an organisation's admin cannot strip a role held elsewhere.
-        for b in self.meta.catalog().bindings_of(name.as_str())? {
-            let at = self.place_of_scope(&b.scope).await?;
-            if !caller.may(Action::ManageAccess, &at) {
-                return Err(ApiError::new(
-                    Code::Denied,
-                    format!("{name} holds roles where you do not manage access"),
-                ));
-            }
+        if !self.may_act_for(&caller, name.as_str()).await? {
+            return Err(ApiError::new(
+                Code::Denied,
+                format!("{name} holds roles where you do not manage access"),
+            ));
         }
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::DeletePrincipal {
                 name: name.to_string(),
                 organisation: p.organisation.clone(),
@@ -348,6 +368,8 @@ impl Api {
         };
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::Bind {
                 binding: binding.clone(),
             },
@@ -371,6 +393,8 @@ impl Api {
         )?;
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::Unbind {
                 principal: Slug::parse("principal", &input.principal)?.to_string(),
                 scope,

@@ -1,7 +1,9 @@
 //! `/api/v1/cluster`: the region as this node sees it (its name, leader, term, members with
-//! their API and cluster addresses, voter or learner, replication progress) and removing a
-//! member; `/api/v1/signing-keys`: the registry token keys, and rotating them. Joining is
-//! not here: it happens over the authenticated cluster plane.
+//! their API and cluster addresses, voter or learner, replication progress), for the
+//! cluster's admins only, and removing a member; `/api/v1/cluster/plane`: this node's id
+//! and cluster-plane address, the one thing a joining node needs before it can ask over the
+//! authenticated plane (open: it names only the node asked, which mutual TLS guards);
+//! `/api/v1/signing-keys`: the registry token keys, and rotating them.
 //!
 //! A rotation adds a key that signs from then on; older keys keep verifying the tokens they
 //! signed, and a key replaced longer ago than a token lives is dropped by a later rotation.
@@ -26,6 +28,14 @@ impl Api {
             serde_json::to_value(&status).map_err(|e| ApiError::internal("status", e))?;
         body["region"] = json!(self.region);
         Ok(Reply::json(StatusCode::OK, &body))
+    }
+
+    pub(super) fn plane_address(&self) -> ApiResult<Reply> {
+        let (node_id, member) = self.meta.member();
+        Ok(Reply::json(
+            StatusCode::OK,
+            &json!({"node_id": node_id, "cluster": member.cluster}),
+        ))
     }
 
     pub(super) async fn remove_member(&self, req: &Request, id: &str) -> ApiResult<Reply> {
@@ -84,6 +94,8 @@ impl Api {
         let kid = key.kid.clone();
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::RotateSigningKey {
                 key,
                 retire_after: TOKEN_TTL + RETIRE_SLACK,

@@ -7,8 +7,11 @@
 //! `kubernetes.io/dockerconfigjson` for a credential. Since only the secret's hash is kept,
 //! making one gives the credential a fresh secret: the old one stops working.
 //!
-//! Anyone signed in with a password manages their own credentials; managing another
-//! principal's needs the access-management permission. A credential cannot create
+//! Anyone signed in with a password manages their own credentials. Listing and revoking
+//! another principal's needs access management over it (its organisation's admins);
+//! creating one for it, or a pull secret from one of its credentials, needs access
+//! management wherever it holds a role too (`Api::may_act_for`): a credential acts with all
+//! of its owner's roles, so minting it is acting there. A credential cannot create
 //! credentials, so a leaked one cannot outlive its revocation.
 
 use base64::Engine;
@@ -105,10 +108,12 @@ impl Api {
         let user = signed_in_user(&caller)?.to_string();
         let input: CreateCredential = json_body(req, body).await?;
         let owner = input.owner.unwrap_or_else(|| user.clone());
-        if owner != user && !self.manages_principal(&caller, &owner)? {
+        if owner != user && !self.may_act_for(&caller, &owner).await? {
             return Err(ApiError::new(
                 Code::Denied,
-                "only an admin creates credentials for another principal",
+                format!(
+                    "a credential for {owner} needs access management over it and wherever it holds a role"
+                ),
             ));
         }
         if input.name.is_empty()
@@ -154,6 +159,8 @@ impl Api {
         };
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::CreateCredential {
                 credential: record.clone(),
             },
@@ -180,7 +187,7 @@ impl Api {
 
     /// The credential `id` if the caller may manage it (its owner, or an admin); others get
     /// the same answer as for a credential that does not exist.
-    async fn manageable(&self, req: &Request, id: &str) -> ApiResult<CredentialRecord> {
+    async fn manageable(&self, req: &Request, id: &str) -> ApiResult<(Caller, CredentialRecord)> {
         let caller = self.auth.authorize(req, &Need::SignedIn).await?;
         let user = signed_in_user(&caller)?;
         let unknown = || ApiError::new(Code::NotFound, format!("credential {id:?} does not exist"));
@@ -188,14 +195,16 @@ impl Api {
         if c.owner != user && !self.manages_principal(&caller, &c.owner)? {
             return Err(unknown());
         }
-        Ok(c)
+        Ok((caller, c))
     }
 
     pub(super) async fn revoke_credential(&self, req: &Request, id: &str) -> ApiResult<Reply> {
-        self.manageable(req, id).await?;
+        let (caller, _) = self.manageable(req, id).await?;
         let unknown = || ApiError::new(Code::NotFound, format!("credential {id:?} does not exist"));
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::RevokeCredential {
                 id: id.to_string(),
                 revoked_at: chrono::Utc::now().timestamp(),
@@ -242,7 +251,19 @@ impl Api {
         body: &mut dyn RequestBody,
         id: &str,
     ) -> ApiResult<Reply> {
-        let c = self.manageable(req, id).await?;
+        let (caller, c) = self.manageable(req, id).await?;
+        // A pull secret hands out the credential's fresh secret: the same as minting one.
+        if caller.principal() != Some(c.owner.as_str())
+            && !self.may_act_for(&caller, &c.owner).await?
+        {
+            return Err(ApiError::new(
+                Code::Denied,
+                format!(
+                    "a pull secret for {}'s credential needs access management wherever it holds a role",
+                    c.owner
+                ),
+            ));
+        }
         let input: PullSecret = json_body(req, body).await?;
         check_k8s_name("namespace", &input.namespace)?;
         let name = input.name.unwrap_or_else(|| {
@@ -260,13 +281,17 @@ impl Api {
                 .to_string()
         });
         check_k8s_name("name", &name)?;
-        let host = req
-            .header("host")
-            .ok_or_else(|| ApiError::new(Code::BadRequest, "the request names no Host"))?
+        // The registry as clients reach it (never the request's own Host header).
+        let public = self.auth.public_url(req);
+        let host = public
+            .split_once("://")
+            .map_or(public.as_str(), |(_, rest)| rest)
             .to_string();
         let (secret, secret_hash) = new_secret().await?;
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::RotateCredentialSecret {
                 id: c.id.clone(),
                 secret_hash,

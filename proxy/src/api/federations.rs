@@ -108,6 +108,13 @@ impl Api {
             Action::ManageAccess,
             &Place::organisation(&sa.organisation),
         )?;
+        // The identity acts with all of the service account's roles, wherever they are.
+        if !self.may_act_for(&caller, account.as_str()).await? {
+            return Err(ApiError::new(
+                Code::Denied,
+                format!("{account} holds roles where you do not manage access"),
+            ));
+        }
         if sa.kind != PrincipalKind::ServiceAccount {
             return Err(bad(format!(
                 "{account} is a user; federated identities act as service accounts"
@@ -142,9 +149,12 @@ impl Api {
             scope: parse_scope(&input.scope)?,
             namespace,
             created_at: chrono::Utc::now().timestamp(),
+            uid: crate::auth::secrets::new_uid(),
         };
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::CreateFederation {
                 federation: record.clone(),
             },
@@ -173,6 +183,8 @@ impl Api {
         }
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::DeleteFederation {
                 name: name.to_string(),
             },

@@ -112,8 +112,13 @@ impl Api {
             (M::GET, ["signing-keys"]) => self.list_signing_keys(req).await,
             (M::POST, ["signing-keys"]) => self.rotate_signing_key(req).await,
             (M::GET, ["cluster"]) => {
-                self.auth.authorize(req, &Need::Open).await?;
+                let caller = self.auth.authorize(req, &Need::SignedIn).await?;
+                self.auth.require_cluster_admin(&caller)?;
                 self.cluster_status()
+            }
+            (M::GET, ["cluster", "plane"]) => {
+                self.auth.authorize(req, &Need::Open).await?;
+                self.plane_address()
             }
             (M::DELETE, ["cluster", "members", id]) => self.remove_member(req, id).await,
             (m, segs) => Err(match allowed_methods(segs) {
@@ -154,7 +159,7 @@ fn openapi_for(region: &str) -> serde_json::Value {
 /// path it does not serve at all. Kept next to `dispatch`: the test below holds them together.
 fn allowed_methods(segs: &[&str]) -> Option<&'static str> {
     Some(match segs {
-        ["openapi.json"] | ["me"] | ["cluster"] => "GET",
+        ["openapi.json"] | ["me"] | ["cluster"] | ["cluster", "plane"] => "GET",
         ["organisations", _] => "GET, DELETE",
         ["namespaces", _, "usage" | "repositories"] | ["repositories", _, "tags"] => "GET",
         ["organisations"] | ["organisations", _, "projects"] | ["namespaces"] => "GET, POST",

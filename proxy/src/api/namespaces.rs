@@ -167,6 +167,8 @@ impl Api {
         if let Some(v) = input.visibility {
             crate::errors::commit(
                 &self.meta,
+                &caller,
+                req,
                 Command::SetVisibility {
                     namespace: name.to_string(),
                     visibility: v.into(),
@@ -196,6 +198,8 @@ impl Api {
         self.auth.require(&caller, Action::ManageNamespaces, &at)?;
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::DeleteNamespace {
                 name: name.to_string(),
             },
@@ -245,6 +249,8 @@ impl Api {
         };
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::CreateNamespace {
                 record: record.clone(),
             },

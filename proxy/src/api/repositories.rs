@@ -183,6 +183,8 @@ impl Api {
         };
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::SetRepositoryVisibility {
                 repo: repo.to_string(),
                 visibility,
@@ -203,12 +205,17 @@ impl Api {
     }
 
     /// Deletes the repository: its tags, manifests and blob links (blobs nothing else links
-    /// become collectable, and caches drop them).
+    /// become collectable, and caches drop them). Managing namespaces, not registry access:
+    /// a push credential deletes tags and manifests, never a whole repository.
     pub(super) async fn delete_repository(&self, req: &Request, segment: &str) -> ApiResult<Reply> {
         let caller = self.auth.authorize(req, &Need::SignedIn).await?;
-        let (repo, _, _) = self.repository(&caller, segment, Action::Delete).await?;
+        let (repo, _, _) = self
+            .repository(&caller, segment, Action::ManageNamespaces)
+            .await?;
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::DeleteRepository {
                 repo: repo.to_string(),
             },
@@ -229,6 +236,8 @@ impl Api {
         let tag = Tag::parse(tag).map_err(|e| ApiError::new(Code::TagInvalid, e.to_string()))?;
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::DeleteTag {
                 repo: repo.to_string(),
                 tag: tag.to_string(),

@@ -132,6 +132,8 @@ impl Api {
         };
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::CreateOrganisation {
                 org: org.clone(),
                 owner,
@@ -151,6 +153,8 @@ impl Api {
         let name = Slug::parse("organisation", org)?;
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::DeleteOrganisation {
                 name: name.to_string(),
             },
@@ -192,6 +196,8 @@ impl Api {
         };
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::CreateProject {
                 project: project.clone(),
             },
@@ -213,6 +219,8 @@ impl Api {
         let project = Slug::parse("project", project)?;
         crate::errors::commit(
             &self.meta,
+            &caller,
+            req,
             Command::DeleteProject {
                 organisation: org.to_string(),
                 name: project.to_string(),

@@ -45,10 +45,14 @@ pub async fn first_start(meta: &Metadata, data: &Path) -> anyhow::Result<()> {
             organisation: DEFAULT_ORG.into(),
             password_hash: Some(hash),
             created_at: now,
+            uid: secrets::new_uid(),
         },
         key: token::new_signing_key(now),
     };
-    match meta.write(cmd).await? {
+    match meta
+        .write(shoal_raft::Proposal::system("bootstrap", cmd))
+        .await?
+    {
         Outcome::Rejected(Rejection::AlreadyInitialised) => return Ok(()),
         Outcome::Rejected(r) => anyhow::bail!("initialising the registry: {r}"),
         Outcome::Done => {}

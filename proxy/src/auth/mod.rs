@@ -125,9 +125,38 @@ impl Caller {
         }
     }
 
+    /// Who a command this caller proposes is recorded as.
+    pub fn actor(&self) -> shoal_raft::Actor {
+        let principal = |name: &str, via: Option<&str>| shoal_raft::Actor::Principal {
+            name: name.into(),
+            via: via.map(str::to_string),
+        };
+        match &self.subject {
+            Subject::Anonymous => shoal_raft::Actor::System("anonymous".into()),
+            Subject::User(u) => principal(u, None),
+            Subject::Credential { id, owner } => principal(owner, Some(id)),
+            Subject::Federated {
+                federation,
+                service_account,
+            } => principal(service_account, Some(federation)),
+        }
+    }
+
     pub fn may(&self, action: Action, place: &Place) -> bool {
         self.grants.permits(action, place.target())
     }
+}
+
+/// What the gate needs to know about the node.
+#[derive(Clone, Debug)]
+pub struct GateConfig {
+    /// The URL clients reach the registry at, as configured (`--public-url`).
+    pub public_url: Option<String>,
+    /// The node's own URL (`--advertise-url`, else the bound address): the public URL when
+    /// none is configured and no trusted proxy says how the client reached it.
+    pub own_url: String,
+    /// Wrong passwords checked per (client IP, login) and window; `None`: unlimited.
+    pub failed_sign_ins: Option<crate::limits::RateSpec>,
 }
 
 pub struct Gate {
@@ -135,16 +164,76 @@ pub struct Gate {
     logins: VerifiedLogins,
     keys: Keys,
     oidc: oidc::Issuers,
+    public_url: Option<String>,
+    own_url: String,
 }
 
 impl Gate {
-    pub fn new(meta: Arc<Metadata>) -> Gate {
+    pub fn new(meta: Arc<Metadata>, config: GateConfig) -> Gate {
         Gate {
             meta,
-            logins: VerifiedLogins::default(),
+            logins: VerifiedLogins::new(config.failed_sign_ins),
             keys: Keys::default(),
             oidc: oidc::Issuers::default(),
+            public_url: config
+                .public_url
+                .map(|u| u.trim_end_matches('/').to_string()),
+            own_url: config.own_url.trim_end_matches('/').to_string(),
         }
+    }
+
+    /// Whether `req` acts for a principal, as the anonymous rate limit counts: Basic
+    /// credentials (wrong ones meet the sign-in limit), or a bearer token that verifies and
+    /// names one. An anonymous token, or one that does not verify, does not.
+    pub fn acts_for_principal(&self, req: &Request) -> bool {
+        let Some(auth) = req.header("authorization") else {
+            return false;
+        };
+        if basic_credentials(auth).is_some() {
+            return true;
+        }
+        let Some(token) = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))
+        else {
+            return false;
+        };
+        let Ok(keys) = self.meta.catalog().signing_keys() else {
+            return false;
+        };
+        self.keys
+            .verify(&keys, token.trim())
+            .is_ok_and(|c| c.sub != Subject::Anonymous.claim())
+    }
+
+    /// The token endpoint clients are sent to, on the public URL.
+    pub fn realm(&self, req: &Request) -> String {
+        format!("{}/auth/token", self.public_url(req))
+    }
+
+    /// The URL clients reach the registry at: the configured `--public-url`; else, for a
+    /// request a trusted proxy passed on, the scheme and host it says the client used
+    /// (`X-Forwarded-Proto`, `X-Forwarded-Host` or `Host`); else the node's own URL. A
+    /// client's own `Host` never names it: a realm pointing elsewhere would send clients'
+    /// passwords there.
+    pub fn public_url(&self, req: &Request) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        if req.via_trusted_proxy {
+            let host = req
+                .header("x-forwarded-host")
+                .or_else(|| req.header("host"))
+                .filter(|h| is_host(h));
+            if let Some(host) = host {
+                let scheme = match req.header("x-forwarded-proto") {
+                    Some("https") => "https",
+                    _ => "http",
+                };
+                return format!("{scheme}://{host}");
+            }
+        }
+        self.own_url.clone()
     }
 
     pub async fn authorize(&self, req: &Request, need: &Need) -> ApiResult<Caller> {
@@ -155,26 +244,22 @@ impl Gate {
         let (caller, claims) = self
             .identify(req, api)
             .await
-            .map_err(|e| challenge(req, e, None))?;
+            .map_err(|e| self.challenge(req, e, None))?;
         let (action, repo, verb) = match need {
             Need::Open => unreachable!("answered before identifying the caller"),
             Need::Ping | Need::SignedIn if caller.is_anonymous() => {
-                return Err(challenge(req, signin_required(), None))
+                return Err(self.challenge(req, signin_required(), None))
             }
             Need::Ping | Need::SignedIn => return Ok(caller),
             Need::Catalog => {
                 if caller.is_anonymous() {
-                    return Err(challenge(
-                        req,
-                        signin_required(),
-                        Some("registry:catalog:*"),
-                    ));
+                    return Err(self.challenge(req, signin_required(), Some("registry:catalog:*")));
                 }
                 if claims
                     .as_ref()
                     .is_some_and(|c| !c.grants("registry", "catalog", "*"))
                 {
-                    return Err(insufficient(req, "registry:catalog:*"));
+                    return Err(self.insufficient(req, "registry:catalog:*"));
                 }
                 return Ok(caller);
             }
@@ -191,10 +276,10 @@ impl Gate {
         };
         match &claims {
             Some(c) if permitted && !c.grants("repository", repo.as_str(), verb) => {
-                Err(insufficient(req, &scope))
+                Err(self.insufficient(req, &scope))
             }
             _ if permitted => Ok(caller),
-            _ if caller.is_anonymous() => Err(challenge(req, signin_required(), Some(&scope))),
+            _ if caller.is_anonymous() => Err(self.challenge(req, signin_required(), Some(&scope))),
             _ => Err(denied(&caller, action)),
         }
     }
@@ -206,6 +291,15 @@ impl Gate {
         } else {
             Err(denied(caller, action))
         }
+    }
+
+    /// A caller with any role on the home organisation (who may read the node's metrics):
+    /// 401 with a Basic challenge without credentials, 403 with a role nowhere there.
+    pub async fn operator(&self, req: &Request) -> ApiResult<Caller> {
+        let caller = self.authorize(req, &Need::SignedIn).await?;
+        let home = place::home(self.meta.catalog())?;
+        self.require(&caller, Action::List, &Place::organisation(&home))?;
+        Ok(caller)
     }
 
     /// `require` on the home organisation: running the cluster itself.
@@ -221,7 +315,7 @@ impl Gate {
             return Ok((Caller::anonymous(), None));
         };
         if let Some((login, secret)) = basic_credentials(auth) {
-            return Ok((self.login(&login, &secret).await?, None));
+            return Ok((self.login(&login, &secret, req.client).await?, None));
         }
         match auth
             .strip_prefix("Bearer ")
@@ -234,7 +328,7 @@ impl Gate {
             Some(token) => {
                 let keys = self.meta.catalog().signing_keys()?;
                 let claims = self.keys.verify(&keys, token.trim())?;
-                let caller = self.subject_of(&claims.sub, claims.sct)?;
+                let caller = self.subject_of(&claims.sub, claims.sid.as_deref())?;
                 Ok((caller, Some(claims)))
             }
             None => Err(ApiError::new(
@@ -245,28 +339,49 @@ impl Gate {
     }
 
     /// Checks a login (a credential's username, a user's name, or `oidc` with a CI job's
-    /// OIDC token) and its secret.
-    pub async fn login(&self, login: &str, secret: &str) -> ApiResult<Caller> {
+    /// OIDC token) and its secret, from `client`. Every path runs one password check (a
+    /// dummy one for a login that does not exist), under the failed sign-in limit.
+    pub async fn login(
+        &self,
+        login: &str,
+        secret: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> ApiResult<Caller> {
         let catalog = self.meta.catalog();
-        let bad = || ApiError::new(Code::Unauthorized, "invalid username or password");
         if login == OIDC_LOGIN {
             return self.federated(secret).await;
         }
-        if let Some(c) = catalog.credential_by_login(login)? {
-            if !self.logins.check(login, secret, &c.secret_hash).await {
-                return Err(bad());
+        let credential = catalog.credential_by_login(login)?;
+        let user = match &credential {
+            Some(_) => None,
+            None => catalog.principal(login)?,
+        };
+        let phc = match (&credential, &user) {
+            (Some(c), _) => Some(c.secret_hash.as_str()),
+            (None, Some(u)) => u.password_hash.as_deref(),
+            (None, None) => None,
+        };
+        match self.logins.check(login, secret, phc, client).await {
+            secrets::Checked::Match => {}
+            secrets::Checked::Mismatch => {
+                return Err(ApiError::new(
+                    Code::Unauthorized,
+                    "invalid username or password",
+                ))
             }
+            secrets::Checked::Limited(wait) => {
+                let secs = crate::edge::retry_after(wait);
+                return Err(ApiError::new(
+                    Code::TooManyRequests,
+                    format!("too many failed sign-ins as {login:?}; retry in {secs} s"),
+                )
+                .header("Retry-After", secs.to_string()));
+            }
+        }
+        if let Some(c) = credential {
             return credential_caller(catalog, c);
         }
-        let Some(user) = catalog.principal(login)? else {
-            return Err(bad());
-        };
-        let Some(phc) = &user.password_hash else {
-            return Err(bad());
-        };
-        if !self.logins.check(login, secret, phc).await {
-            return Err(bad());
-        }
+        let user = user.expect("a password matched, so the user exists");
         Ok(Caller {
             grants: grants_of(catalog, &user.name, None)?,
             subject: Subject::User(user.name),
@@ -287,17 +402,17 @@ impl Gate {
     /// The caller a token's subject stands for today: a revoked credential, a deleted user
     /// or a removed federated identity no longer acts, whatever the token says; nor does a
     /// token of a user or federated identity that was deleted and made again under the same
-    /// name (`sct`, its creation time, differs). A credential needs no such check: a new one
-    /// gets a new id.
-    fn subject_of(&self, sub: &str, sct: Option<i64>) -> ApiResult<Caller> {
+    /// name (`sid`, its uid, differs). A credential needs no such check: a new one gets a
+    /// new id.
+    fn subject_of(&self, sub: &str, sid: Option<&str>) -> ApiResult<Caller> {
         let catalog = self.meta.catalog();
         let gone = || ApiError::new(Code::Unauthorized, "the token's subject no longer exists");
-        let same = |created_at: i64| (sct == Some(created_at)).then_some(()).ok_or_else(gone);
+        let same = |uid: &str| (sid == Some(uid)).then_some(()).ok_or_else(gone);
         if sub == "anonymous" {
             return Ok(Caller::anonymous());
         }
         if let Some(name) = sub.strip_prefix("user:") {
-            same(catalog.principal(name)?.ok_or_else(gone)?.created_at)?;
+            same(&catalog.principal(name)?.ok_or_else(gone)?.uid)?;
             return Ok(Caller {
                 grants: grants_of(catalog, name, None)?,
                 subject: Subject::User(name.into()),
@@ -309,7 +424,7 @@ impl Gate {
         }
         if let Some(name) = sub.strip_prefix("federation:") {
             let f = catalog.federation(name)?.ok_or_else(gone)?;
-            same(f.created_at)?;
+            same(&f.uid)?;
             return federated_caller(catalog, f);
         }
         Err(gone())
@@ -398,38 +513,41 @@ fn signin_required() -> ApiError {
     ApiError::new(Code::Unauthorized, "authentication required")
 }
 
-/// The token endpoint clients are sent to, on the host they used.
-pub fn realm(req: &Request) -> String {
-    let scheme = req.header("x-forwarded-proto").unwrap_or("http");
-    let host = req.header("host").unwrap_or("localhost");
-    format!("{scheme}://{host}/auth/token")
+/// Whether `s` is a plain `host[:port]` (no path, quotes or spaces) fit to put in a URL.
+fn is_host(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
 }
 
-/// Adds the `WWW-Authenticate` challenge to a 401.
-fn challenge(req: &Request, err: ApiError, scope: Option<&str>) -> ApiError {
-    if err.code != Code::Unauthorized {
-        return err;
-    }
-    let value = if req.path.starts_with("/v2") {
-        let mut v = format!("Bearer realm=\"{}\",service=\"{SERVICE}\"", realm(req));
-        if let Some(s) = scope {
-            v.push_str(&format!(",scope=\"{s}\""));
+impl Gate {
+    /// Adds the `WWW-Authenticate` challenge to a 401.
+    fn challenge(&self, req: &Request, err: ApiError, scope: Option<&str>) -> ApiError {
+        if err.code != Code::Unauthorized {
+            return err;
         }
-        v
-    } else {
-        "Basic realm=\"shoal\"".to_string()
-    };
-    err.header("WWW-Authenticate", value)
-}
+        let value = if req.path.starts_with("/v2") {
+            let mut v = format!("Bearer realm=\"{}\",service=\"{SERVICE}\"", self.realm(req));
+            if let Some(s) = scope {
+                v.push_str(&format!(",scope=\"{s}\""));
+            }
+            v
+        } else {
+            "Basic realm=\"shoal\"".to_string()
+        };
+        err.header("WWW-Authenticate", value)
+    }
 
-fn insufficient(req: &Request, scope: &str) -> ApiError {
-    let err = ApiError::new(
-        Code::Unauthorized,
-        format!("the token does not grant {scope}; ask the token endpoint for it"),
-    );
-    let value = format!(
-        "Bearer realm=\"{}\",service=\"{SERVICE}\",scope=\"{scope}\",error=\"insufficient_scope\"",
-        realm(req)
-    );
-    err.header("WWW-Authenticate", value)
+    fn insufficient(&self, req: &Request, scope: &str) -> ApiError {
+        let err = ApiError::new(
+            Code::Unauthorized,
+            format!("the token does not grant {scope}; ask the token endpoint for it"),
+        );
+        let value = format!(
+            "Bearer realm=\"{}\",service=\"{SERVICE}\",scope=\"{scope}\",error=\"insufficient_scope\"",
+            self.realm(req)
+        );
+        err.header("WWW-Authenticate", value)
+    }
 }

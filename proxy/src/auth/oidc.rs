@@ -321,6 +321,7 @@ mod tests {
             scope: shoal_raft::CredentialScope::All,
             namespace: None,
             created_at: 1,
+            uid: "uid-ci".into(),
         }
     }
 

@@ -16,8 +16,10 @@
 //!
 //! A credential (or a federated CI identity) never does more than its owner, and further
 //! limits it: scope `containerRegistry:pull` allows pull and list only; a namespace
-//! restriction allows that namespace only; it never manages access (a leaked one cannot
-//! mint more).
+//! restriction allows that namespace only; it never manages namespaces (create, configure
+//! visibility, delete them or whole repositories) nor access (a leaked one cannot mint
+//! more). `containerRegistry` is registry access: push, pull, and deleting tags and
+//! manifests through the registry API, as docker and skopeo do.
 
 use shoal_raft::{CredentialScope, Role, RoleBinding, RoleScope, Visibility};
 
@@ -111,7 +113,9 @@ impl Grants {
             return false;
         }
         if let Some(limit) = &self.limit {
-            if action == Action::ManageAccess {
+            // A credential is registry access (push, pull, deleting images); namespaces and
+            // access are managed by a signed-in principal or a service account's role.
+            if matches!(action, Action::ManageAccess | Action::ManageNamespaces) {
                 return false;
             }
             if limit.scope == CredentialScope::Pull
@@ -226,6 +230,8 @@ mod tests {
 
     const EVERYTHING: &[Action] = &[Pull, List, Push, Delete, ManageNamespaces, ManageAccess];
     const DEVELOPER: &[Action] = &[Pull, List, Push, Delete, ManageNamespaces];
+    /// What a push credential of a Developer or more may do: registry access only.
+    const PUSH: &[Action] = &[Pull, List, Push, Delete];
     const READER: &[Action] = &[Pull, List];
     const NOTHING: &[Action] = &[];
     const PUBLIC_PULL: &[Action] = &[Pull];
@@ -284,7 +290,7 @@ mod tests {
         );
         check(
             grants(&owner, limit(CredentialScope::All, Some("a"))),
-            [DEVELOPER, PUBLIC_PULL, NOTHING, NOTHING, NOTHING],
+            [PUSH, PUBLIC_PULL, NOTHING, NOTHING, NOTHING],
         );
         check(
             grants(&owner, limit(CredentialScope::Pull, Some("c"))),
@@ -295,7 +301,7 @@ mod tests {
                 &[(Role::Admin, org("acme"))],
                 limit(CredentialScope::All, None),
             ),
-            [DEVELOPER; 5],
+            [PUSH; 5],
         );
         check(
             grants(

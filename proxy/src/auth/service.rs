@@ -55,7 +55,7 @@ impl Gate {
                         "the token endpoint takes Basic credentials",
                     )
                 })?;
-                self.login(&login, &secret).await?
+                self.login(&login, &secret, req.client).await?
             }
         };
         let scopes: Vec<&str> = req
@@ -89,7 +89,7 @@ impl Gate {
                         "grant_type=password needs username and password",
                     ));
                 };
-                self.login(u, p).await?
+                self.login(u, p, req.client).await?
             }
             Some(TOKEN_EXCHANGE) => {
                 if !field("subject_token_type").is_some_and(|t| SUBJECT_TYPES.contains(&t)) {
@@ -132,17 +132,15 @@ impl Gate {
         }
         let catalog = self.meta().catalog();
         let keys = catalog.signing_keys()?;
-        let sct = match &caller.subject {
-            Subject::User(name) => catalog.principal(name)?.map(|p| p.created_at),
-            Subject::Federated { federation, .. } => {
-                catalog.federation(federation)?.map(|f| f.created_at)
-            }
+        let sid = match &caller.subject {
+            Subject::User(name) => catalog.principal(name)?.map(|p| p.uid),
+            Subject::Federated { federation, .. } => catalog.federation(federation)?.map(|f| f.uid),
             Subject::Anonymous | Subject::Credential { .. } => None,
         };
         let issued = self.keys().issue(
             &keys,
             &caller.subject.claim(),
-            sct,
+            sid,
             access,
             caller.expires_at,
         )?;

@@ -46,10 +46,10 @@ pub struct Claims {
     pub jti: String,
     #[serde(default)]
     pub access: Vec<Access>,
-    /// When the token's user or federated identity was created: a namesake made after a
-    /// deletion has another creation time, so a token of the old one does not act as it.
+    /// The `uid` of the token's user or federated identity: a namesake made after a deletion
+    /// has another, so a token of the old one does not act as it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sct: Option<i64>,
+    pub sid: Option<String>,
 }
 
 impl Claims {
@@ -116,27 +116,27 @@ fn unauthorized(msg: impl Into<String>) -> ApiError {
 }
 
 impl Keys {
-    /// Signs a token for `sub` (a user or federated identity created at `sct`, see
-    /// `Claims::sct`) with the newest of `keys`, valid from now for `TOKEN_TTL` but not past
+    /// Signs a token for `sub` (a user or federated identity whose uid is `sid`, see
+    /// `Claims::sid`) with the newest of `keys`, valid from now for `TOKEN_TTL` but not past
     /// `until` (when the identity behind it ends). Returns the token, when it was issued and
     /// its lifetime in seconds.
     pub fn issue(
         &self,
         keys: &[SigningKey],
         sub: &str,
-        sct: Option<i64>,
+        sid: Option<String>,
         access: Vec<Access>,
         until: Option<i64>,
     ) -> ApiResult<Issued> {
         let now = chrono::Utc::now().timestamp();
-        self.issue_at(keys, sub, sct, access, now, until)
+        self.issue_at(keys, sub, sid, access, now, until)
     }
 
     fn issue_at(
         &self,
         keys: &[SigningKey],
         sub: &str,
-        sct: Option<i64>,
+        sid: Option<String>,
         access: Vec<Access>,
         now: i64,
         until: Option<i64>,
@@ -170,7 +170,7 @@ impl Keys {
             iat: now,
             jti: super::secrets::generate(20),
             access,
-            sct,
+            sid,
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(newest.kid.clone());
@@ -352,7 +352,7 @@ mod tests {
             iat: now - TOKEN_TTL - 60,
             jti: "x".into(),
             access: vec![],
-            sct: None,
+            sid: None,
         };
         keys.verified.lock().put(id, (key.kid.clone(), claims));
         assert!(keys.verify(std::slice::from_ref(&key), &old).is_err());

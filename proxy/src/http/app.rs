@@ -59,6 +59,10 @@ pub struct NodeApp {
     /// TLS-terminating proxy in front would mark them, so links and token realms say https
     /// (`Edge::admit_forwarded`).
     pub secure: bool,
+    /// How long the next request head may take to arrive, idle keep-alive time included.
+    pub header_timeout: std::time::Duration,
+    /// `/metrics` answers only callers with a role on the home organisation.
+    pub metrics_auth: bool,
 }
 
 struct SessionBody<'a> {
@@ -87,6 +91,11 @@ impl NodeApp {
         } else if p == "/auth/token" {
             self.registry.auth.token(req, body).await
         } else if p == "/metrics" {
+            if self.metrics_auth {
+                if let Err(e) = self.registry.auth.operator(req).await {
+                    return Reply::error(&e);
+                }
+            }
             crate::metrics::publish_raft(&self.registry.meta.status());
             Reply::new(StatusCode::OK)
                 .header("Content-Type", "text/plain; version=0.0.4")
@@ -249,12 +258,19 @@ impl HttpServerApp for NodeApp {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        match session.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
+        // A head that has not arrived in time (a slow-header client holding the socket, or
+        // an idle keep-alive connection) ends the connection.
+        match tokio::time::timeout(self.header_timeout, session.read_request()).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return None,
+            Ok(Err(e)) => {
                 tracing::debug!(%e, "unreadable request");
                 let _ = session.respond_error(400).await;
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("no request head within the header timeout; closing");
+                crate::metrics::count_refused_connection("header_timeout");
                 return None;
             }
         }
@@ -274,7 +290,7 @@ impl HttpServerApp for NodeApp {
         let mut headers = head.headers.clone();
         self.edge
             .admit_forwarded(peer_ip, self.secure, &mut headers);
-        let req = Request::new(head.method.clone(), &target, headers);
+        let mut req = Request::new(head.method.clone(), &target, headers);
         if req
             .header("expect")
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
@@ -283,7 +299,11 @@ impl HttpServerApp for NodeApp {
             return None;
         }
         let ip = self.edge.client_ip(peer_ip, &req);
-        let reply = match self.edge.screen(&req, ip) {
+        req.client = ip;
+        req.id = request_id.clone();
+        req.via_trusted_proxy = peer_ip.is_some_and(|p| self.edge.trusts(p));
+        let signed_in = self.registry.auth.acts_for_principal(&req);
+        let reply = match self.edge.screen(&req, ip, signed_in) {
             Some(early) => early,
             None => {
                 let mut body = SessionBody {
@@ -292,7 +312,6 @@ impl HttpServerApp for NodeApp {
                 self.route(&req, &mut body).await
             }
         };
-        self.edge.observe(&req, ip, &reply);
         let mut reply = self.edge.decorate(&req, reply);
         let status = reply.status.as_u16();
         if status >= 400 {

@@ -3,6 +3,7 @@
 //! sessions to `wire::Request`/`Reply`.
 
 mod app;
+mod guard;
 mod prebound;
 mod sendfile;
 mod tls;
@@ -32,6 +33,14 @@ pub struct FrontEnd {
     pub shutdown_timeout_secs: u64,
     /// Serve HTTPS with these files; plain HTTP when `None`.
     pub tls: Option<TlsFiles>,
+    /// How long a connection may take to send a request head before it is closed.
+    pub header_timeout: std::time::Duration,
+    /// Open connections allowed per client address; `None`: unbounded.
+    pub connections_per_ip: Option<usize>,
+    /// Proxies exempt from the per-address bound (they carry many clients).
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
+    /// `/metrics` needs credentials.
+    pub metrics_auth: bool,
 }
 
 struct OnFuture(parking_lot::Mutex<Option<ShutdownFuture>>);
@@ -81,6 +90,13 @@ pub fn bind(
         options: HttpServerOptions::default(),
         requests: AtomicU64::new(0),
         secure: tls.is_some(),
+        header_timeout: front.header_timeout,
+        metrics_auth: front.metrics_auth,
+    };
+    let app = guard::Guarded {
+        app: Arc::new(app),
+        connections: front.connections_per_ip.map(guard::Connections::new),
+        trusted: front.trusted_proxies.clone(),
     };
     let (service, addr) =
         prebound::PreBound::adopt("shoal-http", listener, app, front.threads, tls)?;

@@ -94,10 +94,18 @@ impl Registry {
         }))
     }
 
-    pub(super) async fn delete_blob(&self, repo: &RepoName, digest: &str) -> ApiResult<Reply> {
+    pub(super) async fn delete_blob(
+        &self,
+        req: &Request,
+        repo: &RepoName,
+        digest: &str,
+        caller: &crate::auth::Caller,
+    ) -> ApiResult<Reply> {
         let digest = parse_digest(digest)?;
         crate::errors::commit(
             &self.meta,
+            caller,
+            req,
             Command::UnlinkBlob {
                 repo: repo.to_string(),
                 digest: digest.to_string(),

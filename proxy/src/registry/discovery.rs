@@ -109,7 +109,9 @@ impl Registry {
         digest: &str,
     ) -> ApiResult<Reply> {
         let digest = parse_digest(digest)?;
-        self.require_repo(repo)?;
+        // No 404 for a repository that does not exist (yet): to a client, 404 means "this
+        // registry has no referrers API, fall back to the tag schema". Callers reach this
+        // only with pull permission on the name, so an empty index reveals nothing.
         let filter = req.query("artifactType").filter(|s| !s.is_empty());
         let mut manifests = Vec::new();
         for m in self

@@ -30,18 +30,40 @@ fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError::new(Code::ManifestInvalid, msg)
 }
 
-fn descriptor_digest(d: &Value, what: &str) -> ApiResult<Digest> {
+/// The largest size a descriptor may give: OCI sizes are int64.
+const MAX_SIZE: u64 = i64::MAX as u64;
+
+/// A descriptor's digest and size: the digest valid, the size a whole number from 0 to
+/// 2^63 - 1 (not negative, not fractional, not missing).
+fn descriptor(d: &Value, what: &str) -> ApiResult<(Digest, u64)> {
     let s = d
         .get("digest")
         .and_then(Value::as_str)
         .ok_or_else(|| invalid(format!("{what} has no digest")))?;
-    s.parse::<Digest>()
-        .map_err(|e| invalid(format!("{what} digest: {e}")))
+    let digest = s
+        .parse::<Digest>()
+        .map_err(|e| invalid(format!("{what} digest: {e}")))?;
+    let size = d
+        .get("size")
+        .and_then(Value::as_u64)
+        .filter(|n| *n <= MAX_SIZE)
+        .ok_or_else(|| {
+            invalid(format!(
+                "{what} size must be a whole number from 0 to 2^63-1, got {}",
+                d.get("size").map_or("nothing".into(), Value::to_string)
+            ))
+        })?;
+    Ok((digest, size))
 }
 
 /// A parsed, validated manifest, ready to be committed.
 pub struct Parsed {
     pub record: ManifestRecord,
+    /// The size each referenced blob's descriptor gives (config and layers, foreign ones
+    /// excepted), to be held against the blobs the repository has.
+    pub blob_sizes: Vec<(String, u64)>,
+    /// The size each child manifest's descriptor gives (an index).
+    pub child_sizes: Vec<(String, u64)>,
 }
 
 /// Validates `bytes` sent with `content_type`; `digest_ref` is the digest the client used
@@ -76,6 +98,8 @@ pub fn parse(
     };
     let json: Value = serde_json::from_slice(bytes)
         .map_err(|e| invalid(format!("manifest is not valid JSON: {e}")))?;
+    super::strict_json::check_unique_keys(bytes)
+        .map_err(|e| invalid(format!("manifest names a key twice: {e}")))?;
     let obj = json
         .as_object()
         .ok_or_else(|| invalid("manifest is not a JSON object"))?;
@@ -111,6 +135,8 @@ pub fn parse(
 
     let mut blobs = Vec::new();
     let mut manifests = Vec::new();
+    let mut blob_sizes = Vec::new();
+    let mut child_sizes = Vec::new();
     let is_index = media_type == OCI_INDEX || media_type == DOCKER_LIST;
     let mut artifact_type = obj
         .get("artifactType")
@@ -122,14 +148,18 @@ pub fn parse(
             .and_then(Value::as_array)
             .ok_or_else(|| invalid("an index needs a \"manifests\" array"))?;
         for (i, m) in list.iter().enumerate() {
-            manifests.push(descriptor_digest(m, &format!("manifests[{i}]"))?.to_string());
+            let (d, size) = descriptor(m, &format!("manifests[{i}]"))?;
+            manifests.push(d.to_string());
+            child_sizes.push((d.to_string(), size));
         }
     } else {
         let config = obj
             .get("config")
             .filter(|c| c.is_object())
             .ok_or_else(|| invalid("an image manifest needs a \"config\" descriptor"))?;
-        blobs.push(descriptor_digest(config, "config")?.to_string());
+        let (d, size) = descriptor(config, "config")?;
+        blobs.push(d.to_string());
+        blob_sizes.push((d.to_string(), size));
         if artifact_type.is_none() {
             artifact_type = config
                 .get("mediaType")
@@ -141,10 +171,11 @@ pub fn parse(
             .and_then(Value::as_array)
             .ok_or_else(|| invalid("an image manifest needs a \"layers\" array"))?;
         for (i, l) in layers.iter().enumerate() {
-            let d = descriptor_digest(l, &format!("layers[{i}]"))?;
+            let (d, size) = descriptor(l, &format!("layers[{i}]"))?;
             let mt = l.get("mediaType").and_then(Value::as_str).unwrap_or("");
             if !is_foreign_layer(mt) {
                 blobs.push(d.to_string());
+                blob_sizes.push((d.to_string(), size));
             }
         }
     }
@@ -154,7 +185,7 @@ pub fn parse(
     manifests.dedup();
     let subject = match obj.get("subject") {
         None | Some(Value::Null) => None,
-        Some(s) => Some(descriptor_digest(s, "subject")?.to_string()),
+        Some(s) => Some(descriptor(s, "subject")?.0.to_string()),
     };
     let annotations = obj
         .get("annotations")
@@ -172,6 +203,8 @@ pub fn parse(
             annotations,
             pushed_at: now,
         },
+        blob_sizes,
+        child_sizes,
     })
 }
 
@@ -276,6 +309,42 @@ mod tests {
             parse(&bytes, None, Some(&right), 0).unwrap().record.digest,
             right.to_string()
         );
+    }
+
+    /// Regression: a manifest naming `layers` twice was checked on the last copy while the
+    /// stored bytes kept the first.
+    #[test]
+    fn repeated_keys_are_refused() {
+        let l = d("l");
+        let doc = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"x","digest":"{c}","size":1}},"layers":[{{"mediaType":"x","digest":"{l}","size":1}}],"layers":[]}}"#,
+            c = d("c"),
+        );
+        let e = parse(doc.as_bytes(), None, None, 0).err().unwrap();
+        assert_eq!(e.code, Code::ManifestInvalid);
+        assert!(e.message.contains("layers"), "{}", e.message);
+    }
+
+    /// Regression: negative, fractional, huge and missing sizes were accepted.
+    #[test]
+    fn descriptor_sizes_are_whole_int64_numbers() {
+        for size in [
+            json!(-1),
+            json!(1.5),
+            json!(9223372036854775808u64),
+            json!("1"),
+            Value::Null,
+        ] {
+            let layer = json!({"layers": [{"mediaType": "x", "digest": d("l"), "size": size}]});
+            check(&image(layer), None, Err(Code::ManifestInvalid));
+            let config = json!({"config": {"mediaType": "x", "digest": d("c"), "size": size}});
+            check(&image(config), None, Err(Code::ManifestInvalid));
+            let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{"digest": d("m"), "size": size, "mediaType": OCI_MANIFEST}]});
+            check(&index, None, Err(Code::ManifestInvalid));
+        }
+        let max = json!({"layers": [{"mediaType": "x", "digest": d("l"), "size": 9223372036854775807u64}]});
+        let p = parse(&serde_json::to_vec(&image(max)).unwrap(), None, None, 0).unwrap();
+        assert!(p.blob_sizes.contains(&(d("l"), 9223372036854775807)));
     }
 
     #[test]

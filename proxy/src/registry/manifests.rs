@@ -30,11 +30,16 @@ fn parse_reference(s: &str) -> ApiResult<Reference> {
 }
 
 impl Registry {
+    /// The manifest `reference` names. A reference that is not a valid tag names no
+    /// manifest: reads answer 404 `MANIFEST_UNKNOWN` for it, as for any manifest that does not
+    /// exist (the conformance suites expect that); only a `PUT` refuses it as `TAG_INVALID`.
     fn find_manifest(&self, repo: &RepoName, reference: &str) -> ApiResult<ManifestRecord> {
         let catalog = self.meta.catalog();
-        let digest = match parse_reference(reference)? {
-            Reference::Digest(d) => Some(d.to_string()),
-            Reference::Tag(t) => catalog.tag(repo.as_str(), t.as_str())?,
+        let digest = match parse_reference(reference) {
+            Ok(Reference::Digest(d)) => Some(d.to_string()),
+            Ok(Reference::Tag(t)) => catalog.tag(repo.as_str(), t.as_str())?,
+            Err(e) if e.code == Code::TagInvalid => None,
+            Err(e) => return Err(e),
         };
         let found = match digest {
             Some(d) => catalog.manifest(repo.as_str(), &d)?,
@@ -77,6 +82,7 @@ impl Registry {
         body: &mut dyn RequestBody,
         repo: &RepoName,
         reference: &str,
+        caller: &crate::auth::Caller,
     ) -> ApiResult<Reply> {
         let reference = parse_reference(reference)?;
         self.require_namespace(repo).await?;
@@ -102,11 +108,14 @@ impl Registry {
         };
         let now = chrono::Utc::now().timestamp();
         let parsed = manifest::parse(&bytes, req.header("content-type"), digest_ref, now)?;
+        self.check_sizes(repo, &parsed)?;
         let record = parsed.record;
         let digest = record.digest.clone();
         let subject = record.subject.clone();
         crate::errors::commit(
             &self.meta,
+            caller,
+            req,
             Command::PutManifest {
                 repo: repo.to_string(),
                 manifest: record,
@@ -123,22 +132,60 @@ impl Registry {
         Ok(reply)
     }
 
+    /// Each descriptor's size must be the size of what the repository holds under its
+    /// digest: a blob or child manifest of another size is `MANIFEST_BLOB_UNKNOWN`, as one
+    /// the repository lacks (there is no such blob or manifest). Sizes never
+    /// change under a digest, so this check cannot race a concurrent write; a reference
+    /// not in the repository at all is left to the state machine, which checks it again.
+    fn check_sizes(&self, repo: &RepoName, parsed: &manifest::Parsed) -> ApiResult<()> {
+        let catalog = self.meta.catalog();
+        for (digest, said) in &parsed.blob_sizes {
+            if let Some(held) = catalog.blob_size(repo.as_str(), digest)? {
+                if held != *said {
+                    return Err(ApiError::new(
+                        Code::ManifestBlobUnknown,
+                        format!("the manifest gives blob {digest} a size of {said} bytes; the repository's has {held}"),
+                    ));
+                }
+            }
+        }
+        for (digest, said) in &parsed.child_sizes {
+            if let Some(child) = catalog.manifest(repo.as_str(), digest)? {
+                let held = child.bytes.len() as u64;
+                if held != *said {
+                    return Err(ApiError::new(
+                        Code::ManifestBlobUnknown,
+                        format!("the index gives manifest {digest} a size of {said} bytes; the repository's has {held}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn delete_manifest(
         &self,
+        req: &Request,
         repo: &RepoName,
         reference: &str,
+        caller: &crate::auth::Caller,
     ) -> ApiResult<Reply> {
-        let cmd = match parse_reference(reference)? {
-            Reference::Digest(d) => Command::DeleteManifest {
+        let cmd = match parse_reference(reference) {
+            Ok(Reference::Digest(d)) => Command::DeleteManifest {
                 repo: repo.to_string(),
                 digest: d.to_string(),
             },
-            Reference::Tag(t) => Command::DeleteTag {
+            Ok(Reference::Tag(t)) => Command::DeleteTag {
                 repo: repo.to_string(),
                 tag: t.to_string(),
             },
+            // Nothing is tagged with a name that is not a tag.
+            Err(e) if e.code == Code::TagInvalid => {
+                return Err(self.find_manifest(repo, reference).err().unwrap_or(e))
+            }
+            Err(e) => return Err(e),
         };
-        crate::errors::commit(&self.meta, cmd).await?;
+        crate::errors::commit(&self.meta, caller, req, cmd).await?;
         Ok(Reply::new(StatusCode::ACCEPTED))
     }
 }

@@ -10,6 +10,7 @@ pub mod manifest;
 mod manifests;
 mod range;
 pub mod routes;
+mod strict_json;
 mod uploads;
 
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct Registry {
     pub cache: Option<Arc<BlobCache>>,
     pub auth: Arc<Gate>,
     pub usage: Arc<UsageMeter>,
+    /// Upload sessions one principal may hold open at once (`--max-open-uploads`).
+    pub max_open_uploads: u32,
 }
 
 impl Registry {
@@ -87,20 +90,28 @@ impl Registry {
             (Route::Blob(r, d), Method::GET | Method::HEAD) => {
                 self.get_blob(req, &r, &d, head).await
             }
-            (Route::Blob(r, d), Method::DELETE) => self.delete_blob(&r, &d).await,
-            (Route::UploadStart(r), Method::POST) => self.start_upload(req, body, &r).await,
-            (Route::Upload(r, id), Method::GET) => self.upload_status(&r, &id).await,
-            (Route::Upload(r, id), Method::PATCH) => self.patch_upload(req, body, &r, &id).await,
-            (Route::Upload(r, id), Method::PUT) => self.put_upload(req, body, &r, &id).await,
-            (Route::Upload(r, id), Method::DELETE) => self.cancel_upload(&r, &id).await,
+            (Route::Blob(r, d), Method::DELETE) => self.delete_blob(req, &r, &d, &caller).await,
+            (Route::UploadStart(r), Method::POST) => {
+                self.start_upload(req, body, &r, &caller).await
+            }
+            (Route::Upload(r, id), Method::GET) => self.upload_status(&r, &id, &caller).await,
+            (Route::Upload(r, id), Method::PATCH) => {
+                self.patch_upload(req, body, &r, &id, &caller).await
+            }
+            (Route::Upload(r, id), Method::PUT) => {
+                self.put_upload(req, body, &r, &id, &caller).await
+            }
+            (Route::Upload(r, id), Method::DELETE) => {
+                self.cancel_upload(req, &r, &id, &caller).await
+            }
             (Route::Manifest(r, reference), Method::GET | Method::HEAD) => {
                 self.get_manifest(&r, &reference, head)
             }
             (Route::Manifest(r, reference), Method::PUT) => {
-                self.put_manifest(req, body, &r, &reference).await
+                self.put_manifest(req, body, &r, &reference, &caller).await
             }
             (Route::Manifest(r, reference), Method::DELETE) => {
-                self.delete_manifest(&r, &reference).await
+                self.delete_manifest(req, &r, &reference, &caller).await
             }
             (_, method) => Err(ApiError::new(
                 Code::MethodNotAllowed,

@@ -4,14 +4,22 @@
 //! The session lives in the origin; the node only streams bytes into it. A blob becomes
 //! visible in a repository only after the origin verified its digest *and* the link was
 //! committed through Raft, so a failed or truncated upload leaves nothing behind.
+//!
+//! A session belongs to the repository it was opened in and to the principal that opened it
+//! (`OpenUpload` records both in the replicated catalogue, so every node and a restart know
+//! it). Its status, appends, finishing and cancelling answer only that principal (through
+//! any of its credentials or tokens) on that repository; anyone else gets
+//! `BLOB_UPLOAD_UNKNOWN`, exactly as for an id that never existed. A principal holds at most
+//! `Registry::max_open_uploads` sessions at once (429 past that). A monolithic upload
+//! (`POST ?digest=`) opens and finishes its session within one request and records none.
 
 use http::StatusCode;
 use shoal_origin::{Digest, UploadId, UploadWriter};
-use shoal_raft::Command;
+use shoal_raft::{Command, UploadRecord};
 
 use super::range::parse_content_range;
 use super::{parse_digest, Registry};
-use crate::auth::Need;
+use crate::auth::{Caller, Need};
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::RepoName;
 use crate::wire::{Reply, Request, RequestBody};
@@ -25,8 +33,12 @@ fn range_of(size: u64) -> String {
     format!("0-{}", size.saturating_sub(1))
 }
 
-fn parse_id(id: &str) -> ApiResult<UploadId> {
-    Ok(id.parse::<UploadId>()?)
+/// The answer for a session that does not exist *or* is not the caller's to touch.
+fn unknown_upload(id: &str) -> ApiError {
+    ApiError::new(
+        Code::BlobUploadUnknown,
+        format!("upload {id} is not known to this registry"),
+    )
 }
 
 impl Registry {
@@ -43,16 +55,58 @@ impl Registry {
             .header("Docker-Content-Digest", digest.to_string())
     }
 
-    async fn link(&self, repo: &RepoName, digest: &Digest, size: u64) -> ApiResult<()> {
-        crate::errors::commit(
-            &self.meta,
-            Command::LinkBlob {
-                repo: repo.to_string(),
-                digest: digest.to_string(),
-                size,
-            },
-        )
-        .await
+    /// Links `digest` to `repo`, closing recorded session `upload` in the same commit.
+    async fn link(
+        &self,
+        caller: &Caller,
+        req: &Request,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        upload: Option<&UploadId>,
+    ) -> ApiResult<()> {
+        let cmd = Command::LinkBlob {
+            repo: repo.to_string(),
+            digest: digest.to_string(),
+            size,
+            upload: upload.map(UploadId::to_string),
+        };
+        crate::errors::commit(&self.meta, caller, req, cmd).await
+    }
+
+    /// The uid of the principal `caller` acts for: what a session is bound to.
+    fn owner_uid(&self, caller: &Caller) -> ApiResult<Option<(String, String)>> {
+        let Some(name) = caller.principal() else {
+            return Ok(None);
+        };
+        Ok(self
+            .meta
+            .catalog()
+            .principal(name)?
+            .map(|p| (p.name, p.uid)))
+    }
+
+    /// Session `id` of `repo`, if `caller` opened it; `BLOB_UPLOAD_UNKNOWN` otherwise. A
+    /// session this replica does not know yet may have just been opened through another
+    /// node, so "unknown" is answered only after catching up with the region.
+    async fn session(&self, caller: &Caller, repo: &RepoName, id: &str) -> ApiResult<UploadId> {
+        let parsed: UploadId = id.parse().map_err(|_| unknown_upload(id))?;
+        let key = parsed.to_string();
+        let catalog = self.meta.catalog();
+        let record = match catalog.upload(&key)? {
+            Some(r) => Some(r),
+            None => {
+                self.meta.catch_up().await?;
+                catalog.upload(&key)?
+            }
+        };
+        let owner = self.owner_uid(caller)?;
+        match (record, owner) {
+            (Some(r), Some((_, uid))) if r.repo == repo.as_str() && r.owner_uid == uid => {
+                Ok(parsed)
+            }
+            _ => Err(unknown_upload(id)),
+        }
     }
 
     pub(super) async fn start_upload(
@@ -60,10 +114,11 @@ impl Registry {
         req: &Request,
         body: &mut dyn RequestBody,
         repo: &RepoName,
+        caller: &Caller,
     ) -> ApiResult<Reply> {
         self.require_namespace(repo).await?;
         if let (Some(mount), Some(from)) = (req.query("mount"), req.query("from")) {
-            if let Some(reply) = self.try_mount(req, repo, mount, from).await? {
+            if let Some(reply) = self.try_mount(req, repo, mount, from, caller).await? {
                 return Ok(reply);
             }
         }
@@ -73,7 +128,7 @@ impl Registry {
             let id = self.store.create_upload().await?;
             let result = async {
                 self.append_body(req, body, &id).await?;
-                self.finish(repo, &id, &digest).await
+                self.finish(caller, req, repo, &id, &digest, false).await
             }
             .await;
             if result.is_err() {
@@ -81,7 +136,24 @@ impl Registry {
             }
             return result;
         }
+        let (owner, owner_uid) = self
+            .owner_uid(caller)?
+            .ok_or_else(|| ApiError::new(Code::Denied, "uploads are opened by a principal"))?;
         let id = self.store.create_upload().await?;
+        let open = Command::OpenUpload {
+            id: id.to_string(),
+            upload: UploadRecord {
+                repo: repo.to_string(),
+                owner,
+                owner_uid,
+                started_at: chrono::Utc::now().timestamp(),
+            },
+            limit: self.max_open_uploads,
+        };
+        if let Err(e) = crate::errors::commit(&self.meta, caller, req, open).await {
+            let _ = self.store.cancel_upload(&id).await;
+            return Err(e);
+        }
         Ok(self.upload_reply(StatusCode::ACCEPTED, repo, &id, 0))
     }
 
@@ -93,6 +165,7 @@ impl Registry {
         repo: &RepoName,
         mount: &str,
         from: &str,
+        caller: &Caller,
     ) -> ApiResult<Option<Reply>> {
         let digest = parse_digest(mount)?;
         let Ok(from) = RepoName::parse(from) else {
@@ -116,7 +189,7 @@ impl Registry {
         if self.store.stat(&digest).await?.is_none() {
             return Ok(None);
         }
-        self.link(repo, &digest, size).await?;
+        self.link(caller, req, repo, &digest, size, None).await?;
         Ok(Some(self.created(repo, &digest)))
     }
 
@@ -211,14 +284,30 @@ impl Registry {
         }
     }
 
-    async fn finish(&self, repo: &RepoName, id: &UploadId, digest: &Digest) -> ApiResult<Reply> {
+    /// Commits upload `id` as blob `digest` of `repo`; `recorded` when the session has a
+    /// catalogue record to close with the link.
+    async fn finish(
+        &self,
+        caller: &Caller,
+        req: &Request,
+        repo: &RepoName,
+        id: &UploadId,
+        digest: &Digest,
+        recorded: bool,
+    ) -> ApiResult<Reply> {
         let size = self.store.commit_upload(id, digest).await?;
-        self.link(repo, digest, size).await?;
+        self.link(caller, req, repo, digest, size, recorded.then_some(id))
+            .await?;
         Ok(self.created(repo, digest))
     }
 
-    pub(super) async fn upload_status(&self, repo: &RepoName, id: &str) -> ApiResult<Reply> {
-        let id = parse_id(id)?;
+    pub(super) async fn upload_status(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        caller: &Caller,
+    ) -> ApiResult<Reply> {
+        let id = self.session(caller, repo, id).await?;
         let size = self.store.upload_size(&id).await?;
         Ok(self.upload_reply(StatusCode::NO_CONTENT, repo, &id, size))
     }
@@ -229,8 +318,9 @@ impl Registry {
         body: &mut dyn RequestBody,
         repo: &RepoName,
         id: &str,
+        caller: &Caller,
     ) -> ApiResult<Reply> {
-        let id = parse_id(id)?;
+        let id = self.session(caller, repo, id).await?;
         let size = self.append_body(req, body, &id).await?;
         Ok(self.upload_reply(StatusCode::ACCEPTED, repo, &id, size))
     }
@@ -241,8 +331,9 @@ impl Registry {
         body: &mut dyn RequestBody,
         repo: &RepoName,
         id: &str,
+        caller: &Caller,
     ) -> ApiResult<Reply> {
-        let id = parse_id(id)?;
+        let id = self.session(caller, repo, id).await?;
         let digest = req.query("digest").ok_or_else(|| {
             ApiError::new(
                 Code::DigestInvalid,
@@ -252,12 +343,22 @@ impl Registry {
         let digest = parse_digest(digest)?;
         self.require_namespace(repo).await?;
         self.append_body(req, body, &id).await?;
-        self.finish(repo, &id, &digest).await
+        self.finish(caller, req, repo, &id, &digest, true).await
     }
 
-    pub(super) async fn cancel_upload(&self, _repo: &RepoName, id: &str) -> ApiResult<Reply> {
-        let id = parse_id(id)?;
+    pub(super) async fn cancel_upload(
+        &self,
+        req: &Request,
+        repo: &RepoName,
+        id: &str,
+        caller: &Caller,
+    ) -> ApiResult<Reply> {
+        let id = self.session(caller, repo, id).await?;
         self.store.cancel_upload(&id).await?;
+        let close = Command::CloseUploads {
+            ids: vec![id.to_string()],
+        };
+        crate::errors::commit(&self.meta, caller, req, close).await?;
         Ok(Reply::new(StatusCode::NO_CONTENT))
     }
 }

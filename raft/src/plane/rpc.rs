@@ -8,7 +8,7 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Outcome};
+use crate::command::{Outcome, Proposal};
 use crate::types::{Member, NodeId, TypeConfig};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -16,8 +16,8 @@ pub enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
-    /// A follower or learner asks the leader to commit a command for it.
-    Forward(Command),
+    /// A follower or learner asks the leader to commit a proposal for it.
+    Forward(Proposal),
     /// A node asks to become a member; `voters` is how many voters the region wants.
     Join {
         id: NodeId,

@@ -25,7 +25,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::{Error, NodeId, Result};
 
-pub const ALPN: &[u8] = b"shoal-cluster/1";
+/// The plane's protocol, named after the metadata format it carries (`format::CURRENT`):
+/// nodes of different formats fail the handshake instead of misreading each other.
+pub const ALPN: &[u8] = b"shoal-cluster/2";
 
 /// The TLS name of node `id`'s certificate.
 pub fn node_name(id: NodeId) -> String {

@@ -6,7 +6,9 @@
 //! - `tokens`: the Docker token endpoint and bad tokens (forged, foreign key, `alg: none`,
 //!   another repository's);
 //! - `deletion`: a deleted namespace, a deleted user;
-//! - `bootstrap`: the first start's admin password.
+//! - `bootstrap`: the first start's admin password;
+//! - `probe_identity`, `probe_uploads`, `probe_edge`: the holes an outside probe found
+//!   (issue 19), each kept closed by a test that failed before its fix.
 //!
 //! Every denied case is checked for its status, its OCI code, and that nothing changed. This
 //! file holds the node they share (`setup`) and the helpers that try an operation and check
@@ -16,6 +18,9 @@ mod bootstrap;
 mod credentials;
 mod deletion;
 mod matrix;
+mod probe_edge;
+mod probe_identity;
+mod probe_uploads;
 mod tokens;
 
 use serde_json::Value;

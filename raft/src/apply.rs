@@ -1,0 +1,82 @@
+//! Applying a command: one exhaustive `match` over `Command` that hands each variant to the
+//! planner of what it changes. A variant that no code applies does not compile, so a command
+//! in the log can never find every replica without a way to apply it.
+//!
+//! Planning reads the catalogue and fills a `sled::Batch` without writing: the state machine
+//! adds its bookkeeping to the same batch and applies it atomically. A rejected command
+//! leaves the batch without catalogue writes.
+
+use sled::Batch;
+
+use crate::catalog::Catalog;
+use crate::command::{Command, Outcome};
+use crate::Result;
+
+impl Catalog {
+    /// Works out what `cmd` changes, without changing anything: the writes go into `batch`,
+    /// and the digests it unlinks from a repository into `unlinked`.
+    pub(crate) fn plan(
+        &self,
+        cmd: &Command,
+        batch: &mut Batch,
+        unlinked: &mut Vec<String>,
+    ) -> Result<Outcome> {
+        use Command as C;
+        match cmd {
+            C::CreateNamespace { record } => self.create_namespace(record, batch),
+            C::SetVisibility {
+                namespace,
+                visibility,
+            } => self.set_visibility(namespace, *visibility, batch),
+            C::DeleteNamespace { name } => self.delete_namespace(name, batch, unlinked),
+            C::CreateOrganisation { org, owner } => self.create_organisation(org, owner, batch),
+            C::CreateProject { project } => self.create_project(project, batch),
+            C::DeleteProject { organisation, name } => {
+                self.delete_project(organisation, name, batch)
+            }
+            C::SetRepositoryVisibility { repo, visibility } => {
+                self.set_repository_visibility(repo, *visibility, batch)
+            }
+            C::DeleteRepository { repo } => self.delete_repository(repo, batch, unlinked),
+            C::RecordUsage { deltas } => self.record_usage(deltas, batch),
+            C::CreateFederation { federation } => self.create_federation(federation, batch),
+            C::DeleteFederation { name } => self.delete_federation(name, batch),
+            C::Bootstrap { org, admin, key } => self.bootstrap(org, admin, key, batch),
+            C::CreatePrincipal { principal } => self.create_principal(principal, batch),
+            C::CreateCredential { credential } => self.create_credential(credential, batch),
+            C::RevokeCredential { id, revoked_at } => {
+                self.revoke_credential(id, *revoked_at, batch)
+            }
+            C::RotateCredentialSecret { id, secret_hash } => {
+                self.rotate_credential_secret(id, secret_hash, batch)
+            }
+            C::Bind { binding } => self.bind(binding, batch),
+            C::Unbind { principal, scope } => self.unbind(principal, scope, batch),
+            C::RotateSigningKey { key, retire_after } => {
+                self.rotate_signing_key(key, *retire_after, batch)
+            }
+            C::LinkBlob {
+                repo,
+                digest,
+                size,
+                upload,
+            } => self.link_blob(repo, digest, *size, upload.as_deref(), batch),
+            C::UnlinkBlob { repo, digest } => self.unlink_blob(repo, digest, batch, unlinked),
+            C::PutManifest {
+                repo,
+                manifest,
+                tag,
+            } => self.put_manifest(repo, manifest, tag.as_deref(), batch),
+            C::DeleteTag { repo, tag } => self.delete_tag(repo, tag, batch),
+            C::DeleteManifest { repo, digest } => self.delete_manifest(repo, digest, batch),
+            C::DeletePrincipal {
+                name,
+                organisation,
+                kind,
+            } => self.delete_principal(name, organisation, *kind, batch),
+            C::DeleteOrganisation { name } => self.delete_organisation(name, batch),
+            C::OpenUpload { id, upload, limit } => self.open_upload(id, upload, *limit, batch),
+            C::CloseUploads { ids } => self.close_uploads(ids, batch),
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The metadata's stored format: its version, checked when a data directory is opened, and
+//! the migrations from every older version.
+//!
+//! What the format covers: the values of the catalogue tree (postcard records, keys in
+//! `keys`), the Raft log's entries (postcard `Entry<TypeConfig>`, so every `Proposal` and
+//! `Command`), and snapshots (postcard pairs of catalogue keys and values). The vote and log
+//! pointers (tree `log-meta`) and the bookkeeping keys are openraft's own JSON and do not
+//! change with it. The cluster plane speaks the same types, so its ALPN names the version
+//! (`plane::tls::ALPN`): nodes of different formats refuse each other instead of misreading.
+//!
+//! ```text
+//! tree format:  version  u32 BE   the format the other trees are in (absent: format 1,
+//!                                 written before formats had versions)
+//!               staged   u32 BE   a migration to this version is copied into the `*.next`
+//!                                 trees and being moved into place
+//! ```
+//!
+//! A migration never changes a tree in place. It first writes the converted data into
+//! `catalog.next`, `log.next` and `snapshot.next` (streaming, in batches: nothing holds a
+//! whole tree), flushes, and records `staged`; only then does it replace each tree with its
+//! `.next` copy, set `version` and drop `staged`. A crash before `staged` starts the copy
+//! again; a crash after it finishes the move. Either way the old data is never half
+//! converted. Version history:
+//!
+//! - 1: main before formats were versioned (`v1`).
+//! - 2: proposals carry who proposed them and the request id; principals and federated
+//!   identities have a `uid`; upload sessions are recorded (`OpenUpload`, `CloseUploads`,
+//!   `LinkBlob::upload`).
+
+pub mod v1;
+
+#[cfg(test)]
+mod golden;
+
+use crate::{Error, Result};
+
+/// The format this build reads and writes.
+pub const CURRENT: u32 = 2;
+
+pub(crate) const CATALOG: &str = "catalog";
+pub(crate) const LOG: &str = "log";
+pub(crate) const LOG_META: &str = "log-meta";
+pub(crate) const SNAPSHOT: &str = "snapshot";
+const FORMAT: &str = "format";
+const VERSION: &[u8] = b"version";
+const STAGED: &[u8] = b"staged";
+/// The trees a migration rewrites.
+const MIGRATED: [&str; 3] = [CATALOG, LOG, SNAPSHOT];
+/// Pairs written per batch while copying.
+const BATCH: usize = 4096;
+
+fn next(tree: &str) -> String {
+    format!("{tree}.next")
+}
+
+fn read_u32(tree: &sled::Tree, k: &[u8]) -> Result<Option<u32>> {
+    Ok(tree.get(k)?.map(|v| {
+        let mut be = [0u8; 4];
+        be.copy_from_slice(&v[..4]);
+        u32::from_be_bytes(be)
+    }))
+}
+
+/// The format `db` is in, brought to `CURRENT`: a new directory is marked current, an older
+/// one migrated, a newer one refused (this build cannot read it).
+pub fn open(db: &sled::Db) -> Result<u32> {
+    let format = db.open_tree(FORMAT)?;
+    let version = match read_u32(&format, VERSION)? {
+        Some(v) => v,
+        None if is_empty(db)? => {
+            format.insert(VERSION, &CURRENT.to_be_bytes())?;
+            format.flush()?;
+            return Ok(CURRENT);
+        }
+        None => 1,
+    };
+    if version > CURRENT {
+        return Err(Error::Fatal(format!(
+            "the metadata is in format {version}, newer than this shoal reads ({CURRENT}); run the newer shoal"
+        )));
+    }
+    if version < CURRENT {
+        tracing::warn!(
+            from = version,
+            to = CURRENT,
+            "migrating the metadata format"
+        );
+        migrate(db, &format, version)?;
+        tracing::info!(version = CURRENT, "metadata migrated");
+    }
+    Ok(CURRENT)
+}
+
+fn is_empty(db: &sled::Db) -> Result<bool> {
+    for name in [CATALOG, LOG, LOG_META, SNAPSHOT] {
+        if !db.open_tree(name)?.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A conversion of one version's data into the next's: catalogue values by key, log
+/// entries, snapshot data.
+pub(crate) trait Step {
+    fn catalog_value(&self, key: &[u8], value: &[u8]) -> Result<Vec<u8>>;
+    fn log_entry(&self, value: &[u8]) -> Result<Vec<u8>>;
+    fn snapshot_data(&self, data: &[u8]) -> Result<Vec<u8>>;
+}
+
+fn step_from(version: u32) -> Result<Box<dyn Step>> {
+    match version {
+        1 => Ok(Box::new(v1::ToV2)),
+        v => Err(Error::Fatal(format!(
+            "no migration from metadata format {v}"
+        ))),
+    }
+}
+
+fn migrate(db: &sled::Db, format: &sled::Tree, from: u32) -> Result<()> {
+    let mut version = from;
+    while version < CURRENT {
+        let to = version + 1;
+        if read_u32(format, STAGED)? != Some(to) {
+            stage(db, step_from(version)?.as_ref())?;
+            format.insert(STAGED, &to.to_be_bytes())?;
+            format.flush()?;
+        }
+        for name in MIGRATED {
+            let tree = db.open_tree(name)?;
+            tree.clear()?;
+            copy(&db.open_tree(next(name))?, &tree, |_, v| Ok(v.to_vec()))?;
+            tree.flush()?;
+        }
+        let mut done = sled::Batch::default();
+        done.insert(VERSION, &to.to_be_bytes());
+        done.remove(STAGED);
+        format.apply_batch(done)?;
+        format.flush()?;
+        for name in MIGRATED {
+            db.drop_tree(next(name))?;
+        }
+        version = to;
+    }
+    Ok(())
+}
+
+/// Writes the converted copy of every migrated tree into its `.next` tree.
+fn stage(db: &sled::Db, step: &dyn Step) -> Result<()> {
+    for name in MIGRATED {
+        let target = db.open_tree(next(name))?;
+        target.clear()?;
+        let source = db.open_tree(name)?;
+        copy(&source, &target, |k, v| match name {
+            CATALOG if k.starts_with(b"~") => Ok(v.to_vec()),
+            CATALOG => step.catalog_value(k, v),
+            LOG => step.log_entry(v),
+            _ if k == b"data" => step.snapshot_data(v),
+            _ => Ok(v.to_vec()),
+        })?;
+        target.flush()?;
+    }
+    Ok(())
+}
+
+fn copy(
+    from: &sled::Tree,
+    to: &sled::Tree,
+    convert: impl Fn(&[u8], &[u8]) -> Result<Vec<u8>>,
+) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut n = 0;
+    for kv in from.iter() {
+        let (k, v) = kv?;
+        batch.insert(k.to_vec(), convert(&k, &v)?);
+        n += 1;
+        if n == BATCH {
+            to.apply_batch(std::mem::take(&mut batch))?;
+            n = 0;
+        }
+    }
+    to.apply_batch(batch)?;
+    Ok(())
+}
+
+/// A `uid` for a principal or federated identity made before they had one: derived from
+/// what identifies it, so every replica migrating on its own arrives at the same one.
+pub(crate) fn derived_uid(name: &str, created_at: i64) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(created_at.to_be_bytes());
+    format!("v1-{}", &hex::encode(h.finalize())[..20])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_directory_is_current_and_a_newer_one_is_refused() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        assert_eq!(open(&db).unwrap(), CURRENT);
+        assert_eq!(open(&db).unwrap(), CURRENT, "opening again changes nothing");
+        let format = db.open_tree(FORMAT).unwrap();
+        format
+            .insert(VERSION, &(CURRENT + 1).to_be_bytes())
+            .unwrap();
+        let err = open(&db).unwrap_err().to_string();
+        assert!(err.contains("newer than this shoal reads"), "{err}");
+    }
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), &target).unwrap();
+            }
+        }
+    }
+
+    /// The metadata directory written by format-1 main (`tests/fixtures/v1-single`) opens,
+    /// migrates, serves what it held, takes writes, and opens again as format 2.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_format_1_directory_migrates_and_keeps_everything() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/v1-single/data/meta");
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&fixture, dir.path());
+        let config = crate::MetaConfig {
+            node_id: 1,
+            dir: dir.path().to_path_buf(),
+            api_url: "http://127.0.0.1:0".into(),
+            snapshot_every: 20,
+            cluster: None,
+        };
+        let meta = crate::Metadata::open(config.clone()).await.unwrap();
+        let c = meta.catalog();
+        let alice = c.principal("alice").unwrap().unwrap();
+        assert_eq!(alice.uid, derived_uid("alice", alice.created_at));
+        assert!(alice.password_hash.is_some());
+        assert_eq!(c.federation("gha").unwrap().unwrap().service_account, "ci");
+        assert_eq!(
+            c.tags("team/multi", None, None).unwrap(),
+            ["amd-only", "arm-only", "latest"]
+        );
+        assert_eq!(c.tags("team/app", None, None).unwrap(), ["v1"]);
+        assert!(c
+            .manifest(
+                "shop/site",
+                "sha256:44f19f581cd51c0b908f59df5e782ba3ef255468a4e4da5b135ca2cc49e01b66"
+            )
+            .unwrap()
+            .is_none());
+        let subject = "sha256:7dd4656d297fedbdc69b4a209a7205dbc8183f013fd4eca0cc13a0a13201526f";
+        assert_eq!(c.referrers("team/multi", subject).unwrap().len(), 1);
+        assert_eq!(c.usage("team").unwrap().pulls, 3);
+        assert_eq!(
+            c.namespace("team").unwrap().unwrap().visibility,
+            crate::Visibility::Public
+        );
+        // It takes writes in the new format and reopens as format 2.
+        let cmd = crate::Command::DeleteTag {
+            repo: "team/multi".into(),
+            tag: "arm-only".into(),
+        };
+        let out = meta
+            .write(crate::Proposal::system("test", cmd))
+            .await
+            .unwrap();
+        assert_eq!(out, crate::Outcome::Done);
+        meta.shutdown().await.unwrap();
+        drop(meta);
+        let meta = crate::Metadata::open(config).await.unwrap();
+        assert_eq!(
+            meta.catalog().tags("team/multi", None, None).unwrap(),
+            ["amd-only", "latest"]
+        );
+        meta.shutdown().await.unwrap();
+        drop(meta);
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let format = db.open_tree(FORMAT).unwrap();
+        assert_eq!(read_u32(&format, VERSION).unwrap(), Some(CURRENT));
+        assert_eq!(read_u32(&format, STAGED).unwrap(), None);
+        assert!(!db.tree_names().iter().any(|n| n.ends_with(b".next")));
+    }
+
+    /// A migration that crashed after staging finishes from the staged copy, and one that
+    /// crashed while staging starts over: either way the result is the same.
+    #[test]
+    fn an_interrupted_migration_finishes_on_the_next_open() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/v1-single/data/meta");
+        let expected = {
+            let dir = tempfile::tempdir().unwrap();
+            copy_dir(&fixture, dir.path());
+            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            open(&db).unwrap();
+            dump(&db)
+        };
+        for crash_after_staging in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            copy_dir(&fixture, dir.path());
+            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            stage(&db, &v1::ToV2).unwrap();
+            if crash_after_staging {
+                let format = db.open_tree(FORMAT).unwrap();
+                format.insert(STAGED, &2u32.to_be_bytes()).unwrap();
+                // Half of the copy back happened.
+                db.open_tree(CATALOG).unwrap().clear().unwrap();
+            } else {
+                // Half-staged garbage in one `.next` tree.
+                db.open_tree(next(LOG))
+                    .unwrap()
+                    .insert(b"junk", b"junk")
+                    .unwrap();
+            }
+            open(&db).unwrap();
+            assert_eq!(
+                dump(&db),
+                expected,
+                "crash after staging: {crash_after_staging}"
+            );
+        }
+    }
+
+    type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn dump(db: &sled::Db) -> Vec<(String, Pairs)> {
+        [CATALOG, LOG, SNAPSHOT, FORMAT]
+            .iter()
+            .map(|t| {
+                let pairs = db
+                    .open_tree(t)
+                    .unwrap()
+                    .iter()
+                    .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+                    .collect();
+                (t.to_string(), pairs)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn derived_uids_depend_on_name_and_time_only() {
+        assert_eq!(derived_uid("alice", 5), derived_uid("alice", 5));
+        assert_ne!(derived_uid("alice", 5), derived_uid("alice", 6));
+        assert_ne!(derived_uid("alice", 5), derived_uid("bob", 5));
+    }
+}
