@@ -13,6 +13,7 @@ mod docker;
 mod docker_region;
 mod edge;
 mod federation;
+mod formats;
 mod lifecycle;
 mod management;
 mod openapi;

@@ -12,23 +12,38 @@ use shoal_tests::{error_code, require_tool, sha256, skopeo_copy, tempdir, Origin
 
 const SECRET: &str = "region-secret-0123456789";
 
+/// One upload driven through the three nodes of a region: opened on node 1, continued on
+/// node 2, finished on node 3. The session lives in the origin and its binding in the
+/// replicated catalogue, so every node knows whose it is: another principal with push on the
+/// namespace gets `BLOB_UPLOAD_UNKNOWN` on every node.
 #[test]
 fn one_upload_through_three_nodes() {
     let dir = tempdir();
-    let origin = Origin::start(&dir.path().join("origin"), SECRET);
-    let nodes: Vec<_> = ["a", "b", "c"]
-        .iter()
-        .map(|n| origin.node(&dir.path().join(n)))
-        .collect();
-    // Until the region shares metadata through Raft, each node needs the namespace itself.
-    for n in &nodes {
-        n.registry().create_namespace("acme");
-    }
+    let region = shoal_tests::region::Region::start(dir.path(), 3, 3);
     let (a, b, c) = (
-        nodes[0].registry(),
-        nodes[1].registry(),
-        nodes[2].registry(),
+        region.node(1).registry(),
+        region.node(2).registry(),
+        region.node(3).registry(),
     );
+    a.create_namespace("acme");
+    let (ok, _, err) = region.node(1).cli(&[
+        "user",
+        "create",
+        "mallory",
+        "--password",
+        "mallory-password-1",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = region.node(1).cli(&[
+        "role",
+        "bind",
+        "mallory",
+        "--role",
+        "developer",
+        "--namespace",
+        "acme",
+    ]);
+    assert!(ok, "{err}");
     let data = noise(21, 3_000_000);
     let digest = sha256(&data);
     let r = a
@@ -47,6 +62,25 @@ fn one_upload_through_three_nodes() {
         .unwrap();
     assert_eq!(r.status(), 202, "PATCH through node b");
     let loc = r.headers()["Location"].to_str().unwrap().to_string();
+    for id in 1..=3 {
+        let mallory = shoal_tests::Registry::with_auth(
+            &region.node(id).url,
+            Some(&shoal_tests::basic("mallory", "mallory-password-1")),
+        );
+        let r = mallory.http.get(mallory.url(&loc)).send().unwrap();
+        assert_eq!(
+            error_code(r),
+            (404, "BLOB_UPLOAD_UNKNOWN".into()),
+            "node {id}"
+        );
+        let r = mallory
+            .http
+            .patch(mallory.url(&loc))
+            .body(b"not yours".to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(error_code(r).0, 404, "node {id}");
+    }
     let r = c.http.get(c.url(&loc)).send().unwrap();
     assert_eq!(
         r.headers()["Range"],
@@ -78,7 +112,7 @@ fn one_upload_through_three_nodes() {
         "the blob lives in the origin"
     );
     assert!(
-        !dir.path().join("a/origin").exists(),
+        !dir.path().join("node-1/origin").exists(),
         "nodes keep no blob store of their own"
     );
 }

@@ -1,0 +1,149 @@
+//! Upgrading a data directory: the one in `tests/fixtures/v1-single`, written by the Shoal of
+//! metadata format 1 (`make_v1.py`), opened by this build: it migrates, serves its images,
+//! keeps its users, credentials, visibility and usage, and takes new writes.
+
+use std::path::Path;
+
+use base64::Engine;
+use serde_json::Value;
+use shoal_tests::{basic, error_code, tempdir, Node, Registry};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_format_1_data_directory_upgrades_and_serves_everything() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1-single");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap())
+            .unwrap();
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    copy_dir(&fixture.join("data"), &data);
+    let node = Node::start(&data);
+    let admin = Registry::with_auth(
+        &node.url,
+        Some(&basic(
+            "admin",
+            expected["admin_password"].as_str().unwrap(),
+        )),
+    );
+    // The images, byte for byte, with their blobs.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for (reference, image) in expected["images"].as_object().unwrap() {
+        let (repo, tag) = reference.split_once(':').unwrap();
+        let r = admin.get(&format!("/v2/{repo}/manifests/{tag}"));
+        assert_eq!(r.status(), 200, "{reference}");
+        assert_eq!(
+            r.headers()["docker-content-digest"],
+            image["digest"].as_str().unwrap()
+        );
+        let bytes = r.bytes().unwrap();
+        assert_eq!(
+            bytes.as_ref(),
+            b64.decode(image["bytes"].as_str().unwrap()).unwrap()
+        );
+        let manifest: Value = serde_json::from_slice(&bytes).unwrap();
+        for layer in manifest["layers"].as_array().into_iter().flatten() {
+            let digest = layer["digest"].as_str().unwrap();
+            let blob = admin
+                .get(&format!("/v2/{repo}/blobs/{digest}"))
+                .bytes()
+                .unwrap();
+            assert_eq!(shoal_tests::sha256(&blob), digest);
+        }
+    }
+    for (repo, tags) in expected["tags"].as_object().unwrap() {
+        let list: Value = admin.get(&format!("/v2/{repo}/tags/list")).json().unwrap();
+        assert_eq!(&list["tags"], tags, "{repo}");
+    }
+    let referrer = &expected["referrer"];
+    let index: Value = admin
+        .get(&format!(
+            "/v2/{}/referrers/{}",
+            referrer["repo"].as_str().unwrap(),
+            referrer["subject"].as_str().unwrap()
+        ))
+        .json()
+        .unwrap();
+    assert_eq!(index["manifests"][0]["digest"], referrer["digest"]);
+    let deleted = &expected["deleted"];
+    let r = admin.get(&format!(
+        "/v2/{}/manifests/{}",
+        deleted["repo"].as_str().unwrap(),
+        deleted["manifest"].as_str().unwrap()
+    ));
+    assert_eq!(error_code(r).0, 404, "what was deleted stays deleted");
+
+    // Who may sign in, and what they may do, is unchanged.
+    for (user, password) in expected["users"].as_object().unwrap() {
+        let r = Registry::with_auth(&node.url, Some(&basic(user, password.as_str().unwrap())));
+        assert_eq!(r.get("/api/v1/me").status(), 200, "{user}");
+    }
+    let cred = &expected["credential"];
+    let deploy = Registry::with_auth(
+        &node.url,
+        Some(&basic(
+            cred["username"].as_str().unwrap(),
+            cred["password"].as_str().unwrap(),
+        )),
+    );
+    assert_eq!(deploy.get("/v2/team/multi/manifests/latest").status(), 200);
+    assert_eq!(
+        error_code(deploy.get("/v2/shop/site/tags/list")).0,
+        403,
+        "restricted to team"
+    );
+    let anon = Registry::anonymous(&node.url);
+    assert_eq!(
+        anon.get("/v2/team/multi/manifests/latest").status(),
+        200,
+        "team is public"
+    );
+    assert_eq!(
+        anon.get("/v2/team/app/manifests/v1").status(),
+        401,
+        "its app repository is private"
+    );
+    let usage: Value = admin.get("/api/v1/namespaces/team/usage").json().unwrap();
+    assert!(usage["pulls"].as_u64().unwrap() >= expected["pulls"]["team"].as_u64().unwrap());
+    let revoked = expected["revoked_credential"].as_str().unwrap();
+    let creds: Value = admin.get("/api/v1/credentials").json().unwrap();
+    let revoked_now = creds["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == revoked)
+        .unwrap();
+    assert!(!revoked_now["revoked_at"].is_null());
+
+    // And it takes new writes, through every path, and keeps them across a restart.
+    admin.push_image("team/app", "v2", b"pushed after the upgrade");
+    let (ok, _, err) = node.cli_as(
+        "admin",
+        expected["admin_password"].as_str().unwrap(),
+        &["namespace", "create", "after"],
+    );
+    assert!(ok, "{err}");
+    let _ = node.stop_with("TERM");
+    let node = Node::start(&data);
+    let admin = Registry::with_auth(
+        &node.url,
+        Some(&basic(
+            "admin",
+            expected["admin_password"].as_str().unwrap(),
+        )),
+    );
+    assert_eq!(admin.get("/v2/team/app/manifests/v2").status(), 200);
+    assert_eq!(admin.get("/api/v1/namespaces/after").status(), 200);
+}
