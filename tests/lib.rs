@@ -15,6 +15,7 @@ use reqwest::blocking::{Client, Response};
 use sha2::{Digest as _, Sha256};
 
 pub mod issuer;
+pub mod moto;
 pub mod oci;
 pub mod region;
 

@@ -2,11 +2,15 @@
 //! bodies, and the one table that turns an `Error` into a status and a wire error and back.
 //!
 //! ```text
-//! HEAD   /v1/blobs/{digest}                  200, x-blob-size | 404
+//! HEAD   /v1/blobs/{digest}                  200, x-blob-size, x-blob-modified | 404
 //! GET    /v1/blobs/{digest}   [Range]        200/206 stream, x-blob-size, content-range
 //! DELETE /v1/blobs/{digest}                  200 {"existed"}
-//! GET    /v1/blobs                           200 {"digests"}
+//! GET    /v1/blobs?after=D&limit=N           200 {"blobs": [{"digest","size","modified"}]}
 //! POST   /v1/uploads                         201 {"id"}
+//! GET    /v1/uploads?after=ID&limit=N        200 {"uploads": [{"id","size","modified"}]}
+//! POST   /v1/uploads/purge?untouched_for=S&now=T
+//!                                            200 {"removed","skipped",
+//!                                                "bytes_freed","multiparts_aborted"}
 //! GET    /v1/uploads/{id}                    200 {"size"}
 //! POST   /v1/uploads/{id}/claims?offset=N    201 {"claim"}   exclusive right to append at N
 //! PATCH  /v1/claims/{claim}    body          200 {"size"}    append the body, then finish
@@ -20,12 +24,24 @@
 //! (session exists, offset matches, nobody else appending) is answered before any byte is
 //! sent, exactly as the in-process backends answer it. Every other path needs
 //! `Authorization: Bearer <shared secret>`.
+//!
+//! The two listings are `BlobStore::list` and `list_uploads`, one page per request. Both
+//! parameters are optional; `limit` defaults to and is capped at `MAX_PAGE`, so one answer
+//! stays small, and an answer of fewer than `min(limit, MAX_PAGE)` entries is the last page.
+//! `after` is validated like any digest or id: a malformed upload id answers as an unknown
+//! upload, as it does on every other path. `purge` is `BlobStore::purge_stale`; `/purge`
+//! cannot be mistaken for a session, whose ids are UUIDs. Times are unix seconds.
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::{BlobEntry, PurgeReport, UploadEntry, UploadId};
 use crate::{Digest, Error};
 
 pub const BLOB_SIZE_HEADER: &str = "x-blob-size";
+/// A blob's `BlobInfo::modified`, in unix seconds, on a stat.
+pub const BLOB_MODIFIED_HEADER: &str = "x-blob-modified";
+/// The most entries one listing answer holds.
+pub const MAX_PAGE: usize = 1000;
 
 #[derive(Serialize, Deserialize)]
 pub struct Created {
@@ -48,8 +64,102 @@ pub struct Existed {
 }
 
 #[derive(Serialize, Deserialize)]
-pub struct Digests {
-    pub digests: Vec<String>,
+pub struct BlobPage {
+    pub blobs: Vec<ListedBlob>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ListedBlob {
+    pub digest: String,
+    pub size: u64,
+    pub modified: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct UploadPage {
+    pub uploads: Vec<ListedUpload>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ListedUpload {
+    pub id: String,
+    pub size: u64,
+    pub modified: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Purged {
+    pub removed: Vec<String>,
+    pub skipped: Vec<String>,
+    pub bytes_freed: u64,
+    pub multiparts_aborted: u64,
+}
+
+impl From<BlobEntry> for ListedBlob {
+    fn from(e: BlobEntry) -> ListedBlob {
+        ListedBlob {
+            digest: e.digest.to_string(),
+            size: e.size,
+            modified: e.modified,
+        }
+    }
+}
+
+impl TryFrom<ListedBlob> for BlobEntry {
+    type Error = Error;
+    fn try_from(w: ListedBlob) -> Result<BlobEntry, Error> {
+        Ok(BlobEntry {
+            digest: w.digest.parse()?,
+            size: w.size,
+            modified: w.modified,
+        })
+    }
+}
+
+impl From<UploadEntry> for ListedUpload {
+    fn from(e: UploadEntry) -> ListedUpload {
+        ListedUpload {
+            id: e.id.to_string(),
+            size: e.size,
+            modified: e.modified,
+        }
+    }
+}
+
+impl TryFrom<ListedUpload> for UploadEntry {
+    type Error = Error;
+    fn try_from(w: ListedUpload) -> Result<UploadEntry, Error> {
+        Ok(UploadEntry {
+            id: w.id.parse()?,
+            size: w.size,
+            modified: w.modified,
+        })
+    }
+}
+
+impl From<PurgeReport> for Purged {
+    fn from(r: PurgeReport) -> Purged {
+        let ids = |ids: Vec<UploadId>| ids.iter().map(ToString::to_string).collect();
+        Purged {
+            removed: ids(r.removed),
+            skipped: ids(r.skipped),
+            bytes_freed: r.bytes_freed,
+            multiparts_aborted: r.multiparts_aborted,
+        }
+    }
+}
+
+impl TryFrom<Purged> for PurgeReport {
+    type Error = Error;
+    fn try_from(w: Purged) -> Result<PurgeReport, Error> {
+        let ids = |ids: Vec<String>| ids.iter().map(|s| s.parse()).collect::<Result<_, _>>();
+        Ok(PurgeReport {
+            removed: ids(w.removed)?,
+            skipped: ids(w.skipped)?,
+            bytes_freed: w.bytes_freed,
+            multiparts_aborted: w.multiparts_aborted,
+        })
+    }
 }
 
 /// An `Error` as it travels between the origin service and a node.

@@ -11,7 +11,8 @@ use sha2::{Digest as _, Sha256, Sha512};
 
 use crate::Error;
 
-/// A digest algorithm Shoal can verify.
+/// A digest algorithm Shoal can verify. Declared in the order of their names, so the derived
+/// order is that of the names (listings rely on it, see `Digest`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algorithm {
     Sha256,
@@ -19,6 +20,9 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Every algorithm, in order.
+    pub const ALL: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha256",
@@ -34,7 +38,9 @@ impl Algorithm {
     }
 }
 
-/// A validated content digest such as `sha256:e3b0…`.
+/// A validated content digest such as `sha256:e3b0…`. Its order is that of its string form:
+/// the algorithm first (in the order of the names), then the hex, which is lowercase and of
+/// one length per algorithm.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
     algorithm: Algorithm,
@@ -174,6 +180,20 @@ mod tests {
         check(h64, Err("InvalidDigest"));
         check("", Err("InvalidDigest"));
         check(&format!("md5:{h64}"), Err("UnsupportedDigest"));
+    }
+
+    /// Paged listings promise the order of the string form and compare with `Ord`.
+    #[test]
+    fn digests_order_as_their_strings() {
+        let mut digests: Vec<Digest> = ["b", "a", "c", "", "zz"]
+            .iter()
+            .flat_map(|s| Algorithm::ALL.map(|alg| Digest::of(alg, s.as_bytes())))
+            .collect();
+        let mut strings: Vec<String> = digests.iter().map(ToString::to_string).collect();
+        digests.sort();
+        strings.sort();
+        let sorted: Vec<String> = digests.iter().map(ToString::to_string).collect();
+        assert_eq!(sorted, strings);
     }
 
     #[test]

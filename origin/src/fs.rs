@@ -14,10 +14,24 @@
 //! off by the next append) before anyone else may append. It writes through
 //! `direct::SequentialWriter`, around the page cache where the filesystem allows (see there
 //! why), so the commit's fsync of a 1 GiB blob finds almost nothing left to write.
+//!
+//! Times, for listings and purging, are file mtimes. A session was last written when its
+//! file's mtime says: creating it and every append (the cut back to the acknowledged size,
+//! then the writes) set it, so "untouched for N seconds" means no session was created and no
+//! append truncated or wrote the file for N seconds. The upload file is all a session leaves
+//! on disk (there is no sidecar), so removing it and the table entry removes the session. A
+//! session is held while an append (`Writing`), an abandoned append's thread (`Closing`) or
+//! a commit has it; `purge_stale` takes a session the same way before it removes it, so it
+//! never removes one under a writer. A blob's mtime is set to the time of its commit before
+//! the rename (a rename would keep the upload's last write), so a collector's grace period
+//! counts from the commit. Listings are in `listing`.
+
+mod listing;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -27,7 +41,11 @@ use tokio::io::AsyncReadExt;
 use crate::digest::{Algorithm, Hasher};
 use crate::direct::SequentialWriter;
 use crate::paths::Layout;
-use crate::store::{BlobReader, BlobStore, ByteRange, UploadId, UploadWriter};
+use crate::purge::{self, Outcome, StaleSessions};
+use crate::store::{
+    unix_secs, BlobEntry, BlobInfo, BlobReader, BlobStore, ByteRange, PurgeReport, UploadEntry,
+    UploadId, UploadWriter,
+};
 use crate::{Digest, Error, Result};
 
 const IO_BUF: usize = 1 << 20;
@@ -130,6 +148,38 @@ impl FsStore {
         Ok((s.size, s.sha256.clone()))
     }
 
+    /// Takes a session nobody holds, without waiting, entering it with `size` if this process
+    /// has not seen it. `None` if it is held; else whether it was entered here.
+    fn take_idle(&self, id: &UploadId, size: u64) -> Option<bool> {
+        let mut sessions = self.inner.sessions.lock().expect("session table poisoned");
+        match sessions.get_mut(id) {
+            Some(s) if s.use_ != Use::Idle => None,
+            Some(s) => {
+                s.use_ = Use::Writing;
+                Some(false)
+            }
+            None => {
+                let s = Session {
+                    size,
+                    sha256: None,
+                    use_: Use::Writing,
+                };
+                sessions.insert(id.clone(), s);
+                Some(true)
+            }
+        }
+    }
+
+    /// Undoes `take_idle`: an entry it made is dropped again, so the next user recovers the
+    /// session from its file as usual.
+    fn give_back(&self, id: &UploadId, inserted: bool) {
+        if inserted {
+            self.forget(id);
+        } else {
+            self.release(id, None);
+        }
+    }
+
     /// Marks a session whose append was dropped without finishing.
     fn abandon(&self, id: &UploadId) {
         let mut sessions = self.inner.sessions.lock().expect("session table poisoned");
@@ -190,8 +240,14 @@ impl FsStore {
         }
         let file = OpenOptions::new().write(true).open(&upload).await?;
         file.set_len(size).await?;
-        file.sync_all().await?;
-        drop(file);
+        let file = file.into_std().await;
+        // The blob's time is its commit's (see the module doc), made durable with its bytes.
+        tokio::task::spawn_blocking(move || {
+            file.set_modified(SystemTime::now())?;
+            file.sync_all()
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
         let target = self.inner.layout.blob(digest);
         let dir = target.parent().expect("blob path has a parent");
         fs::create_dir_all(dir).await?;
@@ -302,9 +358,12 @@ impl UploadWriter for FsWriter {
 
 #[async_trait]
 impl BlobStore for FsStore {
-    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+    async fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>> {
         match fs::metadata(self.inner.layout.blob(digest)).await {
-            Ok(m) => Ok(Some(m.len())),
+            Ok(m) => Ok(Some(BlobInfo {
+                size: m.len(),
+                modified: unix_secs(m.modified()?),
+            })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -331,26 +390,11 @@ impl BlobStore for FsStore {
         }
     }
 
-    async fn list(&self) -> Result<Vec<Digest>> {
-        let mut out = Vec::new();
-        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
-            let alg_dir = self.inner.layout.blobs_dir().join(alg.as_str());
-            let Ok(mut prefixes) = fs::read_dir(&alg_dir).await else {
-                continue;
-            };
-            while let Some(prefix) = prefixes.next_entry().await? {
-                let mut files = fs::read_dir(prefix.path()).await?;
-                while let Some(f) = files.next_entry().await? {
-                    let name = f.file_name();
-                    let name = name.to_string_lossy();
-                    if let Ok(d) = format!("{}:{}", alg.as_str(), name).parse() {
-                        out.push(d);
-                    }
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
+    async fn list(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<BlobEntry>> {
+        let (layout, after) = (self.inner.layout.clone(), after.cloned());
+        tokio::task::spawn_blocking(move || listing::blobs(&layout, after.as_ref(), limit))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?
     }
 
     async fn create_upload(&self) -> Result<UploadId> {
@@ -453,6 +497,69 @@ impl BlobStore for FsStore {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list_uploads(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<UploadEntry>> {
+        let (layout, after) = (self.inner.layout.clone(), after.cloned());
+        tokio::task::spawn_blocking(move || listing::uploads(&layout, after.as_ref(), limit))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?
+    }
+
+    async fn purge_stale(&self, untouched_for_secs: i64, now: i64) -> Result<PurgeReport> {
+        purge::purge_sessions(self, purge::cutoff(untouched_for_secs, now)).await
+    }
+}
+
+#[async_trait]
+impl StaleSessions for FsStore {
+    async fn remove_if_stale(&self, id: &UploadId, cutoff: i64) -> Result<Outcome> {
+        let path = self.inner.layout.upload(id);
+        // The size an unknown session is recovered with, as `claim` would.
+        let size = match fs::metadata(&path).await {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Kept),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(inserted) = self.take_idle(id, size) else {
+            return Ok(Outcome::Held);
+        };
+        // Held now, so no append can touch the file: its mtime is final.
+        let removed = async {
+            let m = fs::metadata(&path).await?;
+            if unix_secs(m.modified()?) >= cutoff {
+                return Ok(None);
+            }
+            fs::remove_file(&path).await?;
+            Ok::<_, std::io::Error>(Some(m.len()))
+        }
+        .await;
+        match removed {
+            Ok(Some(bytes_freed)) => {
+                self.forget(id);
+                Ok(Outcome::Removed {
+                    bytes_freed,
+                    multiparts_aborted: 0,
+                })
+            }
+            Ok(None) => {
+                self.give_back(id, inserted);
+                Ok(Outcome::Kept)
+            }
+            // Cancelled meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.give_back(id, inserted);
+                Ok(Outcome::Kept)
+            }
+            Err(e) => {
+                self.give_back(id, inserted);
+                Err(e.into())
+            }
         }
     }
 }

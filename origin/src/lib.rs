@@ -3,10 +3,13 @@
 //! Layout of the crate:
 //! - `digest`: `Digest` (validated `alg:hex`) and a streaming `Hasher`;
 //! - `chunks`: `ByteChunks`, blob bodies as streams of owned chunks, and the file source;
-//! - `store`: the `BlobStore` trait, `UploadWriter`, `BlobReader`, `ByteRange`, `UploadId`;
+//! - `store`: the `BlobStore` trait, `UploadWriter`, `BlobReader`, `ByteRange`, `UploadId`,
+//!   and what listings and purges return (`BlobInfo`, `BlobEntry`, `UploadEntry`, `PurgeReport`);
 //! - `paths`: the on-disk layout of the filesystem backend, drawn once;
-//! - `fs`: `FsStore`, the filesystem backend (the embedded default);
-//! - `s3`: `S3Store`, the S3 backend; its bucket key layout is drawn in its module doc;
+//! - `fs`: `FsStore`, the filesystem backend (the embedded default), its listings in `fs::listing`;
+//! - `s3`: `S3Store`, the S3 backend; its bucket key layout is drawn in its module doc, its
+//!   listings and purging in `s3::listing`, incomplete multipart uploads in `s3::multiparts`;
+//! - `purge`: the walk over stale sessions both of them share;
 //! - `remote`: `RemoteStore`, the client of a separate origin service;
 //! - `api`, `server`: the origin service's HTTP API (paths, wire errors) and its server;
 //! - `conformance`: the suite every backend passes;
@@ -23,6 +26,7 @@ mod direct;
 mod error;
 mod fs;
 pub mod paths;
+mod purge;
 mod remote;
 mod s3;
 pub mod server;
@@ -35,7 +39,10 @@ pub use error::{Error, Result, Source};
 pub use fs::FsStore;
 pub use remote::RemoteStore;
 pub use s3::{S3Config, S3Store};
-pub use store::{BlobReader, BlobStore, ByteRange, Growing, UploadId, UploadWriter};
+pub use store::{
+    BlobEntry, BlobInfo, BlobReader, BlobStore, ByteRange, Growing, PurgeReport, UploadEntry,
+    UploadId, UploadWriter,
+};
 
 /// The region's shared secret: the contents of `file`, else `SHOAL_ORIGIN_SECRET`, trimmed.
 /// Both the origin service and its nodes read it this way.

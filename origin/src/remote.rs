@@ -6,6 +6,9 @@
 //! chunks into one chunked PATCH through a small channel, which gives backpressure. A writer
 //! dropped without `finish` ends the body with an error, so the server counts none of it,
 //! and gives the claim back in the background.
+//!
+//! Listings ask for pages of at most `api::MAX_PAGE` and join them until `limit` is reached
+//! or a short page ends the listing, so a caller sees the trait's paging whatever the cap.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,8 +21,11 @@ use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, Claim, Created, Digests, Existed, Size, WireError};
-use crate::store::{BlobReader, BlobStore, ByteRange, UploadId, UploadWriter};
+use crate::api::{self, BlobPage, Claim, Created, Existed, Purged, Size, UploadPage, WireError};
+use crate::store::{
+    BlobEntry, BlobInfo, BlobReader, BlobStore, ByteRange, PurgeReport, UploadEntry, UploadId,
+    UploadWriter,
+};
 use crate::{Digest, Error, Result};
 
 #[derive(Clone)]
@@ -66,6 +72,53 @@ impl RemoteStore {
     async fn json<T: serde::de::DeserializeOwned>(req: RequestBuilder) -> Result<T> {
         Self::send(req).await?.json().await.map_err(unreachable)
     }
+
+    /// Up to `limit` entries of a listing after `after`, asked for in pages of at most
+    /// `max_page`: `fetch` gets the page after a cursor, `cursor` makes one of an entry.
+    async fn pages<E, F, Fut>(
+        limit: usize,
+        max_page: usize,
+        mut after: Option<String>,
+        fetch: F,
+        cursor: impl Fn(&E) -> String,
+    ) -> Result<Vec<E>>
+    where
+        F: Fn(Option<String>, usize) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<E>>>,
+    {
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let want = (limit - out.len()).min(max_page);
+            let page = fetch(after.take(), want).await?;
+            let last_page = page.len() < want;
+            out.extend(page);
+            match out.last() {
+                Some(last) if !last_page => after = Some(cursor(last)),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// A listing request for one page.
+    fn page_req(&self, path: &str, after: Option<String>, limit: usize) -> RequestBuilder {
+        let mut req = self
+            .req(reqwest::Method::GET, path)
+            .query(&[("limit", limit)]);
+        if let Some(after) = after {
+            req = req.query(&[("after", after)]);
+        }
+        req
+    }
+}
+
+/// A header of a stat answer, parsed.
+fn stat_header<T: std::str::FromStr>(resp: &Response, name: &str) -> Result<T> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Unavailable(format!("origin sent no valid {name}")))
 }
 
 fn unreachable(e: reqwest::Error) -> Error {
@@ -157,7 +210,7 @@ impl Drop for RemoteWriter {
 
 #[async_trait]
 impl BlobStore for RemoteStore {
-    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+    async fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>> {
         let resp = self
             .req(reqwest::Method::HEAD, &format!("/v1/blobs/{digest}"))
             .send()
@@ -165,13 +218,13 @@ impl BlobStore for RemoteStore {
             .map_err(unreachable)?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => resp
-                .headers()
-                .get(api::BLOB_SIZE_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .map(Some)
-                .ok_or_else(|| Error::Unavailable("origin sent no blob size".into())),
+            s if s.is_success() => Ok(Some(BlobInfo {
+                size: stat_header(&resp, api::BLOB_SIZE_HEADER)?,
+                // An origin older than this node sends no time: take the blob as written
+                // just now, the side on which the collector leaves it alone.
+                modified: stat_header(&resp, api::BLOB_MODIFIED_HEADER)
+                    .unwrap_or_else(|_| chrono::Utc::now().timestamp()),
+            })),
             s => Err(Error::Unavailable(format!("origin answered {s} to a stat"))),
         }
     }
@@ -180,7 +233,7 @@ impl BlobStore for RemoteStore {
         let mut req = self.req(reqwest::Method::GET, &format!("/v1/blobs/{digest}"));
         if let Some(r) = range {
             if r.is_empty() || r.end < r.start {
-                let size = self.stat(digest).await?.unwrap_or(0);
+                let size = self.stat(digest).await?.map_or(0, |i| i.size);
                 return Err(Error::RangeNotSatisfiable { size });
             }
             let spec = match r.end {
@@ -219,9 +272,14 @@ impl BlobStore for RemoteStore {
         Ok(e.existed)
     }
 
-    async fn list(&self) -> Result<Vec<Digest>> {
-        let d: Digests = Self::json(self.req(reqwest::Method::GET, "/v1/blobs")).await?;
-        d.digests.iter().map(|s| s.parse()).collect()
+    async fn list(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<BlobEntry>> {
+        let fetch = |after, limit| async move {
+            let page: BlobPage = Self::json(self.page_req("/v1/blobs", after, limit)).await?;
+            page.blobs.into_iter().map(TryInto::try_into).collect()
+        };
+        let cursor = |e: &BlobEntry| e.digest.to_string();
+        let after = after.map(ToString::to_string);
+        Self::pages(limit, api::MAX_PAGE, after, fetch, cursor).await
     }
 
     async fn create_upload(&self) -> Result<UploadId> {
@@ -280,6 +338,28 @@ impl BlobStore for RemoteStore {
         Self::send(self.req(reqwest::Method::DELETE, &format!("/v1/uploads/{id}"))).await?;
         Ok(())
     }
+
+    async fn list_uploads(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<UploadEntry>> {
+        let fetch = |after, limit| async move {
+            let page: UploadPage = Self::json(self.page_req("/v1/uploads", after, limit)).await?;
+            page.uploads.into_iter().map(TryInto::try_into).collect()
+        };
+        let cursor = |e: &UploadEntry| e.id.to_string();
+        let after = after.map(ToString::to_string);
+        Self::pages(limit, api::MAX_PAGE, after, fetch, cursor).await
+    }
+
+    async fn purge_stale(&self, untouched_for_secs: i64, now: i64) -> Result<PurgeReport> {
+        let req = self
+            .req(reqwest::Method::POST, "/v1/uploads/purge")
+            .query(&[("untouched_for", untouched_for_secs), ("now", now)]);
+        let purged: Purged = Self::json(req).await?;
+        purged.try_into()
+    }
 }
 
 #[cfg(test)]
@@ -318,7 +398,10 @@ mod tests {
         assert!(
             matches!(store.create_upload().await, Err(Error::Unavailable(m)) if m.contains("secret"))
         );
-        assert!(matches!(store.list().await, Err(Error::Unavailable(_))));
+        assert!(matches!(
+            store.list(None, 10).await,
+            Err(Error::Unavailable(_))
+        ));
         let d = Digest::sha256_of(b"x");
         assert!(store.stat(&d).await.is_err());
         let resp = reqwest::get(format!("{url}/v1/blobs")).await.unwrap();
@@ -328,6 +411,32 @@ mod tests {
             "",
             "an unauthenticated caller learns nothing"
         );
+    }
+
+    /// `limit` entries from a listing of `total` read in pages of at most `max_page`.
+    async fn check_pages(limit: usize, total: u32, max_page: usize) {
+        let fetch = |after: Option<String>, want: usize| async move {
+            let start = after.map_or(0, |a| a.parse::<u32>().unwrap() + 1);
+            assert!(want <= max_page, "asked for {want}, cap {max_page}");
+            Ok((start..total).take(want).collect::<Vec<u32>>())
+        };
+        let got = RemoteStore::pages(limit, max_page, None, fetch, u32::to_string).await;
+        let want: Vec<u32> = (0..total).take(limit).collect();
+        assert_eq!(
+            got.unwrap(),
+            want,
+            "limit {limit}, {total} entries, pages of {max_page}"
+        );
+    }
+
+    #[tokio::test]
+    async fn listings_join_capped_pages() {
+        check_pages(10, 25, 3).await;
+        check_pages(30, 25, 3).await;
+        check_pages(24, 24, 3).await;
+        check_pages(7, 0, 3).await;
+        check_pages(0, 5, 3).await;
+        check_pages(5, 5, 1000).await;
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! blobs/<algorithm>/<hex>               committed blob; immutable, named by its digest
 //! uploads/<upload-uuid>/created         empty marker, so an upload with no bytes exists
 //! uploads/<upload-uuid>/part-<offset>   one object per finished append; offset is 20 digits
+//! uploads/<upload-uuid>/commit          the digest a commit of the session began for
 //! ```
 //!
 //! Objects cannot be appended to, so each append is its own object, keyed by where it starts:
@@ -16,7 +17,24 @@
 //! `blobs/`, and no server-side copy (capped at 5 GiB on AWS) or second rewrite is needed.
 //! As in `fs.rs`, the session table (size, busy) is only a cache: after a restart a session is
 //! recovered by listing its parts. A std `Mutex` guards it because it is never held across an
-//! `.await`.
+//! `.await`. One origin process serves a bucket: the table is the only lock on a session.
+//!
+//! Purging. A session was last written at the newest `LastModified` of its objects: the
+//! `created` marker, the parts of finished appends, the `commit` marker of a commit attempt.
+//! A part is an object made by a multipart upload, which S3 may date from when that upload
+//! (the append) began rather than ended; so "untouched for N seconds" means no session object
+//! was written for N seconds, an append counting from its start. An append running in this
+//! process holds the session, so it is never removed under it. Besides its objects a session
+//! may leave incomplete multipart uploads: of `uploads/<id>/part-…` (an append that died) and
+//! of a blob key (a commit that died; the `commit` marker names which blob). Cancelling or
+//! purging a session aborts those, and `purge_stale` also aborts every incomplete multipart
+//! upload under `blobs/` or `uploads/` initiated before its cutoff that no append or commit of
+//! this process is running (`multiparts` lists them). A blob's `modified` is its object's
+//! `LastModified`: when its commit's multipart upload began or completed. Listings and purging
+//! are in `listing`.
+
+mod listing;
+mod multiparts;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,13 +43,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::ClientOptions;
-use object_store::{GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{
+    GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
+};
 
-use crate::store::{BlobReader, BlobStore, ByteRange, UploadId, UploadWriter};
+use crate::purge;
+use crate::store::{
+    BlobEntry, BlobInfo, BlobReader, BlobStore, ByteRange, PurgeReport, UploadEntry, UploadId,
+    UploadWriter,
+};
 use crate::{Digest, Error, Hasher, Result};
+use multiparts::{Multiparts, S3Multiparts};
 
 /// S3 parts must be at least 5 MiB except the last; 8 MiB keeps a 1 GiB blob at 128 parts,
 /// far below the 10,000-part limit, while bounding a writer to a few buffers in memory.
@@ -65,7 +90,44 @@ impl Session {
 
 struct Inner {
     store: Arc<dyn ObjectStore>,
+    /// The bucket's incomplete multipart uploads, where it can list them (not `InMemory`).
+    multiparts: Option<Arc<dyn Multiparts>>,
     sessions: Mutex<HashMap<UploadId, Session>>,
+    /// Digests this process is committing, with how many commits of each are running.
+    committing: Mutex<HashMap<Digest, usize>>,
+}
+
+/// Marks a digest as being committed while alive, so that no cancel or purge aborts the
+/// multipart upload of its blob key under the commit.
+struct Committing<'a> {
+    table: &'a Mutex<HashMap<Digest, usize>>,
+    digest: Digest,
+}
+
+impl<'a> Committing<'a> {
+    fn new(table: &'a Mutex<HashMap<Digest, usize>>, digest: &Digest) -> Committing<'a> {
+        *table
+            .lock()
+            .expect("commit table poisoned")
+            .entry(digest.clone())
+            .or_insert(0) += 1;
+        Committing {
+            table,
+            digest: digest.clone(),
+        }
+    }
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        let mut table = self.table.lock().expect("commit table poisoned");
+        if let Some(n) = table.get_mut(&self.digest) {
+            *n -= 1;
+            if *n == 0 {
+                table.remove(&self.digest);
+            }
+        }
+    }
 }
 
 /// A `BlobStore` in an S3 bucket (or any `ObjectStore` with multipart uploads).
@@ -98,6 +160,34 @@ fn part_key(id: &UploadId, offset: u64) -> Path {
     upload_dir(id).join(format!("part-{offset:020}").as_str())
 }
 
+fn commit_marker(id: &UploadId) -> Path {
+    upload_dir(id).join("commit")
+}
+
+/// The digest a key from a listing stores, if it is a blob key of this layout. The key is
+/// rebuilt from the digest and compared, so only keys this backend could have made pass.
+fn blob_of_key(key: &str) -> Option<Digest> {
+    let (alg, hex) = key.strip_prefix("blobs/")?.split_once('/')?;
+    let d: Digest = format!("{alg}:{hex}").parse().ok()?;
+    (blob_key(&d).as_ref() == key).then_some(d)
+}
+
+/// The session a key from a listing belongs to, if it is under `uploads/<id>/`.
+fn session_of_key(key: &str) -> Option<UploadId> {
+    let (id, rest) = key.strip_prefix("uploads/")?.split_once('/')?;
+    if rest.is_empty() {
+        return None;
+    }
+    id.parse().ok()
+}
+
+/// The session and offset of a part key from a listing, rebuilt and compared as above.
+fn part_of_key(key: &str) -> Option<(UploadId, u64)> {
+    let id = session_of_key(key)?;
+    let offset = key.rsplit_once("/part-")?.1.parse().ok()?;
+    (part_key(&id, offset).as_ref() == key).then_some((id, offset))
+}
+
 /// The acknowledged parts of an upload in offset order, and where they end. Parts starting at
 /// or past `limit` are appends whose completion was never acknowledged, and are left out.
 fn chain(id: &UploadId, objects: &[ObjectMeta], limit: u64) -> Result<(u64, Vec<Path>)> {
@@ -125,8 +215,14 @@ fn chain(id: &UploadId, objects: &[ObjectMeta], limit: u64) -> Result<(u64, Vec<
 impl S3Store {
     /// Connects to the bucket described by `cfg`. No request is made until first use.
     pub fn open(cfg: &S3Config) -> Result<S3Store> {
-        let store = Self::builder(cfg).build().map_err(storage)?;
-        Ok(Self::from_store(Arc::new(store)))
+        Self::from_s3(Self::builder(cfg).build().map_err(storage)?)
+    }
+
+    /// A store over an S3 client, which can also find incomplete multipart uploads.
+    fn from_s3(s3: AmazonS3) -> Result<S3Store> {
+        let s3 = Arc::new(s3);
+        let multiparts: Arc<dyn Multiparts> = Arc::new(S3Multiparts::new(s3.clone())?);
+        Ok(Self::with(s3, Some(multiparts)))
     }
 
     fn builder(cfg: &S3Config) -> AmazonS3Builder {
@@ -149,14 +245,32 @@ impl S3Store {
         b
     }
 
-    /// A store over any `ObjectStore`; tests use `object_store::memory::InMemory`.
+    /// A store over any `ObjectStore`; tests use `object_store::memory::InMemory`. It does not
+    /// look for incomplete multipart uploads, which such a store need not have.
     pub fn from_store(store: Arc<dyn ObjectStore>) -> S3Store {
+        Self::with(store, None)
+    }
+
+    fn with(store: Arc<dyn ObjectStore>, multiparts: Option<Arc<dyn Multiparts>>) -> S3Store {
         S3Store {
             inner: Arc::new(Inner {
                 store,
+                multiparts,
                 sessions: Mutex::new(HashMap::new()),
+                committing: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Whether a commit of `digest` is running in this process.
+    fn is_committing(&self, digest: &Digest) -> bool {
+        let table = self.inner.committing.lock().expect("commit table poisoned");
+        table.contains_key(digest)
+    }
+
+    /// Whether an append or a commit of this process holds the session.
+    fn is_held(&self, id: &UploadId) -> bool {
+        self.sessions().get(id).is_some_and(|s| s.busy)
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<UploadId, Session>> {
@@ -221,10 +335,10 @@ impl S3Store {
             .map_err(storage)
     }
 
-    /// Size of the object at `key`, or `None` if there is none.
-    async fn size_of(&self, key: &Path) -> Result<Option<u64>> {
+    /// The object at `key`, or `None` if there is none.
+    async fn head(&self, key: &Path) -> Result<Option<ObjectMeta>> {
         match self.inner.store.head(key).await {
-            Ok(meta) => Ok(Some(meta.size)),
+            Ok(meta) => Ok(Some(meta)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(storage(e)),
         }
@@ -241,6 +355,11 @@ impl S3Store {
                 "upload {id} holds {end} of {size} bytes"
             )));
         }
+        let _committing = Committing::new(&self.inner.committing, digest);
+        // Written before the multipart upload exists, so a cancel after a crash finds it.
+        let marker = commit_marker(id);
+        let named = PutPayload::from(digest.to_string());
+        store.put(&marker, named).await.map_err(storage)?;
         let upload = store
             .put_multipart(&blob_key(digest))
             .await
@@ -264,7 +383,10 @@ impl S3Store {
             return Err(storage(e));
         }
         let actual = hasher.finish();
-        let upload_keys = keys(objects);
+        let mut upload_keys = keys(objects);
+        if !upload_keys.contains(&marker) {
+            upload_keys.push(marker);
+        }
         if &actual != digest {
             // The blob's multipart upload was never completed, so nothing of this content exists.
             let _ = out.abort().await;
@@ -343,14 +465,18 @@ impl Drop for S3Writer {
 
 #[async_trait]
 impl BlobStore for S3Store {
-    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
-        self.size_of(&blob_key(digest)).await
+    async fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>> {
+        let meta = self.head(&blob_key(digest)).await?;
+        Ok(meta.map(|m| BlobInfo {
+            size: m.size,
+            modified: m.last_modified.timestamp(),
+        }))
     }
 
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobReader> {
         let key = blob_key(digest);
         let not_found = || Error::BlobNotFound(digest.clone());
-        let size = self.size_of(&key).await?.ok_or_else(not_found)?;
+        let size = self.head(&key).await?.ok_or_else(not_found)?.size;
         let range = ByteRange::within(range, size)?;
         if range.is_empty() {
             // S3 rejects a zero-length range, and an empty blob has nothing to fetch.
@@ -369,7 +495,7 @@ impl BlobStore for S3Store {
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {
         let key = blob_key(digest);
-        if self.size_of(&key).await?.is_none() {
+        if self.head(&key).await?.is_none() {
             return Ok(false);
         }
         match self.inner.store.delete(&key).await {
@@ -378,23 +504,8 @@ impl BlobStore for S3Store {
         }
     }
 
-    async fn list(&self) -> Result<Vec<Digest>> {
-        let prefix = Path::from("blobs");
-        let listed = self.inner.store.list(Some(&prefix)).try_collect().await;
-        let objects: Vec<ObjectMeta> = listed.map_err(storage)?;
-        let mut out: Vec<Digest> = objects
-            .iter()
-            .filter_map(|o| {
-                let (alg, hex) = o
-                    .location
-                    .as_ref()
-                    .strip_prefix("blobs/")?
-                    .split_once('/')?;
-                format!("{alg}:{hex}").parse().ok()
-            })
-            .collect();
-        out.sort();
-        Ok(out)
+    async fn list(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<BlobEntry>> {
+        self.list_blobs(after, limit).await
     }
 
     async fn create_upload(&self) -> Result<UploadId> {
@@ -452,153 +563,33 @@ impl BlobStore for S3Store {
     }
 
     async fn cancel_upload(&self, id: &UploadId) -> Result<()> {
-        let known = self.sessions().remove(id).is_some();
+        let held = self.sessions().remove(id).map(|s| s.busy);
         let objects = self.upload_objects(id).await?;
-        if objects.is_empty() && !known {
+        if objects.is_empty() && held.is_none() {
             return Err(Error::UploadNotFound(id.to_string()));
         }
+        // An append or commit running here aborts its own multipart upload when it ends.
+        if held != Some(true) {
+            self.abort_leftovers(id, &objects).await;
+        }
         self.delete_all(keys(objects)).await
+    }
+
+    async fn list_uploads(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<UploadEntry>> {
+        self.list_sessions(after, limit).await
+    }
+
+    async fn purge_stale(&self, untouched_for_secs: i64, now: i64) -> Result<PurgeReport> {
+        let cutoff = purge::cutoff(untouched_for_secs, now);
+        let mut report = purge::purge_sessions(self, cutoff).await?;
+        report.multiparts_aborted += self.abort_stale_multiparts(cutoff).await?;
+        Ok(report)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Child, Command, Stdio};
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    use object_store::memory::InMemory;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn s3_store_passes_conformance_in_memory() {
-        let store = S3Store::from_store(Arc::new(InMemory::new()));
-        crate::conformance::run_all(&store).await;
-    }
-
-    /// A restarted origin must find an upload's size from its part objects alone.
-    #[tokio::test]
-    async fn upload_survives_restart() {
-        let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let before = S3Store::from_store(bucket.clone());
-        let after = S3Store::from_store(bucket);
-        crate::conformance::upload_resumes_after_restart(&before, &after).await;
-    }
-
-    /// Kills moto however the test ends, so a failed assertion leaves no server behind.
-    struct Moto(Child);
-
-    impl Drop for Moto {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    /// Starts `moto_server` on a free port and returns it with its base URL, or `None` if
-    /// moto is not installed (a failure when `CI=true`).
-    fn start_moto() -> Option<(Moto, String)> {
-        let spawned = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", "0"])
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!("moto_server is not on PATH and CI=true: pip install 'moto[server]'");
-                }
-                eprintln!(
-                    "!!!!! MOTO MISSING, test did not run (pip install 'moto[server]') !!!!!"
-                );
-                return None;
-            }
-            Err(e) => panic!("starting moto_server: {e}"),
-        };
-        let (tx, rx) = mpsc::channel();
-        // Both pipes are drained for moto's whole life: a full pipe would stall the server.
-        let pipes: [Box<dyn std::io::Read + Send>; 2] = [
-            Box::new(child.stdout.take().unwrap()),
-            Box::new(child.stderr.take().unwrap()),
-        ];
-        for pipe in pipes {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(|l| l.ok()) {
-                    if let Some(at) = line.find("Running on http://") {
-                        let _ = tx.send(line[at + "Running on ".len()..].trim().to_string());
-                    }
-                }
-            });
-        }
-        let moto = Moto(child);
-        let url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("moto_server printed no address within 30 s");
-        Some((moto, url))
-    }
-
-    #[tokio::test]
-    async fn s3_store_passes_conformance_against_moto() {
-        let Some((_moto, url)) = start_moto() else {
-            return;
-        };
-        let bucket = "shoal-conformance";
-        let created = reqwest::Client::new()
-            .put(format!("{url}/{bucket}"))
-            .send()
-            .await
-            .expect("creating the bucket");
-        assert!(created.status().is_success(), "create bucket: {created:?}");
-        let cfg = S3Config {
-            endpoint: Some(url),
-            bucket: bucket.into(),
-            region: Some("us-east-1".into()),
-            allow_http: true,
-        };
-        // Credentials set on the builder rather than in the environment, which other tests
-        // share: moto accepts any key but object_store insists on one to sign with.
-        let s3 = S3Store::builder(&cfg)
-            .with_access_key_id("test")
-            .with_secret_access_key("test")
-            .build()
-            .unwrap();
-        let store = S3Store::from_store(Arc::new(s3));
-        crate::conformance::run_all(&store).await;
-        blob_of_several_parts(&store).await;
-    }
-
-    /// Appends and the commit span several 8 MiB parts, which a real S3 checks against its
-    /// 5 MiB minimum part size; the conformance suite's blobs all fit in one part.
-    async fn blob_of_several_parts(store: &S3Store) {
-        let data: Vec<u8> = (0..20u32 << 20).map(|i| (i % 253) as u8).collect();
-        let id = store.create_upload().await.unwrap();
-        for (start, end) in [(0, 13 << 20), (13 << 20, data.len())] {
-            let mut w = store.append(&id, start as u64).await.unwrap();
-            for chunk in data[start..end].chunks(1 << 20) {
-                w.write(Bytes::copy_from_slice(chunk)).await.unwrap();
-            }
-            assert_eq!(w.finish().await.unwrap(), end as u64);
-        }
-        let d = Digest::sha256_of(&data);
-        assert_eq!(store.commit_upload(&id, &d).await.unwrap(), 20 << 20);
-        let range = ByteRange {
-            start: (8 << 20) - 5,
-            end: (13 << 20) + 5,
-        };
-        let r = store.read(&d, Some(range)).await.unwrap();
-        let mut got = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut r.into_async_read(), &mut got)
-            .await
-            .unwrap();
-        assert!(
-            got == data[range.start as usize..range.end as usize],
-            "range across parts"
-        );
-    }
-}
+mod tests;

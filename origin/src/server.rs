@@ -8,6 +8,9 @@
 //! picks up is dropped after `CLAIM_TTL`, which releases the upload. A claim request that
 //! finds the upload busy waits up to `BUSY_WAIT` first: a client that just gave up a claim
 //! may still be releasing it.
+//!
+//! A purge runs against the store like any other request: a session parked under a claim is
+//! held by its writer, so the store skips it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,7 +29,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-use crate::api::{self, Claim, Created, Digests, Existed, Size};
+use crate::api::{self, BlobPage, Claim, Created, Existed, Purged, Size, UploadPage};
 use crate::store::{BlobStore, ByteRange, UploadId, UploadWriter};
 use crate::{Digest, Error};
 
@@ -100,7 +103,8 @@ fn router(service: Shared) -> Router {
     let authed = Router::new()
         .route("/v1/blobs", get(list))
         .route("/v1/blobs/{digest}", get(read).head(stat).delete(delete))
-        .route("/v1/uploads", post(create))
+        .route("/v1/uploads", post(create).get(list_uploads))
+        .route("/v1/uploads/purge", post(purge))
         .route("/v1/uploads/{id}", get(size).delete(cancel))
         .route("/v1/uploads/{id}/claims", post(claim))
         .route("/v1/uploads/{id}/commit", post(commit))
@@ -175,11 +179,15 @@ fn size_header(size: u64) -> HeaderValue {
 
 async fn stat(State(s): State<Shared>, Path(d): Path<String>) -> Answer<Response> {
     match s.store.stat(&digest(&d)?).await? {
-        Some(size) => Ok(([
-            (header::CONTENT_LENGTH, size_header(size)),
+        Some(info) => Ok(([
+            (header::CONTENT_LENGTH, size_header(info.size)),
             (
                 api::BLOB_SIZE_HEADER.parse().expect("static"),
-                size_header(size),
+                size_header(info.size),
+            ),
+            (
+                api::BLOB_MODIFIED_HEADER.parse().expect("static"),
+                HeaderValue::from(info.modified),
             ),
         ],)
             .into_response()),
@@ -227,15 +235,51 @@ async fn delete(State(s): State<Shared>, Path(d): Path<String>) -> Answer<Json<E
     Ok(Json(Existed { existed }))
 }
 
-async fn list(State(s): State<Shared>) -> Answer<Json<Digests>> {
-    let digests = s
-        .store
-        .list()
-        .await?
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    Ok(Json(Digests { digests }))
+#[derive(Deserialize)]
+struct PageQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+impl PageQuery {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(api::MAX_PAGE).min(api::MAX_PAGE)
+    }
+}
+
+async fn list(State(s): State<Shared>, Query(q): Query<PageQuery>) -> Answer<Json<BlobPage>> {
+    let after = q.after.as_deref().map(digest).transpose()?;
+    let page = s.store.list(after.as_ref(), q.limit()).await?;
+    let blobs = page.into_iter().map(Into::into).collect();
+    Ok(Json(BlobPage { blobs }))
+}
+
+async fn list_uploads(
+    State(s): State<Shared>,
+    Query(q): Query<PageQuery>,
+) -> Answer<Json<UploadPage>> {
+    let after = q.after.as_deref().map(upload_id).transpose()?;
+    let page = s.store.list_uploads(after.as_ref(), q.limit()).await?;
+    let uploads = page.into_iter().map(Into::into).collect();
+    Ok(Json(UploadPage { uploads }))
+}
+
+#[derive(Deserialize)]
+struct PurgeQuery {
+    untouched_for: i64,
+    now: i64,
+}
+
+async fn purge(State(s): State<Shared>, Query(q): Query<PurgeQuery>) -> Answer<Json<Purged>> {
+    let report = s.store.purge_stale(q.untouched_for, q.now).await?;
+    tracing::info!(
+        removed = report.removed.len(),
+        skipped = report.skipped.len(),
+        bytes_freed = report.bytes_freed,
+        multiparts_aborted = report.multiparts_aborted,
+        "stale uploads purged"
+    );
+    Ok(Json(report.into()))
 }
 
 async fn create(State(s): State<Shared>) -> Answer<(StatusCode, Json<Created>)> {

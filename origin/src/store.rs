@@ -4,9 +4,18 @@
 //! sessions rather than paths: stat, ranged read, resumable uploads that are verified on
 //! commit, delete, list. It never hears of repositories, tags, tokens or Raft. Upload sessions
 //! live here (not in a node) so a push may span nodes. Every backend passes `conformance`.
+//!
+//! What garbage collection needs is here too, and no more: paged listings of blobs and of
+//! upload sessions with their sizes and times, and `purge_stale`. Listings are paged by a
+//! cursor (`after`) rather than an offset so that a page stays right while blobs come and go,
+//! and so that no backend has to hold a whole store's listing at once. Times are unix seconds
+//! of the storage's own clock (file mtimes, S3 `LastModified`); what "last written" means for
+//! each backend is said in its module doc. The store decides nothing about which blobs are
+//! garbage: it does not know which are referenced.
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -111,8 +120,9 @@ impl fmt::Debug for BlobReader {
     }
 }
 
-/// Identifies an upload session. Only ever a UUID, so it is safe inside paths and URLs.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// Identifies an upload session. Only ever a UUID, so it is safe inside paths and URLs. Ordered
+/// as its string form: the UUID's bytes in order are its lowercase hex digits in order.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UploadId(uuid::Uuid);
 
 impl UploadId {
@@ -159,16 +169,67 @@ pub trait UploadWriter: Send {
     async fn finish(self: Box<Self>) -> Result<u64>;
 }
 
+/// What `stat` knows of a committed blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub size: u64,
+    /// Unix seconds of the blob's last write (its commit, or a later commit of the same
+    /// content); see each backend's module doc.
+    pub modified: i64,
+}
+
+/// One committed blob in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobEntry {
+    pub digest: Digest,
+    pub size: u64,
+    pub modified: i64,
+}
+
+/// One open upload session in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadEntry {
+    pub id: UploadId,
+    /// Bytes the session holds in storage, which removing it frees. The same as `upload_size`
+    /// unless an append broke off and left bytes the next append will cut off.
+    pub size: u64,
+    /// Unix seconds of the last write to the session: its creation or its last append.
+    pub modified: i64,
+}
+
+/// What `purge_stale` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Stale sessions removed, in id order.
+    pub removed: Vec<UploadId>,
+    /// Stale sessions left alone because an append or a commit held them.
+    pub skipped: Vec<UploadId>,
+    /// Bytes the removed sessions held.
+    pub bytes_freed: u64,
+    /// Incomplete multipart uploads aborted (S3 only: a crashed commit or append leaves one).
+    pub multiparts_aborted: u64,
+}
+
+/// `t` as unix seconds (negative before 1970).
+pub(crate) fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// Size of a committed blob, or `None` if absent.
-    async fn stat(&self, digest: &Digest) -> Result<Option<u64>>;
+    /// Size and last write of a committed blob, or `None` if absent.
+    async fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>>;
     /// Opens a committed blob, whole or a range of it (`range.end` is clamped to the size).
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobReader>;
     /// Removes a committed blob; `false` if it was not there.
     async fn delete(&self, digest: &Digest) -> Result<bool>;
-    /// Every committed blob.
-    async fn list(&self) -> Result<Vec<Digest>>;
+    /// Committed blobs in ascending order of the digest's string form, strictly after `after`
+    /// (which need not be stored), at most `limit`; fewer only when there are no more. A blob
+    /// committed or deleted while a caller pages may or may not appear.
+    async fn list(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<BlobEntry>>;
 
     async fn create_upload(&self) -> Result<UploadId>;
     /// Bytes received so far by an upload.
@@ -178,5 +239,18 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Verifies the content against `digest` and makes it a committed blob. On a mismatch
     /// nothing is stored and the session is removed. Returns the blob size.
     async fn commit_upload(&self, id: &UploadId, digest: &Digest) -> Result<u64>;
+    /// Removes the session and everything it left in storage.
     async fn cancel_upload(&self, id: &UploadId) -> Result<()>;
+    /// Open upload sessions in ascending order of the id's string form, paged as `list`.
+    async fn list_uploads(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<UploadEntry>>;
+    /// Removes, as `cancel_upload` would, every session not written to for longer than
+    /// `untouched_for_secs` before `now` (unix seconds, the caller's clock against the
+    /// storage's: leave a margin). A session an append or a commit holds is skipped, never
+    /// removed under it. On S3 it also aborts the incomplete multipart uploads initiated
+    /// before that time that no append or commit of this process is running.
+    async fn purge_stale(&self, untouched_for_secs: i64, now: i64) -> Result<PurgeReport>;
 }

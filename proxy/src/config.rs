@@ -46,6 +46,8 @@ pub struct Config {
     pub metrics_auth: bool,
     /// Upload sessions one principal may hold open at once.
     pub max_open_uploads: u32,
+    /// Garbage collection, retention and upload purging (run by the leader).
+    pub lifecycle: crate::lifecycle::LifecycleConfig,
 }
 
 /// Settings of a node that is part of a multi-node region.

@@ -265,6 +265,13 @@ impl From<shoal_raft::Rejection> for ApiError {
             | R::FederationUnknown(_) => ApiError::new(Code::NotFound, msg),
             R::NotAServiceAccount(_) => ApiError::new(Code::BadRequest, msg),
             R::TooManyUploads(_) => ApiError::new(Code::TooManyRequests, msg),
+            R::ImmutableTag { tag, rule } => {
+                ApiError::new(Code::Denied, msg).detail(json!({"tag": tag, "rule": rule}))
+            }
+            // The bytes are being deleted this moment: pushing them again shortly succeeds.
+            R::BlobBeingCollected(d) => ApiError::new(Code::Unavailable, msg)
+                .detail(json!({"digest": d}))
+                .header("Retry-After", "5"),
         }
     }
 }

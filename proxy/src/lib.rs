@@ -11,7 +11,9 @@
 //! - `auth`: the authorisation seam (`Gate`, `Need`, the policy, tokens, OIDC federation);
 //! - `names`: validated namespace, repository, tag and other names;
 //! - `usage`: pulls, pushes and bytes served per namespace, batched into Raft;
-//! - `edge`: anonymous rate limit per IP, CORS, security headers;
+//! - `edge`: anonymous rate limit per IP, CORS, security headers; `limits`: the rate
+//!   limiter it and the sign-in limit share;
+//! - `lifecycle`: the leader's jobs: garbage collection, retention, upload purging;
 //! - `errors`: `ApiError` and the one code → status table;
 //! - `cli`: the operator commands of the `shoal` binary;
 //! - `malloc`: glibc arena limit for many concurrent large bodies;
@@ -26,6 +28,7 @@ pub mod edge;
 pub mod errors;
 pub mod forwarded;
 pub mod http;
+pub mod lifecycle;
 pub mod limits;
 pub mod logging;
 pub mod malloc;

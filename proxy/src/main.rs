@@ -129,6 +129,21 @@ enum Cmd {
         /// together) may hold open at once; past that, opening one answers 429.
         #[arg(long, env = "SHOAL_MAX_OPEN_UPLOADS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
         max_open_uploads: u32,
+        /// How often the leader collects garbage (e.g. 1h), or off (only `shoal gc run`).
+        #[arg(long, env = "SHOAL_GC_INTERVAL", default_value = "1h")]
+        gc_interval: String,
+        /// Nothing written or used by a pusher within this time is collected, e.g. 1h.
+        #[arg(long, env = "SHOAL_GC_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
+        gc_grace: std::time::Duration,
+        /// Pause between two batches the collector commits.
+        #[arg(long, env = "SHOAL_GC_PAUSE", default_value = "20ms", value_parser = humantime::parse_duration)]
+        gc_pause: std::time::Duration,
+        /// How often the leader runs the retention policies (e.g. 1h), or off.
+        #[arg(long, env = "SHOAL_RETENTION_INTERVAL", default_value = "1h")]
+        retention_interval: String,
+        /// Upload sessions nobody wrote to for this long are removed, e.g. 24h.
+        #[arg(long, env = "SHOAL_UPLOAD_MAX_AGE", default_value = "24h", value_parser = humantime::parse_duration)]
+        upload_max_age: std::time::Duration,
     },
     /// Region membership and the cluster CA.
     Cluster {
@@ -162,6 +177,17 @@ enum ClusterCmd {
     Status,
     /// Remove a member at runtime (removing the leader makes it step down; the rest elect).
     RemoveNode { id: u64 },
+}
+
+/// A duration such as `1h`, or `off` for none.
+fn parse_interval(s: &str) -> Result<Option<std::time::Duration>, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if !d.is_zero() => Ok(Some(d)),
+        _ => Err(format!("{s:?} is not a duration like 1h (or off)")),
+    }
 }
 
 /// A positive count, or `off` for none.
@@ -219,6 +245,11 @@ fn main() -> ExitCode {
             header_timeout,
             max_connections_per_ip,
             max_open_uploads,
+            gc_interval,
+            gc_grace,
+            gc_pause,
+            retention_interval,
+            upload_max_age,
         } => {
             if let Err(e) = shoal_proxy::names::Slug::parse("region", &region) {
                 eprintln!("error: --region: {e}");
@@ -284,6 +315,27 @@ fn main() -> ExitCode {
                 public_url,
                 metrics_auth,
                 max_open_uploads,
+                lifecycle: shoal_proxy::lifecycle::LifecycleConfig {
+                    gc_interval: match parse_interval(&gc_interval) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            eprintln!("error: --gc-interval: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    },
+                    gc: shoal_proxy::lifecycle::gc::GcConfig {
+                        grace: gc_grace.as_secs() as i64,
+                        pause: gc_pause,
+                    },
+                    retention_interval: match parse_interval(&retention_interval) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            eprintln!("error: --retention-interval: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    },
+                    upload_max_age,
+                },
                 region,
                 usage_interval,
                 tls: tls_cert

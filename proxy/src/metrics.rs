@@ -32,6 +32,17 @@ pub const REFUSED_CONNECTIONS: &str = "shoal_refused_connections_total";
 pub const PASSWORD_CHECKS: &str = "shoal_password_checks_total";
 /// Password checks refused by the sign-in limit before they ran.
 pub const SIGN_IN_LIMITED: &str = "shoal_sign_in_limited_total";
+/// Garbage collection: runs by `result`, their duration, and what they reclaimed.
+pub const GC_RUNS: &str = "shoal_gc_runs_total";
+pub const GC_SECONDS: &str = "shoal_gc_run_seconds";
+pub const GC_MANIFESTS: &str = "shoal_gc_manifests_collected_total";
+pub const GC_BLOB_LINKS: &str = "shoal_gc_blob_links_collected_total";
+pub const GC_BLOBS: &str = "shoal_gc_blobs_deleted_total";
+pub const GC_BYTES: &str = "shoal_gc_bytes_reclaimed_total";
+pub const GC_PROTECTED: &str = "shoal_gc_protected_by_grace_total";
+/// Upload sessions purged as abandoned, and tags deleted by retention.
+pub const UPLOADS_PURGED: &str = "shoal_uploads_purged_total";
+pub const RETENTION_TAGS: &str = "shoal_retention_tags_deleted_total";
 pub const RAFT_TERM: &str = "shoal_raft_term";
 pub const RAFT_LAST_APPLIED: &str = "shoal_raft_last_applied";
 pub const RAFT_IS_LEADER: &str = "shoal_raft_is_leader";
@@ -64,6 +75,26 @@ fn describe() {
         REFUSED_CONNECTIONS,
         "Connections closed by the per-address bound or the request-head timeout"
     );
+    describe_counter!(GC_RUNS, "Garbage collection runs, by result");
+    describe_histogram!(
+        GC_SECONDS,
+        Unit::Seconds,
+        "Duration of garbage collection runs"
+    );
+    describe_counter!(GC_MANIFESTS, "Untagged manifests the collector removed");
+    describe_counter!(GC_BLOB_LINKS, "Blob links the collector removed");
+    describe_counter!(GC_BLOBS, "Blobs the collector deleted from the origin");
+    describe_counter!(
+        GC_BYTES,
+        Unit::Bytes,
+        "Origin bytes the collector reclaimed"
+    );
+    describe_counter!(
+        GC_PROTECTED,
+        "Collectable items left alone because they were written or touched within the grace period"
+    );
+    describe_counter!(UPLOADS_PURGED, "Abandoned upload sessions removed");
+    describe_counter!(RETENTION_TAGS, "Tags deleted by retention policies");
     describe_counter!(
         PASSWORD_CHECKS,
         "argon2 password checks run, dummy ones for unknown logins included"
@@ -144,6 +175,13 @@ pub fn publish_raft(status: &shoal_raft::Status) {
 /// Counts a connection closed by the edge's connection limits.
 pub fn count_refused_connection(reason: &'static str) {
     metrics::counter!(REFUSED_CONNECTIONS, "reason" => reason).increment(1);
+}
+
+/// Counts a garbage collection run and its duration.
+pub fn gc_finished(took: std::time::Duration, ok: bool) {
+    let result = if ok { "ok" } else { "failed" };
+    metrics::counter!(GC_RUNS, "result" => result).increment(1);
+    metrics::histogram!(GC_SECONDS).record(took.as_secs_f64());
 }
 
 /// Counts one answered request; unusual methods share one label value.

@@ -125,11 +125,19 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         auth: auth.clone(),
         usage: usage.clone(),
         max_open_uploads: config.max_open_uploads,
+        gc_grace: config.lifecycle.gc.grace,
     });
+    background.spawn(crate::lifecycle::run(
+        meta.clone(),
+        registry.store.clone(),
+        config.lifecycle.clone(),
+    ));
     let api = Arc::new(Api {
         meta: meta.clone(),
         auth,
         region: config.region.clone(),
+        store: registry.store.clone(),
+        lifecycle: config.lifecycle.clone(),
     });
     let front = FrontEnd {
         threads: config.threads,

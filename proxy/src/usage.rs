@@ -8,17 +8,28 @@
 //! A batch whose write fails (no quorum) is put back and sent with the next one. If the
 //! write was committed but its answer lost, that batch counts twice: counts are
 //! at-least-once, never silently dropped.
+//!
+//! The same flush records when manifests and tags were last pulled (`RecordPulls`), which
+//! retention's `pulled within` and `most recently pulled` conditions read: the latest time
+//! per (repository, manifest, tag), at most `MAX_PULLS` distinct ones per interval (past
+//! that, new ones wait for the next interval; a pull time a little late is harmless).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use shoal_raft::{Command, Metadata, Usage, UsageDelta};
+use shoal_raft::{Command, Metadata, Pulled, Usage, UsageDelta};
+
+/// Distinct (repository, manifest, tag) pull times kept between two flushes.
+const MAX_PULLS: usize = 100_000;
+
+type PullKey = (String, String, Option<String>);
 
 #[derive(Default)]
 pub struct UsageMeter {
     pending: Mutex<HashMap<String, Usage>>,
+    pulled: Mutex<HashMap<PullKey, i64>>,
 }
 
 impl UsageMeter {
@@ -40,6 +51,37 @@ impl UsageMeter {
             u.pulls += 1;
             u.bytes_out += bytes;
         });
+    }
+
+    /// Manifest `digest` of `repo` was pulled at `at` (by `tag`, if by one).
+    pub fn pulled(&self, repo: &str, digest: &str, tag: Option<&str>, at: i64) {
+        let mut pulled = self.pulled.lock();
+        let key = (
+            repo.to_string(),
+            digest.to_string(),
+            tag.map(str::to_string),
+        );
+        if pulled.len() >= MAX_PULLS && !pulled.contains_key(&key) {
+            return;
+        }
+        let t = pulled.entry(key).or_insert(at);
+        *t = (*t).max(at);
+    }
+
+    fn take_pulls(&self) -> Vec<Pulled> {
+        let mut pulls: Vec<Pulled> = self
+            .pulled
+            .lock()
+            .drain()
+            .map(|((repo, digest, tag), at)| Pulled {
+                repo,
+                digest,
+                tag,
+                at,
+            })
+            .collect();
+        pulls.sort_by(|a, b| (&a.repo, &a.digest, &a.tag).cmp(&(&b.repo, &b.digest, &b.tag)));
+        pulls
     }
 
     pub fn push(&self, namespace: &str) {
@@ -74,6 +116,21 @@ impl UsageMeter {
 
     /// Adds what was counted since the last flush to the catalogue.
     pub async fn flush(&self, meta: &Metadata) {
+        let pulls = self.take_pulls();
+        for chunk in pulls.chunks(1000) {
+            let record = Command::RecordPulls {
+                pulls: chunk.to_vec(),
+            };
+            if let Err(e) = meta
+                .write(shoal_raft::Proposal::system("usage", record))
+                .await
+            {
+                tracing::warn!(error = %e, "recording pull times failed; they wait for the next batch");
+                for p in chunk {
+                    self.pulled(&p.repo, &p.digest, p.tag.as_deref(), p.at);
+                }
+            }
+        }
         let deltas = self.take();
         if deltas.is_empty() {
             return;

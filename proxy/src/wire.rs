@@ -136,8 +136,15 @@ impl Reply {
         }
     }
 
+    /// Adds `hook` to what runs once the reply went out whole (after any added before).
     pub fn when_sent(mut self, hook: impl FnOnce(u64) + Send + 'static) -> Reply {
-        self.when_sent = Some(Box::new(hook));
+        self.when_sent = Some(match self.when_sent.take() {
+            None => Box::new(hook),
+            Some(first) => Box::new(move |bytes| {
+                first(bytes);
+                hook(bytes)
+            }),
+        });
         self
     }
 
@@ -151,8 +158,9 @@ impl Reply {
         self
     }
 
-    pub fn json(status: StatusCode, value: &serde_json::Value) -> Reply {
-        let bytes = serde_json::to_vec(value).expect("JSON values serialise");
+    /// A JSON answer: a `Value`, or a typed view that serialises to one.
+    pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Reply {
+        let bytes = serde_json::to_vec(value).expect("views serialise to JSON");
         Reply::new(status)
             .header("Content-Type", "application/json")
             .body(Body::Bytes(bytes.into()))

@@ -60,7 +60,8 @@ impl Catalog {
                 digest,
                 size,
                 upload,
-            } => self.link_blob(repo, digest, *size, upload.as_deref(), batch),
+                at,
+            } => self.link_blob(repo, digest, *size, upload.as_deref(), *at, batch),
             C::UnlinkBlob { repo, digest } => self.unlink_blob(repo, digest, batch, unlinked),
             C::PutManifest {
                 repo,
@@ -77,6 +78,31 @@ impl Catalog {
             C::DeleteOrganisation { name } => self.delete_organisation(name, batch),
             C::OpenUpload { id, upload, limit } => self.open_upload(id, upload, *limit, batch),
             C::CloseUploads { ids } => self.close_uploads(ids, batch),
+            C::TouchContent { repo, digests, at } => self.touch_content(repo, digests, *at, batch),
+            C::RecordPulls { pulls } => self.record_pulls(pulls, batch),
+            C::CollectManifests {
+                repo,
+                digests,
+                now,
+                grace,
+            } => self.collect_manifests(repo, digests, *now, *grace, batch),
+            C::CollectBlobs {
+                repo,
+                digests,
+                now,
+                grace,
+            } => self.collect_blobs(repo, digests, *now, *grace, batch, unlinked),
+            C::CondemnDigests { digests, now } => self.condemn_digests(digests, *now, batch),
+            C::ForgetDigests { digests } => self.forget_digests(digests, batch),
+            C::SetRetention { namespace, policy } => {
+                self.set_retention(namespace, policy.as_ref(), batch)
+            }
+            C::SetImmutableTags { namespace, rules } => {
+                self.set_immutable_tags(namespace, rules, batch)
+            }
+            C::RetainTags { repo, delete } => self.retain_tags(repo, delete, batch),
+            C::RequestGc { at } => self.request_gc(*at, batch),
+            C::RecordGc { run } => self.record_gc(run, batch),
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct NamespaceRecord {
     pub description: Option<String>,
     pub created_at: i64,
     pub visibility: Visibility,
+    /// Tags that cannot be moved, deleted, or have their manifest deleted.
+    pub immutable: crate::lifecycle::ImmutableTags,
 }
 
 impl NamespaceRecord {
@@ -52,6 +54,7 @@ impl NamespaceRecord {
             description: None,
             created_at: 1,
             visibility: Visibility::Private,
+            immutable: Default::default(),
         }
     }
 }

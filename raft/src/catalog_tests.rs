@@ -138,6 +138,7 @@ pub(crate) fn link(repo: &str, digest: &str, size: u64) -> Command {
         digest: digest.into(),
         size,
         upload: None,
+        at: 0,
     }
 }
 
@@ -182,6 +183,7 @@ fn commands_check_their_preconditions() {
         digest: "sha256:b1".into(),
         size: 7,
         upload: None,
+        at: 0,
     };
     check(
         &c,

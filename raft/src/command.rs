@@ -19,6 +19,7 @@ use crate::access::{
 };
 use crate::catalog::{NamespaceRecord, Visibility};
 use crate::federation::FederationRecord;
+use crate::lifecycle::{GcRun, ImmutableTags, Pulled, RetentionPolicy};
 use crate::repos::UsageDelta;
 use crate::tenancy::{OrgRecord, ProjectRecord};
 use crate::uploads::UploadRecord;
@@ -163,6 +164,8 @@ pub enum Command {
         digest: String,
         size: u64,
         upload: Option<String>,
+        /// When: the link's lease starts here (see `lifecycle`).
+        at: i64,
     },
     UnlinkBlob {
         repo: String,
@@ -207,6 +210,67 @@ pub enum Command {
     /// Forgets upload sessions (cancelled, or purged as abandoned).
     CloseUploads {
         ids: Vec<String>,
+    },
+    /// Renews the leases of blob links and manifests of `repo` that a pusher just used (a
+    /// HEAD before a push), so the garbage collector leaves them for another grace period.
+    TouchContent {
+        repo: String,
+        digests: Vec<String>,
+        at: i64,
+    },
+    /// Adds the pulls a node counted since its last report (times per manifest and tag).
+    RecordPulls {
+        pulls: Vec<Pulled>,
+    },
+    /// Removes those of `digests` (manifests of `repo`) that are still collectable: untagged,
+    /// listed by no manifest that stays, not a referrer of a manifest that stays, and
+    /// untouched for `grace` seconds before `now`.
+    CollectManifests {
+        repo: String,
+        digests: Vec<String>,
+        now: i64,
+        grace: i64,
+    },
+    /// Unlinks those of `digests` from `repo` that no manifest there lists and that were
+    /// untouched for `grace` seconds before `now`.
+    CollectBlobs {
+        repo: String,
+        digests: Vec<String>,
+        now: i64,
+        grace: i64,
+    },
+    /// Marks each digest that no repository links as being deleted from the origin; no link
+    /// to it is committed until `ForgetDigests`.
+    CondemnDigests {
+        digests: Vec<String>,
+        now: i64,
+    },
+    /// The bytes of these condemned digests are gone from the origin.
+    ForgetDigests {
+        digests: Vec<String>,
+    },
+    /// Sets (`Some`) or removes a namespace's retention policy.
+    SetRetention {
+        namespace: String,
+        policy: Option<RetentionPolicy>,
+    },
+    SetImmutableTags {
+        namespace: String,
+        rules: ImmutableTags,
+    },
+    /// Deletes the tags of `repo` that retention found no rule keeps, each only while it
+    /// still points at the digest retention saw and is not immutable.
+    RetainTags {
+        repo: String,
+        delete: Vec<(String, String)>,
+    },
+    /// Asks the leader's garbage collector for a run.
+    RequestGc {
+        at: i64,
+    },
+    /// The garbage collector's progress or result.
+    RecordGc {
+        run: GcRun,
     },
 }
 
@@ -294,4 +358,8 @@ pub enum Rejection {
     LastOwner(String),
     #[error("{0} upload sessions are open already; finish or cancel some first")]
     TooManyUploads(u32),
+    #[error("tag {tag:?} is immutable (rule {rule:?})")]
+    ImmutableTag { tag: String, rule: String },
+    #[error("blob {0} is being garbage-collected; push it again in a moment")]
+    BlobBeingCollected(String),
 }

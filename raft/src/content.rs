@@ -1,11 +1,12 @@
 //! Planning the commands on namespaces and their content: namespaces, blob links, manifests
-//! (with the referrers index) and tags. The keys are drawn in `catalog`'s doc.
+//! (with the referrers index) and tags. The keys are drawn in `catalog`'s doc; the reverse
+//! indexes, leases and tag times these commands keep in the same batch in `lifecycle`'s.
 
 use sled::Batch;
 
 use crate::catalog::{encode, namespace_of, Catalog, NamespaceRecord, Visibility};
 use crate::command::{done, rejected, ManifestRecord, Outcome, Rejection};
-use crate::keys::{self, key, under};
+use crate::keys::{self, key};
 use crate::Result;
 
 impl Catalog {
@@ -58,24 +59,17 @@ impl Catalog {
         // name keeps `name-2` out.
         batch.remove(key(keys::REPOSITORY, &[name]));
         batch.remove(key(keys::REPOSITORY_VISIBILITY, &[name]));
-        let content = [
-            keys::REPOSITORY,
-            keys::REPOSITORY_VISIBILITY,
-            keys::BLOB_LINK,
-            keys::MANIFEST,
-            keys::TAG,
-            keys::REFERRER,
-        ];
-        for prefix in content {
+        batch.remove(key(keys::RETENTION, &[name]));
+        for prefix in keys::REPOSITORY_CONTENT {
             for sep in [0, b'/'] {
                 let mut p = key(prefix, &[name]);
                 p.push(sep);
                 for kv in self.tree().scan_prefix(&p) {
                     let (k, _) = kv?;
                     if prefix == keys::BLOB_LINK {
-                        if let Some(d) = k.rsplit(|b| *b == 0).next() {
-                            unlinked.push(String::from_utf8_lossy(d).into_owned());
-                        }
+                        let (repo, digest) = split_link(&k);
+                        batch.remove(key(keys::LINKED_IN, &[&digest, &repo]));
+                        unlinked.push(digest);
                     }
                     batch.remove(k);
                 }
@@ -92,16 +86,22 @@ impl Catalog {
         digest: &str,
         size: u64,
         upload: Option<&str>,
+        at: i64,
         batch: &mut Batch,
     ) -> Result<Outcome> {
         if !self.has(&key(keys::NAMESPACE, &[namespace_of(repo)]))? {
             return rejected(Rejection::NamespaceUnknown(namespace_of(repo).into()));
+        }
+        if self.tombstone(digest)?.is_some() {
+            return rejected(Rejection::BlobBeingCollected(digest.into()));
         }
         batch.insert(key(keys::REPOSITORY, &[repo]), Vec::new());
         batch.insert(
             key(keys::BLOB_LINK, &[repo, digest]),
             size.to_be_bytes().to_vec(),
         );
+        batch.insert(key(keys::LINKED_IN, &[digest, repo]), Vec::new());
+        batch.insert(key(keys::LEASE, &[repo, digest]), encode(&at));
         if let Some(id) = upload {
             self.drop_upload(id, batch)?;
         }
@@ -115,11 +115,10 @@ impl Catalog {
         batch: &mut Batch,
         unlinked: &mut Vec<String>,
     ) -> Result<Outcome> {
-        let k = key(keys::BLOB_LINK, &[repo, digest]);
-        if !self.has(&k)? {
+        if !self.has(&key(keys::BLOB_LINK, &[repo, digest]))? {
             return rejected(Rejection::BlobUnknown(digest.into()));
         }
-        batch.remove(k);
+        self.drop_link(repo, digest, batch);
         unlinked.push(digest.into());
         done()
     }
@@ -144,29 +143,57 @@ impl Catalog {
                 return rejected(Rejection::ReferencedManifestUnknown(m.clone()));
             }
         }
-        batch.insert(key(keys::REPOSITORY, &[repo]), Vec::new());
-        batch.insert(
-            key(keys::MANIFEST, &[repo, &manifest.digest]),
-            encode(manifest),
-        );
-        if let Some(subject) = &manifest.subject {
-            batch.insert(
-                key(keys::REFERRER, &[repo, subject, &manifest.digest]),
-                Vec::new(),
-            );
+        let moved_from = match tag {
+            Some(t) => self.tag(repo, t)?.filter(|d| *d != manifest.digest),
+            None => None,
+        };
+        if let (Some(t), Some(_)) = (tag, &moved_from) {
+            if let Some(rule) = self.immutable_rule(repo, t)? {
+                return rejected(Rejection::ImmutableTag {
+                    tag: t.into(),
+                    rule,
+                });
+            }
         }
+        let digest = manifest.digest.as_str();
+        batch.insert(key(keys::REPOSITORY, &[repo]), Vec::new());
+        batch.insert(key(keys::MANIFEST, &[repo, digest]), encode(manifest));
+        if let Some(subject) = &manifest.subject {
+            batch.insert(key(keys::REFERRER, &[repo, subject, digest]), Vec::new());
+        }
+        for r in manifest.blobs.iter().chain(&manifest.manifests) {
+            batch.insert(key(keys::REFERENCED_BY, &[repo, r, digest]), Vec::new());
+        }
+        batch.insert(
+            key(keys::LEASE, &[repo, digest]),
+            encode(&manifest.pushed_at),
+        );
         if let Some(tag) = tag {
-            batch.insert(key(keys::TAG, &[repo, tag]), manifest.digest.as_bytes());
+            if let Some(old) = &moved_from {
+                batch.remove(key(keys::TAGGED_AS, &[repo, old, tag]));
+            }
+            batch.insert(key(keys::TAG, &[repo, tag]), digest.as_bytes());
+            batch.insert(key(keys::TAGGED_AS, &[repo, digest, tag]), Vec::new());
+            let times = crate::lifecycle::TagTimes {
+                pushed_at: manifest.pushed_at,
+                pulled_at: None,
+            };
+            batch.insert(key(keys::TAG_TIMES, &[repo, tag]), encode(&times));
         }
         done()
     }
 
     pub(crate) fn delete_tag(&self, repo: &str, tag: &str, batch: &mut Batch) -> Result<Outcome> {
-        let k = key(keys::TAG, &[repo, tag]);
-        if !self.has(&k)? {
+        let Some(digest) = self.tag(repo, tag)? else {
             return rejected(Rejection::TagUnknown(tag.into()));
+        };
+        if let Some(rule) = self.immutable_rule(repo, tag)? {
+            return rejected(Rejection::ImmutableTag {
+                tag: tag.into(),
+                rule,
+            });
         }
-        batch.remove(k);
+        self.drop_tag(repo, tag, &digest, batch);
         done()
     }
 
@@ -179,16 +206,22 @@ impl Catalog {
         let Some(m) = self.manifest(repo, digest)? else {
             return rejected(Rejection::ManifestUnknown(digest.into()));
         };
-        batch.remove(key(keys::MANIFEST, &[repo, digest]));
-        if let Some(subject) = &m.subject {
-            batch.remove(key(keys::REFERRER, &[repo, subject, digest]));
+        if let Some(r) = self.no_immutable_tag_on(repo, digest)? {
+            return rejected(r);
         }
-        for kv in self.tree().scan_prefix(under(keys::TAG, &[repo])) {
-            let (k, v) = kv?;
-            if v.as_ref() == digest.as_bytes() {
-                batch.remove(k);
-            }
+        self.drop_manifest(repo, &m, batch)?;
+        for tag in self.tags_of(repo, digest)? {
+            self.drop_tag(repo, &tag, digest, batch);
         }
         done()
     }
+}
+
+/// `(repo, digest)` of a blob link key `b/<repo>\0<digest>`.
+pub(crate) fn split_link(k: &[u8]) -> (String, String) {
+    let rest = &k[keys::BLOB_LINK.len()..];
+    let nul = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+    let repo = String::from_utf8_lossy(&rest[..nul]).into_owned();
+    let digest = String::from_utf8_lossy(rest.get(nul + 1..).unwrap_or_default()).into_owned();
+    (repo, digest)
 }

@@ -24,10 +24,37 @@ pub const PROJECT: &str = "p/";
 pub const FEDERATION: &str = "f/";
 pub const UPLOAD: &str = "x/";
 pub const UPLOAD_BY_OWNER: &str = "y/";
+/// Reverse indexes and lifecycle facts (drawn in `lifecycle`'s doc).
+pub const LINKED_IN: &str = "d/";
+pub const REFERENCED_BY: &str = "e/";
+pub const TAGGED_AS: &str = "a/";
+pub const TAG_TIMES: &str = "i/";
+pub const MANIFEST_PULLED: &str = "w/";
+pub const LEASE: &str = "h/";
+pub const TOMBSTONE: &str = "j/";
+pub const RETENTION: &str = "z/";
 
 /// Raft bookkeeping, written by the state machine in the same batch as each entry.
 pub const APPLIED: &[u8] = b"~applied";
 pub const MEMBERSHIP: &[u8] = b"~membership";
+/// The garbage collector's state (`lifecycle::GcStatus`): a single record, not a prefix.
+pub const GC_STATUS: &[u8] = b"~gc";
+
+/// The prefixes whose keys start with a repository name: what goes with a repository (the
+/// reverse link index `LINKED_IN`, keyed by digest, is removed link by link).
+pub const REPOSITORY_CONTENT: [&str; 11] = [
+    REPOSITORY,
+    REPOSITORY_VISIBILITY,
+    BLOB_LINK,
+    MANIFEST,
+    TAG,
+    REFERRER,
+    REFERENCED_BY,
+    TAGGED_AS,
+    TAG_TIMES,
+    MANIFEST_PULLED,
+    LEASE,
+];
 
 /// Every prefix above.
 pub const ALL: &[&str] = &[
@@ -49,6 +76,14 @@ pub const ALL: &[&str] = &[
     FEDERATION,
     UPLOAD,
     UPLOAD_BY_OWNER,
+    LINKED_IN,
+    REFERENCED_BY,
+    TAGGED_AS,
+    TAG_TIMES,
+    MANIFEST_PULLED,
+    LEASE,
+    TOMBSTONE,
+    RETENTION,
 ];
 
 /// `prefix` followed by `parts` joined with `\0`.

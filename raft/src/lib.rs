@@ -8,6 +8,8 @@
 //! - `apply`: the one exhaustive `match` that applies each command through its planner;
 //! - `content`: planning namespaces, blob links, manifests and tags;
 //! - `uploads`: open upload sessions, bound to their repository and owner;
+//! - `lifecycle`: reverse indexes, leases, tombstones, tag and pull times, retention and
+//!   immutability, the garbage collector's state, and the planners that collect;
 //! - `format`: the stored format's version, its golden bytes and the migrations;
 //! - `access`: identity records in the catalogue (principals, credentials, role bindings,
 //!   signing keys), their keys and their commands;
@@ -40,6 +42,7 @@ mod federation;
 pub mod format;
 mod handover;
 pub mod keys;
+mod lifecycle;
 mod log_store;
 mod network;
 mod node;
@@ -59,6 +62,7 @@ pub use cluster::{ClusterStatus, MemberStatus};
 pub use command::{Actor, Command, ManifestRecord, Outcome, Proposal, Rejection};
 pub use error::{Error, Result};
 pub use federation::FederationRecord;
+pub use lifecycle::{GcRun, GcStatus, ImmutableTags, KeepRule, Pulled, RetentionPolicy, TagTimes};
 pub use node::{ClusterConfig, MetaConfig, Metadata, Status};
 pub use repos::{RepoSummary, Usage, UsageDelta};
 pub use tenancy::{OrgRecord, ProjectRecord};

@@ -81,6 +81,17 @@ impl Catalog {
         Ok(out)
     }
 
+    /// `(digest, size in bytes)` of every manifest of `repo`, in digest order, one record
+    /// decoded at a time.
+    pub fn manifest_digests(&self, repo: &str) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for kv in self.tree().scan_prefix(under(keys::MANIFEST, &[repo])) {
+            let m: ManifestRecord = crate::catalog::decode(&kv?.1)?;
+            out.push((m.digest, m.bytes.len() as u64));
+        }
+        Ok(out)
+    }
+
     /// Every manifest of `repo`, in digest order.
     pub fn manifests_of(&self, repo: &str) -> Result<Vec<ManifestRecord>> {
         self.scan(&under(keys::MANIFEST, &[repo]))
@@ -163,15 +174,22 @@ impl Catalog {
         if !self.repository_exists(repo)? {
             return rejected(Rejection::RepositoryUnknown(repo.into()));
         }
+        for (tag, _) in self.tag_map(repo)? {
+            if let Some(rule) = self.immutable_rule(repo, &tag)? {
+                return rejected(Rejection::ImmutableTag { tag, rule });
+            }
+        }
         batch.remove(key(keys::REPOSITORY, &[repo]));
         batch.remove(key(keys::REPOSITORY_VISIBILITY, &[repo]));
         // `repo\0…` only: `repo/sub` is another repository and stays.
-        for prefix in [keys::BLOB_LINK, keys::MANIFEST, keys::TAG, keys::REFERRER] {
+        for prefix in &keys::REPOSITORY_CONTENT[2..] {
             let p = under(prefix, &[repo]);
             for kv in self.tree().scan_prefix(&p) {
                 let (k, _) = kv?;
-                if prefix == keys::BLOB_LINK {
-                    unlinked.push(String::from_utf8_lossy(&k[p.len()..]).into_owned());
+                if *prefix == keys::BLOB_LINK {
+                    let digest = String::from_utf8_lossy(&k[p.len()..]).into_owned();
+                    batch.remove(key(keys::LINKED_IN, &[&digest, repo]));
+                    unlinked.push(digest);
                 }
                 batch.remove(k);
             }

@@ -14,6 +14,7 @@ mod docker_region;
 mod edge;
 mod federation;
 mod formats;
+mod gc;
 mod lifecycle;
 mod management;
 mod openapi;

@@ -57,6 +57,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/signing-keys"),
     ("get", "/cluster"),
     ("get", "/cluster/plane"),
+    ("get", "/gc"),
+    ("post", "/gc"),
+    ("get", "/namespaces/{ns}/retention"),
+    ("put", "/namespaces/{ns}/retention"),
+    ("delete", "/namespaces/{ns}/retention"),
+    ("post", "/namespaces/{ns}/retention/preview"),
+    ("post", "/namespaces/{ns}/retention/run"),
     ("delete", "/cluster/members/{id}"),
 ];
 
@@ -111,10 +118,18 @@ fn the_management_api_keeps_to_its_openapi_document() {
         return;
     }
     seed_the_examples(&admin);
+    // Every check, except one for one operation: whether a regular expression compiles
+    // (and that an untagged rule names no tags) cannot be said in JSON Schema, so a policy
+    // the document allows may still be refused (400 naming what is wrong, tested in
+    // `retention.rs`). (A `--checks` flag would override this file.)
+    std::fs::write(
+        dir.path().join("schemathesis.toml"),
+        "[checks]\nenabled = true\n\n[[operations]]\ninclude-operation-id = \"setRetention\"\nchecks.positive_data_acceptance.enabled = false\n",
+    )
+    .unwrap();
     let started = Instant::now();
     let out = Command::new("schemathesis")
         .args(["run", &format!("{}/api/v1/openapi.json", node.url)])
-        .args(["--checks", "all"])
         .args(["--max-examples", MAX_EXAMPLES])
         .args(["--request-timeout", "30"])
         .args(["--no-color", "--output-truncate", "false"])

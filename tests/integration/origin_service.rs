@@ -3,10 +3,9 @@
 //! answers 503 for blobs while manifests keep being served; the S3 backend behind the
 //! service, against a real S3-compatible server (moto).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use shoal_tests::moto::Moto;
 use shoal_tests::oci::{noise, write_layout};
 use shoal_tests::{error_code, require_tool, sha256, skopeo_copy, tempdir, Origin};
 
@@ -184,67 +183,19 @@ fn origin_outage_keeps_manifests_and_fails_blobs_fast() {
 }
 
 /// A moto S3 server on a free port, killed on drop.
-struct Moto {
-    url: String,
-    child: Child,
-}
-
-impl Moto {
-    fn start() -> Option<Moto> {
-        if !require_tool("moto_server") {
-            return None;
-        }
-        let mut child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start moto_server");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(url) = line.split("Running on ").nth(1) {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("moto prints its address");
-        Some(Moto { url, child })
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn skopeo_through_a_node_backed_by_an_s3_origin() {
     let Some(moto) = Moto::start() else { return };
     if !require_tool("skopeo") {
         return;
     }
-    let r = reqwest::blocking::Client::new()
-        .put(format!("{}/shoal-blobs", moto.url))
-        .send()
-        .unwrap();
-    assert!(r.status().is_success(), "create bucket: {}", r.status());
+    moto.create_bucket("shoal-blobs");
     let dir = tempdir();
-    let creds = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-    ];
     let origin = Origin::start_args(
         &["--s3-endpoint", &moto.url, "--s3-bucket", "shoal-blobs"],
         &dir.path().join("origin.log"),
         SECRET,
-        &creds,
+        &shoal_tests::moto::CREDENTIALS,
     );
     let node = origin.node(&dir.path().join("n"));
     node.registry().create_namespace("acme");

@@ -17,6 +17,7 @@ mod access;
 mod cluster;
 mod credentials;
 mod federations;
+mod lifecycle;
 mod namespaces;
 mod repositories;
 mod tenancy;
@@ -38,6 +39,9 @@ pub struct Api {
     pub auth: Arc<Gate>,
     /// The region this cluster serves (`--region`), stamped on every namespace.
     pub region: String,
+    /// The origin, for a collector's dry run.
+    pub store: Arc<dyn shoal_origin::BlobStore>,
+    pub lifecycle: crate::lifecycle::LifecycleConfig,
 }
 
 impl Api {
@@ -74,6 +78,15 @@ impl Api {
             (M::PATCH, ["namespaces", ns]) => self.configure_namespace(req, body, ns).await,
             (M::DELETE, ["namespaces", ns]) => self.delete_namespace(req, ns).await,
             (M::GET, ["namespaces", ns, "usage"]) => self.namespace_usage(req, ns).await,
+            (M::GET, ["namespaces", ns, "retention"]) => self.get_retention(req, ns).await,
+            (M::PUT, ["namespaces", ns, "retention"]) => self.set_retention(req, body, ns).await,
+            (M::DELETE, ["namespaces", ns, "retention"]) => self.delete_retention(req, ns).await,
+            (M::POST, ["namespaces", ns, "retention", "preview"]) => {
+                self.preview_retention(req, ns).await
+            }
+            (M::POST, ["namespaces", ns, "retention", "run"]) => self.run_retention(req, ns).await,
+            (M::GET, ["gc"]) => self.gc_status(req).await,
+            (M::POST, ["gc"]) => self.run_gc(req, body).await,
             (M::GET, ["namespaces", ns, "repositories"]) => self.list_repositories(req, ns).await,
             (M::GET, ["repositories", repo]) => self.get_repository(req, repo).await,
             (M::PATCH, ["repositories", repo]) => self.configure_repository(req, body, repo).await,
@@ -171,6 +184,9 @@ fn allowed_methods(segs: &[&str]) -> Option<&'static str> {
         ["credentials", _] | ["federations", _] | ["cluster", "members", _] => "DELETE",
         ["users", _] | ["service-accounts", _] => "DELETE",
         ["credentials", _, "pull-secret"] => "POST",
+        ["namespaces", _, "retention"] => "GET, PUT, DELETE",
+        ["namespaces", _, "retention", "preview" | "run"] => "POST",
+        ["gc"] => "GET, POST",
         _ => return None,
     })
 }
@@ -190,8 +206,17 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     let bytes = crate::wire::read_limited(body, 64 * 1024)
         .await?
         .ok_or_else(|| ApiError::new(Code::SizeInvalid, "the body is larger than 64 KiB"))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(Code::BadRequest, format!("invalid JSON body: {e}")))
+    let bad =
+        |e: serde_json::Error| ApiError::new(Code::BadRequest, format!("invalid JSON body: {e}"));
+    // Every body is an object: serde would also read a struct from an array of its fields.
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(bad)?;
+    if !value.is_object() {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "invalid JSON body: expected an object",
+        ));
+    }
+    serde_json::from_value(value).map_err(bad)
 }
 
 /// A timestamp as the API spells it (RFC 3339), or null.

@@ -1,5 +1,5 @@
 //! `/api/v1/namespaces`: create (in an organisation or one of its projects), list, show,
-//! configure (visibility), delete, and usage. Names are checked by `NamespaceName` and the
+//! configure (visibility, immutable tags), delete, and usage. Names are checked by `NamespaceName` and the
 //! creation is a Raft command, so two nodes can never create the same name twice; a name is
 //! unique in the whole region, since an image path names the namespace and nothing above it.
 
@@ -63,6 +63,26 @@ pub(super) fn visibility_name(v: Visibility) -> &'static str {
 struct Configure {
     #[serde(default)]
     visibility: Option<VisibilityName>,
+    /// Tag patterns (`v*`) that make tags immutable; `[]` turns immutability off.
+    #[serde(default)]
+    immutable_tags: Option<Vec<String>>,
+    /// Patterns excluded from `immutable_tags` (`*-rc*`).
+    #[serde(default)]
+    immutable_exclude: Option<Vec<String>>,
+}
+
+/// Tag patterns: at most 32, each 1 to 128 printable characters.
+fn tag_patterns(what: &str, list: Vec<String>) -> ApiResult<Vec<String>> {
+    let bad = list
+        .iter()
+        .any(|p| p.is_empty() || p.chars().count() > 128 || p.chars().any(char::is_control));
+    if list.len() > 32 || bad {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            format!("{what}: at most 32 patterns of 1 to 128 printable characters"),
+        ));
+    }
+    Ok(list)
 }
 
 fn view(ns: &NamespaceRecord) -> Value {
@@ -73,6 +93,8 @@ fn view(ns: &NamespaceRecord) -> Value {
         "region": ns.region,
         "description": ns.description,
         "visibility": visibility_name(ns.visibility),
+        "immutable_tags": ns.immutable.patterns,
+        "immutable_exclude": ns.immutable.exclude,
         "created_at": time(Some(ns.created_at)),
     })
 }
@@ -151,8 +173,9 @@ impl Api {
         ))
     }
 
-    /// `PATCH /api/v1/namespaces/NAME` with `{"visibility": "public"|"private"}`; the name
-    /// itself never changes.
+    /// `PATCH /api/v1/namespaces/NAME` with `{"visibility": "public"|"private"}` and/or
+    /// `immutable_tags`/`immutable_exclude` (given ones replace the lists); the name itself
+    /// never changes.
     pub(super) async fn configure_namespace(
         &self,
         req: &Request,
@@ -164,6 +187,29 @@ impl Api {
         let at = place::namespace_or_home(&self.meta, name.as_str()).await?;
         self.auth.require(&caller, Action::ManageNamespaces, &at)?;
         let input: Configure = json_body(req, body).await?;
+        if input.immutable_tags.is_some() || input.immutable_exclude.is_some() {
+            let current = self
+                .meta
+                .catalog()
+                .namespace(name.as_str())?
+                .map(|n| n.immutable)
+                .unwrap_or_default();
+            let rules = shoal_raft::ImmutableTags {
+                patterns: match input.immutable_tags {
+                    Some(l) => tag_patterns("immutable_tags", l)?,
+                    None => current.patterns,
+                },
+                exclude: match input.immutable_exclude {
+                    Some(l) => tag_patterns("immutable_exclude", l)?,
+                    None => current.exclude,
+                },
+            };
+            let cmd = Command::SetImmutableTags {
+                namespace: name.to_string(),
+                rules,
+            };
+            crate::errors::commit(&self.meta, &caller, req, cmd).await?;
+        }
         if let Some(v) = input.visibility {
             crate::errors::commit(
                 &self.meta,
@@ -246,6 +292,7 @@ impl Api {
             description: description(input.description)?,
             created_at: chrono::Utc::now().timestamp(),
             visibility: input.visibility.into(),
+            immutable: Default::default(),
         };
         crate::errors::commit(
             &self.meta,

@@ -141,6 +141,20 @@ pub enum Manage {
         #[command(flatten)]
         target: ServerArgs,
     },
+    /// Garbage collection: run it now (or see what it would reclaim), and its status.
+    Gc {
+        #[command(subcommand)]
+        command: super::lifecycle::GcCmd,
+        #[command(flatten)]
+        target: ServerArgs,
+    },
+    /// Retention policies: which tags a namespace keeps; preview, run.
+    Retention {
+        #[command(subcommand)]
+        command: super::lifecycle::RetentionCmd,
+        #[command(flatten)]
+        target: ServerArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -210,7 +224,14 @@ pub enum NamespaceCmd {
     Set {
         name: String,
         #[arg(long, value_parser = ["public", "private"])]
-        visibility: String,
+        visibility: Option<String>,
+        /// Tags matching this pattern (repeatable, e.g. 'v*') can never be moved or deleted;
+        /// give '' alone to turn immutability off.
+        #[arg(long)]
+        immutable_tags: Vec<String>,
+        /// Tags matching this pattern (repeatable, e.g. '*-rc*') are not immutable.
+        #[arg(long)]
+        immutable_exclude: Vec<String>,
     },
     /// Delete a namespace with all its repositories, tags and role bindings.
     Delete {
@@ -663,6 +684,10 @@ pub fn run(cmd: Manage) -> anyhow::Result<()> {
                 SigningKeyCmd::Rotate => Call::new(Method::POST, "signing-keys"),
             },
         ),
+        Manage::Gc { command, target } => return super::lifecycle::gc(command, &target),
+        Manage::Retention { command, target } => {
+            return super::lifecycle::retention(command, &target)
+        }
     };
     execute(&target, call)
 }
@@ -685,10 +710,26 @@ fn namespace(cmd: NamespaceCmd) -> Call {
                 }))
                 .done(format!("created namespace {name}"))
         }
-        NamespaceCmd::Set { name, visibility } => {
-            Call::new(Method::PATCH, format!("namespaces/{name}"))
-                .body(json!({ "visibility": visibility }))
-                .done(format!("namespace {name} is {visibility}"))
+        NamespaceCmd::Set {
+            name,
+            visibility,
+            immutable_tags,
+            immutable_exclude,
+        } => {
+            let mut body = json!({});
+            if let Some(v) = visibility {
+                body["visibility"] = json!(v);
+            }
+            let list = |l: Vec<String>| -> Vec<String> {
+                l.into_iter().filter(|p| !p.is_empty()).collect()
+            };
+            if !immutable_tags.is_empty() {
+                body["immutable_tags"] = json!(list(immutable_tags));
+            }
+            if !immutable_exclude.is_empty() {
+                body["immutable_exclude"] = json!(list(immutable_exclude));
+            }
+            Call::new(Method::PATCH, format!("namespaces/{name}")).body(body)
         }
         NamespaceCmd::Delete { name } => Call::new(Method::DELETE, format!("namespaces/{name}"))
             .done(format!("deleted namespace {name}")),

@@ -3,11 +3,13 @@
 //! shown with their OCI code and message, and the process exits non-zero.
 //!
 //! - `commands`: the management subcommands and the API call each one makes;
+//! - `lifecycle`: `gc` and `retention`, which wait, poll and print in their own way;
 //! - `logins`: the logins `shoal login` saves.
 //!
 //! Credentials come from `SHOAL_USERNAME`/`SHOAL_PASSWORD`, else from `shoal login`.
 
 pub mod commands;
+pub mod lifecycle;
 pub mod logins;
 
 use anyhow::{bail, Context};

@@ -22,6 +22,7 @@ impl Registry {
         repo: &RepoName,
         digest: &str,
         head: bool,
+        caller: &crate::auth::Caller,
     ) -> ApiResult<Reply> {
         let digest = parse_digest(digest)?;
         let linked = self
@@ -35,6 +36,10 @@ impl Registry {
                 format!("blob {digest} is not in repository {repo}"),
             ));
         };
+        // Docker HEADs a layer before a push and skips uploading it if it is here: the link
+        // must then outlive the push, so a pusher's use renews an old lease first.
+        self.touch_if_old(req, caller, repo, &digest.to_string())
+            .await?;
         let range = parse_range(req.header("range"), Some(size)).map_err(|()| {
             ApiError::new(Code::RangeInvalid, "unsupported or malformed Range header")
                 .header("Content-Range", format!("bytes */{size}"))
@@ -50,7 +55,7 @@ impl Registry {
             if self.cache.is_some() {
                 return Ok(common(Reply::new(StatusCode::OK)).body(Body::HeadOnly(size)));
             }
-            let stored = self.store.stat(&digest).await?;
+            let stored = self.store.stat(&digest).await?.map(|i| i.size);
             let size = stored.ok_or_else(|| lost(&digest))?;
             return Ok(common(Reply::new(StatusCode::OK)).body(Body::HeadOnly(size)));
         }

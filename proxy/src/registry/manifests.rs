@@ -57,12 +57,48 @@ impl Registry {
         }
     }
 
-    pub(super) fn get_manifest(
+    /// A manifest read: by digest, a pusher's use renews an old lease (it may be about to
+    /// list it in an index); the pull is counted for retention once the reply went out.
+    pub(super) async fn read_manifest(
         &self,
+        req: &Request,
         repo: &RepoName,
         reference: &str,
         head: bool,
+        caller: &crate::auth::Caller,
     ) -> ApiResult<Reply> {
+        let reply = self.get_manifest(repo, reference, head)?;
+        let digest = reply
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("docker-content-digest"))
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        let by_tag = !reference.contains(':');
+        if !by_tag {
+            self.touch_if_old(req, caller, repo, &digest).await?;
+        }
+        let (usage, repo, tag) = (
+            self.usage.clone(),
+            repo.to_string(),
+            by_tag.then(|| reference.to_string()),
+        );
+        // A HEAD by tag resolves the tag (containerd pulls that way): the tag was used. A
+        // HEAD by digest only asks whether it is there.
+        if head && tag.is_none() {
+            return Ok(reply);
+        }
+        Ok(reply.when_sent(move |_| {
+            usage.pulled(
+                &repo,
+                &digest,
+                tag.as_deref(),
+                chrono::Utc::now().timestamp(),
+            );
+        }))
+    }
+
+    fn get_manifest(&self, repo: &RepoName, reference: &str, head: bool) -> ApiResult<Reply> {
         let m = self.find_manifest(repo, reference)?;
         let len = m.bytes.len() as u64;
         Ok(Reply::new(StatusCode::OK)

@@ -44,6 +44,9 @@ pub struct Registry {
     pub usage: Arc<UsageMeter>,
     /// Upload sessions one principal may hold open at once (`--max-open-uploads`).
     pub max_open_uploads: u32,
+    /// The collector's grace period in seconds (`--gc-grace`): a pusher's use of a blob link
+    /// or manifest older than half of it renews its lease.
+    pub gc_grace: i64,
 }
 
 impl Registry {
@@ -88,7 +91,7 @@ impl Registry {
             (Route::TagsList(r), Method::GET) => self.tags_list(req, &r),
             (Route::Referrers(r, d), Method::GET) => self.referrers(req, &r, &d),
             (Route::Blob(r, d), Method::GET | Method::HEAD) => {
-                self.get_blob(req, &r, &d, head).await
+                self.get_blob(req, &r, &d, head, &caller).await
             }
             (Route::Blob(r, d), Method::DELETE) => self.delete_blob(req, &r, &d, &caller).await,
             (Route::UploadStart(r), Method::POST) => {
@@ -105,7 +108,7 @@ impl Registry {
                 self.cancel_upload(req, &r, &id, &caller).await
             }
             (Route::Manifest(r, reference), Method::GET | Method::HEAD) => {
-                self.get_manifest(&r, &reference, head)
+                self.read_manifest(req, &r, &reference, head, &caller).await
             }
             (Route::Manifest(r, reference), Method::PUT) => {
                 self.put_manifest(req, body, &r, &reference, &caller).await
@@ -142,6 +145,35 @@ impl Registry {
     ) -> Reply {
         let (usage, ns) = (self.usage.clone(), ns.to_string());
         reply.when_sent(move |bytes| count(&usage, &ns, bytes))
+    }
+
+    /// Renews the lease of blob link or manifest `digest` of `repo` when `caller` may push
+    /// there and the lease is older than half the grace period: what a pusher just saw must
+    /// not be collected before its push ends (a Raft write, but only then).
+    async fn touch_if_old(
+        &self,
+        req: &Request,
+        caller: &crate::auth::Caller,
+        repo: &RepoName,
+        digest: &str,
+    ) -> ApiResult<()> {
+        let now = chrono::Utc::now().timestamp();
+        let lease = self.meta.catalog().lease(repo.as_str(), digest)?;
+        if lease.saturating_add(self.gc_grace / 2) >= now || caller.is_anonymous() {
+            return Ok(());
+        }
+        let place =
+            crate::auth::place::repository(&self.meta, repo.namespace().as_str(), repo.as_str())
+                .await?;
+        if !caller.may(crate::auth::Action::Push, &place) {
+            return Ok(());
+        }
+        let touch = shoal_raft::Command::TouchContent {
+            repo: repo.to_string(),
+            digests: vec![digest.to_string()],
+            at: now,
+        };
+        crate::errors::commit(&self.meta, caller, req, touch).await
     }
 
     /// Fails with `NAME_UNKNOWN` unless the repository's namespace exists. A namespace this

@@ -70,6 +70,7 @@ impl Registry {
             digest: digest.to_string(),
             size,
             upload: upload.map(UploadId::to_string),
+            at: chrono::Utc::now().timestamp(),
         };
         crate::errors::commit(&self.meta, caller, req, cmd).await
     }

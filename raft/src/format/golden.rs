@@ -19,6 +19,9 @@ use crate::access::{
 use crate::catalog::{NamespaceRecord, Visibility};
 use crate::command::{Actor, Command, CommandKind, ManifestRecord, Proposal};
 use crate::federation::FederationRecord;
+use crate::lifecycle::{
+    GcRun, GcStatus, ImmutableTags, KeepRule, Pulled, RetentionPolicy, TagTimes,
+};
 use crate::repos::{Usage, UsageDelta};
 use crate::tenancy::{OrgRecord, ProjectRecord};
 use crate::types::TypeConfig;
@@ -33,6 +36,55 @@ fn namespace() -> NamespaceRecord {
         description: Some("the team".into()),
         created_at: 1_700_000_000,
         visibility: Visibility::Public,
+        immutable: immutable(),
+    }
+}
+
+fn immutable() -> ImmutableTags {
+    ImmutableTags {
+        patterns: vec!["v*".into()],
+        exclude: vec!["*-rc*".into()],
+    }
+}
+
+fn policy() -> RetentionPolicy {
+    RetentionPolicy {
+        repositories: vec!["team/**".into()],
+        rules: vec![
+            KeepRule {
+                tags: vec!["v*".into()],
+                ..KeepRule::default()
+            },
+            KeepRule {
+                tags_regex: vec!["^[0-9a-f]{7}$".into()],
+                exclude: vec!["tmp-*".into()],
+                exclude_regex: vec!["-dirty$".into()],
+                newest_pushed: Some(10),
+                newest_pulled: Some(3),
+                pushed_within: Some(86_400),
+                pulled_within: Some(2_592_000),
+                ..KeepRule::default()
+            },
+            KeepRule {
+                untagged: true,
+                pushed_within: Some(172_800),
+                ..KeepRule::default()
+            },
+        ],
+    }
+}
+
+fn gc_run() -> GcRun {
+    GcRun {
+        started_at: 1_700_000_100,
+        finished_at: Some(1_700_000_160),
+        phase: "done".into(),
+        manifests: 4,
+        blob_links: 9,
+        blobs_deleted: 7,
+        bytes_reclaimed: 1 << 30,
+        protected: 2,
+        error: None,
     }
 }
 
@@ -217,6 +269,7 @@ fn sample(kind: CommandKind) -> Command {
             digest: "sha256:bb".into(),
             size: 1 << 33,
             upload: Some("6f9619ff-8b86-d011-b42d-00c04fc964ff".into()),
+            at: 1_700_000_010,
         },
         K::UnlinkBlob => Command::UnlinkBlob {
             repo: "team/app".into(),
@@ -251,6 +304,52 @@ fn sample(kind: CommandKind) -> Command {
         K::CloseUploads => Command::CloseUploads {
             ids: vec!["6f9619ff-8b86-d011-b42d-00c04fc964ff".into()],
         },
+        K::TouchContent => Command::TouchContent {
+            repo: "team/app".into(),
+            digests: vec!["sha256:bb".into()],
+            at: 1_700_000_011,
+        },
+        K::RecordPulls => Command::RecordPulls {
+            pulls: vec![Pulled {
+                repo: "team/app".into(),
+                digest: "sha256:aa".into(),
+                tag: Some("v1".into()),
+                at: 1_700_000_012,
+            }],
+        },
+        K::CollectManifests => Command::CollectManifests {
+            repo: "team/app".into(),
+            digests: vec!["sha256:aa".into()],
+            now: 1_700_000_013,
+            grace: 3600,
+        },
+        K::CollectBlobs => Command::CollectBlobs {
+            repo: "team/app".into(),
+            digests: vec!["sha256:bb".into()],
+            now: 1_700_000_014,
+            grace: 3600,
+        },
+        K::CondemnDigests => Command::CondemnDigests {
+            digests: vec!["sha256:bb".into()],
+            now: 1_700_000_015,
+        },
+        K::ForgetDigests => Command::ForgetDigests {
+            digests: vec!["sha256:bb".into()],
+        },
+        K::SetRetention => Command::SetRetention {
+            namespace: "team".into(),
+            policy: Some(policy()),
+        },
+        K::SetImmutableTags => Command::SetImmutableTags {
+            namespace: "team".into(),
+            rules: immutable(),
+        },
+        K::RetainTags => Command::RetainTags {
+            repo: "team/app".into(),
+            delete: vec![("ci-1".into(), "sha256:aa".into())],
+        },
+        K::RequestGc => Command::RequestGc { at: 1_700_000_016 },
+        K::RecordGc => Command::RecordGc { run: gc_run() },
     }
 }
 
@@ -308,6 +407,23 @@ fn samples() -> Vec<(String, String)> {
         ("record.project", hex_of(&project())),
         ("record.federation", hex_of(&federation())),
         ("record.upload", hex_of(&upload())),
+        (
+            "record.tag_times",
+            hex_of(&TagTimes {
+                pushed_at: 1_700_000_017,
+                pulled_at: Some(1_700_000_018),
+            }),
+        ),
+        ("record.instant", hex_of(&1_700_000_019i64)),
+        ("record.retention", hex_of(&policy())),
+        (
+            "record.gc_status",
+            hex_of(&GcStatus {
+                requested_at: Some(1_700_000_020),
+                running: None,
+                last: Some(gc_run()),
+            }),
+        ),
         (
             "snapshot.pairs",
             hex_of(&vec![(b"n/team".to_vec(), vec![1u8, 2])]),

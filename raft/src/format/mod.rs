@@ -25,7 +25,10 @@
 //! - 1: main before formats were versioned (`v1`).
 //! - 2: proposals carry who proposed them and the request id; principals and federated
 //!   identities have a `uid`; upload sessions are recorded (`OpenUpload`, `CloseUploads`,
-//!   `LinkBlob::upload`).
+//!   `LinkBlob::upload`); namespaces have immutable tags; reverse indexes (`d/`, `e/`,
+//!   `a/`), leases, tag and pull times, tombstones, retention policies and the collector's
+//!   commands (`lifecycle`). The migration builds the reverse indexes and tag times from
+//!   what format 1 held.
 
 pub mod v1;
 
@@ -100,13 +103,18 @@ fn is_empty(db: &sled::Db) -> Result<bool> {
     Ok(true)
 }
 
-/// A conversion of one version's data into the next's: catalogue values by key, log
-/// entries, snapshot data.
+/// Looks a key up in the catalogue being migrated (its old format).
+pub(crate) type Lookup<'a> = &'a dyn Fn(&[u8]) -> Result<Option<Vec<u8>>>;
+
+/// A conversion of one version's data into the next's: each catalogue pair into the pairs
+/// that replace it (a new version may add index entries), log entries, snapshot data.
 pub(crate) trait Step {
-    fn catalog_value(&self, key: &[u8], value: &[u8]) -> Result<Vec<u8>>;
+    fn catalog_pairs(&self, old: Lookup, key: &[u8], value: &[u8]) -> Result<Vec<Pair>>;
     fn log_entry(&self, value: &[u8]) -> Result<Vec<u8>>;
     fn snapshot_data(&self, data: &[u8]) -> Result<Vec<u8>>;
 }
+
+pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 
 fn step_from(version: u32) -> Result<Box<dyn Step>> {
     match version {
@@ -129,7 +137,9 @@ fn migrate(db: &sled::Db, format: &sled::Tree, from: u32) -> Result<()> {
         for name in MIGRATED {
             let tree = db.open_tree(name)?;
             tree.clear()?;
-            copy(&db.open_tree(next(name))?, &tree, |_, v| Ok(v.to_vec()))?;
+            copy(&db.open_tree(next(name))?, &tree, |k, v| {
+                Ok(vec![(k.to_vec(), v.to_vec())])
+            })?;
             tree.flush()?;
         }
         let mut done = sled::Batch::default();
@@ -151,12 +161,13 @@ fn stage(db: &sled::Db, step: &dyn Step) -> Result<()> {
         let target = db.open_tree(next(name))?;
         target.clear()?;
         let source = db.open_tree(name)?;
+        let old = |k: &[u8]| -> Result<Option<Vec<u8>>> { Ok(source.get(k)?.map(|v| v.to_vec())) };
         copy(&source, &target, |k, v| match name {
-            CATALOG if k.starts_with(b"~") => Ok(v.to_vec()),
-            CATALOG => step.catalog_value(k, v),
-            LOG => step.log_entry(v),
-            _ if k == b"data" => step.snapshot_data(v),
-            _ => Ok(v.to_vec()),
+            CATALOG if k.starts_with(b"~") => Ok(vec![(k.to_vec(), v.to_vec())]),
+            CATALOG => step.catalog_pairs(&old, k, v),
+            LOG => Ok(vec![(k.to_vec(), step.log_entry(v)?)]),
+            _ if k == b"data" => Ok(vec![(k.to_vec(), step.snapshot_data(v)?)]),
+            _ => Ok(vec![(k.to_vec(), v.to_vec())]),
         })?;
         target.flush()?;
     }
@@ -166,15 +177,17 @@ fn stage(db: &sled::Db, step: &dyn Step) -> Result<()> {
 fn copy(
     from: &sled::Tree,
     to: &sled::Tree,
-    convert: impl Fn(&[u8], &[u8]) -> Result<Vec<u8>>,
+    convert: impl Fn(&[u8], &[u8]) -> Result<Vec<Pair>>,
 ) -> Result<()> {
     let mut batch = sled::Batch::default();
     let mut n = 0;
     for kv in from.iter() {
         let (k, v) = kv?;
-        batch.insert(k.to_vec(), convert(&k, &v)?);
-        n += 1;
-        if n == BATCH {
+        for (k, v) in convert(&k, &v)? {
+            batch.insert(k, v);
+            n += 1;
+        }
+        if n >= BATCH {
             to.apply_batch(std::mem::take(&mut batch))?;
             n = 0;
         }
@@ -260,6 +273,34 @@ mod tests {
         let subject = "sha256:7dd4656d297fedbdc69b4a209a7205dbc8183f013fd4eca0cc13a0a13201526f";
         assert_eq!(c.referrers("team/multi", subject).unwrap().len(), 1);
         assert_eq!(c.usage("team").unwrap().pulls, 3);
+        // The reverse indexes and tag times format 2 keeps were built from format 1's data.
+        let index = c.tag("team/multi", "latest").unwrap().unwrap();
+        assert_eq!(c.tags_of("team/multi", &index).unwrap(), ["latest"]);
+        let m = c.manifest("team/multi", &index).unwrap().unwrap();
+        for child in &m.manifests {
+            assert_eq!(
+                c.referenced_by("team/multi", child).unwrap(),
+                std::slice::from_ref(&index)
+            );
+        }
+        assert_eq!(
+            c.tag_times("team/multi", "latest").unwrap().pushed_at,
+            m.pushed_at
+        );
+        assert!(m.pushed_at > 0);
+        for (blob, _) in c.blob_links("team/app").unwrap() {
+            assert!(c
+                .linked_in(&blob)
+                .unwrap()
+                .contains(&"team/app".to_string()));
+        }
+        assert!(c
+            .namespace("team")
+            .unwrap()
+            .unwrap()
+            .immutable
+            .patterns
+            .is_empty());
         assert_eq!(
             c.namespace("team").unwrap().unwrap().visibility,
             crate::Visibility::Public

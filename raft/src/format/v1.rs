@@ -12,7 +12,7 @@ use std::io::Cursor;
 use openraft::{Entry, EntryPayload};
 use serde::{Deserialize, Serialize};
 
-use super::{derived_uid, Step};
+use super::{derived_uid, Lookup, Pair, Step};
 use crate::command::{Actor, Outcome, Proposal};
 use crate::keys;
 use crate::types::{Member, NodeId, TypeConfig};
@@ -313,9 +313,25 @@ fn federation(f: FederationRecord) -> Result<crate::FederationRecord> {
     })
 }
 
+fn namespace(n: NamespaceRecord) -> Result<crate::NamespaceRecord> {
+    Ok(crate::NamespaceRecord {
+        name: n.name,
+        organisation: n.organisation,
+        project: n.project,
+        region: n.region,
+        description: n.description,
+        created_at: n.created_at,
+        visibility: same("visibility", &n.visibility)?,
+        immutable: Default::default(),
+    })
+}
+
 fn command(c: Command) -> Result<crate::Command> {
     use crate::Command as C2;
     Ok(match c {
+        Command::CreateNamespace { record } => C2::CreateNamespace {
+            record: namespace(record)?,
+        },
         Command::Bootstrap { org, admin, key } => C2::Bootstrap {
             org: same("organisation", &org)?,
             admin: principal(admin)?,
@@ -327,11 +343,13 @@ fn command(c: Command) -> Result<crate::Command> {
         Command::CreateFederation { federation: f } => C2::CreateFederation {
             federation: federation(f)?,
         },
+        // A link made before leases counts as old: collectable once nothing lists it.
         Command::LinkBlob { repo, digest, size } => C2::LinkBlob {
             repo,
             digest,
             size,
             upload: None,
+            at: 0,
         },
         // Every other variant kept its index and its fields' encoding.
         other => same("command", &other)?,
@@ -341,15 +359,65 @@ fn command(c: Command) -> Result<crate::Command> {
 /// Format 1 → format 2.
 pub struct ToV2;
 
+/// `<repo>` and the part after it of a key `<prefix><repo>\0<rest>`.
+fn repo_and_rest<'a>(key: &'a [u8], prefix: &str) -> Option<(&'a str, &'a str)> {
+    let rest = std::str::from_utf8(&key[prefix.len()..]).ok()?;
+    rest.split_once('\0')
+}
+
 impl Step for ToV2 {
-    fn catalog_value(&self, key: &[u8], value: &[u8]) -> Result<Vec<u8>> {
-        if key.starts_with(keys::PRINCIPAL.as_bytes()) {
-            return Ok(encode(&principal(decode("principal", value)?)?));
+    fn catalog_pairs(&self, old: Lookup, key: &[u8], value: &[u8]) -> Result<Vec<Pair>> {
+        let one = |v: Vec<u8>| Ok(vec![(key.to_vec(), v)]);
+        let starts = |prefix: &str| key.starts_with(prefix.as_bytes());
+        if starts(keys::PRINCIPAL) {
+            return one(encode(&principal(decode("principal", value)?)?));
         }
-        if key.starts_with(keys::FEDERATION.as_bytes()) {
-            return Ok(encode(&federation(decode("federation", value)?)?));
+        if starts(keys::FEDERATION) {
+            return one(encode(&federation(decode("federation", value)?)?));
         }
-        Ok(value.to_vec())
+        if starts(keys::NAMESPACE) {
+            return one(encode(&namespace(decode("namespace", value)?)?));
+        }
+        let mut pairs = vec![(key.to_vec(), value.to_vec())];
+        // Format 2 keeps reverse indexes beside what they index: build them.
+        if starts(keys::BLOB_LINK) {
+            if let Some((repo, digest)) = repo_and_rest(key, keys::BLOB_LINK) {
+                pairs.push((keys::key(keys::LINKED_IN, &[digest, repo]), Vec::new()));
+            }
+        } else if starts(keys::MANIFEST) {
+            if let Some((repo, digest)) = repo_and_rest(key, keys::MANIFEST) {
+                let m: ManifestRecord = decode("manifest", value)?;
+                for r in m.blobs.iter().chain(&m.manifests) {
+                    pairs.push((
+                        keys::key(keys::REFERENCED_BY, &[repo, r, digest]),
+                        Vec::new(),
+                    ));
+                }
+                pairs.push((
+                    keys::key(keys::LEASE, &[repo, digest]),
+                    encode(&m.pushed_at),
+                ));
+            }
+        } else if starts(keys::TAG) {
+            if let Some((repo, tag)) = repo_and_rest(key, keys::TAG) {
+                let digest = String::from_utf8_lossy(value).into_owned();
+                pairs.push((
+                    keys::key(keys::TAGGED_AS, &[repo, &digest, tag]),
+                    Vec::new(),
+                ));
+                // The tag was last pushed no later than its manifest was.
+                let pushed_at = match old(&keys::key(keys::MANIFEST, &[repo, &digest]))? {
+                    Some(m) => decode::<ManifestRecord>("manifest", &m)?.pushed_at,
+                    None => 0,
+                };
+                let times = crate::TagTimes {
+                    pushed_at,
+                    pulled_at: None,
+                };
+                pairs.push((keys::key(keys::TAG_TIMES, &[repo, tag]), encode(&times)));
+            }
+        }
+        Ok(pairs)
     }
 
     fn log_entry(&self, value: &[u8]) -> Result<Vec<u8>> {
@@ -371,18 +439,24 @@ impl Step for ToV2 {
     }
 
     fn snapshot_data(&self, data: &[u8]) -> Result<Vec<u8>> {
-        let pairs: Vec<(Vec<u8>, Vec<u8>)> = decode("snapshot", data)?;
-        let converted = pairs
-            .into_iter()
-            .map(|(k, v)| {
-                let v = if k.starts_with(b"~") {
-                    v
-                } else {
-                    self.catalog_value(&k, &v)?
-                };
-                Ok((k, v))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(encode(&converted))
+        // A format-1 snapshot is one value holding the whole catalogue (as format 1 built
+        // them); it is converted as a whole, its pairs sorted again since indexes were added.
+        let pairs: Vec<Pair> = decode("snapshot", data)?;
+        let by_key: BTreeMap<&[u8], &[u8]> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        let old = |k: &[u8]| -> Result<Option<Vec<u8>>> { Ok(by_key.get(k).map(|v| v.to_vec())) };
+        let mut converted = BTreeMap::new();
+        for (k, v) in &pairs {
+            if k.starts_with(b"~") {
+                converted.insert(k.clone(), v.clone());
+                continue;
+            }
+            for (k, v) in self.catalog_pairs(&old, k, v)? {
+                converted.insert(k, v);
+            }
+        }
+        Ok(encode(&converted.into_iter().collect::<Vec<Pair>>()))
     }
 }
