@@ -53,7 +53,12 @@ fn shoal(args: &[&str]) {
 impl Region {
     /// Starts `n` nodes wanting `voters` voters and waits until all are members.
     pub fn start(dir: &Path, n: usize, voters: usize) -> Region {
-        let mut region = Region::prepare(dir, n, voters, &[]);
+        Region::start_with(dir, n, voters, &[])
+    }
+
+    /// `start`, every node with the flags `extra`.
+    pub fn start_with(dir: &Path, n: usize, voters: usize, extra: &[&str]) -> Region {
+        let mut region = Region::prepare(dir, n, voters, extra);
         for id in 1..=n as u64 {
             region.start_node(id);
             if id == 1 {

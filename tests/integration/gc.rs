@@ -439,3 +439,69 @@ fn abandoned_uploads_are_purged_from_disk_and_bucket() {
         abandon(&reg, "acme/app", b"again");
     }
 }
+
+/// The one interleaving the origin's deletion protocol exists for: a push finishing a
+/// digest while the collector deletes its bytes. With a long pause between condemning and
+/// deleting, the push lands inside the window: it is refused (503, retryable) rather than
+/// linked to bytes about to vanish; pushed again after the run, it is linked and whole.
+#[test]
+fn a_push_of_a_digest_being_deleted_is_refused_then_succeeds() {
+    let dir = tempdir();
+    let node = Node::start_with(
+        &dir.path().join("node"),
+        &[
+            "--gc-interval",
+            "off",
+            "--gc-grace",
+            "1s",
+            "--gc-pause",
+            "3s",
+        ],
+    );
+    let reg = node.registry();
+    reg.create_namespace("acme");
+    let bytes = noise(77, 500_000);
+    let d = reg.push_blob("acme/app", &bytes);
+    let r = reg
+        .http
+        .delete(reg.url(&format!("/v2/acme/app/blobs/{d}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "unlinked: only the origin holds it now");
+    wait_past_grace();
+    let r = reg.http.post(reg.url("/api/v1/gc")).send().unwrap();
+    assert_eq!(r.status(), 202);
+    eventually("the run reaches the origin", || {
+        let s: Value = reg.get("/api/v1/gc").json().unwrap();
+        s["running"]["phase"] == "origin"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let push = || {
+        reg.http
+            .post(reg.url(&format!("/v2/acme/app/blobs/uploads/?digest={d}")))
+            .header("Content-Type", "application/octet-stream")
+            .body(bytes.clone())
+            .send()
+            .unwrap()
+    };
+    let r = push();
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(
+        error_code(r),
+        (503, "UNAVAILABLE".into()),
+        "refused while condemned"
+    );
+    assert_eq!(
+        error_code(reg.get(&format!("/v2/acme/app/blobs/{d}"))).0,
+        404,
+        "and not linked"
+    );
+    eventually("the run ends", || {
+        let s: Value = reg.get("/api/v1/gc").json().unwrap();
+        s["running"].is_null() && s["requested_at"].is_null()
+    });
+    assert_eq!(push().status(), 201, "pushed again once the run is over");
+    let back = reg.get(&format!("/v2/acme/app/blobs/{d}")).bytes().unwrap();
+    assert_eq!(back.as_ref(), bytes.as_slice());
+    assert!(on_disk(&node, &d));
+}
