@@ -122,6 +122,20 @@ impl Registry {
         format!("{}{path}", self.base)
     }
 
+    /// `METHOD /api/v1/PATH` on this target's management API, with the Basic credentials
+    /// (the management API takes no tokens).
+    pub async fn api(&self, method: Method, path: &str) -> anyhow::Result<Response> {
+        let mut req = self
+            .http
+            .request(method.clone(), self.url(&format!("/api/v1/{path}")));
+        if let Some((u, p)) = &self.auth.credentials {
+            req = req.basic_auth(u, Some(p));
+        }
+        req.send()
+            .await
+            .with_context(|| format!("{method} /api/v1/{path}"))
+    }
+
     /// The plain HTTP client (for `/metrics` and absolute URLs outside `/v2`).
     pub fn http(&self) -> &reqwest::Client {
         &self.http

@@ -309,6 +309,36 @@ fn manifest_push_and_tag_scenarios_on_plain_nodes() {
     assert_eq!(phase_count(&blob, "push"), 1);
     assert_eq!(phase_count(&blob, "get"), 2);
 
+    let c = Node::start_with(
+        &dir.path().join("c"),
+        &["--gc-grace", "1s", "--gc-interval", "off"],
+    );
+    c.registry().create_namespace("bench");
+    let gc = bench(
+        &[&c],
+        &[
+            "gc",
+            "--repos",
+            "2",
+            "--manifests",
+            "4",
+            "--blobs",
+            "1",
+            "--seconds",
+            "2",
+            "--clients",
+            "2",
+        ],
+        &out("gc.json"),
+    );
+    assert_eq!(gc["counts"]["manifests_filled"], 8);
+    assert_eq!(
+        gc["counts"]["gc_manifests"], 4,
+        "half untagged: {:#}",
+        gc["counts"]
+    );
+    assert!(gc["facts"]["gc_pulls_per_s"].is_string());
+
     let tags = bench(&[&a], &["tag-push", "--count", "5"], &out("tags.json"));
     assert_eq!(tags["counts"]["tags"], 5);
     assert!(

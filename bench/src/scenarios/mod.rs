@@ -9,7 +9,8 @@
 //! - `manifest_rps`: manifest GETs by tag at a fixed concurrency for a fixed time;
 //! - `push`: M concurrent CI pushes of fresh images;
 //! - `blob_get`: one large blob in parallel full GETs or in Range parts;
-//! - `blob` and `tag_push`: the first two scenarios, kept with their flags.
+//! - `blob` and `tag_push`: the first two scenarios, kept with their flags;
+//! - `gc`: a large catalogue collected while pulls and pushes go on.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use crate::target::Targets;
 
 pub mod blob;
 pub mod blob_get;
+pub mod gc;
 pub mod manifest_rps;
 pub mod measure;
 pub mod pull_storm;
@@ -42,6 +44,9 @@ pub enum Scenario {
     Blob(blob::Config),
     /// Re-tag one small image COUNT times and report manifest PUT latency percentiles.
     TagPush(tag_push::Config),
+    /// A large catalogue, a garbage collection run on it, and pull/push throughput idle and
+    /// while it runs (Shoal only; needs a cluster admin's credentials).
+    Gc(gc::Config),
 }
 
 impl Scenario {
@@ -53,6 +58,7 @@ impl Scenario {
             Scenario::BlobGet(c) => blob_get::run(c, targets).await,
             Scenario::Blob(c) => blob::run(c, targets).await,
             Scenario::TagPush(c) => tag_push::run(c, targets).await,
+            Scenario::Gc(c) => gc::run(c, targets).await,
         }
     }
 }
