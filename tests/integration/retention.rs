@@ -292,3 +292,33 @@ fn immutable_tags_survive_pushes_deletes_and_retention() {
         .unwrap();
     assert_eq!(r.status(), 202);
 }
+
+/// The leader runs every namespace's policy on its own every `--retention-interval`.
+#[test]
+fn the_leader_runs_policies_on_a_schedule() {
+    let dir = tempdir();
+    let node = Node::start_with(
+        &dir.path().join("node"),
+        &["--retention-interval", "1s", "--gc-interval", "off"],
+    );
+    let reg = node.registry();
+    reg.create_namespace("ci");
+    for (i, tag) in ["a", "b", "c"].iter().enumerate() {
+        reg.push_image("ci/app", tag, &noise(200 + i as u64, 1000));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let policy = json!({"rules": [{"newest_pushed": 1}]});
+    assert_eq!(
+        api(&reg, "PUT", "/namespaces/ci/retention", Some(policy)).0,
+        200
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tags(&reg, "ci/app") != ["c"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the schedule never ran: {:?}",
+            tags(&reg, "ci/app")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -5,9 +5,9 @@
 //! links), a fraction of them untagged (pushed by digest): that fraction is garbage once
 //! the grace period (the node's `--gc-grace`, which should be short here) has passed.
 //! Timed: manifest GETs and blob pushes for SECONDS with nothing else running, then the
-//! same while one collector run (asked for through `POST /api/v1/gc`, as the admin) works
-//! through the catalogue; and the run itself, from its status: how long it took and what it
-//! collected. `--pid` adds the node's peak RSS.
+//! same for as long as one collector run (asked for through `POST /api/v1/gc`, as the
+//! admin) works through the catalogue, every phase of it; and the run itself, from its
+//! status: how long it took and what it collected. `--pid` adds the node's peak RSS.
 //!
 //! Shoal only: the API is Shoal's. Needs credentials of a cluster admin.
 
@@ -48,7 +48,7 @@ pub struct Config {
     /// Concurrent requests while filling.
     #[arg(long, default_value_t = 16)]
     pub fill_concurrency: usize,
-    /// Seconds of traffic measured idle, and at most while the collector runs.
+    /// Seconds of traffic measured idle (the traffic beside the collector lasts its run).
     #[arg(long, default_value_t = 20)]
     pub seconds: u64,
     /// Concurrent clients of the measured traffic (half pull manifests, half push blobs).
@@ -241,17 +241,15 @@ pub async fn run(cfg: &Config, targets: &Targets) -> anyhow::Result<Report> {
     let resp = reg.api(Method::POST, "gc").await?;
     oci::expect(resp, &[202], "POST /api/v1/gc").await?;
     let stop = Arc::new(AtomicBool::new(false));
-    let (watch_reg, busy_stop, limit) =
-        (reg.clone(), stop.clone(), Duration::from_secs(cfg.seconds));
+    let (watch_reg, busy_stop) = (reg.clone(), stop.clone());
     let watcher = tokio::spawn(async move {
-        let started = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let done = match gc_status(&watch_reg).await {
                 Ok(s) => s["requested_at"].is_null() && s["running"].is_null(),
                 Err(_) => false,
             };
-            if done || started.elapsed() >= limit {
+            if done {
                 busy_stop.store(true, Ordering::Relaxed);
                 return;
             }
@@ -263,7 +261,7 @@ pub async fn run(cfg: &Config, targets: &Targets) -> anyhow::Result<Report> {
         traffic(&reg, cfg, stop, measure.timeline(), &mut busy_rec).await;
     let busy_s = busy_started.elapsed().as_secs_f64();
     watcher.await.ok();
-    // Wait for the run itself to end (untimed traffic-wise).
+    // The run has ended (or ends now); read its result.
     let run = loop {
         let s = gc_status(&reg).await?;
         if s["requested_at"].is_null() && s["running"].is_null() && s["last"] != before["last"] {

@@ -29,19 +29,62 @@ use shoal_raft::{Command, GcRun, Metadata, Proposal};
 use super::retention::{Compiled, Untagged};
 use crate::errors::{ApiError, ApiResult};
 
-/// Decisions committed per command: bounded, so no entry of the log is large and no batch
-/// holds the state machine long.
-const BATCH: usize = 256;
+/// Decisions committed per command: small, so no entry of the log is large and applying
+/// one never holds the state machine (and the pushes queued behind it) for long.
+const BATCH: usize = 64;
+/// The collector works at most this share of the time: after each slice of work it rests
+/// for (1 - share) / share times as long as the slice took (and at least `--gc-pause`), so
+/// on a busy node it leaves the cores and the log to pushes and pulls.
+const WORK_SHARE: f64 = 0.2;
 /// Origin blobs listed per page.
 const PAGE: usize = 1000;
 /// Entries listed in a dry run's report (the totals count everything).
 const REPORTED: usize = 10_000;
 
+/// Paces the collector: see `WORK_SHARE`.
+struct Pacer {
+    pause: Duration,
+    since: std::time::Instant,
+}
+
+impl Pacer {
+    fn new(pause: Duration) -> Pacer {
+        Pacer {
+            pause,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// Rests after a commit, for the work done since the last rest.
+    async fn rest(&mut self) {
+        let worked = self.since.elapsed();
+        let rest = worked
+            .mul_f64((1.0 - WORK_SHARE) / WORK_SHARE)
+            .max(self.pause);
+        tokio::time::sleep(rest).await;
+        self.since = std::time::Instant::now();
+    }
+
+    /// Rests during a long scan once it has worked a while (a catalogue with many clean
+    /// repositories costs reading, not commits).
+    async fn breathe(&mut self) {
+        if self.since.elapsed() >= Duration::from_millis(10) {
+            let rest = self
+                .since
+                .elapsed()
+                .mul_f64((1.0 - WORK_SHARE) / WORK_SHARE);
+            tokio::time::sleep(rest).await;
+            self.since = std::time::Instant::now();
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct GcConfig {
     /// Nothing written or touched within this many seconds is collected.
     pub grace: i64,
-    /// Pause between two committed batches, so collecting never crowds out pushes.
+    /// The least rest between two committed batches (`--gc-pause`); the collector also
+    /// rests in proportion to its work (`WORK_SHARE`).
     pub pause: Duration,
 }
 
@@ -156,6 +199,7 @@ impl Collector {
 
     async fn phases(&self, dry: bool, id: &str, run: &mut GcRun) -> ApiResult<Report> {
         let mut report = Report::default();
+        let mut pacer = Pacer::new(self.config.pause);
         let now = now();
         let grace = self.config.grace;
         let catalog = self.meta.catalog().clone();
@@ -196,8 +240,11 @@ impl Collector {
                             grace,
                         };
                         self.commit(cmd, id).await?;
-                        tokio::time::sleep(self.config.pause).await;
+                        pacer.rest().await;
                     }
+                }
+                if !dry {
+                    pacer.breathe().await;
                 }
                 dropped_manifests
                     .entry(repo)
@@ -250,15 +297,18 @@ impl Collector {
                         grace,
                     };
                     self.commit(cmd, id).await?;
-                    tokio::time::sleep(self.config.pause).await;
+                    pacer.rest().await;
                 }
+            }
+            if !dry {
+                pacer.breathe().await;
             }
         }
         run.phase = "origin".into();
         if !dry {
             self.record(run, id).await?;
         }
-        self.sweep_origin(dry, id, now, &unlinked, &mut report)
+        self.sweep_origin(dry, id, now, &unlinked, &mut report, &mut pacer)
             .await?;
         Ok(report)
     }
@@ -329,10 +379,11 @@ impl Collector {
         now: i64,
         unlinked: &BTreeSet<(String, String)>,
         report: &mut Report,
+        pacer: &mut Pacer,
     ) -> ApiResult<()> {
         let catalog = self.meta.catalog().clone();
         if !dry {
-            self.delete_condemned(id, report).await?;
+            self.delete_condemned(id, report, pacer).await?;
         }
         let mut after: Option<Digest> = None;
         loop {
@@ -382,10 +433,11 @@ impl Collector {
                     id,
                 )
                 .await?;
-                tokio::time::sleep(self.config.pause).await;
+                pacer.rest().await;
             }
             if !dry {
-                self.delete_condemned(id, report).await?;
+                self.delete_condemned(id, report, pacer).await?;
+                pacer.breathe().await;
             }
             if page.len() < PAGE {
                 break;
@@ -395,7 +447,12 @@ impl Collector {
     }
 
     /// Deletes the bytes of every condemned digest from the origin, then forgets them.
-    async fn delete_condemned(&self, id: &str, report: &mut Report) -> ApiResult<()> {
+    async fn delete_condemned(
+        &self,
+        id: &str,
+        report: &mut Report,
+        pacer: &mut Pacer,
+    ) -> ApiResult<()> {
         let condemned = self.meta.catalog().tombstones()?;
         for chunk in condemned.chunks(BATCH) {
             let mut gone = Vec::new();
@@ -424,7 +481,7 @@ impl Collector {
             }
             self.commit(Command::ForgetDigests { digests: gone }, id)
                 .await?;
-            tokio::time::sleep(self.config.pause).await;
+            pacer.rest().await;
         }
         Ok(())
     }
