@@ -18,6 +18,7 @@ pub mod issuer;
 pub mod moto;
 pub mod oci;
 pub mod region;
+pub mod upstream;
 
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {

@@ -26,8 +26,8 @@ pub struct Config {
     pub advertise_url: Option<String>,
     /// Raft log entries between metadata snapshots; the log is purged behind each one.
     pub snapshot_every: u64,
-    /// Blob cache directory (default `<data>/cache`); the cache runs only with a separate
-    /// origin, since the embedded origin is already this node's own disk.
+    /// Blob cache directory (default `<data>/cache`). With the embedded origin it holds only
+    /// mirror fills under way: the origin is already this node's own disk.
     pub cache_dir: Option<PathBuf>,
     pub cache_max_bytes: u64,
     /// `None`: the single-node default without a cluster plane.
@@ -46,6 +46,8 @@ pub struct Config {
     pub metrics_auth: bool,
     /// Upload sessions one principal may hold open at once.
     pub max_open_uploads: u32,
+    /// How long an upstream registry may take to answer (mirrors).
+    pub upstream_timeout: std::time::Duration,
     /// Garbage collection, retention and upload purging (run by the leader).
     pub lifecycle: crate::lifecycle::LifecycleConfig,
 }

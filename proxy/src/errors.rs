@@ -255,6 +255,7 @@ impl From<shoal_raft::Rejection> for ApiError {
             | R::OrganisationNotEmpty(_)
             | R::HomeOrganisation(_)
             | R::FederationExists(_)
+            | R::UpstreamExists(_)
             | R::LastOwner(_) => ApiError::new(Code::Conflict, msg),
             R::PrincipalUnknown(_)
             | R::CredentialUnknown(_)
@@ -262,7 +263,9 @@ impl From<shoal_raft::Rejection> for ApiError {
             | R::BindingUnknown
             | R::OrganisationUnknown(_)
             | R::ProjectUnknown(_)
-            | R::FederationUnknown(_) => ApiError::new(Code::NotFound, msg),
+            | R::FederationUnknown(_)
+            | R::UpstreamUnknown(_) => ApiError::new(Code::NotFound, msg),
+            R::NotAMirror(_) => ApiError::new(Code::BadRequest, msg),
             R::NotAServiceAccount(_) => ApiError::new(Code::BadRequest, msg),
             R::TooManyUploads(_) => ApiError::new(Code::TooManyRequests, msg),
             R::ImmutableTag { tag, rule } => {

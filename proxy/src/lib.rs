@@ -13,6 +13,8 @@
 //! - `usage`: pulls, pushes and bytes served per namespace, batched into Raft;
 //! - `edge`: anonymous rate limit per IP, CORS, security headers; `limits`: the rate
 //!   limiter it and the sign-in limit share;
+//! - `mirror`: namespaces that mirror upstream registries (manifests on demand, blobs
+//!   through the cache's mirror fills, the upstream client with its token flow);
 //! - `lifecycle`: the leader's jobs: garbage collection, retention, upload purging;
 //! - `errors`: `ApiError` and the one code → status table;
 //! - `cli`: the operator commands of the `shoal` binary;
@@ -33,6 +35,7 @@ pub mod limits;
 pub mod logging;
 pub mod malloc;
 pub mod metrics;
+pub mod mirror;
 pub mod names;
 pub mod node;
 pub mod registry;

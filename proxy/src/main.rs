@@ -144,6 +144,10 @@ enum Cmd {
         /// Upload sessions nobody wrote to for this long are removed, e.g. 24h.
         #[arg(long, env = "SHOAL_UPLOAD_MAX_AGE", default_value = "24h", value_parser = humantime::parse_duration)]
         upload_max_age: std::time::Duration,
+        /// How long an upstream registry a namespace mirrors may take to answer before a
+        /// pull is served stale or fails with 503.
+        #[arg(long, env = "SHOAL_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+        upstream_timeout: std::time::Duration,
     },
     /// Region membership and the cluster CA.
     Cluster {
@@ -250,6 +254,7 @@ fn main() -> ExitCode {
             gc_pause,
             retention_interval,
             upload_max_age,
+            upstream_timeout,
         } => {
             if let Err(e) = shoal_proxy::names::Slug::parse("region", &region) {
                 eprintln!("error: --region: {e}");
@@ -315,6 +320,7 @@ fn main() -> ExitCode {
                 public_url,
                 metrics_auth,
                 max_open_uploads,
+                upstream_timeout,
                 lifecycle: shoal_proxy::lifecycle::LifecycleConfig {
                     gc_interval: match parse_interval(&gc_interval) {
                         Ok(i) => i,

@@ -43,6 +43,16 @@ pub const GC_PROTECTED: &str = "shoal_gc_protected_by_grace_total";
 /// Upload sessions purged as abandoned, and tags deleted by retention.
 pub const UPLOADS_PURGED: &str = "shoal_uploads_purged_total";
 pub const RETENTION_TAGS: &str = "shoal_retention_tags_deleted_total";
+/// Mirrors: requests to upstream registries by `upstream`, `kind` (manifest, blob, token)
+/// and `status` (the HTTP status, or `error` when none came back).
+pub const UPSTREAM_REQUESTS: &str = "shoal_upstream_requests_total";
+pub const UPSTREAM_BYTES: &str = "shoal_upstream_bytes_total";
+/// Cached tags and manifests served because the upstream could not be asked.
+pub const UPSTREAM_STALE: &str = "shoal_upstream_stale_serves_total";
+/// Tags revalidated with a `HEAD`, by `result` (`same`, `changed`).
+pub const UPSTREAM_REVALIDATIONS: &str = "shoal_upstream_revalidations_total";
+pub const UPSTREAM_RATE_LIMITED: &str = "shoal_upstream_rate_limited_total";
+pub const UPSTREAM_TOKENS: &str = "shoal_upstream_tokens_fetched_total";
 pub const RAFT_TERM: &str = "shoal_raft_term";
 pub const RAFT_LAST_APPLIED: &str = "shoal_raft_last_applied";
 pub const RAFT_IS_LEADER: &str = "shoal_raft_is_leader";
@@ -92,6 +102,31 @@ fn describe() {
     describe_counter!(
         GC_PROTECTED,
         "Collectable items left alone because they were written or touched within the grace period"
+    );
+    describe_counter!(
+        UPSTREAM_REQUESTS,
+        "Requests to upstream registries, by upstream, kind and status"
+    );
+    describe_counter!(
+        UPSTREAM_BYTES,
+        Unit::Bytes,
+        "Blob bytes fetched from upstream registries"
+    );
+    describe_counter!(
+        UPSTREAM_STALE,
+        "Mirrored tags or manifests served from the catalogue while the upstream failed"
+    );
+    describe_counter!(
+        UPSTREAM_REVALIDATIONS,
+        "Mirrored tags revalidated upstream with a HEAD, by result"
+    );
+    describe_counter!(
+        UPSTREAM_RATE_LIMITED,
+        "Upstream answers of 429, and requests held back while an upstream's Retry-After runs"
+    );
+    describe_counter!(
+        UPSTREAM_TOKENS,
+        "Bearer tokens fetched from upstream registries"
     );
     describe_counter!(UPLOADS_PURGED, "Abandoned upload sessions removed");
     describe_counter!(RETENTION_TAGS, "Tags deleted by retention policies");

@@ -84,24 +84,32 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
             background.spawn(join_region(meta.clone(), join.clone(), cluster.clone()));
         }
     }
-    let cache = match &config.origin {
-        None => None,
-        Some(_) => {
-            let cache_config = CacheConfig {
-                dir: config.cache_dir(),
-                max_bytes: config.cache_max_bytes,
-            };
-            let _guard = background.enter();
-            let cache = BlobCache::open(
-                &cache_config,
-                store.clone(),
-                &meta,
-                background.handle().clone(),
-            )
-            .with_context(|| format!("opening the blob cache in {}", cache_config.dir.display()))?;
-            Some(cache)
-        }
+    let cache_config = CacheConfig {
+        dir: config.cache_dir(),
+        max_bytes: config.cache_max_bytes,
+        keep_mirrored: config.origin.is_some(),
     };
+    let fills = {
+        let _guard = background.enter();
+        BlobCache::open(
+            &cache_config,
+            store.clone(),
+            &meta,
+            background.handle().clone(),
+        )
+        .with_context(|| format!("opening the blob cache in {}", cache_config.dir.display()))?
+    };
+    // Blob reads go through the cache only with a separate origin; mirror fills always do.
+    let cache = config.origin.as_ref().map(|_| fills.clone());
+    let mirrors = Arc::new(crate::mirror::Mirrors::new(
+        meta.clone(),
+        config.upstream_timeout,
+    ));
+    fills.set_upstream(Arc::new(crate::mirror::source::MirrorSource {
+        mirrors: mirrors.clone(),
+        meta: meta.clone(),
+        store: store.clone(),
+    }));
     if config.public_url.is_none() && listener.local_addr()?.ip().is_unspecified() {
         tracing::warn!(
             url = %api_url,
@@ -126,6 +134,8 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         usage: usage.clone(),
         max_open_uploads: config.max_open_uploads,
         gc_grace: config.lifecycle.gc.grace,
+        mirrors,
+        fills,
     });
     background.spawn(crate::lifecycle::run(
         meta.clone(),

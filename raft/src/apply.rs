@@ -103,6 +103,21 @@ impl Catalog {
             C::RetainTags { repo, delete } => self.retain_tags(repo, delete, batch),
             C::RequestGc { at } => self.request_gc(*at, batch),
             C::RecordGc { run } => self.record_gc(run, batch),
+            C::CreateUpstream { upstream } => self.create_upstream(upstream, batch),
+            C::DeleteUpstream { name } => self.delete_upstream(name, batch),
+            C::MirrorManifest {
+                repo,
+                manifest,
+                tag,
+                blobs,
+                fetched_at,
+            } => self.mirror_manifest(repo, manifest, tag.as_deref(), blobs, *fetched_at, batch),
+            C::TagChecked {
+                repo,
+                tag,
+                digest,
+                at,
+            } => self.tag_checked(repo, tag, digest, *at, batch),
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::access::{
 use crate::catalog::{NamespaceRecord, Visibility};
 use crate::federation::FederationRecord;
 use crate::lifecycle::{GcRun, ImmutableTags, Pulled, RetentionPolicy};
+use crate::mirror::UpstreamRecord;
 use crate::repos::UsageDelta;
 use crate::tenancy::{OrgRecord, ProjectRecord};
 use crate::uploads::UploadRecord;
@@ -272,6 +273,30 @@ pub enum Command {
     RecordGc {
         run: GcRun,
     },
+    /// Binds a namespace to an upstream registry it mirrors.
+    CreateUpstream {
+        upstream: UpstreamRecord,
+    },
+    /// Removes a binding; the mirrored content stays.
+    DeleteUpstream {
+        name: String,
+    },
+    /// Stores a manifest fetched from the upstream (`fetched_at` also marks `tag` fresh),
+    /// promising the blobs it lists with their sizes until their bytes are fetched.
+    MirrorManifest {
+        repo: String,
+        manifest: ManifestRecord,
+        tag: Option<String>,
+        blobs: Vec<(String, u64)>,
+        fetched_at: i64,
+    },
+    /// The upstream still gives `tag` the digest `digest`.
+    TagChecked {
+        repo: String,
+        tag: String,
+        digest: String,
+        at: i64,
+    },
 }
 
 /// A stored manifest: the exact bytes the client pushed plus what was parsed out of them.
@@ -362,4 +387,10 @@ pub enum Rejection {
     ImmutableTag { tag: String, rule: String },
     #[error("blob {0} is being garbage-collected; push it again in a moment")]
     BlobBeingCollected(String),
+    #[error("upstream {0:?} already exists, or already serves that namespace or host")]
+    UpstreamExists(String),
+    #[error("upstream {0:?} does not exist")]
+    UpstreamUnknown(String),
+    #[error("namespace {0:?} mirrors no upstream")]
+    NotAMirror(String),
 }

@@ -60,6 +60,7 @@ impl Catalog {
         batch.remove(key(keys::REPOSITORY, &[name]));
         batch.remove(key(keys::REPOSITORY_VISIBILITY, &[name]));
         batch.remove(key(keys::RETENTION, &[name]));
+        batch.remove(key(keys::UPSTREAM, &[name]));
         for prefix in keys::REPOSITORY_CONTENT {
             for sep in [0, b'/'] {
                 let mut p = key(prefix, &[name]);
@@ -102,6 +103,8 @@ impl Catalog {
         );
         batch.insert(key(keys::LINKED_IN, &[digest, repo]), Vec::new());
         batch.insert(key(keys::LEASE, &[repo, digest]), encode(&at));
+        // A mirrored blob's promise ends where its link begins (`mirror`).
+        batch.remove(key(keys::PROMISED_BLOB, &[repo, digest]));
         if let Some(id) = upload {
             self.drop_upload(id, batch)?;
         }
@@ -143,18 +146,45 @@ impl Catalog {
                 return rejected(Rejection::ReferencedManifestUnknown(m.clone()));
             }
         }
+        if let Some(r) = self.moving_immutable_tag(repo, &manifest.digest, tag)? {
+            return rejected(r);
+        }
+        self.store_manifest(repo, manifest, tag, batch)?;
+        done()
+    }
+
+    /// The refusal for pointing `tag` of `repo` at `digest` when it points elsewhere now
+    /// and is immutable.
+    pub(crate) fn moving_immutable_tag(
+        &self,
+        repo: &str,
+        digest: &str,
+        tag: Option<&str>,
+    ) -> Result<Option<Rejection>> {
+        let Some(t) = tag else { return Ok(None) };
+        if self.tag(repo, t)?.is_none_or(|d| d == digest) {
+            return Ok(None);
+        }
+        Ok(self
+            .immutable_rule(repo, t)?
+            .map(|rule| Rejection::ImmutableTag {
+                tag: t.into(),
+                rule,
+            }))
+    }
+
+    /// Writes a manifest with its indexes and lease, and points `tag` at it.
+    pub(crate) fn store_manifest(
+        &self,
+        repo: &str,
+        manifest: &ManifestRecord,
+        tag: Option<&str>,
+        batch: &mut Batch,
+    ) -> Result<()> {
         let moved_from = match tag {
             Some(t) => self.tag(repo, t)?.filter(|d| *d != manifest.digest),
             None => None,
         };
-        if let (Some(t), Some(_)) = (tag, &moved_from) {
-            if let Some(rule) = self.immutable_rule(repo, t)? {
-                return rejected(Rejection::ImmutableTag {
-                    tag: t.into(),
-                    rule,
-                });
-            }
-        }
         let digest = manifest.digest.as_str();
         batch.insert(key(keys::REPOSITORY, &[repo]), Vec::new());
         batch.insert(key(keys::MANIFEST, &[repo, digest]), encode(manifest));
@@ -180,7 +210,7 @@ impl Catalog {
             };
             batch.insert(key(keys::TAG_TIMES, &[repo, tag]), encode(&times));
         }
-        done()
+        Ok(())
     }
 
     pub(crate) fn delete_tag(&self, repo: &str, tag: &str, batch: &mut Batch) -> Result<Outcome> {

@@ -1,6 +1,6 @@
 //! Every key prefix of the catalogue tree, named once. The layout each prefix holds is drawn
 //! in the doc of the module that reads it (`catalog`, `access`, `tenancy`, `federation`,
-//! `repos`, `uploads`).
+//! `repos`, `uploads`, `mirror`).
 //!
 //! No prefix is a prefix of another (tested below), so a scan of one never sees another's
 //! keys; names never contain `\0`, so `key` joins parts unambiguously. The Raft bookkeeping
@@ -33,6 +33,10 @@ pub const MANIFEST_PULLED: &str = "w/";
 pub const LEASE: &str = "h/";
 pub const TOMBSTONE: &str = "j/";
 pub const RETENTION: &str = "z/";
+/// Mirrors of upstream registries (drawn in `mirror`'s doc).
+pub const UPSTREAM: &str = "U/";
+pub const PROMISED_BLOB: &str = "P/";
+pub const TAG_CHECKED: &str = "F/";
 
 /// Raft bookkeeping, written by the state machine in the same batch as each entry.
 pub const APPLIED: &[u8] = b"~applied";
@@ -42,7 +46,7 @@ pub const GC_STATUS: &[u8] = b"~gc";
 
 /// The prefixes whose keys start with a repository name: what goes with a repository (the
 /// reverse link index `LINKED_IN`, keyed by digest, is removed link by link).
-pub const REPOSITORY_CONTENT: [&str; 11] = [
+pub const REPOSITORY_CONTENT: [&str; 13] = [
     REPOSITORY,
     REPOSITORY_VISIBILITY,
     BLOB_LINK,
@@ -54,6 +58,8 @@ pub const REPOSITORY_CONTENT: [&str; 11] = [
     TAG_TIMES,
     MANIFEST_PULLED,
     LEASE,
+    PROMISED_BLOB,
+    TAG_CHECKED,
 ];
 
 /// Every prefix above.
@@ -84,6 +90,9 @@ pub const ALL: &[&str] = &[
     LEASE,
     TOMBSTONE,
     RETENTION,
+    UPSTREAM,
+    PROMISED_BLOB,
+    TAG_CHECKED,
 ];
 
 /// `prefix` followed by `parts` joined with `\0`.

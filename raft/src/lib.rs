@@ -10,6 +10,7 @@
 //! - `uploads`: open upload sessions, bound to their repository and owner;
 //! - `lifecycle`: reverse indexes, leases, tombstones, tag and pull times, retention and
 //!   immutability, the garbage collector's state, and the planners that collect;
+//! - `mirror`: upstream registries bound to namespaces, mirrored manifests, promised blobs;
 //! - `format`: the stored format's version, its golden bytes and the migrations;
 //! - `access`: identity records in the catalogue (principals, credentials, role bindings,
 //!   signing keys), their keys and their commands;
@@ -44,6 +45,7 @@ mod handover;
 pub mod keys;
 mod lifecycle;
 mod log_store;
+mod mirror;
 mod network;
 mod node;
 pub mod plane;
@@ -63,6 +65,7 @@ pub use command::{Actor, Command, ManifestRecord, Outcome, Proposal, Rejection};
 pub use error::{Error, Result};
 pub use federation::FederationRecord;
 pub use lifecycle::{GcRun, GcStatus, ImmutableTags, KeepRule, Pulled, RetentionPolicy, TagTimes};
+pub use mirror::UpstreamRecord;
 pub use node::{ClusterConfig, MetaConfig, Metadata, Status};
 pub use repos::{RepoSummary, Usage, UsageDelta};
 pub use tenancy::{OrgRecord, ProjectRecord};

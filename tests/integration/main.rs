@@ -18,6 +18,7 @@ mod gc;
 mod gc_race;
 mod lifecycle;
 mod management;
+mod mirror;
 mod openapi;
 mod oras;
 mod origin_service;

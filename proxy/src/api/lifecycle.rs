@@ -29,7 +29,7 @@ fn duration_text(secs: u64) -> String {
 /// unit, up to nine of them (`30d`, `1day 12h`); humantime alone would also take `0 S `.
 const DURATION: &str = r"^[0-9]{1,9} ?(nsec|ns|usec|us|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y)( [0-9]{1,9} ?(nsec|ns|usec|us|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y)){0,8}$";
 
-fn parse_duration(what: &str, s: &str) -> ApiResult<u64> {
+pub(super) fn parse_duration(what: &str, s: &str) -> ApiResult<u64> {
     static SPELLING: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let spelling = SPELLING.get_or_init(|| regex::Regex::new(DURATION).expect("a valid pattern"));
     if !spelling.is_match(s) {

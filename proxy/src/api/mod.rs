@@ -7,7 +7,7 @@
 //! configuration and usage), `repositories` (summaries, inspection, visibility, tags,
 //! deletion), `access` (who am I, users, service accounts, role bindings), `credentials`
 //! (with pull secrets), `federations` (trusted CI issuers), `cluster` (members, signing
-//! keys). Every handler first asks the `Gate` who is calling and then checks the action on
+//! keys), `lifecycle` (GC, retention), `upstreams` (mirrored registries). Every handler first asks the `Gate` who is calling and then checks the action on
 //! the place it touches (`Gate::require`), never a status of its own.
 //!
 //! Repository names hold `/`, so they travel as one percent-encoded path segment
@@ -21,6 +21,7 @@ mod lifecycle;
 mod namespaces;
 mod repositories;
 mod tenancy;
+mod upstreams;
 
 use std::sync::Arc;
 
@@ -85,6 +86,10 @@ impl Api {
                 self.preview_retention(req, ns).await
             }
             (M::POST, ["namespaces", ns, "retention", "run"]) => self.run_retention(req, ns).await,
+            (M::GET, ["upstreams"]) => self.list_upstreams(req).await,
+            (M::POST, ["upstreams"]) => self.create_upstream(req, body).await,
+            (M::GET, ["upstreams", name]) => self.get_upstream(req, name).await,
+            (M::DELETE, ["upstreams", name]) => self.delete_upstream(req, name).await,
             (M::GET, ["gc"]) => self.gc_status(req).await,
             (M::POST, ["gc"]) => self.run_gc(req, body).await,
             (M::GET, ["namespaces", ns, "repositories"]) => self.list_repositories(req, ns).await,
@@ -186,7 +191,8 @@ fn allowed_methods(segs: &[&str]) -> Option<&'static str> {
         ["credentials", _, "pull-secret"] => "POST",
         ["namespaces", _, "retention"] => "GET, PUT, DELETE",
         ["namespaces", _, "retention", "preview" | "run"] => "POST",
-        ["gc"] => "GET, POST",
+        ["gc"] | ["upstreams"] => "GET, POST",
+        ["upstreams", _] => "GET, DELETE",
         _ => return None,
     })
 }

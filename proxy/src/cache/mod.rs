@@ -7,7 +7,11 @@
 //! - a fill asks the blob's home node first (`peer`), then the origin; a peer that fails
 //!   mid-stream is replaced by the origin from the offset reached, in the same fill;
 //! - a fill is verified against the digest before it is renamed into the cache; a mismatch
-//!   never enters it, and the responses in flight are aborted.
+//!   never enters it, and the responses in flight are aborted;
+//! - a mirrored blob not fetched yet (`Route::Mirror`) fills from its home node's mirror
+//!   fill, else from the upstream (`UpstreamSource`), never from this cache or the origin:
+//!   its promise is only kept once the upstream delivered its bytes, which the node that
+//!   fetched them then stores in the origin and links (`UpstreamSource::keep`).
 //!
 //! Policy (`index`) is apart from IO (`files`). The cache is not a `BlobStore`: a read needs
 //! the size the metadata recorded, so the response can be answered before the fill has it.
@@ -33,7 +37,8 @@ use tokio::sync::watch;
 
 use crate::metrics as m;
 use files::{remove_quietly, Layout};
-use fill::{Fill, FillError, Progress, State};
+pub use fill::FillError;
+use fill::{Fill, Progress, State};
 use index::CacheIndex;
 use peer::Peers;
 
@@ -76,23 +81,68 @@ impl Pending {
 pub struct CacheConfig {
     pub dir: PathBuf,
     pub max_bytes: u64,
+    /// Keep mirror fills in the cache. Off where blobs are read from an embedded origin
+    /// (the cache then holds only fills under way).
+    pub keep_mirrored: bool,
 }
 
 /// Where a miss may be filled from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     /// The home node first, then the origin.
     Region,
     /// The origin only: this node is the home node serving a peer.
     OriginOnly,
+    /// A blob mirrored repository `.0` promises: the home node's mirror fill first, then
+    /// the upstream.
+    Mirror(String),
+    /// The upstream only: this node is the home node serving a peer's mirror fill.
+    MirrorHome(String),
 }
+
+impl Route {
+    /// The mirrored repository, for the two mirror routes.
+    fn mirrored(&self) -> Option<&str> {
+        match self {
+            Route::Mirror(r) | Route::MirrorHome(r) => Some(r),
+            Route::Region | Route::OriginOnly => None,
+        }
+    }
+}
+
+/// A mirror's upstream, as the cache needs it (`mirror::source`).
+#[async_trait::async_trait]
+pub trait UpstreamSource: Send + Sync {
+    /// The bytes of `digest`, which mirrored `repo` promises, from byte `from` on.
+    async fn open(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: u64,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, FillError>;
+    /// Makes the verified bytes in `file` an ordinary blob of `repo`: in the origin, linked.
+    async fn keep(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        file: Arc<std::fs::File>,
+    ) -> Result<(), String>;
+}
+
+/// A running fill: of the blob, or of its mirror fetch (kept apart: a mirror fill must
+/// come from the upstream, whatever this node holds).
+type FillKey = (Digest, bool);
 
 pub struct BlobCache {
     layout: Layout,
     index: Mutex<CacheIndex>,
-    fills: Mutex<HashMap<Digest, Arc<Fill>>>,
+    fills: Mutex<HashMap<FillKey, Arc<Fill>>>,
     origin: Arc<dyn BlobStore>,
     peers: Option<Peers>,
+    upstream: std::sync::OnceLock<Arc<dyn UpstreamSource>>,
+    keep_mirrored: bool,
+    meta: Arc<Metadata>,
     /// Fills run here, detached from the requests that started them.
     runtime: tokio::runtime::Handle,
 }
@@ -127,6 +177,9 @@ impl BlobCache {
             fills: Mutex::new(HashMap::new()),
             origin,
             peers: Peers::new(meta.clone()),
+            upstream: std::sync::OnceLock::new(),
+            keep_mirrored: config.keep_mirrored,
+            meta: meta.clone(),
             runtime: runtime.clone(),
         });
         cache.publish_size();
@@ -135,6 +188,19 @@ impl BlobCache {
         }
         runtime.spawn(drop_unlinked(Arc::downgrade(&cache), meta.blob_unlinks()));
         Ok(cache)
+    }
+
+    /// Whether the catalogue links `digest` to `repo` (a mirrored blob's promise kept).
+    fn is_linked(&self, repo: &str, digest: &Digest) -> bool {
+        self.meta
+            .catalog()
+            .blob_size(repo, &digest.to_string())
+            .is_ok_and(|s| s.is_some())
+    }
+
+    /// Sets where mirror fills come from (once; mirrors are built after the cache).
+    pub fn set_upstream(&self, source: Arc<dyn UpstreamSource>) {
+        let _ = self.upstream.set(source);
     }
 
     /// Opens `range` of a blob of `size` bytes: from disk on a hit, else from its fill.
@@ -149,12 +215,14 @@ impl BlobCache {
     ) -> shoal_origin::Result<BlobReader> {
         let range = ByteRange::within(range, size)?;
         let fill = loop {
-            if let Some(reader) = self.read_cached(digest, size, range).await? {
-                metrics::counter!(m::CACHE_HITS).increment(1);
-                metrics::counter!(m::BLOB_BYTES, "source" => "cache").increment(range.len());
-                return Ok(reader);
+            if route.mirrored().is_none() {
+                if let Some(reader) = self.read_cached(digest, size, range).await? {
+                    metrics::counter!(m::CACHE_HITS).increment(1);
+                    metrics::counter!(m::BLOB_BYTES, "source" => "cache").increment(range.len());
+                    return Ok(reader);
+                }
             }
-            if let Some(fill) = self.join_or_start(digest, size, route)? {
+            if let Some(fill) = self.join_or_start(digest, size, route.clone())? {
                 break fill;
             }
         };
@@ -207,12 +275,13 @@ impl BlobCache {
         size: u64,
         route: Route,
     ) -> shoal_origin::Result<Option<Arc<Fill>>> {
+        let key = (digest.clone(), route.mirrored().is_some());
         let mut fills = self.fills.lock();
-        if let Some(f) = fills.get(digest) {
+        if let Some(f) = fills.get(&key) {
             return Ok(Some(f.clone()));
         }
         // A fill may have been admitted since the caller looked (lock order: fills, index).
-        if self.index.lock().touch(digest).is_some() {
+        if !key.1 && self.index.lock().touch(digest).is_some() {
             return Ok(None);
         }
         let tmp = self.layout.new_tmp();
@@ -222,7 +291,7 @@ impl BlobCache {
             .create_new(true)
             .open(&tmp)?;
         let (fill, tx) = Fill::new(digest.clone(), size, file);
-        fills.insert(digest.clone(), fill.clone());
+        fills.insert(key, fill.clone());
         self.runtime
             .spawn(self.clone().run_fill(fill.clone(), tx, tmp, route));
         Ok(Some(fill))
@@ -237,16 +306,24 @@ impl BlobCache {
         route: Route,
     ) {
         metrics::gauge!(m::FILLS_IN_FLIGHT).increment(1.0);
+        let mirrored = route.mirrored().map(str::to_string);
         let result = self.fetch(&fill, &tx, route).await;
         match result {
-            Ok(()) => {
+            Ok(from_upstream) => {
                 tx.send_modify(|p| p.state = State::Verified);
-                if let Err(e) = self.admit(&fill, &tmp).await {
+                let admit = mirrored.is_none() || self.keep_mirrored;
+                if !admit {
+                    remove_quietly(&tmp);
+                } else if let Err(e) = self.admit(&fill, &tmp).await {
                     tracing::warn!(digest = %fill.digest, error = %e, "could not keep a verified blob in the cache");
                     remove_quietly(&tmp);
                 }
-                // Only now: until the blob is in the index, newcomers must join this fill.
-                self.unregister(&fill);
+                if let (Some(repo), true) = (&mirrored, from_upstream) {
+                    self.keep_mirrored_blob(repo, &fill).await;
+                }
+                // Only now: until the blob is in the index (or linked, for a mirror fill),
+                // newcomers must join this fill.
+                self.unregister(&fill, mirrored.is_some());
             }
             Err(e) => {
                 if let FillError::Mismatch(why) = &e {
@@ -257,7 +334,7 @@ impl BlobCache {
                 }
                 // Unregistered first: a request arriving now starts a new fill rather than
                 // joining this failed one.
-                self.unregister(&fill);
+                self.unregister(&fill, mirrored.is_some());
                 tx.send_modify(|p| p.state = State::Failed(e));
                 remove_quietly(&tmp);
             }
@@ -265,24 +342,43 @@ impl BlobCache {
         metrics::gauge!(m::FILLS_IN_FLIGHT).decrement(1.0);
     }
 
-    fn unregister(&self, fill: &Arc<Fill>) {
+    fn unregister(&self, fill: &Arc<Fill>, mirrored: bool) {
+        let key = (fill.digest.clone(), mirrored);
         let mut fills = self.fills.lock();
-        if fills
-            .get(&fill.digest)
-            .is_some_and(|f| Arc::ptr_eq(f, fill))
-        {
-            fills.remove(&fill.digest);
+        if fills.get(&key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+            fills.remove(&key);
         }
     }
 
-    /// Streams the blob from the home node or the origin into the fill file, verifying it.
+    /// Stores a verified mirror fill in the origin and links it; a failure leaves the blob
+    /// promised, to be fetched again by the next read.
+    async fn keep_mirrored_blob(&self, repo: &str, fill: &Fill) {
+        let Some(source) = self.upstream.get() else {
+            return;
+        };
+        let kept = source
+            .keep(repo, &fill.digest, fill.size, fill.file.clone())
+            .await;
+        match kept {
+            Ok(()) => {
+                tracing::info!(digest = %fill.digest, repo, "a mirrored blob is kept in the origin and linked")
+            }
+            Err(e) => {
+                tracing::warn!(digest = %fill.digest, repo, error = %e, "a verified mirrored blob could not be kept; it stays promised")
+            }
+        }
+    }
+
+    /// Streams the blob from the home node, the origin or (mirrors) the upstream into the
+    /// fill file, verifying it. `Ok(true)` when the upstream sent the bytes to this node.
     async fn fetch(
         &self,
         fill: &Fill,
         tx: &watch::Sender<Progress>,
         route: Route,
-    ) -> Result<(), FillError> {
+    ) -> Result<bool, FillError> {
         let digest = &fill.digest;
+        let mirrored = route.mirrored().map(str::to_string);
         let mut upstream = self.open_upstream(digest, fill.size, 0, route).await?;
         tx.send_modify(|p| p.state = State::Streaming);
         // One chunk is hashed and written on the blocking pool while the next is read: the
@@ -309,15 +405,19 @@ impl BlobCache {
             if let Some(why) = broke.filter(|_| !complete) {
                 let Some(peer) = upstream.peer else {
                     return Err(FillError::Unavailable(format!(
-                        "the origin stream broke off at byte {at}: {why}"
+                        "the {} stream broke off at byte {at}: {why}",
+                        upstream.source
                     )));
                 };
                 if let Some(p) = &self.peers {
                     p.failed(peer);
                 }
                 metrics::counter!(m::PEER_FETCH_FAILURES).increment(1);
-                tracing::warn!(%digest, home = peer, at, %why, "peer fetch failed mid-stream; continuing from the origin");
-                upstream = self.open_origin(digest, fill.size, at).await?;
+                tracing::warn!(%digest, home = peer, at, %why, "peer fetch failed mid-stream; continuing from the origin or upstream");
+                upstream = match &mirrored {
+                    Some(repo) => self.open_mirrored(repo, digest, at).await?,
+                    None => self.open_origin(digest, fill.size, at).await?,
+                };
                 continue;
             }
             let end = matches!(read, Ok(Ok(0))) || complete;
@@ -364,7 +464,7 @@ impl BlobCache {
         if &actual != digest {
             return Err(FillError::Mismatch(format!("content hashes to {actual}")));
         }
-        Ok(())
+        Ok(upstream.source == "upstream")
     }
 
     async fn open_upstream(
@@ -374,13 +474,17 @@ impl BlobCache {
         from: u64,
         route: Route,
     ) -> Result<Upstream, FillError> {
-        let home = match (&self.peers, route) {
-            (Some(p), Route::Region) => p.home(digest).map(|h| (p, h)),
+        let home = match (&self.peers, &route) {
+            (Some(p), Route::Region | Route::Mirror(_)) => p.home(digest).map(|h| (p, h)),
+            _ => None,
+        };
+        let mirror = match &route {
+            Route::Mirror(r) => Some(r.clone()),
             _ => None,
         };
         if let Some((peers, (id, addr))) = home {
             let started = Instant::now();
-            match peers.open(id, &addr, digest, size).await {
+            match peers.open(id, &addr, digest, size, mirror).await {
                 Ok(reader) => {
                     metrics::counter!(m::PEER_FETCHES).increment(1);
                     metrics::histogram!(m::PEER_FETCH_SECONDS)
@@ -397,11 +501,31 @@ impl BlobCache {
                         peers.failed(id);
                     }
                     metrics::counter!(m::PEER_FETCH_FAILURES).increment(1);
-                    tracing::warn!(%digest, home = id, error = %e, "peer fetch failed; asking the origin");
+                    tracing::warn!(%digest, home = id, error = %e, "peer fetch failed; asking the origin or upstream");
                 }
             }
         }
-        self.open_origin(digest, size, from).await
+        match route.mirrored() {
+            Some(repo) => self.open_mirrored(repo, digest, from).await,
+            None => self.open_origin(digest, size, from).await,
+        }
+    }
+
+    async fn open_mirrored(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: u64,
+    ) -> Result<Upstream, FillError> {
+        let source = self
+            .upstream
+            .get()
+            .ok_or_else(|| FillError::Unavailable("this node has no mirror configured".into()))?;
+        Ok(Upstream {
+            reader: source.open(repo, digest, from).await?,
+            source: "upstream",
+            peer: None,
+        })
     }
 
     async fn open_origin(
@@ -471,8 +595,13 @@ impl BlobCache {
 
     /// Drops `digest` from the cache, including a fill under way (deleted blobs never stay).
     pub fn drop_blob(&self, digest: &Digest) {
-        if let Some(f) = self.fills.lock().get(digest) {
-            f.discard.store(true, std::sync::atomic::Ordering::Relaxed);
+        {
+            let fills = self.fills.lock();
+            for mirrored in [false, true] {
+                if let Some(f) = fills.get(&(digest.clone(), mirrored)) {
+                    f.discard.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
         }
         self.forget(digest);
     }
@@ -488,7 +617,7 @@ impl BlobCache {
     /// Empties the cache, fills under way included (after missing delete notices).
     fn forget_all(&self) {
         let cached = self.index.lock().digests();
-        let filling: Vec<Digest> = self.fills.lock().keys().cloned().collect();
+        let filling: Vec<Digest> = self.fills.lock().keys().map(|(d, _)| d.clone()).collect();
         for d in cached.iter().chain(&filling) {
             self.drop_blob(d);
         }

@@ -30,6 +30,8 @@ const PEER_BACKOFF: Duration = Duration::from_secs(10);
 struct PeerFetch {
     digest: String,
     size: u64,
+    /// A mirror fill for this repository: the home node fetches it from the upstream.
+    mirror: Option<String>,
 }
 
 pub struct Peers {
@@ -68,18 +70,20 @@ impl Peers {
         self.failed.lock().insert(id, Instant::now());
     }
 
-    /// Opens `digest` on node `home`.
+    /// Opens `digest` on node `home` (its mirror fill for repository `mirror`, if set).
     pub async fn open(
         &self,
         home: NodeId,
         addr: &str,
         digest: &Digest,
         size: u64,
+        mirror: Option<String>,
     ) -> shoal_raft::Result<ByteStream> {
         let plane = self.meta.plane().expect("Peers exist only with a plane");
         let payload = postcard::to_stdvec(&PeerFetch {
             digest: digest.to_string(),
             size,
+            mirror,
         })
         .expect("a fetch request serialises");
         plane.open(home, addr, payload, PEER_OPEN).await
@@ -97,8 +101,8 @@ fn rendezvous(digest: &Digest, members: Vec<(NodeId, String)>) -> Option<(NodeId
     })
 }
 
-/// Serves peers' fetches from this node's cache (filled from the origin, never from another
-/// peer, so a fetch never travels in a circle).
+/// Serves peers' fetches from this node's cache (filled from the origin, or for a mirror
+/// fill from the upstream; never from another peer, so a fetch never travels in a circle).
 pub struct PeerSource(pub Weak<BlobCache>);
 
 #[async_trait]
@@ -110,8 +114,14 @@ impl StreamSource for PeerSource {
         let cache = self.0.upgrade().ok_or("the cache is shutting down")?;
         tracing::debug!(peer, %digest, "serving a blob to a peer");
         metrics::counter!(crate::metrics::PEER_SERVES).increment(1);
+        // A promise this node already kept (linked) is read as any blob: a peer whose
+        // replica has not applied the link yet must not cause a second upstream fetch.
+        let route = match req.mirror {
+            Some(repo) if !cache.is_linked(&repo, &digest) => Route::MirrorHome(repo),
+            _ => Route::OriginOnly,
+        };
         let blob = cache
-            .read(&digest, req.size, None, Route::OriginOnly)
+            .read(&digest, req.size, None, route)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Box::new(blob.into_async_read()))

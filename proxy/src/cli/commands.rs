@@ -155,6 +155,13 @@ pub enum Manage {
         #[command(flatten)]
         target: ServerArgs,
     },
+    /// Pull-through mirrors: namespaces serving an upstream registry (docker.io, ghcr.io…).
+    Upstream {
+        #[command(subcommand)]
+        command: super::upstreams::UpstreamCmd,
+        #[command(flatten)]
+        target: ServerArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -687,6 +694,9 @@ pub fn run(cmd: Manage) -> anyhow::Result<()> {
         Manage::Gc { command, target } => return super::lifecycle::gc(command, &target),
         Manage::Retention { command, target } => {
             return super::lifecycle::retention(command, &target)
+        }
+        Manage::Upstream { command, target } => {
+            return super::upstreams::upstream(command, &target)
         }
     };
     execute(&target, call)

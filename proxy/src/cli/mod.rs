@@ -11,6 +11,7 @@
 pub mod commands;
 pub mod lifecycle;
 pub mod logins;
+pub mod upstreams;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};

@@ -1,7 +1,8 @@
 //! Blob reads and deletes: `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`.
 //!
 //! A blob is served only if the metadata links it to the repository (no reading another
-//! repository's blob by guessing its digest). The bytes come from the edge cache when the
+//! repository's blob by guessing its digest), or a mirrored manifest of the repository
+//! promises it: then it is fetched from the upstream (`mirror`). The bytes come from the edge cache when the
 //! origin is a separate service (`cache`), else straight from the embedded origin. With the
 //! cache, a HEAD is answered from the metadata alone, so it works while the origin is down.
 
@@ -25,21 +26,28 @@ impl Registry {
         caller: &crate::auth::Caller,
     ) -> ApiResult<Reply> {
         let digest = parse_digest(digest)?;
-        let linked = self
-            .meta
-            .catalog()
-            .blob_size(repo.as_str(), &digest.to_string())?;
-        let Some(size) = linked else {
+        let catalog = self.meta.catalog();
+        let linked = catalog.blob_size(repo.as_str(), &digest.to_string())?;
+        // A blob a mirrored manifest promises is fetched from the upstream on first read.
+        let promised = match linked {
+            Some(_) => None,
+            None => catalog
+                .promised_blob(repo.as_str(), &digest.to_string())?
+                .filter(|_| self.mirrors.binding(repo).is_ok_and(|b| b.is_some())),
+        };
+        let Some(size) = linked.or(promised) else {
             self.require_repo(repo)?;
             return Err(ApiError::new(
                 Code::BlobUnknown,
                 format!("blob {digest} is not in repository {repo}"),
             ));
         };
-        // Docker HEADs a layer before a push and skips uploading it if it is here: the link
-        // must then outlive the push, so a pusher's use renews an old lease first.
-        self.touch_if_old(req, caller, repo, &digest.to_string())
-            .await?;
+        if promised.is_none() {
+            // Docker HEADs a layer before a push and skips uploading it if it is here: the
+            // link must then outlive the push, so a pusher's use renews an old lease first.
+            self.touch_if_old(req, caller, repo, &digest.to_string())
+                .await?;
+        }
         let range = parse_range(req.header("range"), Some(size)).map_err(|()| {
             ApiError::new(Code::RangeInvalid, "unsupported or malformed Range header")
                 .header("Content-Range", format!("bytes */{size}"))
@@ -52,21 +60,29 @@ impl Registry {
                 .header("Cache-Control", "max-age=31536000, immutable")
         };
         if head && range.is_none() {
-            if self.cache.is_some() {
+            if self.cache.is_some() || promised.is_some() {
                 return Ok(common(Reply::new(StatusCode::OK)).body(Body::HeadOnly(size)));
             }
             let stored = self.store.stat(&digest).await?.map(|i| i.size);
             let size = stored.ok_or_else(|| lost(&digest))?;
             return Ok(common(Reply::new(StatusCode::OK)).body(Body::HeadOnly(size)));
         }
-        let read = match &self.cache {
-            Some(cache) => cache.read(&digest, size, range, CacheRoute::Region).await,
-            None => self.store.read(&digest, range).await,
+        let blob = if promised.is_some() {
+            let route = CacheRoute::Mirror(repo.to_string());
+            self.fills
+                .read(&digest, size, range, route)
+                .await
+                .map_err(|e| mirror_fill_error(repo, e))?
+        } else {
+            let read = match &self.cache {
+                Some(cache) => cache.read(&digest, size, range, CacheRoute::Region).await,
+                None => self.store.read(&digest, range).await,
+            };
+            read.map_err(|e| match e {
+                shoal_origin::Error::BlobNotFound(_) => lost(&digest),
+                other => other.into(),
+            })?
         };
-        let blob = read.map_err(|e| match e {
-            shoal_origin::Error::BlobNotFound(_) => lost(&digest),
-            other => other.into(),
-        })?;
         let len = blob.range.len();
         let mut reply = common(Reply::new(if range.is_some() {
             StatusCode::PARTIAL_CONTENT
@@ -118,6 +134,22 @@ impl Registry {
         )
         .await?;
         Ok(Reply::new(StatusCode::ACCEPTED).header("Docker-Content-Digest", digest.to_string()))
+    }
+}
+
+/// A mirror fill that could not start: the upstream lost the blob, or cannot be asked.
+fn mirror_fill_error(repo: &RepoName, e: shoal_origin::Error) -> ApiError {
+    match e {
+        shoal_origin::Error::BlobNotFound(d) => ApiError::new(
+            Code::BlobUnknown,
+            format!("the upstream of {repo} no longer has blob {d}"),
+        ),
+        shoal_origin::Error::Unavailable(m) => ApiError::new(
+            Code::Unavailable,
+            format!("blob of {repo} not cached and {m}"),
+        )
+        .header("Retry-After", "10"),
+        other => other.into(),
     }
 }
 

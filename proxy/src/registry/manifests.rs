@@ -57,8 +57,9 @@ impl Registry {
         }
     }
 
-    /// A manifest read: by digest, a pusher's use renews an old lease (it may be about to
-    /// list it in an index); the pull is counted for retention once the reply went out.
+    /// A manifest read: in a mirror namespace, fetched or revalidated upstream first when it
+    /// must be; by digest, a pusher's use renews an old lease (it may be about to list it in
+    /// an index); the pull is counted for retention once the reply went out.
     pub(super) async fn read_manifest(
         &self,
         req: &Request,
@@ -67,6 +68,11 @@ impl Registry {
         head: bool,
         caller: &crate::auth::Caller,
     ) -> ApiResult<Reply> {
+        if let Some(upstream) = self.mirrors.binding(repo)? {
+            self.mirrors
+                .ensure_manifest(&req.id, repo, &upstream, reference)
+                .await?;
+        }
         let reply = self.get_manifest(repo, reference, head)?;
         let digest = reply
             .headers

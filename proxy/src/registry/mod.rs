@@ -47,6 +47,10 @@ pub struct Registry {
     /// The collector's grace period in seconds (`--gc-grace`): a pusher's use of a blob link
     /// or manifest older than half of it renews its lease.
     pub gc_grace: i64,
+    /// Upstream registries mirrored into namespaces.
+    pub mirrors: Arc<crate::mirror::Mirrors>,
+    /// The cache mirror fills run through (`cache` when there is one).
+    pub fills: Arc<BlobCache>,
 }
 
 impl Registry {
@@ -59,7 +63,10 @@ impl Registry {
     }
 
     async fn dispatch(&self, req: &Request, body: &mut dyn RequestBody) -> ApiResult<Reply> {
-        let route = routes::parse(&req.path)?;
+        let mut route = routes::parse(&req.path)?;
+        if let Some(ns) = req.query("ns") {
+            route = crate::mirror::route_ns(&self.meta, ns, route)?;
+        }
         let m = &req.method;
         let read = *m == Method::GET || *m == Method::HEAD;
         let need = match &route {
@@ -76,6 +83,17 @@ impl Registry {
             | Route::Upload(r, _) => Need::Push(r.clone()),
         };
         let caller = self.auth.authorize(req, &need).await?;
+        if let Need::Push(r) | Need::Delete(r) = &need {
+            if let Some(u) = self.mirrors.binding(r)? {
+                return Err(ApiError::new(
+                    Code::Denied,
+                    format!(
+                        "namespace {} mirrors upstream {} ({}) and is read-only",
+                        u.namespace, u.name, u.url
+                    ),
+                ));
+            }
+        }
         let head = *m == Method::HEAD;
         let metered = match (&route, m.clone()) {
             (Route::Manifest(r, _), Method::GET) => Some((r.namespace(), Metered::Pull)),

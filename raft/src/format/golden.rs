@@ -22,6 +22,7 @@ use crate::federation::FederationRecord;
 use crate::lifecycle::{
     GcRun, GcStatus, ImmutableTags, KeepRule, Pulled, RetentionPolicy, TagTimes,
 };
+use crate::mirror::UpstreamRecord;
 use crate::repos::{Usage, UsageDelta};
 use crate::tenancy::{OrgRecord, ProjectRecord};
 use crate::types::TypeConfig;
@@ -197,6 +198,21 @@ fn usage() -> Usage {
     }
 }
 
+fn upstream() -> UpstreamRecord {
+    UpstreamRecord {
+        name: "hub".into(),
+        namespace: "hub".into(),
+        url: "https://registry-1.docker.io".into(),
+        host: "docker.io".into(),
+        username: Some("bot".into()),
+        password: Some("secret".into()),
+        tag_ttl: 300,
+        max_connections: 16,
+        library_prefix: true,
+        created_at: 1_700_000_023,
+    }
+}
+
 fn sample(kind: CommandKind) -> Command {
     use CommandKind as K;
     match kind {
@@ -350,6 +366,23 @@ fn sample(kind: CommandKind) -> Command {
         },
         K::RequestGc => Command::RequestGc { at: 1_700_000_016 },
         K::RecordGc => Command::RecordGc { run: gc_run() },
+        K::CreateUpstream => Command::CreateUpstream {
+            upstream: upstream(),
+        },
+        K::DeleteUpstream => Command::DeleteUpstream { name: "hub".into() },
+        K::MirrorManifest => Command::MirrorManifest {
+            repo: "hub/library/nginx".into(),
+            manifest: manifest(),
+            tag: Some("latest".into()),
+            blobs: vec![("sha256:cc".into(), 1234)],
+            fetched_at: 1_700_000_021,
+        },
+        K::TagChecked => Command::TagChecked {
+            repo: "hub/library/nginx".into(),
+            tag: "latest".into(),
+            digest: "sha256:dd".into(),
+            at: 1_700_000_022,
+        },
     }
 }
 
@@ -407,6 +440,7 @@ fn samples() -> Vec<(String, String)> {
         ("record.project", hex_of(&project())),
         ("record.federation", hex_of(&federation())),
         ("record.upload", hex_of(&upload())),
+        ("record.upstream", hex_of(&upstream())),
         (
             "record.tag_times",
             hex_of(&TagTimes {

@@ -28,7 +28,8 @@
 //!   `LinkBlob::upload`); namespaces have immutable tags; reverse indexes (`d/`, `e/`,
 //!   `a/`), leases, tag and pull times, tombstones, retention policies and the collector's
 //!   commands (`lifecycle`). The migration builds the reverse indexes and tag times from
-//!   what format 1 held.
+//!   what format 1 held. Appended since, without a new version (new variants at the end of
+//!   `Command` and `Rejection`, new key prefixes): upstream mirrors (`mirror`).
 
 pub mod v1;
 

@@ -1,0 +1,183 @@
+//! Upstream registries mirrored into namespaces: the bindings, the manifests fetched from
+//! them, and the blobs those manifests promise before their bytes were fetched.
+//!
+//! ```text
+//! U/<namespace>              UpstreamRecord  the namespace mirrors this upstream (read-only)
+//! P/<repo>\0<digest>         u64 BE          a blob a mirrored manifest lists, not fetched
+//!                                            from the upstream yet: its size as the manifest says
+//! F/<repo>\0<tag>            i64             when the tag was last fetched or revalidated upstream
+//! ```
+//!
+//! A promised blob (`P/`) is not a link: nothing is served from the origin or a cache under
+//! it, because a manifest naming a digest proves nothing about who holds its bytes (an
+//! upstream could list another tenant's private digest). The node that fetches the bytes from
+//! the upstream and verifies them turns the promise into an ordinary link (`LinkBlob`, which
+//! drops the promise in the same batch); from then on the blob is ordinary content.
+
+use serde::{Deserialize, Serialize};
+use sled::Batch;
+
+use crate::catalog::{encode, namespace_of, Catalog};
+use crate::command::{done, rejected, ManifestRecord, Outcome, Rejection};
+use crate::keys::{self, key};
+use crate::Result;
+
+/// An upstream registry a namespace mirrors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamRecord {
+    /// Unique among upstreams.
+    pub name: String,
+    /// The namespace it is served under (`HOST/<namespace>/<path>`).
+    pub namespace: String,
+    /// Base URL of the registry (`https://registry-1.docker.io`).
+    pub url: String,
+    /// The registry host clients name in containerd's `?ns=` (`docker.io`).
+    pub host: String,
+    pub username: Option<String>,
+    /// Kept only in the replicated catalogue; never returned by the API nor logged.
+    pub password: Option<String>,
+    /// How long a tag is served without asking the upstream again, in seconds.
+    pub tag_ttl: i64,
+    /// Concurrent connections a node opens to the upstream at most.
+    pub max_connections: u32,
+    /// One-segment paths get `library/` in front (Docker Hub's official images).
+    pub library_prefix: bool,
+    pub created_at: i64,
+}
+
+impl UpstreamRecord {
+    /// The upstream's repository path for `repo` (`<namespace>/<path>`), or `None` when
+    /// `repo` names the namespace alone.
+    pub fn remote_path(&self, repo: &str) -> Option<String> {
+        let path = repo.strip_prefix(&self.namespace)?.strip_prefix('/')?;
+        if self.library_prefix && !path.contains('/') {
+            Some(format!("library/{path}"))
+        } else {
+            Some(path.to_string())
+        }
+    }
+}
+
+fn be_u64(v: &[u8]) -> u64 {
+    let mut be = [0u8; 8];
+    be.copy_from_slice(&v[..8]);
+    u64::from_be_bytes(be)
+}
+
+impl Catalog {
+    /// The upstream the namespace of `repo` (or the namespace `repo` itself) mirrors.
+    pub fn upstream_of(&self, repo: &str) -> Result<Option<UpstreamRecord>> {
+        self.get(&key(keys::UPSTREAM, &[namespace_of(repo)]))
+    }
+
+    pub fn upstreams(&self) -> Result<Vec<UpstreamRecord>> {
+        self.scan(keys::UPSTREAM.as_bytes())
+    }
+
+    pub fn upstream_named(&self, name: &str) -> Result<Option<UpstreamRecord>> {
+        Ok(self.upstreams()?.into_iter().find(|u| u.name == name))
+    }
+
+    /// The upstream serving registry host `host` (containerd's `?ns=`).
+    pub fn upstream_for_host(&self, host: &str) -> Result<Option<UpstreamRecord>> {
+        Ok(self
+            .upstreams()?
+            .into_iter()
+            .find(|u| u.host.eq_ignore_ascii_case(host)))
+    }
+
+    /// The size a mirrored manifest gives blob `digest` of `repo`, while its bytes were not
+    /// fetched from the upstream yet.
+    pub fn promised_blob(&self, repo: &str, digest: &str) -> Result<Option<u64>> {
+        Ok(self
+            .tree()
+            .get(key(keys::PROMISED_BLOB, &[repo, digest]))?
+            .map(|v| be_u64(&v)))
+    }
+
+    /// When tag `tag` of mirrored `repo` was last fetched or revalidated upstream.
+    pub fn tag_checked_at(&self, repo: &str, tag: &str) -> Result<Option<i64>> {
+        self.get(&key(keys::TAG_CHECKED, &[repo, tag]))
+    }
+
+    pub(crate) fn create_upstream(
+        &self,
+        upstream: &UpstreamRecord,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        if self.namespace(&upstream.namespace)?.is_none() {
+            return rejected(Rejection::NamespaceUnknown(upstream.namespace.clone()));
+        }
+        for u in self.upstreams()? {
+            if u.name == upstream.name
+                || u.namespace == upstream.namespace
+                || u.host.eq_ignore_ascii_case(&upstream.host)
+            {
+                return rejected(Rejection::UpstreamExists(u.name));
+            }
+        }
+        batch.insert(
+            key(keys::UPSTREAM, &[&upstream.namespace]),
+            encode(upstream),
+        );
+        done()
+    }
+
+    /// Removes the binding; what was mirrored stays, as an ordinary namespace's content.
+    pub(crate) fn delete_upstream(&self, name: &str, batch: &mut Batch) -> Result<Outcome> {
+        let Some(u) = self.upstream_named(name)? else {
+            return rejected(Rejection::UpstreamUnknown(name.into()));
+        };
+        batch.remove(key(keys::UPSTREAM, &[&u.namespace]));
+        done()
+    }
+
+    /// Stores a manifest fetched from the upstream of `repo`'s namespace: like a push, but
+    /// its blobs and child manifests need not be here (they are fetched when asked for); the
+    /// blobs not linked yet are promised with the sizes the manifest gives.
+    pub(crate) fn mirror_manifest(
+        &self,
+        repo: &str,
+        manifest: &ManifestRecord,
+        tag: Option<&str>,
+        blobs: &[(String, u64)],
+        fetched_at: i64,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        if self.upstream_of(repo)?.is_none() {
+            return rejected(Rejection::NotAMirror(namespace_of(repo).into()));
+        }
+        if let Some(r) = self.moving_immutable_tag(repo, &manifest.digest, tag)? {
+            return rejected(r);
+        }
+        self.store_manifest(repo, manifest, tag, batch)?;
+        for (digest, size) in blobs {
+            if !self.has(&key(keys::BLOB_LINK, &[repo, digest]))? {
+                batch.insert(
+                    key(keys::PROMISED_BLOB, &[repo, digest]),
+                    size.to_be_bytes().to_vec(),
+                );
+            }
+        }
+        if let Some(t) = tag {
+            batch.insert(key(keys::TAG_CHECKED, &[repo, t]), encode(&fetched_at));
+        }
+        done()
+    }
+
+    /// The upstream still gives tag `tag` the digest `digest`: served fresh for another TTL.
+    pub(crate) fn tag_checked(
+        &self,
+        repo: &str,
+        tag: &str,
+        digest: &str,
+        at: i64,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        if self.tag(repo, tag)?.as_deref() != Some(digest) {
+            return rejected(Rejection::TagUnknown(tag.into()));
+        }
+        batch.insert(key(keys::TAG_CHECKED, &[repo, tag]), encode(&at));
+        done()
+    }
+}
