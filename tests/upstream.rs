@@ -68,6 +68,11 @@ impl Upstream {
     /// Starts Distribution and nginx in front of it, under `dir`. Returns `None` (after the
     /// loud notice; a failure in CI) when either tool is missing.
     pub fn start(dir: &Path) -> Option<Upstream> {
+        Upstream::start_with(dir, None)
+    }
+
+    /// `start`, with nginx asking for Basic credentials `(user, password)` when given.
+    pub fn start_with(dir: &Path, basic: Option<(&str, &str)>) -> Option<Upstream> {
         if !crate::require_tool("docker-registry")
             || !(crate::require_tool("nginx") || Path::new("/usr/sbin/nginx").exists())
         {
@@ -104,6 +109,16 @@ impl Upstream {
             .output()
             .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
         let user = if root { "user root;\n" } else { "" };
+        let auth = match basic {
+            Some((u, pw)) => {
+                std::fs::write(dir.join("htpasswd"), format!("{u}:{{PLAIN}}{pw}\n")).unwrap();
+                format!(
+                    "auth_basic \"upstream\";\n      auth_basic_user_file \"{}\";",
+                    dir.join("htpasswd").display()
+                )
+            }
+            None => String::new(),
+        };
         let conf = format!(
             "daemon off;
 {user}master_process on;
@@ -127,6 +142,7 @@ http {{
       if (-f \"{down}\") {{
         return 503;
       }}
+      {auth}
       proxy_pass http://127.0.0.1:{reg_port};
       proxy_set_header Host $http_host;
       proxy_buffering off;

@@ -181,3 +181,177 @@ impl Catalog {
         done()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::tests::{catalog, check, manifest, ns};
+    use crate::Command;
+
+    fn upstream(name: &str, namespace: &str, host: &str) -> UpstreamRecord {
+        UpstreamRecord {
+            name: name.into(),
+            namespace: namespace.into(),
+            url: format!("https://{host}"),
+            host: host.into(),
+            username: None,
+            password: None,
+            tag_ttl: 300,
+            max_connections: 16,
+            library_prefix: false,
+            created_at: 1,
+        }
+    }
+
+    fn create(u: UpstreamRecord) -> Command {
+        Command::CreateUpstream { upstream: u }
+    }
+
+    fn mirrored(repo: &str, digest: &str, tag: Option<&str>, blobs: &[(&str, u64)]) -> Command {
+        Command::MirrorManifest {
+            repo: repo.into(),
+            manifest: manifest(digest, &blobs.iter().map(|b| b.0).collect::<Vec<_>>(), None),
+            tag: tag.map(Into::into),
+            blobs: blobs.iter().map(|(d, s)| (d.to_string(), *s)).collect(),
+            fetched_at: 100,
+        }
+    }
+
+    #[test]
+    fn one_binding_per_namespace_name_and_host() {
+        let c = catalog();
+        check(
+            &c,
+            create(upstream("hub", "hub", "docker.io")),
+            Outcome::Rejected(Rejection::NamespaceUnknown("hub".into())),
+        );
+        check(&c, ns("hub"), Outcome::Done);
+        check(&c, ns("ghcr"), Outcome::Done);
+        check(
+            &c,
+            create(upstream("hub", "hub", "docker.io")),
+            Outcome::Done,
+        );
+        for dup in [
+            upstream("hub", "ghcr", "ghcr.io"),
+            upstream("other", "hub", "ghcr.io"),
+            upstream("other", "ghcr", "DOCKER.IO"),
+        ] {
+            check(
+                &c,
+                create(dup),
+                Outcome::Rejected(Rejection::UpstreamExists("hub".into())),
+            );
+        }
+        assert_eq!(
+            c.upstream_for_host("Docker.io").unwrap().unwrap().namespace,
+            "hub"
+        );
+        assert_eq!(
+            c.upstream_of("hub/library/nginx").unwrap().unwrap().name,
+            "hub"
+        );
+        assert!(c.upstream_of("ghcr/x").unwrap().is_none());
+        check(
+            &c,
+            Command::DeleteUpstream {
+                name: "nope".into(),
+            },
+            Outcome::Rejected(Rejection::UpstreamUnknown("nope".into())),
+        );
+        check(
+            &c,
+            Command::DeleteUpstream { name: "hub".into() },
+            Outcome::Done,
+        );
+        assert!(c.upstreams().unwrap().is_empty());
+        // Deleting the namespace takes its binding along.
+        check(&c, create(upstream("g", "ghcr", "ghcr.io")), Outcome::Done);
+        check(
+            &c,
+            Command::DeleteNamespace {
+                name: "ghcr".into(),
+            },
+            Outcome::Done,
+        );
+        assert!(c.upstreams().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_mirrored_manifest_promises_its_blobs_until_they_are_linked() {
+        let c = catalog();
+        check(&c, ns("hub"), Outcome::Done);
+        let repo = "hub/library/nginx";
+        check(
+            &c,
+            mirrored(repo, "sha256:m1", Some("latest"), &[("sha256:b1", 10)]),
+            Outcome::Rejected(Rejection::NotAMirror("hub".into())),
+        );
+        check(
+            &c,
+            create(upstream("hub", "hub", "docker.io")),
+            Outcome::Done,
+        );
+        check(
+            &c,
+            mirrored(
+                repo,
+                "sha256:m1",
+                Some("latest"),
+                &[("sha256:b1", 10), ("sha256:b2", 20)],
+            ),
+            Outcome::Done,
+        );
+        assert_eq!(c.tag(repo, "latest").unwrap().as_deref(), Some("sha256:m1"));
+        assert_eq!(c.tag_checked_at(repo, "latest").unwrap(), Some(100));
+        assert_eq!(c.promised_blob(repo, "sha256:b1").unwrap(), Some(10));
+        assert_eq!(
+            c.blob_size(repo, "sha256:b1").unwrap(),
+            None,
+            "a promise is no link"
+        );
+        let link = Command::LinkBlob {
+            repo: repo.into(),
+            digest: "sha256:b1".into(),
+            size: 10,
+            upload: None,
+            at: 5,
+        };
+        check(&c, link, Outcome::Done);
+        assert_eq!(
+            c.promised_blob(repo, "sha256:b1").unwrap(),
+            None,
+            "the link ends the promise"
+        );
+        assert_eq!(c.blob_size(repo, "sha256:b1").unwrap(), Some(10));
+        // A manifest listing a linked blob promises nothing for it.
+        check(
+            &c,
+            mirrored(repo, "sha256:m2", None, &[("sha256:b1", 10)]),
+            Outcome::Done,
+        );
+        assert_eq!(c.promised_blob(repo, "sha256:b1").unwrap(), None);
+        // Revalidation: only while the tag still names the digest.
+        let checked = |digest: &str, at| Command::TagChecked {
+            repo: repo.into(),
+            tag: "latest".into(),
+            digest: digest.into(),
+            at,
+        };
+        check(&c, checked("sha256:m1", 200), Outcome::Done);
+        assert_eq!(c.tag_checked_at(repo, "latest").unwrap(), Some(200));
+        check(
+            &c,
+            checked("sha256:m2", 300),
+            Outcome::Rejected(Rejection::TagUnknown("latest".into())),
+        );
+        // Deleting the repository takes promises and check times along.
+        check(
+            &c,
+            Command::DeleteRepository { repo: repo.into() },
+            Outcome::Done,
+        );
+        assert_eq!(c.promised_blob(repo, "sha256:b2").unwrap(), None);
+        assert_eq!(c.tag_checked_at(repo, "latest").unwrap(), None);
+    }
+}

@@ -461,6 +461,41 @@ fn a_private_shoal_upstream_with_token_auth_and_a_private_mirror() {
 }
 
 #[test]
+fn an_upstream_asking_for_basic_credentials_gets_them() {
+    let dir = tempdir();
+    let Some(up) = Upstream::start_with(&dir.path().join("upstream"), Some(("bot", "s3cret")))
+    else {
+        return;
+    };
+    let (digest, _, layers) = push_upstream(&up, "team/app", "v1", &[noise(30, 10_000)]);
+    let node = Node::start_with(&dir.path().join("node"), &["--upstream-timeout", "2s"]);
+    let admin = node.registry();
+    for (ns, host, password) in [
+        ("basic", up.host.as_str(), "s3cret"),
+        ("nopass", "nopass.example", "wrong"),
+    ] {
+        admin.create_namespace(ns);
+        let body = json!({"name": ns, "url": up.url, "namespace": ns, "host": host, "username": "bot", "password": password});
+        let r = admin
+            .http
+            .post(admin.url("/api/v1/upstreams"))
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = get_ok(&admin, "/v2/basic/team/app/manifests/v1");
+    assert_eq!(header(&r, "Docker-Content-Digest"), digest);
+    let r = get_ok(&admin, &format!("/v2/basic/team/app/blobs/{}", layers[0]));
+    assert_eq!(sha256(&r.bytes().unwrap()), layers[0]);
+    // Sent only after the upstream asked: the first request of each kind went without.
+    let statuses: Vec<String> = up.requests();
+    assert!(statuses.iter().any(|l| l.contains(" 401 ")), "{statuses:?}");
+    let (status, code) = error_code(admin.get("/v2/nopass/team/app/manifests/v1"));
+    assert_eq!((status, code.as_str()), (503, "UNAVAILABLE"));
+}
+
+#[test]
 fn a_region_fetches_each_upstream_blob_once_for_a_storm() {
     let dir = tempdir();
     let Some(up) = Upstream::start(&dir.path().join("upstream")) else {

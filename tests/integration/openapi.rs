@@ -65,6 +65,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/namespaces/{ns}/retention/preview"),
     ("post", "/namespaces/{ns}/retention/run"),
     ("delete", "/cluster/members/{id}"),
+    ("get", "/upstreams"),
+    ("post", "/upstreams"),
+    ("get", "/upstreams/{name}"),
+    ("delete", "/upstreams/{name}"),
 ];
 
 /// Test cases per operation and phase: about 40 s on two cores, with room under load.
@@ -164,6 +168,15 @@ fn the_management_api_keeps_to_its_openapi_document() {
 fn seed_the_examples(admin: &Registry) {
     admin.create_namespace("acme-apps");
     admin.push_image("acme-apps/api", "v1.2.0", b"a layer of the example image");
+    // The upstream `hub` (never contacted: no pull goes through it here).
+    admin.create_namespace("hub-mirror");
+    let r = admin
+        .http
+        .post(admin.url("/api/v1/upstreams"))
+        .json(&json!({"name": "hub", "url": "https://registry-1.docker.io", "namespace": "hub-mirror"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "upstream: {}", r.text().unwrap());
     for (path, body) in [
         ("/api/v1/service-accounts", json!({"name": "ci-deployer"})),
         (
