@@ -67,7 +67,13 @@ impl Targets {
 
     /// A new client with a connection pool of its own, on target `i % targets`.
     pub fn client(&self, i: usize) -> anyhow::Result<Registry> {
-        let base = self.urls[i % self.urls.len()].clone();
+        self.client_of(&self.urls[i % self.urls.len()])
+    }
+
+    /// A new client of registry `base` (not necessarily a target: the upstream a target
+    /// mirrors), signing in the same way.
+    pub fn client_of(&self, base: &str) -> anyhow::Result<Registry> {
+        let base = base.trim_end_matches('/').to_string();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)

@@ -22,8 +22,9 @@ use crate::command::{done, rejected, ManifestRecord, Outcome, Rejection};
 use crate::keys::{self, key};
 use crate::Result;
 
-/// An upstream registry a namespace mirrors.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// An upstream registry a namespace mirrors. Its `Debug` masks the password, so no log of
+/// a command or record (openraft's debug logs included) carries it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpstreamRecord {
     /// Unique among upstreams.
     pub name: String,
@@ -43,6 +44,23 @@ pub struct UpstreamRecord {
     /// One-segment paths get `library/` in front (Docker Hub's official images).
     pub library_prefix: bool,
     pub created_at: i64,
+}
+
+impl std::fmt::Debug for UpstreamRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamRecord")
+            .field("name", &self.name)
+            .field("namespace", &self.namespace)
+            .field("url", &self.url)
+            .field("host", &self.host)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tag_ttl", &self.tag_ttl)
+            .field("max_connections", &self.max_connections)
+            .field("library_prefix", &self.library_prefix)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 impl UpstreamRecord {
@@ -215,6 +233,17 @@ mod tests {
             blobs: blobs.iter().map(|(d, s)| (d.to_string(), *s)).collect(),
             fetched_at: 100,
         }
+    }
+
+    #[test]
+    fn debug_masks_the_password() {
+        let mut u = upstream("hub", "hub", "docker.io");
+        u.password = Some("hunter2".into());
+        let shown = format!("{:?}", Command::CreateUpstream { upstream: u });
+        assert!(
+            !shown.contains("hunter2") && shown.contains("***"),
+            "{shown}"
+        );
     }
 
     #[test]

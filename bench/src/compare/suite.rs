@@ -284,6 +284,8 @@ impl Suite<'_> {
             reuse: Some(tag),
             seed: None,
             verify: self.plan.verify,
+            push_to: None,
+            pull_repo: None,
         };
         let report = pull_storm::run(&cfg, &targets).await?;
         if let (Some(log), Some(from)) = (&s.origin_log, from) {

@@ -5,7 +5,9 @@
 //! A fresh random image is pushed first, untimed, so on Shoal the storm is cold (every
 //! node's cache misses; the origin should be read once per blob); `--reuse TAG` pulls an
 //! existing image instead, warm. Each client has its own connection pool and signs in on
-//! its own, as separate nodes would.
+//! its own, as separate nodes would. With `--push-to` the image goes to the upstream a
+//! target mirrors and is pulled from `--pull-repo`: a cold pull through the mirror (the
+//! manifest is resolved untimed, so the mirror has fetched it; every blob stays cold).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -50,6 +52,14 @@ pub struct Config {
     /// Hash every blob received and count a mismatch as an error (hashing is then timed).
     #[arg(long)]
     pub verify: bool,
+    /// Push the generated image to this registry instead of the first target: the upstream
+    /// a target mirrors (a cold pull through a mirror).
+    #[arg(long, value_name = "URL")]
+    pub push_to: Option<String>,
+    /// Pull from this repository instead of --repo: where the target serves what was pushed
+    /// to --push-to (its mirror namespace, e.g. mirror/bench/pull-storm).
+    #[arg(long, value_name = "REPO")]
+    pub pull_repo: Option<String>,
 }
 
 pub async fn run(cfg: &Config, targets: &Targets) -> anyhow::Result<Report> {
@@ -57,7 +67,9 @@ pub async fn run(cfg: &Config, targets: &Targets) -> anyhow::Result<Report> {
     positive("--clients", cfg.clients)?;
     positive("--layer-parallelism", cfg.layer_parallelism)?;
     let setup = targets.client(0)?;
-    let mut facts = BTreeMap::from([("repo".to_string(), cfg.repo.clone())]);
+    let pull_repo = cfg.pull_repo.clone().unwrap_or_else(|| cfg.repo.clone());
+    check_repo(&pull_repo)?;
+    let mut facts = BTreeMap::from([("repo".to_string(), pull_repo.clone())]);
     let tag = match &cfg.reuse {
         Some(tag) => tag.clone(),
         None => {
@@ -66,15 +78,21 @@ pub async fn run(cfg: &Config, targets: &Targets) -> anyhow::Result<Report> {
             let image =
                 tokio::task::spawn_blocking(move || Image::generate(seed, layers, size)).await?;
             let tag = format!("storm-{seed:016x}");
-            oci::push_image(&setup, &cfg.repo, &tag, &image)
+            let pusher = match &cfg.push_to {
+                Some(url) => targets.client_of(url)?,
+                None => setup.clone(),
+            };
+            oci::push_image(&pusher, &cfg.repo, &tag, &image)
                 .await
                 .context("pushing the image to pull (untimed)")?;
-            wait_visible(targets, &cfg.repo, &tag).await?;
+            if cfg.push_to.is_none() {
+                wait_visible(targets, &cfg.repo, &tag).await?;
+            }
             tag
         }
     };
     // What a pull will fetch, resolved untimed (a manifest GET reads no blob).
-    let (manifest_digest, blobs) = resolve(&setup, &cfg.repo, &tag).await?;
+    let (manifest_digest, blobs) = resolve(&setup, &pull_repo, &tag).await?;
     facts.insert("tag".into(), tag.clone());
     facts.insert("manifest_digest".into(), manifest_digest);
     let counts = BTreeMap::from([
@@ -90,7 +108,7 @@ pub async fn run(cfg: &Config, targets: &Targets) -> anyhow::Result<Report> {
     let tasks = clients
         .into_iter()
         .map(|reg| {
-            let (repo, tag, timeline) = (cfg.repo.clone(), tag.clone(), measure.timeline());
+            let (repo, tag, timeline) = (pull_repo.clone(), tag.clone(), measure.timeline());
             let (parallelism, verify) = (cfg.layer_parallelism, cfg.verify);
             tokio::spawn(async move {
                 let mut rec = Recorder::default();

@@ -46,8 +46,9 @@ struct CreateUpstream {
     /// Default: on for Docker Hub.
     #[serde(default)]
     library_prefix: Option<bool>,
-    /// Give a namespace without a retention policy the mirror default (keep what was
-    /// pulled within 30 days or fetched within 7). Default true.
+    /// Give a namespace without a retention policy the mirror default (keep tags pulled
+    /// within 30 days or fetched within 7, and manifests fetched by digest for 7). Default
+    /// true.
     #[serde(default)]
     default_retention: Option<bool>,
 }
@@ -77,6 +78,12 @@ pub(crate) fn mirror_retention() -> RetentionPolicy {
                 ..KeepRule::default()
             },
             KeepRule {
+                pushed_within: Some(7 * 86_400),
+                ..KeepRule::default()
+            },
+            // What nodes pull by digest only (pinned images) is untagged here.
+            KeepRule {
+                untagged: true,
                 pushed_within: Some(7 * 86_400),
                 ..KeepRule::default()
             },
