@@ -39,6 +39,7 @@ pub async fn run_all(store: &dyn BlobStore) {
     open_sessions_are_listed(store).await;
     stale_sessions_are_purged(store).await;
     held_session_is_not_purged(store).await;
+    adopted_file_is_a_blob_or_left_alone(store).await;
 }
 
 fn now() -> i64 {
@@ -293,6 +294,26 @@ async fn recommit_same_content(store: &dyn BlobStore) {
         assert_eq!(store.commit_upload(&id, &d).await.unwrap(), 5);
     }
     assert_eq!(read_all(store, &d, None).await, b"twice");
+}
+
+/// A verified file handed to `adopt_file` is either a committed blob after it (and gone
+/// from its place), or untouched with nothing stored.
+async fn adopted_file_is_a_blob_or_left_alone(store: &dyn BlobStore) {
+    let content = b"adopt me";
+    let d = Digest::sha256_of(content);
+    let path = std::env::temp_dir().join(format!("shoal-adopt-{}", crate::UploadId::new()));
+    std::fs::write(&path, content).unwrap();
+    if store.adopt_file(&path, &d).await.unwrap() {
+        assert!(!path.exists(), "an adopted file stays at its old place");
+        assert_eq!(read_all(store, &d, None).await, content);
+        let info = store.stat(&d).await.unwrap().expect("adopted blob");
+        assert_recent(info.modified, "adopted blob");
+        assert!(store.delete(&d).await.unwrap());
+    } else {
+        assert_eq!(std::fs::read(&path).unwrap(), content);
+        assert_eq!(store.stat(&d).await.unwrap(), None);
+        std::fs::remove_file(&path).unwrap();
+    }
 }
 
 async fn stat_gives_size_and_time(store: &dyn BlobStore) {

@@ -511,6 +511,27 @@ impl BlobStore for FsStore {
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?
     }
 
+    async fn adopt_file(&self, path: &std::path::Path, digest: &Digest) -> Result<bool> {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        // As a commit: the blob's time is now, made durable with its bytes.
+        tokio::task::spawn_blocking(move || {
+            file.set_modified(SystemTime::now())?;
+            file.sync_all()
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+        let target = self.inner.layout.blob(digest);
+        let dir = target.parent().expect("blob path has a parent");
+        fs::create_dir_all(dir).await?;
+        match fs::rename(path, &target).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        File::open(dir).await?.sync_all().await?;
+        Ok(true)
+    }
+
     async fn purge_stale(&self, untouched_for_secs: i64, now: i64) -> Result<PurgeReport> {
         purge::purge_sessions(self, purge::cutoff(untouched_for_secs, now)).await
     }

@@ -253,4 +253,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// removed under it. On S3 it also aborts the incomplete multipart uploads initiated
     /// before that time that no append or commit of this process is running.
     async fn purge_stale(&self, untouched_for_secs: i64, now: i64) -> Result<PurgeReport>;
+    /// Makes the file at `path`, whose content the caller verified against `digest`, a
+    /// committed blob by moving it in, without copying or hashing it again. `Ok(false)`:
+    /// this store cannot (not a local store, or another filesystem), the file is untouched
+    /// and the caller stores the bytes as an upload.
+    async fn adopt_file(&self, path: &std::path::Path, digest: &Digest) -> Result<bool> {
+        let _ = (path, digest);
+        Ok(false)
+    }
 }

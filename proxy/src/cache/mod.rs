@@ -121,12 +121,15 @@ pub trait UpstreamSource: Send + Sync {
         from: u64,
     ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, FillError>;
     /// Makes the verified bytes in `file` an ordinary blob of `repo`: in the origin, linked.
+    /// `path` is the file's own path when the cache does not keep it: the origin may then
+    /// take the file itself instead of a copy.
     async fn keep(
         &self,
         repo: &str,
         digest: &Digest,
         size: u64,
         file: Arc<std::fs::File>,
+        path: Option<&std::path::Path>,
     ) -> Result<(), String>;
 }
 
@@ -312,14 +315,19 @@ impl BlobCache {
             Ok(from_upstream) => {
                 tx.send_modify(|p| p.state = State::Verified);
                 let admit = mirrored.is_none() || self.keep_mirrored;
-                if !admit {
-                    remove_quietly(&tmp);
-                } else if let Err(e) = self.admit(&fill, &tmp).await {
-                    tracing::warn!(digest = %fill.digest, error = %e, "could not keep a verified blob in the cache");
-                    remove_quietly(&tmp);
+                if admit {
+                    if let Err(e) = self.admit(&fill, &tmp).await {
+                        tracing::warn!(digest = %fill.digest, error = %e, "could not keep a verified blob in the cache");
+                        remove_quietly(&tmp);
+                    }
                 }
                 if let (Some(repo), true) = (&mirrored, from_upstream) {
-                    self.keep_mirrored_blob(repo, &fill).await;
+                    let own = (!admit).then_some(tmp.as_path());
+                    self.keep_mirrored_blob(repo, &fill, own).await;
+                }
+                if !admit {
+                    // Gone already if the origin took the file.
+                    remove_quietly(&tmp);
                 }
                 // Only now: until the blob is in the index (or linked, for a mirror fill),
                 // newcomers must join this fill.
@@ -352,12 +360,12 @@ impl BlobCache {
 
     /// Stores a verified mirror fill in the origin and links it; a failure leaves the blob
     /// promised, to be fetched again by the next read.
-    async fn keep_mirrored_blob(&self, repo: &str, fill: &Fill) {
+    async fn keep_mirrored_blob(&self, repo: &str, fill: &Fill, path: Option<&std::path::Path>) {
         let Some(source) = self.upstream.get() else {
             return;
         };
         let kept = source
-            .keep(repo, &fill.digest, fill.size, fill.file.clone())
+            .keep(repo, &fill.digest, fill.size, fill.file.clone(), path)
             .await;
         match kept {
             Ok(()) => {

@@ -1,7 +1,8 @@
 //! The cache's way to the upstream of a mirrored blob (`cache::UpstreamSource`): open its
 //! bytes there, and once a fill verified them, keep them as ordinary content: stored in the
 //! origin (so they outlive cache eviction and node loss) and linked to the repository
-//! through Raft, which ends the blob's promise.
+//! through Raft, which ends the blob's promise. The embedded origin takes the fill file
+//! itself (`BlobStore::adopt_file`), so a mirrored blob is written and hashed once.
 
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -62,10 +63,22 @@ impl UpstreamSource for MirrorSource {
         digest: &Digest,
         size: u64,
         file: Arc<std::fs::File>,
+        path: Option<&std::path::Path>,
     ) -> Result<(), String> {
         let stored = self.store.stat(digest).await.map_err(|e| e.to_string())?;
         if stored.is_none() {
-            self.store_file(digest, size, file).await?;
+            // The embedded origin takes the verified fill file itself (a rename on the same
+            // disk); any other origin gets a copy as an upload.
+            let adopted = match path {
+                Some(p) => self.store.adopt_file(p, digest).await.unwrap_or_else(|e| {
+                    tracing::warn!(%digest, error = %e, "the origin could not take the fill file; copying it");
+                    false
+                }),
+                None => false,
+            };
+            if !adopted {
+                self.store_file(digest, size, file).await?;
+            }
         }
         let cmd = Command::LinkBlob {
             repo: repo.to_string(),
