@@ -2,9 +2,10 @@
 //!
 //! A blob is served only if the metadata links it to the repository (no reading another
 //! repository's blob by guessing its digest), or a mirrored manifest of the repository
-//! promises it: then it is fetched from the upstream (`mirror`). The bytes come from the edge cache when the
-//! origin is a separate service (`cache`), else straight from the embedded origin. With the
-//! cache, a HEAD is answered from the metadata alone, so it works while the origin is down.
+//! promises it: then it is fetched from the upstream (`mirror`). The bytes come from the
+//! edge cache when the origin is a separate service (`cache`), else straight from the
+//! embedded origin. With the cache, a HEAD is answered from the metadata alone, so it works
+//! while the origin is down.
 
 use http::StatusCode;
 use shoal_raft::Command;
