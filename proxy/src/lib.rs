@@ -19,13 +19,15 @@
 //! - `errors`: `ApiError` and the one code → status table;
 //! - `cli`: the operator commands of the `shoal` binary;
 //! - `malloc`: glibc arena limit for many concurrent large bodies;
-//! - `logging`, `config`.
+//! - `logging`, `config`; `config_file`: the TOML file `serve --config` reads, layered
+//!   under flags and environment.
 
 pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod edge;
 pub mod errors;
 pub mod forwarded;

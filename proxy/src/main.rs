@@ -26,14 +26,20 @@ struct Cli {
 enum Cmd {
     /// Run a node (single node with the embedded origin by default).
     Serve {
+        /// A TOML file of settings: each key a flag's long name (listen = "0.0.0.0:5000").
+        /// Flags and SHOAL_* variables take precedence over it.
+        #[arg(long, env = "SHOAL_CONFIG")]
+        config: Option<PathBuf>,
         /// Address to listen on; port 0 picks a free port.
-        #[arg(long, env = "SHOAL_LISTEN", default_value = "127.0.0.1:5000")]
+        #[arg(long, env = "SHOAL_LISTEN", default_value = "127.0.0.1:5000", value_parser = valid_listen)]
         listen: String,
         /// Data directory (metadata and the embedded origin's blobs).
         #[arg(long, env = "SHOAL_DATA", default_value = "./shoal-data")]
         data: PathBuf,
+        /// This node's Raft id, unique in the region.
         #[arg(long, env = "SHOAL_NODE_ID", default_value_t = 1)]
         node_id: u64,
+        /// Logs on stderr as text or as JSON lines.
         #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
         /// Worker threads of the HTTP front end.
@@ -80,10 +86,10 @@ enum Cmd {
         #[arg(long, env = "SHOAL_CACHE_MAX_BYTES", default_value = "10GiB", value_parser = parse_size)]
         cache_max_bytes: u64,
         /// Requests per client IP without credentials, e.g. 500/10m, or off.
-        #[arg(long, env = "SHOAL_ANONYMOUS_RATE_LIMIT", default_value = "500/10m")]
+        #[arg(long, env = "SHOAL_ANONYMOUS_RATE_LIMIT", default_value = "500/10m", value_parser = valid_rate)]
         anonymous_rate_limit: String,
         /// Failed sign-ins per client IP and login before further attempts get 429, or off.
-        #[arg(long, env = "SHOAL_FAILED_LOGIN_LIMIT", default_value = "30/1m")]
+        #[arg(long, env = "SHOAL_FAILED_LOGIN_LIMIT", default_value = "30/1m", value_parser = valid_rate)]
         failed_login_limit: String,
         /// Browser origin allowed to call the node (repeatable; `*` for any). Off by default.
         #[arg(
@@ -97,7 +103,8 @@ enum Cmd {
         #[arg(
             long = "trusted-proxy",
             env = "SHOAL_TRUSTED_PROXIES",
-            value_delimiter = ','
+            value_delimiter = ',',
+            value_parser = valid_proxy
         )]
         trusted_proxies: Vec<String>,
         /// PEM certificate chain: serve HTTPS on --listen (with --tls-key).
@@ -123,14 +130,14 @@ enum Cmd {
         #[arg(long, env = "SHOAL_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
         header_timeout: std::time::Duration,
         /// Open connections per client address (trusted proxies excepted), or off.
-        #[arg(long, env = "SHOAL_MAX_CONNECTIONS_PER_IP", default_value = "512")]
+        #[arg(long, env = "SHOAL_MAX_CONNECTIONS_PER_IP", default_value = "512", value_parser = valid_limit)]
         max_connections_per_ip: String,
         /// Upload sessions one principal (user or service account, all its credentials
         /// together) may hold open at once; past that, opening one answers 429.
         #[arg(long, env = "SHOAL_MAX_OPEN_UPLOADS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
         max_open_uploads: u32,
         /// How often the leader collects garbage (e.g. 1h), or off (only `shoal gc run`).
-        #[arg(long, env = "SHOAL_GC_INTERVAL", default_value = "1h")]
+        #[arg(long, env = "SHOAL_GC_INTERVAL", default_value = "1h", value_parser = valid_interval)]
         gc_interval: String,
         /// Nothing written or used by a pusher within this time is collected, e.g. 1h.
         #[arg(long, env = "SHOAL_GC_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
@@ -139,7 +146,7 @@ enum Cmd {
         #[arg(long, env = "SHOAL_GC_PAUSE", default_value = "20ms", value_parser = humantime::parse_duration)]
         gc_pause: std::time::Duration,
         /// How often the leader runs the retention policies (e.g. 1h), or off.
-        #[arg(long, env = "SHOAL_RETENTION_INTERVAL", default_value = "1h")]
+        #[arg(long, env = "SHOAL_RETENTION_INTERVAL", default_value = "1h", value_parser = valid_interval)]
         retention_interval: String,
         /// Upload sessions nobody wrote to for this long are removed, e.g. 24h.
         #[arg(long, env = "SHOAL_UPLOAD_MAX_AGE", default_value = "24h", value_parser = humantime::parse_duration)]
@@ -148,6 +155,11 @@ enum Cmd {
         /// pull is served stale or fails with 503.
         #[arg(long, env = "SHOAL_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
         upstream_timeout: std::time::Duration,
+    },
+    /// The settings file of `serve --config`: check one, or show the effective settings.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCmd,
     },
     /// Region membership and the cluster CA.
     Cluster {
@@ -158,6 +170,51 @@ enum Cmd {
     },
     #[command(flatten)]
     Manage(Manage),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check FILE without starting: every key a setting, every value valid (errors name
+    /// the key and its line).
+    Check { file: PathBuf },
+    /// Print the settings `serve` would run with (flags aside): SHOAL_* environment, then
+    /// the file, then defaults; secrets masked.
+    Show {
+        #[arg(long, env = "SHOAL_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `shoal config check|show`.
+fn config_cmd(cmd: ConfigCmd) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let root = Cli::command();
+    let serve = root.find_subcommand("serve").expect("a serve command");
+    match cmd {
+        ConfigCmd::Check { file } => match shoal_proxy::config_file::load(serve, &file) {
+            Ok(entries) => {
+                println!("{}: {} settings, all valid", file.display(), entries.len());
+                Ok(())
+            }
+            Err(errors) => anyhow::bail!("{}", errors.join("\n")),
+        },
+        ConfigCmd::Show { config } => {
+            let mut argv: Vec<std::ffi::OsString> = vec!["shoal".into(), "serve".into()];
+            if let Some(c) = config {
+                argv.push("--config".into());
+                argv.push(c.into());
+            }
+            let layered = shoal_proxy::config_file::layered(&root, argv)
+                .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
+            let matches = root.clone().try_get_matches_from(&layered.argv)?;
+            let m = matches.subcommand_matches("serve").expect("serve matches");
+            print!(
+                "{}",
+                shoal_proxy::config_file::show(serve, m, &layered.from_file)
+            );
+            Ok(())
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -181,6 +238,35 @@ enum ClusterCmd {
     Status,
     /// Remove a member at runtime (removing the leader makes it step down; the rest elect).
     RemoveNode { id: u64 },
+}
+
+// Validators of settings kept as text and parsed again when the node starts: a bad value
+// is refused where flags, environment and the config file are read, naming the setting.
+fn valid_listen(s: &str) -> Result<String, String> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.into()),
+        _ => Err(format!("{s:?} is not HOST:PORT")),
+    }
+}
+
+fn valid_rate(s: &str) -> Result<String, String> {
+    shoal_proxy::edge::parse_rate(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn valid_proxy(s: &str) -> Result<String, String> {
+    shoal_proxy::forwarded::TrustedProxies::parse(&[s.to_string()])
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn valid_limit(s: &str) -> Result<String, String> {
+    parse_limit(s).map(|_| s.to_string())
+}
+
+fn valid_interval(s: &str) -> Result<String, String> {
+    parse_interval(s).map(|_| s.to_string())
 }
 
 /// A duration such as `1h`, or `off` for none.
@@ -215,9 +301,22 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     shoal_proxy::malloc::limit_arenas();
-    let cli = Cli::parse();
+    let argv = {
+        use clap::CommandFactory;
+        match shoal_proxy::config_file::layered(&Cli::command(), std::env::args_os().collect()) {
+            Ok(l) => l.argv,
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let cli = Cli::parse_from(argv);
     let result = match cli.command {
         Cmd::Serve {
+            config: _,
             listen,
             data,
             node_id,
@@ -360,6 +459,7 @@ fn main() -> ExitCode {
         }
         Cmd::Manage(cmd) => shoal_proxy::cli::commands::run(cmd),
         Cmd::Cluster { command, target } => cluster(command, &target.server, target.json),
+        Cmd::Config { command } => config_cmd(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -421,4 +521,153 @@ fn origin_secret(file: Option<PathBuf>) -> anyhow::Result<String> {
         anyhow::bail!("--origin needs the origin's shared secret: --origin-secret-file FILE or SHOAL_ORIGIN_SECRET");
     }
     Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    use clap::CommandFactory;
+    use shoal_proxy::config_file;
+
+    use super::Cli;
+
+    fn argv(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    /// `deploy/shoal.example.toml` names every setting of `serve` (settings without a
+    /// default as a commented example), and every value in it, commented or not, is valid.
+    #[test]
+    fn the_example_config_names_every_setting_and_checks() {
+        let root = Cli::command();
+        let serve = root.find_subcommand("serve").unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/shoal.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let set: Vec<String> = config_file::load(serve, &path)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| !k.contains(' ')) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let all = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(all.path(), &uncommented).unwrap();
+        let named: Vec<String> = config_file::load(serve, all.path())
+            .unwrap_or_else(|e| panic!("the example's commented values: {e:?}"))
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert!(set.len() < named.len(), "some settings are examples");
+        for arg in serve.get_arguments() {
+            let Some(key) = arg.get_long() else { continue };
+            if key == "config" || key == "help" {
+                continue;
+            }
+            assert!(named.iter().any(|k| k == key), "the example lacks {key}");
+        }
+    }
+
+    /// Flags > environment > file > defaults, and errors name the key and the line.
+    #[test]
+    fn the_file_sits_between_environment_and_defaults() {
+        let root = Cli::command();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            "threads = 5\nregion = \"from-file\"\nshutdown-timeout = 3\ntrusted-proxy = [\"10.0.0.0/8\", \"192.168.0.1\"]\nmetrics-auth = true\n",
+        )
+        .unwrap();
+        let f = file.path().to_str().unwrap();
+        // Only this test sets SHOAL_REGION in this binary. clap reads the environment when
+        // the command is built, as `main` builds it at start.
+        std::env::set_var("SHOAL_REGION", "from-env");
+        let with_env = Cli::command();
+        let layered = config_file::layered(
+            &with_env,
+            argv(&["shoal", "serve", "--config", f, "--threads", "9"]),
+        );
+        std::env::remove_var("SHOAL_REGION");
+        let layered = layered.unwrap();
+        let matches = with_env
+            .clone()
+            .try_get_matches_from(&layered.argv)
+            .unwrap();
+        let m = matches.subcommand_matches("serve").unwrap();
+        assert_eq!(
+            m.get_one::<usize>("threads"),
+            Some(&9),
+            "a flag beats the file"
+        );
+        assert_eq!(
+            m.get_one::<String>("region").unwrap(),
+            "from-env",
+            "the environment beats the file"
+        );
+        assert_eq!(
+            m.get_one::<u64>("shutdown_timeout"),
+            Some(&3),
+            "the file beats the default"
+        );
+        assert_eq!(
+            m.get_one::<u64>("snapshot_every"),
+            Some(&5000),
+            "defaults stay"
+        );
+        let proxies: Vec<&String> = m.get_many::<String>("trusted_proxies").unwrap().collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "192.168.0.1"]);
+        assert!(m.get_flag("metrics_auth"));
+        assert_eq!(
+            layered.from_file,
+            ["metrics-auth", "shutdown-timeout", "trusted-proxy"]
+        );
+        let shown = config_file::show(
+            root.find_subcommand("serve").unwrap(),
+            m,
+            &layered.from_file,
+        );
+        assert!(
+            shown.contains("shutdown-timeout = \"3\"  # file"),
+            "{shown}"
+        );
+        assert!(shown.contains("threads = \"9\"  # flag"), "{shown}");
+
+        std::fs::write(
+            file.path(),
+            "threads = 2\nbogus = 1\n\ngc-interval = \"sometimes\"\nmetrics-auth = \"yes\"\n",
+        )
+        .unwrap();
+        let errors = config_file::layered(&root, argv(&["shoal", "serve", "--config", f]))
+            .err()
+            .unwrap();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[0].contains(":2: bogus: no such setting"),
+            "{errors:?}"
+        );
+        assert!(errors[1].contains(":4: gc-interval:"), "{errors:?}");
+        assert!(
+            errors[2].contains(":5: metrics-auth: a switch"),
+            "{errors:?}"
+        );
+        // A command line without --config is left as it is.
+        let plain = argv(&["shoal", "serve", "--threads", "4"]);
+        assert_eq!(
+            config_file::layered(&root, plain.clone()).unwrap().argv,
+            plain
+        );
+    }
 }

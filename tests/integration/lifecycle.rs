@@ -187,3 +187,59 @@ fn one_gib_push_and_pull_stream_with_flat_memory() {
         "peak RSS {peak} KiB is not under 100 MiB"
     );
 }
+
+/// `shoal serve --config FILE`: the node takes its settings from the file (a flag still
+/// wins), and `shoal config check` names a bad key and its line.
+#[test]
+fn a_node_runs_from_its_config_file() {
+    use shoal_tests::{bin, spawn_listening, Registry, ADMIN_PASSWORD};
+    let dir = tempdir();
+    let data = dir.path().join("node");
+    let file = dir.path().join("shoal.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata = \"{}\"\nregion = \"nl-01\"\nmetrics-auth = true\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(bin("shoal"));
+    cmd.args(["serve", "--config"])
+        .arg(&file)
+        .args(["--threads", "1"])
+        .env("SHOAL_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    let (mut child, url) = spawn_listening(cmd, &dir.path().join("node.log"));
+    let admin = Registry::new(&url);
+    admin.create_namespace("from-file");
+    let ns: Value = admin.get("/api/v1/namespaces/from-file").json().unwrap();
+    assert_eq!(ns["region"], "nl-01", "the file's region");
+    assert_eq!(
+        Registry::anonymous(&url).get("/metrics").status(),
+        401,
+        "metrics-auth from the file"
+    );
+    assert!(data.join("meta").exists(), "the file's data directory");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\n\nthreds = 2\n").unwrap();
+    let out = std::process::Command::new(bin("shoal"))
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":3: threds: no such setting"), "{err}");
+    let out = std::process::Command::new(bin("shoal"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a node does not start on a bad file"
+    );
+}
