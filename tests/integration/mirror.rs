@@ -140,12 +140,20 @@ fn a_mirror_serves_the_upstream_and_keeps_serving_when_it_fails() {
         "{:?}",
         up.requests()
     );
-    // The blob is kept in the origin: the embedded origin's own directory holds it.
+    // The blob is kept in the origin (once the fill that fetched it has stored it, just
+    // after its last byte went out): the embedded origin's own directory holds it.
     let hex = layers[0].trim_start_matches("sha256:");
-    let stored = walk(&node.data.join("origin"))
-        .into_iter()
-        .any(|p| p.ends_with(hex));
-    assert!(stored, "the mirrored blob is not in the origin");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !walk(&node.data.join("origin"))
+        .iter()
+        .any(|p| p.ends_with(hex))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the mirrored blob is not in the origin"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // containerd's way: `?ns=<registry host>`, percent-encoded, HEAD first.
     let ns = up.host.replace(':', "%3A");
@@ -545,14 +553,18 @@ fn a_region_fetches_each_upstream_blob_once_for_a_storm() {
             up.requests()
         );
     }
-    // After the storm the blobs are ordinary content: in the shared origin.
-    let stored = walk(&region.dir.join("origin"));
+    // After the storm the blobs are ordinary content: in the shared origin (stored just
+    // after their last byte went out).
+    let deadline = Instant::now() + Duration::from_secs(10);
     for b in &blob_digests {
         let hex = b.trim_start_matches("sha256:");
-        assert!(
-            stored.iter().any(|p| p.ends_with(hex)),
-            "{b} is not in the origin"
-        );
+        while !walk(&region.dir.join("origin"))
+            .iter()
+            .any(|p| p.ends_with(hex))
+        {
+            assert!(Instant::now() < deadline, "{b} is not in the origin");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
