@@ -201,7 +201,9 @@ fn collection_never_races_pushes_through_a_region() {
         "soak: {secs} s, {images} live images intact, {runs} collector runs, {deleted} blobs deleted, {} retried pushes",
         retries.load(Ordering::Relaxed)
     );
-    assert!(runs >= secs / 2, "the collector ran ({runs} runs)");
+    // The collector paces itself (a fifth of the time working), so under the load of a
+    // whole test suite a run takes seconds; it must still have run again and again.
+    assert!(runs >= 3, "the collector ran ({runs} runs)");
     assert!(
         deleted > 0,
         "the collector deleted garbage while pushes went on"
