@@ -22,6 +22,14 @@
 //! - `logging`, `config`; `config_file`: the TOML file `serve --config` reads, layered
 //!   under flags and environment.
 
+/// The version and the git commit this binary was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SHOAL_GIT_COMMIT"),
+    ")"
+);
+
 pub mod api;
 pub mod auth;
 pub mod cache;

@@ -1,6 +1,7 @@
 //! Log set-up: `tracing` to stderr, human-readable or JSON (`--log-format json`), filtered by
-//! `RUST_LOG` (default `info`). Pingora's own `log` records are bridged in. Colours only on a
-//! terminal, so a log file or collector gets plain text.
+//! `RUST_LOG` (default `DEFAULT`: Shoal at `info`, openraft and Pingora from `warn`).
+//! Pingora's own `log` records are bridged in. Colours only on a terminal, so a log file or
+//! collector gets plain text.
 //!
 //! Lines are handed to a writer thread that writes them in batches through a buffer: with
 //! one access line per request, writing each to unbuffered stderr on the request's thread
@@ -15,8 +16,13 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Shoal's own events at `info`; openraft's internals (state dumps at start, elections,
+/// replication) and Pingora's start and shutdown chatter only from `warn` up. `RUST_LOG`
+/// replaces it (`RUST_LOG=info,openraft=info` brings openraft back).
+const DEFAULT: &str = "info,openraft=warn,pingora_core=warn,pingora=warn";
+
 pub fn init(format: LogFormat) -> Option<WorkerGuard> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT));
     let ansi = std::io::stderr().is_terminal();
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)

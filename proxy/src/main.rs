@@ -12,7 +12,7 @@ use shoal_proxy::config::{Cluster, Config, LogFormat, RemoteOrigin};
 #[derive(Parser)]
 #[command(
     name = "shoal",
-    version,
+    version = shoal_proxy::VERSION,
     about = "Shoal: an edge-cached pull-through OCI registry"
 )]
 struct Cli {

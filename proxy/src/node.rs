@@ -161,7 +161,24 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
     let edge = crate::edge::Edge::new(&config.edge);
     let bound =
         http::bind(&front, listener, registry, api, edge).context("starting the HTTP front end")?;
-    tracing::info!(addr = %bound.addr, data = %config.data.display(), region = %config.region, "node ready");
+    let origin = config
+        .origin
+        .as_ref()
+        .map_or_else(|| "embedded".to_string(), |o| o.url.clone());
+    let cluster = config
+        .cluster
+        .as_ref()
+        .map_or_else(|| "single node".to_string(), |c| c.listen.to_string());
+    tracing::info!(
+        version = crate::VERSION,
+        node_id = config.node_id,
+        region = %config.region,
+        data = %config.data.display(),
+        %origin,
+        listen = %bound.addr,
+        %cluster,
+        "node ready"
+    );
     println!("listening on {scheme}://{}", bound.addr);
     std::io::stdout().flush()?;
     bound.run(shutdown);

@@ -31,6 +31,11 @@ impl LogStore {
         })
     }
 
+    /// Whether this store has voted or holds entries: a group was initialised here before.
+    pub fn has_state(&self) -> crate::Result<bool> {
+        Ok(self.meta.contains_key("vote")? || !self.log.is_empty())
+    }
+
     fn get_meta<T: serde::de::DeserializeOwned>(&self, k: &str) -> StorageResult<Option<T>> {
         match self.meta.get(k).map_err(read_err)? {
             Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(read_err)?)),

@@ -95,6 +95,7 @@ impl Metadata {
         let db = sled::Config::new().path(&cfg.dir).open()?;
         crate::format::open(&db)?;
         let log = LogStore::open(&db)?;
+        let recovering = log.has_state()?;
         let sm = StateMachine::open(&db)?;
         let catalog = sm.catalog();
         let unlinked = sm.unlinked();
@@ -159,7 +160,13 @@ impl Metadata {
             plane.serve(meta.clone());
         }
         let initialise = cfg.cluster.as_ref().is_none_or(|c| c.bootstrap);
-        if initialise {
+        if initialise && recovering {
+            // Asking openraft to initialise again would only have it log an error.
+            tracing::info!(
+                node_id = cfg.node_id,
+                "recovering the metadata group from disk"
+            );
+        } else if initialise {
             let members = BTreeMap::from([(cfg.node_id, member)]);
             match meta.raft.initialize(members).await {
                 Ok(()) => tracing::info!(node_id = cfg.node_id, "initialised a new metadata group"),

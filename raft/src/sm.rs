@@ -161,6 +161,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.tree().apply_batch(batch).map_err(write_err)?;
         save_snapshot(&self.snapshots, meta, &data)?;
         self.tree().flush_async().await.map_err(write_err)?;
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "installed a snapshot from the leader");
         Ok(())
     }
 

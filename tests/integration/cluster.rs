@@ -427,10 +427,12 @@ fn a_late_joiner_catches_up_from_a_snapshot() {
         assert!(Instant::now() < deadline, "node 3 never caught up: {v}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    // openraft logs this line only when a follower installs a snapshot sent by the leader.
-    let log = region.node(3).wait_for_log("install_full_snapshot");
+    // The state machine logs this line only when it installs a snapshot sent by the leader.
+    let log = region
+        .node(3)
+        .wait_for_log("installed a snapshot from the leader");
     assert!(
-        log.contains("install_full_snapshot"),
+        log.contains("installed a snapshot from the leader"),
         "node 3 caught up without a snapshot:\n{log}"
     );
 }

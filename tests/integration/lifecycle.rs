@@ -243,3 +243,41 @@ fn a_node_runs_from_its_config_file() {
         "a node does not start on a bad file"
     );
 }
+
+/// The log a person reads: a first start and a restart log no ERROR and none of openraft's
+/// internals, and each start says in one line what the node is.
+#[test]
+fn start_up_logs_read_cleanly() {
+    let dir = tempdir();
+    let data = dir.path().join("node");
+    Node::start(&data).stop();
+    let node = Node::start(&data);
+    let whole = node.wait_for_log("recovering the metadata group from disk");
+    // The restart: what follows the first run's last line.
+    let log = whole
+        .split_once("stopped cleanly")
+        .map_or(whole.as_str(), |(_, after)| after);
+    assert!(!log.contains(" ERROR "), "an ERROR at start:\n{log}");
+    assert!(
+        !log.contains("openraft::"),
+        "openraft's internals at info:\n{log}"
+    );
+    let ready: Vec<&str> = whole.lines().filter(|l| l.contains("node ready")).collect();
+    assert_eq!(ready.len(), 2, "{whole}");
+    for field in [
+        "version=",
+        "commit",
+        "node_id=1",
+        "region=local",
+        "data=",
+        "origin=embedded",
+        "listen=127.0.0.1:",
+        "cluster=single node",
+    ] {
+        assert!(
+            ready[1].contains(field),
+            "{field} missing from {}",
+            ready[1]
+        );
+    }
+}
