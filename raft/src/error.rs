@@ -23,13 +23,15 @@ pub enum Error {
     Membership(String),
     #[error("the peer could not open the stream: {0}")]
     Refused(String),
+    #[error("this node is shutting down")]
+    Stopping,
 }
 
 impl Error {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            Error::NoQuorum(_) | Error::NotLeader { .. } | Error::Unreachable(_)
+            Error::NoQuorum(_) | Error::NotLeader { .. } | Error::Unreachable(_) | Error::Stopping
         )
     }
 }

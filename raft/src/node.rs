@@ -88,6 +88,9 @@ pub struct Metadata {
     unlinked: tokio::sync::broadcast::Sender<String>,
     db: sled::Db,
     catalog: Catalog,
+    /// Set when the node starts shutting down: writes are refused from then on, before they
+    /// reach a Raft that is stopping (which would log each as an error).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Metadata {
@@ -155,6 +158,7 @@ impl Metadata {
             membership_lock: tokio::sync::Mutex::new(()),
             db,
             catalog,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         if let Some(plane) = &meta.plane {
             plane.serve(meta.clone());
@@ -225,6 +229,9 @@ impl Metadata {
     /// or learner forwards it to the leader over the cluster plane, then waits for its own
     /// replica to apply it, so a client reads its write on the node that took it.
     pub async fn write(&self, cmd: Proposal) -> Result<Outcome> {
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Stopping);
+        }
         let deadline = Instant::now() + WRITE_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -331,6 +338,8 @@ impl Metadata {
 
     /// Stops Raft and the cluster plane and flushes everything to disk.
     pub async fn shutdown(&self) -> Result<()> {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(%e, "raft shutdown");
         }
