@@ -686,3 +686,31 @@ fn parse_series(s: &str) -> (&str, Vec<(String, String)>) {
         .collect();
     (name.trim(), labels)
 }
+
+/// The containerd socket of Docker's engine on this kind of machine.
+pub const CONTAINERD_SOCKET: &str = "/var/run/docker/containerd/containerd.sock";
+
+/// Whether `ctr`, skopeo, the Docker engine and its containerd socket are all here; outside
+/// CI a missing one is a loud notice, under `CI=true` a failure.
+pub fn require_containerd() -> bool {
+    if !require_tool("ctr") || !require_tool("skopeo") || !require_docker() {
+        return false;
+    }
+    if !Path::new(CONTAINERD_SOCKET).exists() {
+        let msg = format!("\n!!!!!!!!!! containerd socket {CONTAINERD_SOCKET} is missing; this test did NOT run. !!!!!!!!!!\n");
+        assert!(!in_ci(), "{msg}");
+        eprintln!("{msg}");
+        return false;
+    }
+    true
+}
+
+/// `ctr` against Docker's containerd, in containerd namespace `namespace`.
+pub fn ctr(namespace: &str, args: &[&str]) -> (bool, String) {
+    let all: Vec<&str> = ["--address", CONTAINERD_SOCKET, "--namespace", namespace]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    run_tool("ctr", &all, &[])
+}

@@ -240,21 +240,30 @@ impl FsStore {
         }
         let file = OpenOptions::new().write(true).open(&upload).await?;
         file.set_len(size).await?;
-        let file = file.into_std().await;
-        // The blob's time is its commit's (see the module doc), made durable with its bytes.
+        self.place(file.into_std().await, &upload, digest).await?;
+        self.forget(id);
+        Ok(size)
+    }
+
+    /// Moves the verified file `file` at `path` into place as blob `digest`: its time is
+    /// now (the commit's, see the module doc), made durable with its bytes and its name.
+    async fn place(
+        &self,
+        file: std::fs::File,
+        path: &Path,
+        digest: &Digest,
+    ) -> std::io::Result<()> {
         tokio::task::spawn_blocking(move || {
             file.set_modified(SystemTime::now())?;
             file.sync_all()
         })
         .await
-        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+        .map_err(std::io::Error::other)??;
         let target = self.inner.layout.blob(digest);
         let dir = target.parent().expect("blob path has a parent");
         fs::create_dir_all(dir).await?;
-        fs::rename(&upload, &target).await?;
-        File::open(dir).await?.sync_all().await?;
-        self.forget(id);
-        Ok(size)
+        fs::rename(path, &target).await?;
+        File::open(dir).await?.sync_all().await
     }
 }
 
@@ -513,23 +522,11 @@ impl BlobStore for FsStore {
 
     async fn adopt_file(&self, path: &std::path::Path, digest: &Digest) -> Result<bool> {
         let file = std::fs::OpenOptions::new().write(true).open(path)?;
-        // As a commit: the blob's time is now, made durable with its bytes.
-        tokio::task::spawn_blocking(move || {
-            file.set_modified(SystemTime::now())?;
-            file.sync_all()
-        })
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
-        let target = self.inner.layout.blob(digest);
-        let dir = target.parent().expect("blob path has a parent");
-        fs::create_dir_all(dir).await?;
-        match fs::rename(path, &target).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => return Ok(false),
-            Err(e) => return Err(e.into()),
+        match self.place(file, path, digest).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        File::open(dir).await?.sync_all().await?;
-        Ok(true)
     }
 
     async fn purge_stale(&self, untouched_for_secs: i64, now: i64) -> Result<PurgeReport> {

@@ -2,31 +2,11 @@
 //! image from a real node, unpacks it, and pushes it back under another name.
 
 use shoal_tests::oci::{noise, write_layout};
-use shoal_tests::{
-    admin_creds, in_ci, node_with_namespace, require_docker, require_tool, run_tool, skopeo_copy,
-};
-
-/// The containerd socket of Docker's engine on this kind of machine.
-const SOCKET: &str = "/var/run/docker/containerd/containerd.sock";
-
-fn ctr(namespace: &str, args: &[&str]) -> (bool, String) {
-    let all: Vec<&str> = ["--address", SOCKET, "--namespace", namespace]
-        .iter()
-        .chain(args)
-        .copied()
-        .collect();
-    run_tool("ctr", &all, &[])
-}
+use shoal_tests::{admin_creds, ctr, node_with_namespace, require_containerd, skopeo_copy};
 
 #[test]
 fn containerd_pull_unpack_and_push() {
-    if !require_tool("ctr") || !require_tool("skopeo") || !require_docker() {
-        return;
-    }
-    if !std::path::Path::new(SOCKET).exists() {
-        let msg = format!("\n!!!!!!!!!! containerd socket {SOCKET} is missing; this test did NOT run. !!!!!!!!!!\n");
-        assert!(!in_ci(), "{msg}");
-        eprintln!("{msg}");
+    if !require_containerd() {
         return;
     }
     let (dir, node) = node_with_namespace("acme");

@@ -10,8 +10,7 @@ use shoal_tests::oci::{self, noise, write_layout};
 use shoal_tests::region::Region;
 use shoal_tests::upstream::{Trouble, Upstream};
 use shoal_tests::{
-    basic, error_code, in_ci, metric, require_docker, require_tool, run_tool, sha256, tempdir,
-    Node, Registry,
+    basic, error_code, metric, require_containerd, run_tool, sha256, tempdir, Node, Registry,
 };
 
 /// The tag TTL the mirrors here get: long enough that two requests in a row fall within it.
@@ -568,18 +567,9 @@ fn a_region_fetches_each_upstream_blob_once_for_a_storm() {
     }
 }
 
-/// The containerd socket of Docker's engine on this kind of machine.
-const SOCKET: &str = "/var/run/docker/containerd/containerd.sock";
-
 #[test]
 fn containerd_skopeo_and_docker_pull_through_the_mirror() {
-    if !require_tool("ctr") || !require_tool("skopeo") || !require_docker() {
-        return;
-    }
-    if !std::path::Path::new(SOCKET).exists() {
-        let msg = format!("\n!!!!!!!!!! containerd socket {SOCKET} is missing; this test did NOT run. !!!!!!!!!!\n");
-        assert!(!in_ci(), "{msg}");
-        eprintln!("{msg}");
+    if !require_containerd() {
         return;
     }
     let dir = tempdir();
@@ -621,14 +611,7 @@ fn containerd_skopeo_and_docker_pull_through_the_mirror() {
     .unwrap();
     let image = format!("{}/team/ctr:v1", up.host);
     let ns = format!("shoal-mirror-{}", std::process::id());
-    let ctr = |args: &[&str]| {
-        let all: Vec<&str> = ["--address", SOCKET, "--namespace", &ns]
-            .iter()
-            .chain(args)
-            .copied()
-            .collect();
-        run_tool("ctr", &all, &[])
-    };
+    let ctr = |args: &[&str]| shoal_tests::ctr(&ns, args);
     let hosts_dir = hosts.display().to_string();
     let (ok, out) = ctr(&["images", "pull", "--hosts-dir", &hosts_dir, &image]);
     assert!(ok, "ctr pull: {out}\nnode log:\n{}", node.log_text());

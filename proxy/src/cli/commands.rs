@@ -2,14 +2,15 @@
 //! one API call: its flags become a method, a path and a JSON body, and the answer is
 //! printed as a table (or one object as `key: value` lines), or as JSON with `--json`.
 
-use std::io::BufRead;
-
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::access::{
+    login, BindingScope, CredentialCmd, FederationCmd, PrincipalCmd, RoleCmd, SigningKeyCmd,
+};
+use super::tenancy::{namespace, NamespaceCmd, OrganisationCmd, ProjectCmd, RepositoryCmd, TagCmd};
 use super::{logins, print_namespaces, print_objects, Client};
 
 /// The node a command talks to, and how it prints.
@@ -164,254 +165,16 @@ pub enum Manage {
     },
 }
 
-#[derive(Subcommand)]
-pub enum OrganisationCmd {
-    /// Create an organisation (cluster admins); its owner becomes its Owner.
-    Create {
-        name: String,
-        #[arg(long)]
-        description: Option<String>,
-        /// The user bound as Owner (default: you).
-        #[arg(long)]
-        owner: Option<String>,
-    },
-    List,
-    Show {
-        name: String,
-    },
-    /// Delete an organisation that holds no projects or namespaces (cluster admins); its
-    /// users and service accounts go with it.
-    Delete {
-        name: String,
-    },
-}
-
-#[derive(Subcommand)]
-pub enum ProjectCmd {
-    Create {
-        name: String,
-        #[arg(long)]
-        organisation: String,
-        #[arg(long)]
-        description: Option<String>,
-    },
-    List {
-        #[arg(long)]
-        organisation: String,
-    },
-    /// Delete an empty project (and the role bindings on it).
-    Delete {
-        name: String,
-        #[arg(long)]
-        organisation: String,
-    },
-}
-
-#[derive(Subcommand)]
-pub enum NamespaceCmd {
-    /// Create a namespace: lowercase ASCII, no spaces, at most 255 characters; cannot be renamed.
-    Create {
-        name: String,
-        #[arg(long)]
-        description: Option<String>,
-        /// Allow anonymous pulls (default: private).
-        #[arg(long)]
-        public: bool,
-        /// Organisation it belongs to (default: yours).
-        #[arg(long)]
-        organisation: Option<String>,
-        /// Make it a project-level namespace of this project.
-        #[arg(long)]
-        project: Option<String>,
-        /// Region (must be the cluster's; checked by the server).
-        #[arg(long)]
-        region: Option<String>,
-    },
-    /// Change a namespace's configuration.
-    Set {
-        name: String,
-        #[arg(long, value_parser = ["public", "private"])]
-        visibility: Option<String>,
-        /// Tags matching this pattern (repeatable, e.g. 'v*') can never be moved or deleted;
-        /// give '' alone to turn immutability off.
-        #[arg(long)]
-        immutable_tags: Vec<String>,
-        /// Tags matching this pattern (repeatable, e.g. '*-rc*') are not immutable.
-        #[arg(long)]
-        immutable_exclude: Vec<String>,
-    },
-    /// Delete a namespace with all its repositories, tags and role bindings.
-    Delete {
-        name: String,
-    },
-    /// List namespaces.
-    List {
-        #[arg(long)]
-        organisation: Option<String>,
-        #[arg(long)]
-        project: Option<String>,
-    },
-    Show {
-        name: String,
-    },
-    /// Stored bytes, pulls, pushes and bytes served.
-    Usage {
-        name: String,
-    },
-}
-
-#[derive(Subcommand)]
-pub enum RepositoryCmd {
-    /// Repositories of a namespace with tag counts, sizes and last push.
-    List { namespace: String },
-    /// Tags, manifests, digests and sizes of one repository.
-    Show { repository: String },
-    /// Override the namespace's visibility for one repository (inherit: follow it again).
-    Set {
-        repository: String,
-        #[arg(long, value_parser = ["public", "private", "inherit"])]
-        visibility: String,
-    },
-    /// Delete a repository with its tags and manifests.
-    Delete { repository: String },
-}
-
-#[derive(Subcommand)]
-pub enum TagCmd {
-    List {
-        repository: String,
-    },
-    /// Remove a tag (the manifest stays, by digest).
-    Delete {
-        repository: String,
-        tag: String,
-    },
-}
-
-#[derive(Subcommand)]
-pub enum CredentialCmd {
-    /// Create a credential; its password is printed once.
-    Create {
-        #[arg(long)]
-        name: String,
-        /// containerRegistry (push and pull), containerRegistry:all, or containerRegistry:pull.
-        #[arg(long, default_value = "containerRegistry:pull")]
-        scope: String,
-        /// Limit the credential to one namespace.
-        #[arg(long)]
-        namespace: Option<String>,
-        /// Lifetime, e.g. 24h or 30d.
-        #[arg(long)]
-        expires: Option<String>,
-        /// The user or service account it acts for (default: you).
-        #[arg(long)]
-        owner: Option<String>,
-    },
-    /// Revoke a credential by id; its tokens stop working too.
-    Revoke { id: String },
-    /// Your credentials (and those of the principals you manage).
-    List,
-}
-
-#[derive(Subcommand)]
-pub enum PrincipalCmd {
-    /// Create one (a user's password comes from --password or SHOAL_NEW_PASSWORD).
-    Create {
-        name: String,
-        #[arg(long, env = "SHOAL_NEW_PASSWORD")]
-        password: Option<String>,
-        /// Organisation it belongs to (default: yours).
-        #[arg(long)]
-        organisation: Option<String>,
-    },
-    List,
-    /// Delete one with its credentials and role bindings (and, for a service account, the
-    /// federated identities acting as it). An organisation's last Owner stays.
-    Delete {
-        name: String,
-    },
-}
-
-/// Where a role is bound: an organisation (default: yours), one of its projects, or a namespace.
-#[derive(Args)]
-pub struct BindingScope {
-    #[arg(long, conflicts_with = "namespace")]
-    organisation: Option<String>,
-    #[arg(long, conflicts_with = "namespace")]
-    project: Option<String>,
-    #[arg(long)]
-    namespace: Option<String>,
-}
-
-#[derive(Subcommand)]
-pub enum RoleCmd {
-    /// Grant PRINCIPAL a role.
-    Bind {
-        principal: String,
-        #[arg(long)]
-        role: String,
-        #[command(flatten)]
-        scope: BindingScope,
-    },
-    /// Remove PRINCIPAL's role there.
-    Unbind {
-        principal: String,
-        #[command(flatten)]
-        scope: BindingScope,
-    },
-    List,
-}
-
-#[derive(Subcommand)]
-pub enum FederationCmd {
-    /// Trust an OIDC issuer's tokens that match the audience and every --condition.
-    Create {
-        name: String,
-        /// Issuer URL, exactly as the tokens' `iss` (e.g. https://token.actions.githubusercontent.com).
-        #[arg(long)]
-        issuer: String,
-        #[arg(long)]
-        audience: String,
-        /// CLAIM=PATTERN, `*` matching anything (repeatable; at least one), e.g. repository=acme/*.
-        #[arg(long = "condition", required = true, value_parser = parse_condition)]
-        conditions: Vec<(String, String)>,
-        /// The service account the CI job acts as.
-        #[arg(long)]
-        service_account: String,
-        #[arg(long, default_value = "containerRegistry:pull")]
-        scope: String,
-        #[arg(long)]
-        namespace: Option<String>,
-    },
-    List,
-    Delete {
-        name: String,
-    },
-}
-
-#[derive(Subcommand)]
-pub enum SigningKeyCmd {
-    List,
-    /// A new key signs from now on; tokens signed before keep working until they expire.
-    Rotate,
-}
-
-fn parse_condition(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("a condition is CLAIM=PATTERN, got {s:?}"))
-}
-
 /// A repository name as one path segment.
-fn segment(repo: &str) -> String {
+pub(super) fn segment(repo: &str) -> String {
     utf8_percent_encode(repo, NON_ALPHANUMERIC).to_string()
 }
 
 /// One management call and how to show its answer.
-struct Call {
-    method: Method,
-    path: String,
-    body: Option<Value>,
+pub(super) struct Call {
+    pub(super) method: Method,
+    pub(super) path: String,
+    pub(super) body: Option<Value>,
     /// The field holding the list to print as a table; otherwise one object is printed.
     list: &'static str,
     /// What to print instead of the answer (unless --json).
@@ -419,7 +182,7 @@ struct Call {
 }
 
 impl Call {
-    fn new(method: Method, path: impl Into<String>) -> Call {
+    pub(super) fn new(method: Method, path: impl Into<String>) -> Call {
         Call {
             method,
             path: path.into(),
@@ -429,25 +192,27 @@ impl Call {
         }
     }
 
-    fn get_list(path: impl Into<String>, list: &'static str) -> Call {
+    pub(super) fn get_list(path: impl Into<String>, list: &'static str) -> Call {
         Call {
             list,
             ..Call::new(Method::GET, path)
         }
     }
 
-    fn body(mut self, body: Value) -> Call {
+    pub(super) fn body(mut self, body: Value) -> Call {
         self.body = Some(body);
         self
     }
 
-    fn done(mut self, msg: impl Into<String>) -> Call {
+    pub(super) fn done(mut self, msg: impl Into<String>) -> Call {
         self.done = Some(msg.into());
         self
     }
 }
 
-fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(super) fn block_on<T>(
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
@@ -700,106 +465,4 @@ pub fn run(cmd: Manage) -> anyhow::Result<()> {
         }
     };
     execute(&target, call)
-}
-
-fn namespace(cmd: NamespaceCmd) -> Call {
-    match cmd {
-        NamespaceCmd::Create {
-            name,
-            description,
-            public,
-            organisation,
-            project,
-            region,
-        } => {
-            let visibility = if public { "public" } else { "private" };
-            Call::new(Method::POST, "namespaces")
-                .body(json!({
-                    "name": name, "description": description, "visibility": visibility,
-                    "organisation": organisation, "project": project, "region": region,
-                }))
-                .done(format!("created namespace {name}"))
-        }
-        NamespaceCmd::Set {
-            name,
-            visibility,
-            immutable_tags,
-            immutable_exclude,
-        } => {
-            let mut body = json!({});
-            if let Some(v) = visibility {
-                body["visibility"] = json!(v);
-            }
-            let list = |l: Vec<String>| -> Vec<String> {
-                l.into_iter().filter(|p| !p.is_empty()).collect()
-            };
-            if !immutable_tags.is_empty() {
-                body["immutable_tags"] = json!(list(immutable_tags));
-            }
-            if !immutable_exclude.is_empty() {
-                body["immutable_exclude"] = json!(list(immutable_exclude));
-            }
-            Call::new(Method::PATCH, format!("namespaces/{name}")).body(body)
-        }
-        NamespaceCmd::Delete { name } => Call::new(Method::DELETE, format!("namespaces/{name}"))
-            .done(format!("deleted namespace {name}")),
-        NamespaceCmd::List {
-            organisation,
-            project,
-        } => {
-            let mut q = form_urlencoded::Serializer::new(String::new());
-            if let Some(o) = &organisation {
-                q.append_pair("organisation", o);
-            }
-            if let Some(p) = &project {
-                q.append_pair("project", p);
-            }
-            let q = q.finish();
-            let path = if q.is_empty() {
-                "namespaces".to_string()
-            } else {
-                format!("namespaces?{q}")
-            };
-            Call::get_list(path, "namespaces")
-        }
-        NamespaceCmd::Show { name } => Call::new(Method::GET, format!("namespaces/{name}")),
-        NamespaceCmd::Usage { name } => Call::new(Method::GET, format!("namespaces/{name}/usage")),
-    }
-}
-
-/// `shoal login`: checks the login against the node, then saves it.
-fn login(target: &ServerArgs, username: &str, password_stdin: bool) -> anyhow::Result<()> {
-    let password = if password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("reading the password from stdin")?;
-        line.trim_end_matches(['\r', '\n']).to_string()
-    } else if let Ok(p) = std::env::var("SHOAL_PASSWORD") {
-        p
-    } else {
-        rpassword::prompt_password(format!("password for {username}: "))
-            .context("reading the password (use --password-stdin without a terminal)")?
-    };
-    let server = target.server.trim_end_matches('/');
-    let client = Client::with_login(server, username, &password)?;
-    let me = block_on(client.send(Method::GET, "me", None)).context("signing in")?;
-    let path = logins::save(
-        server,
-        logins::Login {
-            username: username.to_string(),
-            password,
-        },
-    )?;
-    if target.json {
-        println!("{me}");
-    } else {
-        println!(
-            "signed in to {server} as {}; login saved in {}",
-            me["principal"].as_str().unwrap_or(username),
-            path.display()
-        );
-    }
-    Ok(())
 }

@@ -8,9 +8,11 @@
 //!
 //! Credentials come from `SHOAL_USERNAME`/`SHOAL_PASSWORD`, else from `shoal login`.
 
+pub mod access;
 pub mod commands;
 pub mod lifecycle;
 pub mod logins;
+pub mod tenancy;
 pub mod upstreams;
 
 use anyhow::{bail, Context};

@@ -4,8 +4,6 @@
 //! then binds it; the upstream password is read from stdin (`--password-stdin`), never
 //! from the command line, where other users of the machine could read it.
 
-use std::io::BufRead;
-
 use anyhow::Context;
 use clap::Subcommand;
 use reqwest::Method;
@@ -103,12 +101,7 @@ pub fn upstream(cmd: UpstreamCmd, target: &ServerArgs) -> anyhow::Result<()> {
                 public,
             } => {
                 let password = if password_stdin {
-                    let mut line = String::new();
-                    std::io::stdin()
-                        .lock()
-                        .read_line(&mut line)
-                        .context("reading the upstream password from stdin")?;
-                    Some(line.trim_end_matches(['\r', '\n']).to_string())
+                    Some(super::access::stdin_line("the upstream password")?)
                 } else {
                     None
                 };
