@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::{Client, Response};
 use sha2::{Digest as _, Sha256};
 
+pub mod browser;
 pub mod issuer;
 pub mod moto;
 pub mod oci;

@@ -3,7 +3,8 @@
 # what it needs when missing: cmake (for pingora's zlib-ng), skopeo, Debian's docker-registry
 # (CNCF Distribution) and nginx (the benchmark's peers), the Python `oras` client,
 # moto's S3 server (the S3-compatible server the S3 origin backend is tested against), and
-# schemathesis (which fuzzes the management API against its OpenAPI document).
+# schemathesis (which fuzzes the management API against its OpenAPI document), and Debian's
+# chromium with chromium-driver (the real browser the console tests drive through WebDriver).
 # The Docker engine must be running for the docker tests; with CI=true a missing tool or a
 # stopped engine fails the run instead of skipping.
 set -euo pipefail
@@ -15,6 +16,9 @@ command -v skopeo >/dev/null || missing+=(skopeo)
 # CNCF Distribution and nginx: the peers `shoal-bench compare` measures Shoal against.
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+# Headless Chromium and its WebDriver: the console tests click through it.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]} with apt-get"
   export DEBIAN_FRONTEND=noninteractive

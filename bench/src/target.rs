@@ -128,6 +128,14 @@ impl Registry {
         format!("{}{path}", self.base)
     }
 
+    /// The username and password this client signs in with, if given.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        self.auth
+            .credentials
+            .as_ref()
+            .map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
     /// `METHOD /api/v1/PATH` on this target's management API, with the Basic credentials
     /// (the management API takes no tokens).
     pub async fn api(&self, method: Method, path: &str) -> anyhow::Result<Response> {

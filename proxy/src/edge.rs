@@ -131,8 +131,11 @@ impl Edge {
 
     /// Adds the security headers and, for an allowed origin, the CORS headers.
     pub fn decorate(&self, req: &Request, mut reply: Reply) -> Reply {
+        // A reply that chose its own policy (a console page) keeps it.
         for (k, v) in SECURITY_HEADERS {
-            reply = reply.header(k, *v);
+            if !reply.has_header(k) {
+                reply = reply.header(k, *v);
+            }
         }
         let Some(origin) = req.header("origin") else {
             return reply;

@@ -6,6 +6,7 @@
 //! - `registry`: the OCI Distribution API (`routes`, `blobs`, `uploads`, `manifests`,
 //!   `discovery`, manifest parsing, range headers);
 //! - `api`: the management API under `/api/v1`;
+//! - `ui`: the web console under `/ui/` (server-rendered pages over the same checks);
 //! - `cache`: the edge blob cache (LRU on disk, single-flight fills, peer fetch);
 //! - `metrics`: Prometheus metric names, recorder and `/metrics` text;
 //! - `auth`: the authorisation seam (`Gate`, `Need`, the policy, tokens, OIDC federation);
@@ -49,5 +50,6 @@ pub mod mirror;
 pub mod names;
 pub mod node;
 pub mod registry;
+pub mod ui;
 pub mod usage;
 pub mod wire;

@@ -235,3 +235,37 @@ pub fn count_request(method: &http::Method, status: u16) {
     metrics::counter!(HTTP_REQUESTS, "method" => method, "status" => status.to_string())
         .increment(1);
 }
+
+/// The sum of every sample of `name` in the exposition `text` whose labels include `label`
+/// (`source="peer"`), or of all its samples; 0 when there is none. (The console's region
+/// page reads the node's own counters this way.)
+pub fn sum_of(text: &str, name: &str, label: Option<&str>) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, labels) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let wanted =
+                metric == name && label.is_none_or(|want| labels.split(',').any(|l| l == want));
+            wanted.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod sum_tests {
+    #[test]
+    fn samples_add_up_by_name_and_label() {
+        let text = "# HELP x\nshoal_blob_bytes_total{source=\"peer\"} 10\nshoal_blob_bytes_total{source=\"cache\"} 5\nshoal_cache_hits_total 3\nshoal_cache_hits_total_other 9\n";
+        assert_eq!(super::sum_of(text, "shoal_blob_bytes_total", None), 15.0);
+        assert_eq!(
+            super::sum_of(text, "shoal_blob_bytes_total", Some("source=\"peer\"")),
+            10.0
+        );
+        assert_eq!(super::sum_of(text, "shoal_cache_hits_total", None), 3.0);
+        assert_eq!(super::sum_of(text, "nothing", None), 0.0);
+    }
+}

@@ -149,6 +149,11 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         store: registry.store.clone(),
         lifecycle: config.lifecycle.clone(),
     });
+    let console = Arc::new(crate::ui::Console::new(
+        api.clone(),
+        registry.clone(),
+        crate::ui::DEFAULT_SESSION_TTL,
+    ));
     let front = FrontEnd {
         threads: config.threads,
         shutdown_timeout_secs: config.shutdown_timeout_secs,
@@ -159,8 +164,8 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         metrics_auth: config.metrics_auth,
     };
     let edge = crate::edge::Edge::new(&config.edge);
-    let bound =
-        http::bind(&front, listener, registry, api, edge).context("starting the HTTP front end")?;
+    let bound = http::bind(&front, listener, registry, api, console, edge)
+        .context("starting the HTTP front end")?;
     let origin = config
         .origin
         .as_ref()

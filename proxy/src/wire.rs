@@ -25,6 +25,9 @@ pub struct Request {
     pub client: Option<std::net::IpAddr>,
     /// The TCP peer is a trusted proxy: its forwarding headers may be believed.
     pub via_trusted_proxy: bool,
+    /// A console session token: set only by `ui` (from its cookie) on the requests it
+    /// hands to the management API; the gate then acts for the session's subject.
+    pub session: Option<String>,
 }
 
 impl Request {
@@ -42,6 +45,7 @@ impl Request {
             id: String::new(),
             client: None,
             via_trusted_proxy: false,
+            session: None,
         }
     }
 
@@ -146,6 +150,13 @@ impl Reply {
             }),
         });
         self
+    }
+
+    /// Whether the reply already sets header `name` (any case).
+    pub fn has_header(&self, name: &str) -> bool {
+        self.headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name))
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Reply {

@@ -118,6 +118,7 @@ impl Catalog {
                 digest,
                 at,
             } => self.tag_checked(repo, tag, digest, *at, batch),
+            C::EndSession { id, until, at } => self.end_session(id, *until, *at, batch),
         }
     }
 }

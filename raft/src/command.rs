@@ -297,6 +297,12 @@ pub enum Command {
         digest: String,
         at: i64,
     },
+    /// A console session signed out: refused by every node until `until`, its expiry.
+    EndSession {
+        id: String,
+        until: i64,
+        at: i64,
+    },
 }
 
 /// A stored manifest: the exact bytes the client pushed plus what was parsed out of them.

@@ -1,6 +1,6 @@
 //! Every key prefix of the catalogue tree, named once. The layout each prefix holds is drawn
 //! in the doc of the module that reads it (`catalog`, `access`, `tenancy`, `federation`,
-//! `repos`, `uploads`, `mirror`).
+//! `repos`, `uploads`, `mirror`, `sessions`).
 //!
 //! No prefix is a prefix of another (tested below), so a scan of one never sees another's
 //! keys; names never contain `\0`, so `key` joins parts unambiguously. The Raft bookkeeping
@@ -37,6 +37,8 @@ pub const RETENTION: &str = "z/";
 pub const UPSTREAM: &str = "U/";
 pub const PROMISED_BLOB: &str = "P/";
 pub const TAG_CHECKED: &str = "F/";
+/// Console sessions signed out before their expiry (drawn in `sessions`' doc).
+pub const ENDED_SESSION: &str = "E/";
 
 /// Raft bookkeeping, written by the state machine in the same batch as each entry.
 pub const APPLIED: &[u8] = b"~applied";
@@ -93,6 +95,7 @@ pub const ALL: &[&str] = &[
     UPSTREAM,
     PROMISED_BLOB,
     TAG_CHECKED,
+    ENDED_SESSION,
 ];
 
 /// `prefix` followed by `parts` joined with `\0`.

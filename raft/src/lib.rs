@@ -50,6 +50,7 @@ mod network;
 mod node;
 pub mod plane;
 mod repos;
+mod sessions;
 mod sm;
 mod tenancy;
 mod types;

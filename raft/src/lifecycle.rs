@@ -189,6 +189,19 @@ impl Catalog {
             .unwrap_or_default())
     }
 
+    /// Every tag's times in `repo`, by tag name, in one scan (the console sorts a page of
+    /// 10 000 tags by push time).
+    pub fn tag_times_in(&self, repo: &str) -> Result<Vec<(String, TagTimes)>> {
+        let prefix = keys::under(keys::TAG_TIMES, &[repo]);
+        let mut out = Vec::new();
+        for entry in self.tree().scan_prefix(&prefix) {
+            let (k, v) = entry?;
+            let tag = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((tag, crate::catalog::decode(&v)?));
+        }
+        Ok(out)
+    }
+
     pub fn manifest_pulled_at(&self, repo: &str, digest: &str) -> Result<Option<i64>> {
         self.get(&key(keys::MANIFEST_PULLED, &[repo, digest]))
     }

@@ -454,6 +454,12 @@ fn pull_times_keep_the_latest_and_follow_the_tag() {
     );
     let t = c.tag_times(R, "latest").unwrap();
     assert_eq!((t.pushed_at, t.pulled_at), (NOW, None));
+    // The scan of a repository's tag times agrees with reading them one by one.
+    let all = c.tag_times_in(R).unwrap();
+    assert!(!all.is_empty());
+    for (tag, times) in all {
+        assert_eq!(c.tag_times(R, &tag).unwrap(), times, "{tag}");
+    }
 }
 
 #[test]

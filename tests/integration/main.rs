@@ -7,6 +7,7 @@ mod bench_smoke;
 mod cache;
 mod cluster;
 mod conformance;
+mod console;
 mod containerd;
 mod distribution;
 mod docker;

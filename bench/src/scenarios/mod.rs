@@ -10,7 +10,9 @@
 //! - `push`: M concurrent CI pushes of fresh images;
 //! - `blob_get`: one large blob in parallel full GETs or in Range parts;
 //! - `blob` and `tag_push`: the first two scenarios, kept with their flags;
-//! - `gc`: a large catalogue collected while pulls and pushes go on.
+//! - `gc`: a large catalogue collected while pulls and pushes go on;
+//! - `console`: the console's repository and namespace pages on 10 000 tags and 1 000
+//!   repositories.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,7 @@ use crate::target::Targets;
 
 pub mod blob;
 pub mod blob_get;
+pub mod console;
 pub mod gc;
 pub mod manifest_rps;
 pub mod measure;
@@ -47,6 +50,9 @@ pub enum Scenario {
     /// A large catalogue, a garbage collection run on it, and pull/push throughput idle and
     /// while it runs (Shoal only; needs a cluster admin's credentials).
     Gc(gc::Config),
+    /// The web console's repository and namespace pages on a large catalogue (Shoal only;
+    /// signs in with --username/--password).
+    Console(console::Config),
 }
 
 impl Scenario {
@@ -59,6 +65,7 @@ impl Scenario {
             Scenario::Blob(c) => blob::run(c, targets).await,
             Scenario::TagPush(c) => tag_push::run(c, targets).await,
             Scenario::Gc(c) => gc::run(c, targets).await,
+            Scenario::Console(c) => console::run(c, targets).await,
         }
     }
 }

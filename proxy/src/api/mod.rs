@@ -53,6 +53,43 @@ impl Api {
         }
     }
 
+    /// One management request made on behalf of a console session (`ui`): `method` on
+    /// `path` (under `/api/v1`) with an optional JSON body, authorised exactly as a request
+    /// from outside, for the session's subject. Returns the answer's JSON (`null` for an
+    /// empty one).
+    pub async fn call(
+        &self,
+        from: &Request,
+        session: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> ApiResult<serde_json::Value> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        for h in ["x-forwarded-proto", "x-forwarded-host", "host"] {
+            if let Some(v) = from.headers.get(h) {
+                headers.insert(h, v.clone());
+            }
+        }
+        let mut req = Request::new(method, &format!("/api/v1{path}"), headers);
+        req.id = from.id.clone();
+        req.client = from.client;
+        req.via_trusted_proxy = from.via_trusted_proxy;
+        req.session = session.map(str::to_string);
+        let bytes = body.map(|b| bytes::Bytes::from(b.to_string()));
+        let mut body = crate::wire::BytesBody(bytes);
+        let reply = self.dispatch(&req, &mut body).await?;
+        match reply.body {
+            crate::wire::Body::Bytes(b) if !b.is_empty() => serde_json::from_slice(&b)
+                .map_err(|e| ApiError::internal("reading a management answer", e)),
+            _ => Ok(serde_json::Value::Null),
+        }
+    }
+
     async fn dispatch(&self, req: &Request, body: &mut dyn RequestBody) -> ApiResult<Reply> {
         let rest = req.path.strip_prefix("/api/v1").unwrap_or("");
         let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();

@@ -10,7 +10,8 @@
 //! - `token`: ES256 registry tokens, keys from the replicated metadata;
 //! - `oidc`: workload identity federation (OIDC tokens checked against the issuer's JWKS);
 //! - `service`: `/auth/token`, the Docker token endpoint and the OAuth token exchange;
-//! - `bootstrap`: the first start of a new cluster (organisation, admin, signing key).
+//! - `bootstrap`: the first start of a new cluster (organisation, admin, signing key);
+//! - `session`: console sessions (signed tokens of their own audience, ended through Raft).
 //!
 //! Answers, as Distribution and Docker clients expect them:
 //! - no credentials where some are needed: 401 `UNAUTHORIZED` with a challenge
@@ -27,6 +28,7 @@ pub mod place;
 pub mod policy;
 pub mod secrets;
 pub mod service;
+mod session;
 pub mod token;
 
 use std::sync::Arc;
@@ -186,6 +188,9 @@ impl Gate {
     /// credentials (wrong ones meet the sign-in limit), or a bearer token that verifies and
     /// names one. An anonymous token, or one that does not verify, does not.
     pub fn acts_for_principal(&self, req: &Request) -> bool {
+        if let Some(token) = crate::ui::session_cookie(req) {
+            return self.session(token).is_ok();
+        }
         let Some(auth) = req.header("authorization") else {
             return false;
         };
@@ -311,6 +316,9 @@ impl Gate {
     /// The caller named by the request's `Authorization` header, and the token's claims
     /// when it carried one. `/api` takes Basic credentials only.
     async fn identify(&self, req: &Request, api: bool) -> ApiResult<(Caller, Option<Claims>)> {
+        if let Some(token) = &req.session {
+            return Ok((self.session(token)?.0, None));
+        }
         let Some(auth) = req.header("authorization") else {
             return Ok((Caller::anonymous(), None));
         };

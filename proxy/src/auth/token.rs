@@ -24,6 +24,9 @@ use shoal_raft::SigningKey;
 use crate::errors::{ApiError, ApiResult, Code};
 
 pub const SERVICE: &str = "shoal";
+/// The audience of a console session (`ui::session`): such a token is never a registry
+/// token, nor a registry token a session, since each check insists on its own audience.
+pub const CONSOLE: &str = "shoal-console";
 /// Lifetime of a token, in seconds.
 pub const TOKEN_TTL: i64 = 300;
 
@@ -73,6 +76,12 @@ pub fn new_signing_key(now: i64) -> SigningKey {
     }
 }
 
+/// Who a token is for and how long it lives.
+struct Audience {
+    aud: &'static str,
+    ttl: i64,
+}
+
 /// A freshly signed token.
 pub struct Issued {
     pub token: String,
@@ -83,7 +92,7 @@ pub struct Issued {
 /// Tokens whose signature was checked, remembered at most.
 const REMEMBERED_TOKENS: usize = 10_000;
 /// Leeway on `exp` and `nbf`, in seconds, for remembered and fresh checks alike.
-const LEEWAY: i64 = 5;
+pub(super) const LEEWAY: i64 = 5;
 
 /// Parsed keys by id (a key never changes under its id, so entries stay valid), and tokens
 /// that verified.
@@ -129,9 +138,28 @@ impl Keys {
         until: Option<i64>,
     ) -> ApiResult<Issued> {
         let now = chrono::Utc::now().timestamp();
-        self.issue_at(keys, sub, sid, access, now, until)
+        let to = Audience {
+            aud: SERVICE,
+            ttl: TOKEN_TTL,
+        };
+        self.issue_at(keys, sub, sid, access, now, until, to)
     }
 
+    /// Signs a console session for `sub` (see `issue`), for `ttl` seconds, with the
+    /// `CONSOLE` audience.
+    pub fn issue_session(
+        &self,
+        keys: &[SigningKey],
+        sub: &str,
+        sid: Option<String>,
+        ttl: i64,
+    ) -> ApiResult<Issued> {
+        let now = chrono::Utc::now().timestamp();
+        let to = Audience { aud: CONSOLE, ttl };
+        self.issue_at(keys, sub, sid, Vec::new(), now, None, to)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn issue_at(
         &self,
         keys: &[SigningKey],
@@ -140,6 +168,7 @@ impl Keys {
         access: Vec<Access>,
         now: i64,
         until: Option<i64>,
+        to: Audience,
     ) -> ApiResult<Issued> {
         let newest = keys
             .last()
@@ -157,14 +186,14 @@ impl Keys {
                 }
             }
         };
-        let exp = until.map_or(now + TOKEN_TTL, |u| u.min(now + TOKEN_TTL));
+        let exp = until.map_or(now + to.ttl, |u| u.min(now + to.ttl));
         if exp <= now {
             return Err(unauthorized("the identity has expired"));
         }
         let claims = Claims {
             iss: SERVICE.into(),
             sub: sub.into(),
-            aud: SERVICE.into(),
+            aud: to.aud.into(),
             exp,
             nbf: now - 5,
             iat: now,
@@ -186,20 +215,33 @@ impl Keys {
     /// Checks signature (ES256 only: `none` and HMAC tokens are refused), issuer, audience
     /// and lifetime. Any failure is 401 `UNAUTHORIZED`.
     pub fn verify(&self, keys: &[SigningKey], token: &str) -> ApiResult<Claims> {
+        self.verify_for(keys, token, SERVICE)
+    }
+
+    /// `verify` for a token of audience `aud` (`SERVICE` or `CONSOLE`).
+    pub fn verify_for(&self, keys: &[SigningKey], token: &str, aud: &str) -> ApiResult<Claims> {
         let id = token_id(token);
         let now = chrono::Utc::now().timestamp();
         if let Some((kid, claims)) = self.verified.lock().get(&id) {
+            if claims.aud != aud {
+                return Err(unauthorized("the token is not meant for this service"));
+            }
             let live = now < claims.exp + LEEWAY && claims.nbf <= now + LEEWAY;
             if live && keys.iter().any(|k| k.kid == *kid) {
                 return Ok(claims.clone());
             }
         }
-        let (kid, claims) = self.verify_fully(keys, token)?;
+        let (kid, claims) = self.verify_fully(keys, token, aud)?;
         self.verified.lock().put(id, (kid, claims.clone()));
         Ok(claims)
     }
 
-    fn verify_fully(&self, keys: &[SigningKey], token: &str) -> ApiResult<(String, Claims)> {
+    fn verify_fully(
+        &self,
+        keys: &[SigningKey],
+        token: &str,
+        aud: &str,
+    ) -> ApiResult<(String, Claims)> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| unauthorized(format!("malformed token: {e}")))?;
         if header.alg != Algorithm::ES256 {
@@ -210,7 +252,7 @@ impl Keys {
             .ok_or_else(|| unauthorized("the token names no signing key"))?;
         let key = self.decoding_key(keys, &kid)?;
         let mut v = Validation::new(Algorithm::ES256);
-        v.set_audience(&[SERVICE]);
+        v.set_audience(&[aud]);
         v.set_issuer(&[SERVICE]);
         v.leeway = LEEWAY as u64;
         v.validate_nbf = true;
@@ -280,6 +322,10 @@ mod tests {
                 vec![],
                 now - TOKEN_TTL - 60,
                 None,
+                Audience {
+                    aud: SERVICE,
+                    ttl: TOKEN_TTL,
+                },
             )
             .unwrap()
             .token;
@@ -338,6 +384,10 @@ mod tests {
                 vec![],
                 now - TOKEN_TTL - 60,
                 None,
+                Audience {
+                    aud: SERVICE,
+                    ttl: TOKEN_TTL,
+                },
             )
             .unwrap()
             .token;
@@ -391,5 +441,29 @@ mod tests {
             Some(now - 1),
         );
         assert!(gone.is_err(), "an expired identity gets no token");
+    }
+
+    /// A console session is never a registry token and a registry token never a session,
+    /// fresh or remembered.
+    #[test]
+    fn sessions_and_registry_tokens_do_not_stand_in_for_each_other() {
+        let keys = Keys::default();
+        let key = std::slice::from_ref(&new_signing_key(1)).to_vec();
+        let session = keys
+            .issue_session(&key, "user:a", None, 3600)
+            .unwrap()
+            .token;
+        let token = keys
+            .issue(&key, "user:a", None, vec![], None)
+            .unwrap()
+            .token;
+        for _ in 0..2 {
+            assert!(keys.verify_for(&key, &session, CONSOLE).is_ok());
+            assert!(keys.verify(&key, &session).is_err());
+            assert!(keys.verify(&key, &token).is_ok());
+            assert!(keys.verify_for(&key, &token, CONSOLE).is_err());
+        }
+        let claims = keys.verify_for(&key, &session, CONSOLE).unwrap();
+        assert_eq!(claims.exp - claims.iat, 3600);
     }
 }

@@ -1,5 +1,5 @@
 //! The node's `HttpServerApp`: reads one request off a Pingora session, hands it to the
-//! right handler (`/v2`, `/api/v1`, health), writes the reply and logs one line.
+//! right handler (`/v2`, `/api/v1`, `/ui`, health), writes the reply and logs one line.
 //!
 //! Blob bodies are written in 1 MiB pieces: Pingora flushes per write, and 64 KiB writes
 //! measured 0.4× nginx on this kind of machine while 1–2 MiB writes reached 1.1–1.2×.
@@ -52,6 +52,7 @@ const DRAIN_BEFORE_ERROR: u64 = 64 << 20;
 pub struct NodeApp {
     pub registry: Arc<Registry>,
     pub api: Arc<Api>,
+    pub console: Arc<crate::ui::Console>,
     pub edge: Edge,
     pub options: HttpServerOptions,
     pub requests: AtomicU64,
@@ -88,6 +89,8 @@ impl NodeApp {
             self.registry.handle(req, body).await
         } else if p.starts_with("/api/v1/") || p == "/api/v1" {
             self.api.handle(req, body).await
+        } else if p == "/ui" || p.starts_with("/ui/") {
+            self.console.handle(req, body).await
         } else if p == "/auth/token" {
             self.registry.auth.token(req, body).await
         } else if p == "/metrics" {

@@ -72,6 +72,7 @@ pub fn bind(
     listener: std::net::TcpListener,
     registry: Arc<Registry>,
     api: Arc<Api>,
+    console: Arc<crate::ui::Console>,
     edge: crate::edge::Edge,
 ) -> std::io::Result<Bound> {
     let conf = ServerConf {
@@ -86,6 +87,7 @@ pub fn bind(
     let app = app::NodeApp {
         registry,
         api,
+        console,
         edge,
         options: HttpServerOptions::default(),
         requests: AtomicU64::new(0),

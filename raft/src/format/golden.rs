@@ -383,6 +383,11 @@ fn sample(kind: CommandKind) -> Command {
             digest: "sha256:dd".into(),
             at: 1_700_000_022,
         },
+        K::EndSession => Command::EndSession {
+            id: "s3ss10n".into(),
+            until: 1_700_028_800,
+            at: 1_700_000_023,
+        },
     }
 }
 

@@ -1,0 +1,379 @@
+//! The web console in a real browser (headless Chromium through WebDriver): a person signs
+//! in, finds an image pushed by skopeo, copies its pull command and pulls with it, makes a
+//! credential and uses it, deletes a tag and sees it gone from the registry API, signs out;
+//! anonymous visitors and readers see and do only what their roles allow, whatever they
+//! post. Every page is saved as a screenshot at desktop and phone width.
+
+use shoal_tests::browser::{self, Browser};
+use shoal_tests::oci::write_layout;
+use shoal_tests::{run_tool, skopeo_copy, tempdir, Node, ADMIN_PASSWORD};
+
+const READER_PASSWORD: &str = "reader-password-0123";
+
+fn cli_ok(node: &Node, args: &[&str]) {
+    let (ok, _, err) = node.cli(args);
+    assert!(ok, "{args:?}: {err}");
+}
+
+/// A node with a private namespace `acme` holding `acme/team/api:v1` and `:latest` (pushed
+/// by skopeo), a public namespace `open` holding `open/tool:1.0`, a private `hidden`, and a
+/// reader of `acme`.
+fn region() -> (tempfile::TempDir, Node) {
+    let dir = tempdir();
+    let node = Node::start(&dir.path().join("node"));
+    cli_ok(&node, &["namespace", "create", "acme"]);
+    cli_ok(&node, &["namespace", "create", "open", "--public"]);
+    cli_ok(&node, &["namespace", "create", "hidden"]);
+    cli_ok(
+        &node,
+        &["user", "create", "rdr", "--password", READER_PASSWORD],
+    );
+    cli_ok(
+        &node,
+        &[
+            "role",
+            "bind",
+            "rdr",
+            "--role",
+            "reader",
+            "--namespace",
+            "acme",
+        ],
+    );
+    let layout = dir.path().join("layout");
+    write_layout(
+        &layout,
+        "v1",
+        &[vec![(
+            "hello.txt",
+            b"hello from the console test\n".to_vec(),
+        )]],
+    );
+    let src = format!("oci:{}:v1", layout.display());
+    for dest in [
+        "acme/team/api:v1",
+        "acme/team/api:latest",
+        "open/tool:1.0",
+        "hidden/secret:v1",
+    ] {
+        let (ok, out) = skopeo_copy(&src, &format!("docker://{}/{dest}", node.addr));
+        assert!(ok, "skopeo copy to {dest}: {out}");
+    }
+    (dir, node)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn sign_in(b: &Browser, node: &Node, login: &str, password: &str) {
+    b.goto(&format!("{}/ui/sign-in", node.url)).await;
+    b.fill("#login", login).await;
+    b.fill("#password", password).await;
+    b.click("#sign-in").await;
+    assert_eq!(
+        b.path().await,
+        "/ui/",
+        "signed in as {login}, the namespaces show"
+    );
+}
+
+/// A plain HTTP client that keeps no cookies and follows no redirects, for posts a page
+/// would never make.
+fn raw() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
+    if !browser::available() || !shoal_tests::require_tool("skopeo") {
+        return;
+    }
+    let (dir, node) = region();
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        // A private page is not found until the visitor signs in, and then shown.
+        b.goto(&format!("{}/ui/r/acme/team/api", node.url)).await;
+        assert!(b.source().await.contains("Not found"));
+        b.click("#error-sign-in").await;
+        assert!(
+            b.path().await.starts_with("/ui/sign-in?next="),
+            "{}",
+            b.path().await
+        );
+        b.screenshot("sign-in").await;
+        b.fill("#login", "admin").await;
+        b.fill("#password", "wrong-password").await;
+        b.click("#sign-in").await;
+        assert!(b
+            .text("#sign-in-error")
+            .await
+            .contains("invalid username or password"));
+        b.fill("#login", "admin").await;
+        b.fill("#password", ADMIN_PASSWORD).await;
+        b.click("#sign-in").await;
+        assert_eq!(b.path().await, "/ui/r/acme/team/api");
+
+        // Browse from the top to the image.
+        b.goto(&format!("{}/ui/", node.url)).await;
+        b.screenshot("namespaces").await;
+        let listed = b.text("#namespaces").await;
+        for ns in ["acme", "open", "hidden"] {
+            assert!(listed.contains(ns), "the admin sees {ns}: {listed}");
+        }
+        b.click("#namespaces a[href='/ui/n/acme']").await;
+        b.screenshot("namespace").await;
+        assert!(b.text("#repositories").await.contains("team/"), "a folder");
+        b.click("#repositories tr.folder a").await;
+        b.click("#repositories a[href='/ui/r/acme/team/api']").await;
+        b.screenshot("repository").await;
+        let tags = b.text("#tags").await;
+        assert!(tags.contains("v1") && tags.contains("latest"), "{tags}");
+        assert!(
+            tags.contains("linux/amd64"),
+            "the platform from the config: {tags}"
+        );
+
+        // Copy the pull command and pull with it.
+        let command = b
+            .find("#by-tag .cmd[data-tool='skopeo'] code")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(
+            command,
+            format!(
+                "skopeo copy --src-tls-verify=false docker://{}/acme/team/api:latest oci:api",
+                node.addr
+            )
+        );
+        let copy = b.find("#by-tag .cmd[data-tool='skopeo'] button.copy").await;
+        assert_eq!(
+            copy.attr("data-copy").await.unwrap().as_deref(),
+            Some(command.as_str())
+        );
+        let words: Vec<&str> = command.split(' ').collect();
+        let out_dir = dir.path().join("pulled");
+        let dest = format!("oci:{}", out_dir.display());
+        let mut args: Vec<&str> = words[1..words.len() - 1].to_vec();
+        args.insert(1, "--src-creds");
+        let creds = shoal_tests::admin_creds();
+        args.insert(2, &creds);
+        args.push(&dest);
+        let (ok, out) = run_tool("skopeo", &args, &[]);
+        assert!(ok, "the copied command pulls: {out}");
+        assert!(out_dir.join("index.json").exists());
+
+        // The artifact: layers, config, platforms, tags.
+        b.click("#tags tr[data-tag='v1'] a.tag").await;
+        b.screenshot("artifact").await;
+        assert_eq!(b.count("#layers tbody tr").await, 1);
+        assert!(b.text("#config").await.contains("linux/amd64"));
+        let tags = b.text("#artifact-tags").await;
+        assert!(tags.contains("v1") && tags.contains("latest"), "{tags}");
+
+        // A credential made in the console works with skopeo.
+        b.goto(&format!("{}/ui/credentials", node.url)).await;
+        b.fill("#name", "console-ci").await;
+        b.click("#create-credential").await;
+        b.screenshot("credential-created").await;
+        let user = b.text("#new-username").await;
+        let secret = b.text("#new-secret").await;
+        let creds = format!("{user}:{secret}");
+        let (ok, out) = run_tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                &creds,
+                &format!("docker://{}/acme/team/api:v1", node.addr),
+            ],
+            &[],
+        );
+        assert!(ok, "the console's credential pulls: {out}");
+        b.goto(&format!("{}/ui/credentials", node.url)).await;
+        b.screenshot("credentials").await;
+        assert!(b.text("#credentials").await.contains("console-ci"));
+
+        // Delete a tag, with a confirmation step; the registry API no longer has it.
+        b.goto(&format!("{}/ui/r/acme/team/api", node.url)).await;
+        b.click("#tags tr[data-tag='v1'] a.danger").await;
+        b.screenshot("confirm-delete").await;
+        assert!(b.path().await.ends_with("/-/delete-tag/v1"));
+        b.click("#confirm").await;
+        assert_eq!(b.path().await, "/ui/r/acme/team/api");
+        assert_eq!(b.count("#tags tr[data-tag='v1']").await, 0);
+        let r = node.registry().get("/v2/acme/team/api/manifests/v1");
+        assert_eq!(
+            r.status().as_u16(),
+            404,
+            "the tag is gone from the registry API"
+        );
+
+        // The other pages render.
+        for (path, shot) in [
+            ("/ui/n/acme/-/settings", "settings"),
+            ("/ui/n/acme/-/access", "access"),
+            ("/ui/admin/region", "region"),
+            ("/ui/admin/people", "people"),
+            ("/ui/r/acme/nothing-here", "not-found"),
+        ] {
+            b.goto(&format!("{}{path}", node.url)).await;
+            b.screenshot(shot).await;
+        }
+        b.goto(&format!("{}/ui/admin/region", node.url)).await;
+        assert!(b.text("#members").await.contains("voter"));
+        assert!(b.text("#origin").await.starts_with("answering"));
+        b.goto(&format!("{}/ui/r/acme/nothing-here", node.url))
+            .await;
+        assert!(b.source().await.contains("Not found"));
+
+        // A POST without the CSRF token is refused, with the session cookie.
+        let session = b.cookie("shoal_session").await.expect("a session cookie");
+        let cookie = format!("shoal_session={session}");
+        let r = raw()
+            .post(format!(
+                "{}/ui/r/acme/team/api/-/delete-tag/latest",
+                node.url
+            ))
+            .header("Cookie", &cookie)
+            .form(&[("csrf", "")])
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403);
+        assert_eq!(
+            node.registry()
+                .get("/v2/acme/team/api/manifests/latest")
+                .status()
+                .as_u16(),
+            200
+        );
+
+        // Sign out; the cookie stops working, here and as a copy.
+        b.goto(&format!("{}/ui/", node.url)).await;
+        b.click("#sign-out").await;
+        assert_eq!(b.count("#sign-out").await, 0);
+        let r = raw()
+            .get(format!("{}/ui/credentials", node.url))
+            .header("Cookie", &cookie)
+            .send()
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            303,
+            "an ended session is sent to sign in"
+        );
+        b.close().await;
+    });
+}
+
+#[test]
+fn anonymous_visitors_see_public_namespaces_only() {
+    if !browser::available() || !shoal_tests::require_tool("skopeo") {
+        return;
+    }
+    let (_dir, node) = region();
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        b.goto(&format!("{}/ui/", node.url)).await;
+        b.screenshot("anonymous").await;
+        let listed = b.text("#namespaces").await;
+        assert!(listed.contains("open"), "{listed}");
+        assert!(
+            !listed.contains("acme") && !listed.contains("hidden"),
+            "{listed}"
+        );
+        b.goto(&format!("{}/ui/r/open/tool", node.url)).await;
+        assert!(b.text("#tags").await.contains("1.0"));
+        assert_eq!(
+            b.count("#tags a.danger").await,
+            0,
+            "no delete for anonymous visitors"
+        );
+        // A private repository asks for a sign-in, like one that does not exist.
+        for path in ["/ui/r/hidden/secret", "/ui/n/hidden"] {
+            b.goto(&format!("{}{path}", node.url)).await;
+            let source = b.source().await;
+            assert!(source.contains("Not found"), "{path}: {source}");
+            assert!(!source.contains("secret:v1"));
+        }
+        b.close().await;
+    });
+}
+
+#[test]
+fn a_reader_sees_no_delete_buttons_and_cannot_forge_one() {
+    if !browser::available() || !shoal_tests::require_tool("skopeo") {
+        return;
+    }
+    let (_dir, node) = region();
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        sign_in(&b, &node, "rdr", READER_PASSWORD).await;
+        let listed = b.text("#namespaces").await;
+        assert!(
+            listed.contains("acme") && listed.contains("open"),
+            "{listed}"
+        );
+        assert!(!listed.contains("hidden"), "{listed}");
+        b.goto(&format!("{}/ui/r/acme/team/api", node.url)).await;
+        b.screenshot("reader-repository").await;
+        assert_eq!(b.count("#tags tr").await, 3, "header and two tags");
+        assert_eq!(
+            b.count("a.danger").await,
+            0,
+            "a reader sees no delete links"
+        );
+        b.goto(&format!("{}/ui/n/acme", node.url)).await;
+        assert_eq!(b.count("#settings-link").await, 0);
+
+        // The reader's own session and CSRF token, posted by hand: refused all the same.
+        let session = b.cookie("shoal_session").await.expect("a session cookie");
+        let csrf = b
+            .find("form[action='/ui/sign-out'] input[name='csrf']")
+            .await
+            .attr("value")
+            .await
+            .unwrap()
+            .unwrap();
+        let cookie = format!("shoal_session={session}");
+        for path in [
+            "/ui/r/acme/team/api/-/delete-tag/v1",
+            "/ui/n/acme/-/settings",
+        ] {
+            let r = raw()
+                .post(format!("{}{path}", node.url))
+                .header("Cookie", &cookie)
+                .form(&[("csrf", csrf.as_str()), ("visibility", "public")])
+                .send()
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 403, "{path}");
+        }
+        assert_eq!(
+            node.registry()
+                .get("/v2/acme/team/api/manifests/v1")
+                .status()
+                .as_u16(),
+            200
+        );
+        let r = node.registry().get("/api/v1/namespaces/acme");
+        let ns: serde_json::Value = r.json().unwrap();
+        assert_eq!(ns["visibility"], "private");
+        // The session token is no registry token.
+        let r = raw()
+            .get(format!("{}/v2/acme/team/api/tags/list", node.url))
+            .bearer_auth(&session)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        b.close().await;
+    });
+}
