@@ -59,6 +59,9 @@ impl Browser {
             serde_json::Value::Object(m) => m,
             _ => unreachable!("built as an object above"),
         };
+        // The WebDriver client speaks plain HTTP to chromedriver, but its connector is built
+        // with rustls, which needs one crypto provider chosen when several are compiled in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = ClientBuilder::rustls()
             .expect("a TLS connector for the WebDriver client")
             .capabilities(caps)
@@ -80,17 +83,20 @@ impl Browser {
         self.find(css).await.text().await.unwrap()
     }
 
+    /// The first element matching `css`, waiting up to 10 s for it (a click that navigates
+    /// returns before the next page is there).
     pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
-        let url = self
-            .client
-            .current_url()
-            .await
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css} on {url}: {e}"))
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(e) => return e,
+                Err(e) if Instant::now() > deadline => {
+                    let url = self.client.current_url().await.map(|u| u.to_string());
+                    panic!("no {css} on {url:?}: {e}");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 
     /// How many elements match `css`.
@@ -113,6 +119,19 @@ impl Browser {
         match u.query() {
             Some(q) => format!("{}?{q}", u.path()),
             None => u.path().to_string(),
+        }
+    }
+
+    /// Waits (up to 10 s) until the page's path and query are `want`, as a click that
+    /// navigates returns before the next page has loaded; returns the path it ended on.
+    pub async fn wait_path(&self, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let path = self.path().await;
+            if want(&path) || Instant::now() > deadline {
+                return path;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -75,10 +75,16 @@ async fn sign_in(b: &Browser, node: &Node, login: &str, password: &str) {
     b.fill("#password", password).await;
     b.click("#sign-in").await;
     assert_eq!(
-        b.path().await,
+        b.wait_path(|p| p == "/ui/").await,
         "/ui/",
         "signed in as {login}, the namespaces show"
     );
+}
+
+/// Runs blocking HTTP (`reqwest::blocking`, which has a runtime of its own) on a thread of
+/// its own, off the browser's runtime.
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
 }
 
 /// A plain HTTP client that keeps no cookies and follows no redirects, for posts a page
@@ -102,11 +108,8 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
         b.goto(&format!("{}/ui/r/acme/team/api", node.url)).await;
         assert!(b.source().await.contains("Not found"));
         b.click("#error-sign-in").await;
-        assert!(
-            b.path().await.starts_with("/ui/sign-in?next="),
-            "{}",
-            b.path().await
-        );
+        let path = b.wait_path(|p| p.starts_with("/ui/sign-in?next=")).await;
+        assert!(path.starts_with("/ui/sign-in?next="), "{path}");
         b.screenshot("sign-in").await;
         b.fill("#login", "admin").await;
         b.fill("#password", "wrong-password").await;
@@ -118,7 +121,8 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
         b.fill("#login", "admin").await;
         b.fill("#password", ADMIN_PASSWORD).await;
         b.click("#sign-in").await;
-        assert_eq!(b.path().await, "/ui/r/acme/team/api");
+        let path = b.wait_path(|p| p == "/ui/r/acme/team/api").await;
+        assert_eq!(path, "/ui/r/acme/team/api", "{}", b.source().await);
 
         // Browse from the top to the image.
         b.goto(&format!("{}/ui/", node.url)).await;
@@ -175,6 +179,11 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
         b.click("#tags tr[data-tag='v1'] a.tag").await;
         b.screenshot("artifact").await;
         assert_eq!(b.count("#layers tbody tr").await, 1);
+        let by_digest = b.text("#by-digest").await;
+        assert!(
+            by_digest.contains(&format!("docker pull {}/acme/team/api@sha256:", node.addr)),
+            "{by_digest}"
+        );
         assert!(b.text("#config").await.contains("linux/amd64"));
         let tags = b.text("#artifact-tags").await;
         assert!(tags.contains("v1") && tags.contains("latest"), "{tags}");
@@ -206,12 +215,14 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
         // Delete a tag, with a confirmation step; the registry API no longer has it.
         b.goto(&format!("{}/ui/r/acme/team/api", node.url)).await;
         b.click("#tags tr[data-tag='v1'] a.danger").await;
+        let path = b.wait_path(|p| p.ends_with("/-/delete-tag/v1")).await;
+        assert!(path.ends_with("/-/delete-tag/v1"), "{path}");
         b.screenshot("confirm-delete").await;
-        assert!(b.path().await.ends_with("/-/delete-tag/v1"));
         b.click("#confirm").await;
-        assert_eq!(b.path().await, "/ui/r/acme/team/api");
+        let path = b.wait_path(|p| p == "/ui/r/acme/team/api").await;
+        assert_eq!(path, "/ui/r/acme/team/api", "{}", b.source().await);
         assert_eq!(b.count("#tags tr[data-tag='v1']").await, 0);
-        let r = node.registry().get("/v2/acme/team/api/manifests/v1");
+        let r = blocking(|| node.registry().get("/v2/acme/team/api/manifests/v1"));
         assert_eq!(
             r.status().as_u16(),
             404,
@@ -239,33 +250,37 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
         // A POST without the CSRF token is refused, with the session cookie.
         let session = b.cookie("shoal_session").await.expect("a session cookie");
         let cookie = format!("shoal_session={session}");
-        let r = raw()
-            .post(format!(
-                "{}/ui/r/acme/team/api/-/delete-tag/latest",
-                node.url
-            ))
-            .header("Cookie", &cookie)
-            .form(&[("csrf", "")])
-            .send()
-            .unwrap();
+        let r = blocking(|| {
+            raw()
+                .post(format!(
+                    "{}/ui/r/acme/team/api/-/delete-tag/latest",
+                    node.url
+                ))
+                .header("Cookie", &cookie)
+                .form(&[("csrf", "")])
+                .send()
+                .unwrap()
+        });
         assert_eq!(r.status().as_u16(), 403);
-        assert_eq!(
+        let status = blocking(|| {
             node.registry()
                 .get("/v2/acme/team/api/manifests/latest")
                 .status()
-                .as_u16(),
-            200
-        );
+                .as_u16()
+        });
+        assert_eq!(status, 200);
 
         // Sign out; the cookie stops working, here and as a copy.
         b.goto(&format!("{}/ui/", node.url)).await;
         b.click("#sign-out").await;
         assert_eq!(b.count("#sign-out").await, 0);
-        let r = raw()
-            .get(format!("{}/ui/credentials", node.url))
-            .header("Cookie", &cookie)
-            .send()
-            .unwrap();
+        let r = blocking(|| {
+            raw()
+                .get(format!("{}/ui/credentials", node.url))
+                .header("Cookie", &cookie)
+                .send()
+                .unwrap()
+        });
         assert_eq!(
             r.status().as_u16(),
             303,
@@ -349,30 +364,38 @@ fn a_reader_sees_no_delete_buttons_and_cannot_forge_one() {
             "/ui/r/acme/team/api/-/delete-tag/v1",
             "/ui/n/acme/-/settings",
         ] {
-            let r = raw()
-                .post(format!("{}{path}", node.url))
-                .header("Cookie", &cookie)
-                .form(&[("csrf", csrf.as_str()), ("visibility", "public")])
-                .send()
-                .unwrap();
+            let r = blocking(|| {
+                raw()
+                    .post(format!("{}{path}", node.url))
+                    .header("Cookie", &cookie)
+                    .form(&[("csrf", csrf.as_str()), ("visibility", "public")])
+                    .send()
+                    .unwrap()
+            });
             assert_eq!(r.status().as_u16(), 403, "{path}");
         }
-        assert_eq!(
+        let status = blocking(|| {
             node.registry()
                 .get("/v2/acme/team/api/manifests/v1")
                 .status()
-                .as_u16(),
-            200
-        );
-        let r = node.registry().get("/api/v1/namespaces/acme");
-        let ns: serde_json::Value = r.json().unwrap();
+                .as_u16()
+        });
+        assert_eq!(status, 200);
+        let ns: serde_json::Value = blocking(|| {
+            node.registry()
+                .get("/api/v1/namespaces/acme")
+                .json()
+                .unwrap()
+        });
         assert_eq!(ns["visibility"], "private");
         // The session token is no registry token.
-        let r = raw()
-            .get(format!("{}/v2/acme/team/api/tags/list", node.url))
-            .bearer_auth(&session)
-            .send()
-            .unwrap();
+        let r = blocking(|| {
+            raw()
+                .get(format!("{}/v2/acme/team/api/tags/list", node.url))
+                .bearer_auth(&session)
+                .send()
+                .unwrap()
+        });
         assert_eq!(r.status().as_u16(), 401);
         b.close().await;
     });

@@ -475,7 +475,7 @@ impl Console {
                 manifest => view,
                 config => config,
                 referrers => referrers,
-                commands => views::pull_commands(&format!("{host}/{repo}@{digest}"), secure),
+                pull => views::pull_commands(&format!("{host}/{repo}@{digest}"), secure),
                 deletes => v.caller.may(Action::Delete, &at),
             },
         };
