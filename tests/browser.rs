@@ -33,6 +33,15 @@ pub fn available() -> bool {
 impl Browser {
     /// A fresh headless Chromium (its own profile, so no cookie is shared between tests).
     pub async fn start() -> Browser {
+        Browser::launch(true).await
+    }
+
+    /// A browser with JavaScript turned off (the console must work without it).
+    pub async fn without_javascript() -> Browser {
+        Browser::launch(false).await
+    }
+
+    async fn launch(javascript: bool) -> Browser {
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -48,12 +57,18 @@ impl Browser {
             assert!(Instant::now() < deadline, "chromedriver did not listen");
             std::thread::sleep(Duration::from_millis(50));
         }
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,900",
+        ];
+        if !javascript {
+            args.push("--blink-settings=scriptEnabled=false");
+        }
         let caps = serde_json::json!({
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,900"]
-            }
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}
         });
         let caps = match caps {
             serde_json::Value::Object(m) => m,

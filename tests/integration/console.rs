@@ -159,6 +159,10 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
             )
         );
         let copy = b.find("#by-tag .cmd[data-tool='skopeo'] button.copy").await;
+        assert!(
+            copy.is_displayed().await.unwrap(),
+            "the script shows copy buttons"
+        );
         assert_eq!(
             copy.attr("data-copy").await.unwrap().as_deref(),
             Some(command.as_str())
@@ -229,6 +233,29 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
             "the tag is gone from the registry API"
         );
 
+        // Delete a whole manifest from its page; its digest is gone from the registry API.
+        b.goto(&format!("{}/ui/r/open/tool", node.url)).await;
+        b.click("#tags tr[data-tag='1.0'] a.tag").await;
+        b.click("#delete-manifest").await;
+        let path = b.wait_path(|p| p.ends_with("/delete")).await;
+        assert!(path.contains("/@sha256:"), "{path}");
+        let digest = path
+            .trim_end_matches("/delete")
+            .rsplit('@')
+            .next()
+            .unwrap()
+            .to_string();
+        b.click("#confirm").await;
+        let path = b.wait_path(|p| p == "/ui/r/open/tool").await;
+        assert_eq!(path, "/ui/r/open/tool", "{}", b.source().await);
+        let status = blocking(|| {
+            node.registry()
+                .get(&format!("/v2/open/tool/manifests/{digest}"))
+                .status()
+                .as_u16()
+        });
+        assert_eq!(status, 404, "the manifest is gone from the registry API");
+
         // The other pages render.
         for (path, shot) in [
             ("/ui/n/acme/-/settings", "settings"),
@@ -290,6 +317,8 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
     });
 }
 
+/// Also with JavaScript off: the pages need none (copy buttons stay hidden, the commands
+/// are plain text).
 #[test]
 fn anonymous_visitors_see_public_namespaces_only() {
     if !browser::available() || !shoal_tests::require_tool("skopeo") {
@@ -297,7 +326,7 @@ fn anonymous_visitors_see_public_namespaces_only() {
     }
     let (_dir, node) = region();
     runtime().block_on(async {
-        let b = Browser::start().await;
+        let b = Browser::without_javascript().await;
         b.goto(&format!("{}/ui/", node.url)).await;
         b.screenshot("anonymous").await;
         let listed = b.text("#namespaces").await;
@@ -308,6 +337,16 @@ fn anonymous_visitors_see_public_namespaces_only() {
         );
         b.goto(&format!("{}/ui/r/open/tool", node.url)).await;
         assert!(b.text("#tags").await.contains("1.0"));
+        let command = b.text("#by-tag .cmd[data-tool='docker'] code").await;
+        assert_eq!(command, format!("docker pull {}/open/tool:1.0", node.addr));
+        assert!(
+            !b.find("#by-tag .cmd[data-tool='docker'] button.copy")
+                .await
+                .is_displayed()
+                .await
+                .unwrap(),
+            "without JavaScript there is nothing to copy with"
+        );
         assert_eq!(
             b.count("#tags a.danger").await,
             0,

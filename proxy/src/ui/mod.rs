@@ -112,7 +112,12 @@ impl Console {
             Ok(r) => r,
             Err(e) => self.error_page(req, &visitor, &e),
         };
-        let reply = reply.header("Content-Security-Policy", PAGE_CSP);
+        let mut reply = reply.header("Content-Security-Policy", PAGE_CSP);
+        if req.is_head() {
+            if let Body::Bytes(b) = &reply.body {
+                reply.body = Body::HeadOnly(b.len() as u64);
+            }
+        }
         match reply.has_header("cache-control") {
             true => reply,
             false => reply.header("Cache-Control", "no-store"),
@@ -280,7 +285,11 @@ impl Console {
     /// An error as a page. A page that needs a session sends the visitor to sign in (and
     /// back afterwards); a form posted without one too.
     fn error_page(&self, req: &Request, v: &Visitor, e: &ApiError) -> Reply {
-        if e.code == Code::Unauthorized && !v.signed_in() && req.method == Method::GET {
+        // A visitor whose session just ended is sent to sign in again rather than told that
+        // what they were looking at is gone.
+        let ended = v.session_ended && e.code == Code::NotFound;
+        let get = req.method == Method::GET || req.method == Method::HEAD;
+        if (e.code == Code::Unauthorized || ended) && !v.signed_in() && get {
             let back: String =
                 form_urlencoded::byte_serialize(req_target(req).as_bytes()).collect();
             return redirect(&format!("/ui/sign-in?next={back}"));
