@@ -132,10 +132,12 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
             assert!(listed.contains(ns), "the admin sees {ns}: {listed}");
         }
         b.click("#namespaces a[href='/ui/n/acme']").await;
+        b.find("#repositories").await;
         b.screenshot("namespace").await;
         assert!(b.text("#repositories").await.contains("team/"), "a folder");
         b.click("#repositories tr.folder a").await;
         b.click("#repositories a[href='/ui/r/acme/team/api']").await;
+        b.find("#tags").await;
         b.screenshot("repository").await;
         let tags = b.text("#tags").await;
         assert!(tags.contains("v1") && tags.contains("latest"), "{tags}");
@@ -181,6 +183,7 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
 
         // The artifact: layers, config, platforms, tags.
         b.click("#tags tr[data-tag='v1'] a.tag").await;
+        b.find("#layers").await;
         b.screenshot("artifact").await;
         assert_eq!(b.count("#layers tbody tr").await, 1);
         let by_digest = b.text("#by-digest").await;
@@ -196,6 +199,7 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
         b.goto(&format!("{}/ui/credentials", node.url)).await;
         b.fill("#name", "console-ci").await;
         b.click("#create-credential").await;
+        b.find("#new-username").await;
         b.screenshot("credential-created").await;
         let user = b.text("#new-username").await;
         let secret = b.text("#new-secret").await;
@@ -300,6 +304,7 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
         // Sign out; the cookie stops working, here and as a copy.
         b.goto(&format!("{}/ui/", node.url)).await;
         b.click("#sign-out").await;
+        b.find("#sign-in-link").await;
         assert_eq!(b.count("#sign-out").await, 0);
         let r = blocking(|| {
             raw()
