@@ -37,6 +37,8 @@ pub struct Config {
     pub region: String,
     /// How often the usage counted here is added to the catalogue.
     pub usage_interval: std::time::Duration,
+    /// How long a console session lasts after signing in.
+    pub console_session: std::time::Duration,
     /// Serve HTTPS on the public listener; plain HTTP when `None`.
     pub tls: Option<crate::http::TlsFiles>,
     /// The URL clients reach the registry at; default: the advertise URL, else the bound

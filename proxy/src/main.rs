@@ -119,6 +119,10 @@ enum Cmd {
         /// How often usage counts (pulls, pushes, bytes) are recorded, e.g. 10s.
         #[arg(long, env = "SHOAL_USAGE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
         usage_interval: std::time::Duration,
+        /// How long a web console session lasts after signing in, e.g. 8h (1 minute to 30
+        /// days; checked by the server; signing out ends it sooner).
+        #[arg(long, env = "SHOAL_CONSOLE_SESSION", default_value = "8h", value_parser = humantime::parse_duration)]
+        console_session: std::time::Duration,
         /// The URL clients reach the registry at (e.g. https://registry.example.com): token
         /// realms and pull secrets name it. Default: --advertise-url, else the bound address.
         #[arg(long, env = "SHOAL_PUBLIC_URL")]
@@ -343,6 +347,7 @@ fn main() -> ExitCode {
             tls_key,
             region,
             usage_interval,
+            console_session,
             public_url,
             metrics_auth,
             header_timeout,
@@ -443,6 +448,7 @@ fn main() -> ExitCode {
                 },
                 region,
                 usage_interval,
+                console_session,
                 tls: tls_cert
                     .zip(tls_key)
                     .map(|(cert, key)| shoal_proxy::http::TlsFiles { cert, key }),

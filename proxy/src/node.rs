@@ -152,7 +152,7 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
     let console = Arc::new(crate::ui::Console::new(
         api.clone(),
         registry.clone(),
-        crate::ui::DEFAULT_SESSION_TTL,
+        config.console_session.as_secs().clamp(60, 30 * 86_400) as i64,
     ));
     let front = FrontEnd {
         threads: config.threads,

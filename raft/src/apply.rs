@@ -119,6 +119,10 @@ impl Catalog {
                 at,
             } => self.tag_checked(repo, tag, digest, *at, batch),
             C::EndSession { id, until, at } => self.end_session(id, *until, *at, batch),
+            C::SetNamespaceDescription {
+                namespace,
+                description,
+            } => self.set_description(namespace, description.clone(), batch),
         }
     }
 }

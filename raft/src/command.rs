@@ -303,6 +303,11 @@ pub enum Command {
         until: i64,
         at: i64,
     },
+    /// Changes a namespace's description (`None` removes it).
+    SetNamespaceDescription {
+        namespace: String,
+        description: Option<String>,
+    },
 }
 
 /// A stored manifest: the exact bytes the client pushed plus what was parsed out of them.

@@ -44,6 +44,20 @@ impl Catalog {
         done()
     }
 
+    pub(crate) fn set_description(
+        &self,
+        namespace: &str,
+        description: Option<String>,
+        batch: &mut Batch,
+    ) -> Result<Outcome> {
+        let Some(mut rec) = self.namespace(namespace)? else {
+            return rejected(Rejection::NamespaceUnknown(namespace.into()));
+        };
+        rec.description = description;
+        batch.insert(key(keys::NAMESPACE, &[namespace]), encode(&rec));
+        done()
+    }
+
     pub(crate) fn delete_namespace(
         &self,
         name: &str,

@@ -111,6 +111,17 @@ impl Catalog {
         Ok(out)
     }
 
+    /// How many tags `repo` has, counted without reading them (a summary of a repository
+    /// with 10 000 tags is listed among others).
+    pub fn tag_count(&self, repo: &str) -> Result<usize> {
+        let mut n = 0;
+        for kv in self.tree().scan_prefix(under(keys::TAG, &[repo])) {
+            kv?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     pub fn repository_summary(&self, repo: &str) -> Result<Option<RepoSummary>> {
         if !self.repository_exists(repo)? {
             return Ok(None);
@@ -119,7 +130,7 @@ impl Catalog {
         let blobs: u64 = self.blob_links(repo)?.iter().map(|(_, s)| s).sum();
         Ok(Some(RepoSummary {
             name: repo.into(),
-            tags: self.tag_map(repo)?.len(),
+            tags: self.tag_count(repo)?,
             manifests: manifests.len(),
             size: blobs + manifests.iter().map(|m| m.bytes.len() as u64).sum::<u64>(),
             last_push: manifests.iter().map(|m| m.pushed_at).max(),

@@ -339,6 +339,24 @@ fn manifest_push_and_tag_scenarios_on_plain_nodes() {
     );
     assert!(gc["facts"]["gc_pulls_per_s"].is_string());
 
+    // The console scenario signs in through the form and loads each page it measures.
+    let console = bench(
+        &[&c],
+        &[
+            "console",
+            "--tags",
+            "120",
+            "--repos",
+            "12",
+            "--requests",
+            "2",
+        ],
+        &out("console.json"),
+    );
+    assert_eq!(console["counts"]["tags"], 120);
+    assert_eq!(phase_count(&console, "repository last page"), 2);
+    assert_eq!(phase_count(&console, "namespace search"), 2);
+
     let tags = bench(&[&a], &["tag-push", "--count", "5"], &out("tags.json"));
     assert_eq!(tags["counts"]["tags"], 5);
     assert!(

@@ -260,6 +260,22 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
         });
         assert_eq!(status, 404, "the manifest is gone from the registry API");
 
+        // Namespace settings: a description and immutable tags, saved through the API.
+        b.goto(&format!("{}/ui/n/acme/-/settings", node.url)).await;
+        b.fill("#description", "The team's images").await;
+        b.fill("#immutable_tags", "release-*").await;
+        b.click("#save-settings").await;
+        let path = b.wait_path(|p| p.ends_with("?saved=1")).await;
+        assert!(path.ends_with("?saved=1"), "{path}: {}", b.source().await);
+        let ns: serde_json::Value = blocking(|| {
+            node.registry()
+                .get("/api/v1/namespaces/acme")
+                .json()
+                .unwrap()
+        });
+        assert_eq!(ns["description"], "The team's images");
+        assert_eq!(ns["immutable_tags"], serde_json::json!(["release-*"]));
+
         // The other pages render.
         for (path, shot) in [
             ("/ui/n/acme/-/settings", "settings"),

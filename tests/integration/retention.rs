@@ -277,6 +277,30 @@ fn immutable_tags_survive_pushes_deletes_and_retention() {
     let ns: Value = api(&reg, "GET", "/namespaces/rel", None).1;
     assert_eq!(ns["immutable_tags"], json!(["v*"]));
     assert_eq!(ns["immutable_exclude"], json!(["*-rc*"]));
+    // A description with a control character is refused, and nothing else in the same
+    // request is applied; a good one is set with the CLI and removed with "".
+    let (s, _) = api(
+        &reg,
+        "PATCH",
+        "/namespaces/rel",
+        Some(json!({"immutable_tags": [], "description": "bad\u{7}"})),
+    );
+    assert_eq!(s, 400);
+    let ns: Value = api(&reg, "GET", "/namespaces/rel", None).1;
+    assert_eq!(ns["immutable_tags"], json!(["v*"]), "nothing applied");
+    let (ok, _, err) = node.cli(&["namespace", "set", "rel", "--description", "Releases"]);
+    assert!(ok, "{err}");
+    let ns: Value = api(&reg, "GET", "/namespaces/rel", None).1;
+    assert_eq!(ns["description"], "Releases");
+    let (s, _) = api(
+        &reg,
+        "PATCH",
+        "/namespaces/rel",
+        Some(json!({"description": ""})),
+    );
+    assert_eq!(s, 200);
+    let ns: Value = api(&reg, "GET", "/namespaces/rel", None).1;
+    assert_eq!(ns["description"], Value::Null);
     // Turning immutability off frees the tag.
     let (s, _) = api(
         &reg,

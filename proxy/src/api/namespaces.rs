@@ -69,6 +69,9 @@ struct Configure {
     /// Patterns excluded from `immutable_tags` (`*-rc*`).
     #[serde(default)]
     immutable_exclude: Option<Vec<String>>,
+    /// A new description; `""` removes it.
+    #[serde(default)]
+    description: Option<String>,
 }
 
 /// Tag patterns: at most 32, each 1 to 128 printable characters.
@@ -187,6 +190,11 @@ impl Api {
         let at = place::namespace_or_home(&self.meta, name.as_str()).await?;
         self.auth.require(&caller, Action::ManageNamespaces, &at)?;
         let input: Configure = json_body(req, body).await?;
+        // Checked before anything is committed: a bad field changes nothing.
+        let new_description = input
+            .description
+            .map(|d| description(Some(d)))
+            .transpose()?;
         if input.immutable_tags.is_some() || input.immutable_exclude.is_some() {
             let current = self
                 .meta
@@ -207,6 +215,13 @@ impl Api {
             let cmd = Command::SetImmutableTags {
                 namespace: name.to_string(),
                 rules,
+            };
+            crate::errors::commit(&self.meta, &caller, req, cmd).await?;
+        }
+        if let Some(d) = new_description {
+            let cmd = Command::SetNamespaceDescription {
+                namespace: name.to_string(),
+                description: d,
             };
             crate::errors::commit(&self.meta, &caller, req, cmd).await?;
         }

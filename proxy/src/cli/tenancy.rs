@@ -82,6 +82,9 @@ pub enum NamespaceCmd {
         /// Tags matching this pattern (repeatable, e.g. '*-rc*') are not immutable.
         #[arg(long)]
         immutable_exclude: Vec<String>,
+        /// A new description ('' removes it).
+        #[arg(long)]
+        description: Option<String>,
     },
     /// Delete a namespace with all its repositories, tags and role bindings.
     Delete {
@@ -154,10 +157,14 @@ pub(super) fn namespace(cmd: NamespaceCmd) -> Call {
             visibility,
             immutable_tags,
             immutable_exclude,
+            description,
         } => {
             let mut body = json!({});
             if let Some(v) = visibility {
                 body["visibility"] = json!(v);
+            }
+            if let Some(d) = description {
+                body["description"] = json!(d);
             }
             let list = |l: Vec<String>| -> Vec<String> {
                 l.into_iter().filter(|p| !p.is_empty()).collect()

@@ -306,6 +306,7 @@ impl Console {
             ..self.base(req, v, &format!("{} settings", ns.name)),
             ..context! {
                 namespace => ns.name.clone(),
+                description => ns.description.clone().unwrap_or_default(),
                 public => ns.visibility == shoal_raft::Visibility::Public,
                 immutable_tags => ns.immutable.patterns.join("\n"),
                 immutable_exclude => ns.immutable.exclude.join("\n"),
@@ -333,6 +334,7 @@ impl Console {
         };
         let body = json!({
             "visibility": visibility,
+            "description": field(form, "description").unwrap_or("").trim(),
             "immutable_tags": patterns(field(form, "immutable_tags")),
             "immutable_exclude": patterns(field(form, "immutable_exclude")),
         });

@@ -37,9 +37,6 @@ use session::Visitor;
 /// post only here, never framed.
 pub const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// How long a console session lasts unless configured (`--console-session`).
-pub const DEFAULT_SESSION_TTL: i64 = 8 * 3600;
-
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("templates/base.html")),
     ("macros.html", include_str!("templates/macros.html")),

@@ -2,6 +2,7 @@
 //! them, tag orders, the folder tree of a namespace, paging, pull commands, what a manifest
 //! says), kept apart from IO so they are tested alone.
 
+#[cfg(test)]
 use std::cmp::Ordering;
 
 use serde::Serialize;
@@ -93,6 +94,38 @@ fn version(tag: &str) -> Option<([u64; 3], Option<&str>)> {
     Some((parts, pre))
 }
 
+/// The place of a tag in version order: `latest`, then versions from highest (a release
+/// above its pre-releases, pre-releases from highest by name), then the rest by name.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum VersionKey {
+    Latest,
+    Version {
+        parts: std::cmp::Reverse<[u64; 3]>,
+        /// `None` (a release) sorts first.
+        pre: Option<std::cmp::Reverse<String>>,
+        name: String,
+    },
+    Other(String),
+}
+
+impl VersionKey {
+    fn of(tag: &str) -> VersionKey {
+        if tag == "latest" {
+            return VersionKey::Latest;
+        }
+        match version(tag) {
+            Some((parts, pre)) => VersionKey::Version {
+                parts: std::cmp::Reverse(parts),
+                pre: pre.map(|p| std::cmp::Reverse(p.to_string())),
+                name: tag.to_string(),
+            },
+            None => VersionKey::Other(tag.to_string()),
+        }
+    }
+}
+
+/// Version order of two tags (as `VersionKey` sorts them; kept to check it against).
+#[cfg(test)]
 fn by_version(a: &str, b: &str) -> Ordering {
     match (a == "latest", b == "latest") {
         (true, false) => return Ordering::Less,
@@ -122,7 +155,8 @@ pub fn sort_tags(rows: &mut [TagRow], order: TagOrder) {
                 .cmp(&a.pushed_at)
                 .then_with(|| a.name.cmp(&b.name))
         }),
-        TagOrder::Semver => rows.sort_by(|a, b| by_version(&a.name, &b.name)),
+        // Each tag is read as a version once, not at every comparison (10 000 tags).
+        TagOrder::Semver => rows.sort_by_cached_key(|r| VersionKey::of(&r.name)),
         TagOrder::Name => rows.sort_by(|a, b| a.name.cmp(&b.name)),
     }
 }
@@ -521,6 +555,17 @@ mod tests {
             ]
         );
         assert_eq!(TagOrder::parse(Some("semver")), TagOrder::Semver);
+        // The cached keys order exactly as the comparison does.
+        let names: Vec<&str> = tags.iter().map(|t| t.0).collect();
+        for a in &names {
+            for b in &names {
+                assert_eq!(
+                    VersionKey::of(a).cmp(&VersionKey::of(b)),
+                    by_version(a, b),
+                    "{a} {b}"
+                );
+            }
+        }
         assert_eq!(TagOrder::parse(Some("bogus")), TagOrder::Pushed);
     }
 

@@ -388,6 +388,10 @@ fn sample(kind: CommandKind) -> Command {
             until: 1_700_028_800,
             at: 1_700_000_023,
         },
+        K::SetNamespaceDescription => Command::SetNamespaceDescription {
+            namespace: "team".into(),
+            description: Some("the team's images".into()),
+        },
     }
 }
 
