@@ -275,6 +275,33 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
         });
         assert_eq!(ns["description"], "The team's images");
         assert_eq!(ns["immutable_tags"], serde_json::json!(["release-*"]));
+        // A retention policy that keeps only v* tags, and its preview: `latest` would go.
+        b.fill("#policy", r#"{"rules": [{"tags": ["v*"]}]}"#).await;
+        b.click("#save-settings").await;
+        b.find("p.notice").await;
+        b.click("#preview").await;
+        let preview = b.text("#preview-result").await;
+        assert!(
+            preview.contains("1 tag would go") && preview.contains("latest"),
+            "{preview}"
+        );
+        b.screenshot("retention-preview").await;
+        // A policy that is not JSON is refused with a page that says so; nothing changes.
+        b.goto(&format!("{}/ui/n/acme/-/settings", node.url)).await;
+        b.fill("#policy", "{not json").await;
+        b.fill("#description", "changed").await;
+        b.click("#save-settings").await;
+        assert!(b.text("p.message").await.contains("not valid JSON"));
+        let ns: serde_json::Value = blocking(|| {
+            node.registry()
+                .get("/api/v1/namespaces/acme")
+                .json()
+                .unwrap()
+        });
+        assert_eq!(
+            ns["description"], "The team's images",
+            "nothing was applied"
+        );
 
         // The other pages render.
         for (path, shot) in [

@@ -298,6 +298,8 @@ impl Console {
             .call(req, Some(session), Method::GET, &path, None)
             .await
         {
+            // No rules is no policy: the box stays empty.
+            Ok(p) if p["rules"].as_array().is_none_or(|r| r.is_empty()) => String::new(),
             Ok(p) => serde_json::to_string_pretty(&p).unwrap_or_default(),
             Err(e) if e.status() == StatusCode::NOT_FOUND => String::new(),
             Err(e) => return Err(e),
@@ -338,10 +340,8 @@ impl Console {
             "immutable_tags": patterns(field(form, "immutable_tags")),
             "immutable_exclude": patterns(field(form, "immutable_exclude")),
         });
-        let path = format!("/namespaces/{}", ns.name);
-        self.api
-            .call(req, Some(session), Method::PATCH, &path, Some(body))
-            .await?;
+        // The policy first: it is what a person most likely gets wrong, and a refused form
+        // then changes nothing else.
         let retention = format!("/namespaces/{}/retention", ns.name);
         match field(form, "policy").map(str::trim) {
             None => {}
@@ -366,6 +366,10 @@ impl Console {
                     .await?;
             }
         }
+        let path = format!("/namespaces/{}", ns.name);
+        self.api
+            .call(req, Some(session), Method::PATCH, &path, Some(body))
+            .await?;
         Ok(redirect(&format!("/ui/n/{}/-/settings?saved=1", ns.name)))
     }
 
