@@ -33,6 +33,10 @@ if ! command -v moto_server >/dev/null; then
   echo "installing moto's S3 server with pip"
   python3 -m pip install -q 'moto[server]'
 fi
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  echo "installing PyYAML with pip (the alert rules are checked as YAML)"
+  python3 -m pip install -q pyyaml
+fi
 if ! command -v schemathesis >/dev/null; then
   echo "installing schemathesis with pip"
   python3 -m pip install -q 'schemathesis>=4.32,<5'

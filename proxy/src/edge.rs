@@ -137,6 +137,11 @@ impl Edge {
                 reply = reply.header(k, *v);
             }
         }
+        // Console pages are for this origin's own pages only: no other origin may read them
+        // with the visitor's cookie.
+        if req.path == "/ui" || req.path.starts_with("/ui/") {
+            return reply;
+        }
         let Some(origin) = req.header("origin") else {
             return reply;
         };

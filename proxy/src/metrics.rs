@@ -18,12 +18,16 @@ pub const CACHE_ENTRIES: &str = "shoal_cache_entries";
 pub const BLOB_BYTES: &str = "shoal_blob_bytes_total";
 pub const ORIGIN_FETCHES: &str = "shoal_origin_fetches_total";
 pub const ORIGIN_FETCH_SECONDS: &str = "shoal_origin_fetch_seconds";
+/// Origin reads that failed or timed out (a blob it does not hold is not counted).
+pub const ORIGIN_ERRORS: &str = "shoal_origin_fetch_errors_total";
 pub const PEER_FETCHES: &str = "shoal_peer_fetches_total";
 pub const PEER_FETCH_FAILURES: &str = "shoal_peer_fetch_failures_total";
 pub const PEER_FETCH_SECONDS: &str = "shoal_peer_fetch_seconds";
 pub const PEER_SERVES: &str = "shoal_peer_serves_total";
 /// HTTP requests by `method` and `status`.
 pub const HTTP_REQUESTS: &str = "shoal_http_requests_total";
+/// Time from a request's head to its reply's last byte, by `method`.
+pub const HTTP_SECONDS: &str = "shoal_http_request_duration_seconds";
 /// Connections closed at once: `reason` = `per_ip` (too many from one address) or
 /// `header_timeout` (no request head in time).
 pub const REFUSED_CONNECTIONS: &str = "shoal_refused_connections_total";
@@ -56,6 +60,69 @@ pub const UPSTREAM_TOKENS: &str = "shoal_upstream_tokens_fetched_total";
 pub const RAFT_TERM: &str = "shoal_raft_term";
 pub const RAFT_LAST_APPLIED: &str = "shoal_raft_last_applied";
 pub const RAFT_IS_LEADER: &str = "shoal_raft_is_leader";
+/// 1 while this replica knows a leader.
+pub const RAFT_HAS_LEADER: &str = "shoal_raft_has_leader";
+/// Members and voters of the region as this replica sees them, and the voters wanted
+/// (`--voters`).
+pub const RAFT_MEMBERS: &str = "shoal_raft_members";
+pub const RAFT_VOTERS: &str = "shoal_raft_voters";
+pub const RAFT_VOTERS_WANTED: &str = "shoal_raft_voters_wanted";
+/// On the leader: how many log entries the member furthest behind lacks (0 elsewhere).
+pub const RAFT_LAG: &str = "shoal_raft_replication_lag_entries";
+/// The file system of a node's `dir` (`data`, `cache`): its size and what is free.
+pub const DISK_SIZE: &str = "shoal_disk_size_bytes";
+pub const DISK_FREE: &str = "shoal_disk_free_bytes";
+
+/// Every metric name, each registered at zero when the recorder is installed, so dashboards
+/// and alerts find every series from the first scrape (`deploy/grafana`,
+/// `deploy/prometheus`; a test holds them to this list).
+pub const ALL: &[&str] = &[
+    CACHE_HITS,
+    CACHE_MISSES,
+    EVICTIONS,
+    DIGEST_MISMATCHES,
+    FILLS_IN_FLIGHT,
+    CACHE_BYTES,
+    CACHE_ENTRIES,
+    BLOB_BYTES,
+    ORIGIN_FETCHES,
+    ORIGIN_FETCH_SECONDS,
+    ORIGIN_ERRORS,
+    PEER_FETCHES,
+    PEER_FETCH_FAILURES,
+    PEER_FETCH_SECONDS,
+    PEER_SERVES,
+    HTTP_REQUESTS,
+    HTTP_SECONDS,
+    REFUSED_CONNECTIONS,
+    PASSWORD_CHECKS,
+    SIGN_IN_LIMITED,
+    GC_RUNS,
+    GC_SECONDS,
+    GC_MANIFESTS,
+    GC_BLOB_LINKS,
+    GC_BLOBS,
+    GC_BYTES,
+    GC_PROTECTED,
+    UPLOADS_PURGED,
+    RETENTION_TAGS,
+    UPSTREAM_REQUESTS,
+    UPSTREAM_BYTES,
+    UPSTREAM_STALE,
+    UPSTREAM_REVALIDATIONS,
+    UPSTREAM_RATE_LIMITED,
+    UPSTREAM_TOKENS,
+    RAFT_TERM,
+    RAFT_LAST_APPLIED,
+    RAFT_IS_LEADER,
+    RAFT_HAS_LEADER,
+    RAFT_MEMBERS,
+    RAFT_VOTERS,
+    RAFT_VOTERS_WANTED,
+    RAFT_LAG,
+    DISK_SIZE,
+    DISK_FREE,
+];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -71,8 +138,52 @@ pub fn install() {
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder).expect("the metrics recorder is installed once");
         describe();
+        register_all();
         handle
     });
+}
+
+/// Histograms (the rest of `ALL` are counters or gauges, as `GAUGES` says).
+const HISTOGRAMS: &[&str] = &[
+    ORIGIN_FETCH_SECONDS,
+    PEER_FETCH_SECONDS,
+    GC_SECONDS,
+    HTTP_SECONDS,
+];
+const GAUGES: &[&str] = &[
+    FILLS_IN_FLIGHT,
+    CACHE_BYTES,
+    CACHE_ENTRIES,
+    RAFT_TERM,
+    RAFT_LAST_APPLIED,
+    RAFT_IS_LEADER,
+    RAFT_HAS_LEADER,
+    RAFT_MEMBERS,
+    RAFT_VOTERS,
+    RAFT_VOTERS_WANTED,
+    RAFT_LAG,
+    DISK_SIZE,
+    DISK_FREE,
+];
+
+/// Registers every metric at zero (with the label values known up front), so a series
+/// exists before its first event.
+fn register_all() {
+    for name in ALL {
+        match *name {
+            BLOB_BYTES => {
+                for source in ["cache", "peer", "origin"] {
+                    metrics::counter!(BLOB_BYTES, "source" => source).increment(0);
+                }
+            }
+            DISK_SIZE | DISK_FREE => {}
+            n if HISTOGRAMS.contains(&n) => {
+                let _ = metrics::histogram!(n);
+            }
+            n if GAUGES.contains(&n) => metrics::gauge!(n).increment(0.0),
+            n => metrics::counter!(n).increment(0),
+        }
+    }
 }
 
 fn describe() {
@@ -190,6 +301,36 @@ fn describe() {
         "HTTP requests answered, by method and status"
     );
     describe_gauge!(RAFT_TERM, "Current Raft term");
+    describe_histogram!(
+        HTTP_SECONDS,
+        Unit::Seconds,
+        "Time from a request's head to its reply's last byte, by method"
+    );
+    describe_counter!(
+        ORIGIN_ERRORS,
+        "Origin reads that failed or timed out (not a missing blob)"
+    );
+    describe_gauge!(RAFT_HAS_LEADER, "1 while this replica knows a leader");
+    describe_gauge!(RAFT_MEMBERS, "Members of the region (voters and learners)");
+    describe_gauge!(RAFT_VOTERS, "Voters of the region");
+    describe_gauge!(
+        RAFT_VOTERS_WANTED,
+        "Voters the region is configured to keep (--voters)"
+    );
+    describe_gauge!(
+        RAFT_LAG,
+        "On the leader: log entries the member furthest behind lacks"
+    );
+    describe_gauge!(
+        DISK_SIZE,
+        Unit::Bytes,
+        "Size of the file system of a node directory"
+    );
+    describe_gauge!(
+        DISK_FREE,
+        Unit::Bytes,
+        "Free bytes on the file system of a node directory"
+    );
     describe_gauge!(RAFT_LAST_APPLIED, "Last log index applied to this replica");
     describe_gauge!(RAFT_IS_LEADER, "1 if this node leads the region");
 }
@@ -200,11 +341,40 @@ pub fn render() -> String {
 }
 
 /// Records the replica's Raft state as gauges (called when metrics are scraped).
-pub fn publish_raft(status: &shoal_raft::Status) {
+pub fn publish_raft(status: &shoal_raft::ClusterStatus) {
     metrics::gauge!(RAFT_TERM).set(status.term as f64);
-    metrics::gauge!(RAFT_LAST_APPLIED).set(status.last_applied.unwrap_or(0) as f64);
+    let applied = status.last_applied.unwrap_or(0);
+    metrics::gauge!(RAFT_LAST_APPLIED).set(applied as f64);
     let leads = status.leader == Some(status.node_id);
     metrics::gauge!(RAFT_IS_LEADER).set(if leads { 1.0 } else { 0.0 });
+    metrics::gauge!(RAFT_HAS_LEADER).set(if status.leader.is_some() { 1.0 } else { 0.0 });
+    metrics::gauge!(RAFT_MEMBERS).set(status.members.len() as f64);
+    let voters = status.members.iter().filter(|m| m.voter).count();
+    metrics::gauge!(RAFT_VOTERS).set(voters as f64);
+    let lag = status
+        .members
+        .iter()
+        .filter_map(|m| m.matched)
+        .map(|matched| applied.saturating_sub(matched))
+        .max()
+        .unwrap_or(0);
+    metrics::gauge!(RAFT_LAG).set(if leads { lag as f64 } else { 0.0 });
+}
+
+/// Records the size and free space of the file system holding `path` as `dir`.
+pub fn publish_disk(dir: &'static str, path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: `c_path` is a valid NUL-terminated string and `stat` is written by the call.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return;
+    }
+    let block = stat.f_frsize as f64;
+    metrics::gauge!(DISK_SIZE, "dir" => dir).set(stat.f_blocks as f64 * block);
+    metrics::gauge!(DISK_FREE, "dir" => dir).set(stat.f_bavail as f64 * block);
 }
 
 /// Counts a connection closed by the edge's connection limits.
@@ -219,8 +389,8 @@ pub fn gc_finished(took: std::time::Duration, ok: bool) {
     metrics::histogram!(GC_SECONDS).record(took.as_secs_f64());
 }
 
-/// Counts one answered request; unusual methods share one label value.
-pub fn count_request(method: &http::Method, status: u16) {
+/// Counts one answered request and its duration; unusual methods share one label value.
+pub fn count_request(method: &http::Method, status: u16, took: std::time::Duration) {
     use http::Method;
     let method = match *method {
         Method::GET => "GET",
@@ -234,6 +404,7 @@ pub fn count_request(method: &http::Method, status: u16) {
     };
     metrics::counter!(HTTP_REQUESTS, "method" => method, "status" => status.to_string())
         .increment(1);
+    metrics::histogram!(HTTP_SECONDS, "method" => method).record(took.as_secs_f64());
 }
 
 /// The sum of every sample of `name` in the exposition `text` whose labels include `label`

@@ -126,6 +126,9 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
     ));
     let usage = Arc::new(UsageMeter::default());
     background.spawn(usage.clone().run(meta.clone(), config.usage_interval));
+    let wanted = config.cluster.as_ref().map_or(1, |c| c.voters);
+    metrics::gauge!(crate::metrics::RAFT_VOTERS_WANTED).set(wanted as f64);
+    background.spawn(publish_disks(config.data.clone(), config.cache_dir.clone()));
     let registry = Arc::new(Registry {
         meta: meta.clone(),
         store,
@@ -261,4 +264,17 @@ pub fn os_signals() -> ShutdownFuture {
             _ = int.recv() => tracing::info!("SIGINT received"),
         }
     })
+}
+
+/// Keeps the disk gauges of the data and cache directories current (every 15 s; a
+/// `statvfs` each).
+async fn publish_disks(data: std::path::PathBuf, cache: Option<std::path::PathBuf>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
+    loop {
+        tick.tick().await;
+        crate::metrics::publish_disk("data", &data);
+        if let Some(c) = &cache {
+            crate::metrics::publish_disk("cache", c);
+        }
+    }
 }

@@ -39,6 +39,7 @@ pub const PROMISED_BLOB: &str = "P/";
 pub const TAG_CHECKED: &str = "F/";
 /// Console sessions signed out before their expiry (drawn in `sessions`' doc).
 pub const ENDED_SESSION: &str = "E/";
+pub const ENDED_BY_EXPIRY: &str = "W/";
 
 /// Raft bookkeeping, written by the state machine in the same batch as each entry.
 pub const APPLIED: &[u8] = b"~applied";
@@ -96,6 +97,7 @@ pub const ALL: &[&str] = &[
     PROMISED_BLOB,
     TAG_CHECKED,
     ENDED_SESSION,
+    ENDED_BY_EXPIRY,
 ];
 
 /// `prefix` followed by `parts` joined with `\0`.

@@ -4,12 +4,16 @@
 //! region refuses it from then on.
 //!
 //! ```text
-//! E/<session id>             i64             when the ended session would have expired
+//! E/<session id>                     i64   when the ended session would have expired
+//! W/<expiry, 16 hex digits>\0<id>    ()    the same, ordered by expiry
 //! ```
 //!
 //! Each `EndSession` also drops the records whose expiry has passed (by the command's own
-//! time, so every replica drops the same ones): the set holds only sessions that could
-//! still be presented.
+//! time, so every replica drops the same ones), reading only those through the ordered
+//! index: the set holds exactly the sessions that could still be presented, and no live
+//! one is ever dropped to make room (that would bring a signed-out session back). What it
+//! can hold is bounded by how fast sessions can be made (a password check each, under the
+//! console's sign-in limit) times their lifetime.
 
 use sled::Batch;
 
@@ -18,9 +22,10 @@ use crate::command::{done, Outcome};
 use crate::keys::{self, key};
 use crate::Result;
 
-/// At most this many ended sessions are kept; past it the ones nearest their expiry go
-/// first (signing out needs a live session, so this bounds what a flood of sign-outs stores).
-const MAX_ENDED: usize = 100_000;
+/// An expiry as a key part that sorts as the number does (times before 1970 sort first).
+fn expiry_part(t: i64) -> String {
+    format!("{:016x}", t.max(0) as u64)
+}
 
 impl Catalog {
     /// Whether the session `id` was ended.
@@ -35,24 +40,23 @@ impl Catalog {
         at: i64,
         batch: &mut Batch,
     ) -> Result<Outcome> {
-        let mut live: Vec<(i64, sled::IVec)> = Vec::new();
-        for entry in self.tree().scan_prefix(keys::ENDED_SESSION.as_bytes()) {
-            let (k, v) = entry?;
-            let expiry: i64 = crate::catalog::decode(&v)?;
-            if expiry <= at {
-                batch.remove(k);
-            } else {
-                live.push((expiry, k));
+        let start = keys::ENDED_BY_EXPIRY.as_bytes().to_vec();
+        let end = key(keys::ENDED_BY_EXPIRY, &[&expiry_part(at.saturating_add(1))]);
+        for entry in self.tree().range(start..end) {
+            let (k, _) = entry?;
+            let rest = &k[keys::ENDED_BY_EXPIRY.len()..];
+            if let Some(sep) = rest.iter().position(|b| *b == 0) {
+                let expired = String::from_utf8_lossy(&rest[sep + 1..]).into_owned();
+                batch.remove(key(keys::ENDED_SESSION, &[&expired]));
             }
-        }
-        if live.len() >= MAX_ENDED {
-            live.sort();
-            for (_, k) in live.iter().take(live.len() + 1 - MAX_ENDED) {
-                batch.remove(k.clone());
-            }
+            batch.remove(k);
         }
         if until > at {
             batch.insert(key(keys::ENDED_SESSION, &[id]), encode(&until));
+            batch.insert(
+                key(keys::ENDED_BY_EXPIRY, &[&expiry_part(until), id]),
+                encode(&()),
+            );
         }
         done()
     }
@@ -61,7 +65,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use crate::catalog::tests::catalog;
-    use crate::Command;
+    use crate::{keys, Command};
 
     #[test]
     fn an_ended_session_is_remembered_until_it_would_have_expired() {
@@ -75,14 +79,22 @@ mod tests {
             .unwrap()
         };
         end("a", 100, 10);
+        end("long", 1_000_000, 10);
         assert!(c.session_ended("a").unwrap());
         assert!(!c.session_ended("b").unwrap());
         // Already expired: nothing to remember.
         end("b", 50, 60);
         assert!(!c.session_ended("b").unwrap());
-        // A later sign-out drops what has expired since.
+        // A later sign-out drops what has expired since, and only that.
         end("c", 300, 150);
         assert!(!c.session_ended("a").unwrap());
         assert!(c.session_ended("c").unwrap());
+        assert!(c.session_ended("long").unwrap());
+        let index: Vec<_> = c
+            .tree()
+            .scan_prefix(keys::ENDED_BY_EXPIRY)
+            .map(|e| e.unwrap().0)
+            .collect();
+        assert_eq!(index.len(), 2, "the index holds the live ones: c and long");
     }
 }

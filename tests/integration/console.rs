@@ -487,3 +487,116 @@ fn a_reader_sees_no_delete_buttons_and_cannot_forge_one() {
         b.close().await;
     });
 }
+
+/// Credentials from the console: a pull secret downloads as YAML and gives the credential
+/// a new secret, which ends the console sessions signed in with the old one; revoking works;
+/// a dotted tag is deleted; odd paths are pages, not crashes.
+#[test]
+fn credential_sessions_end_with_their_secret_and_credentials_are_managed() {
+    if !browser::available() || !shoal_tests::require_tool("skopeo") {
+        return;
+    }
+    let (_dir, node) = region();
+    runtime().block_on(async {
+        let admin = Browser::start().await;
+        sign_in(&admin, &node, "admin", ADMIN_PASSWORD).await;
+        admin.goto(&format!("{}/ui/credentials", node.url)).await;
+        admin.fill("#name", "ci-one").await;
+        admin.click("#create-credential").await;
+        let user = admin.text("#new-username").await;
+        let secret = admin.text("#new-secret").await;
+
+        // Someone signs in to the console with the credential.
+        let ci = Browser::start().await;
+        sign_in(&ci, &node, &user, &secret).await;
+        assert!(ci.text(".who .me").await.contains("credential"));
+
+        // The admin downloads a pull secret for it: YAML, and a new secret.
+        admin.goto(&format!("{}/ui/credentials", node.url)).await;
+        let row = "#credentials tr[data-credential='ci-one']";
+        let action = admin
+            .find(&format!("{row} form[action$='/pull-secret']"))
+            .await
+            .attr("action")
+            .await
+            .unwrap()
+            .unwrap();
+        let csrf = admin
+            .find("form[action='/ui/sign-out'] input[name='csrf']")
+            .await
+            .attr("value")
+            .await
+            .unwrap()
+            .unwrap();
+        let cookie = format!(
+            "shoal_session={}",
+            admin.cookie("shoal_session").await.unwrap()
+        );
+        let (status, content_type, yaml) = blocking(|| {
+            let r = raw()
+                .post(format!("{}{action}", node.url))
+                .header("Cookie", &cookie)
+                .form(&[("csrf", csrf.as_str()), ("k8s_namespace", "apps")])
+                .send()
+                .unwrap();
+            let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+            (r.status().as_u16(), ct, r.text().unwrap())
+        });
+        assert_eq!(
+            (status, content_type.as_str()),
+            (200, "application/yaml"),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains("kind: Secret") && yaml.contains("namespace: \"apps\""),
+            "{yaml}"
+        );
+        assert!(yaml.contains(".dockerconfigjson: \""), "{yaml}");
+
+        // The old secret's console session has ended.
+        ci.goto(&format!("{}/ui/", node.url)).await;
+        ci.find("#sign-in-link").await;
+        assert!(ci.source().await.contains("Your session has ended"));
+        ci.close().await;
+
+        // Revoke from the console.
+        admin.goto(&format!("{}/ui/credentials", node.url)).await;
+        admin.click(&format!("{row} button.danger")).await;
+        let state = admin.text(&format!("{row} .badge")).await;
+        assert_eq!(state, "revoked");
+
+        // A dotted tag is deleted through its confirmation page.
+        admin.goto(&format!("{}/ui/r/open/tool", node.url)).await;
+        admin.click("#tags tr[data-tag='1.0'] a.danger").await;
+        admin.wait_path(|p| p.ends_with("/-/delete-tag/1.0")).await;
+        admin.click("#confirm").await;
+        let path = admin.wait_path(|p| p == "/ui/r/open/tool").await;
+        assert_eq!(path, "/ui/r/open/tool", "{}", admin.source().await);
+        let status = blocking(|| {
+            node.registry()
+                .get("/v2/open/tool/manifests/1.0")
+                .status()
+                .as_u16()
+        });
+        assert_eq!(status, 404);
+
+        // Paths that name nothing are pages.
+        for path in [
+            "/ui/r",
+            "/ui/r/",
+            "/ui/r/acme/team/api/@not-a-digest/delete",
+            "/ui/n/",
+        ] {
+            let status = blocking(|| {
+                raw()
+                    .get(format!("{}{path}", node.url))
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            });
+            assert_eq!(status, 404, "{path}");
+        }
+        admin.close().await;
+    });
+}

@@ -88,6 +88,20 @@ fn anonymous_clients_are_rate_limited_and_every_reply_is_hardened() {
         .to_str()
         .unwrap()
         .contains("Docker-Content-Digest"));
+    // Console pages are never shared with another origin, configured or not: they would
+    // be read with the visitor's session cookie.
+    let page = admin
+        .http
+        .get(admin.url("/ui/sign-in"))
+        .header("Origin", "https://console.example")
+        .send()
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers().get("access-control-allow-origin").is_none());
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("form-action 'self'"));
 
     let out = std::process::Command::new(bin("shoal"))
         .args([

@@ -20,6 +20,7 @@ mod gc_race;
 mod lifecycle;
 mod management;
 mod mirror;
+mod monitoring;
 mod openapi;
 mod oras;
 mod origin_service;

@@ -410,8 +410,8 @@ impl Gate {
     /// The caller a token's subject stands for today: a revoked credential, a deleted user
     /// or a removed federated identity no longer acts, whatever the token says; nor does a
     /// token of a user or federated identity that was deleted and made again under the same
-    /// name (`sid`, its uid, differs). A credential needs no such check: a new one gets a
-    /// new id.
+    /// name (`sid`, its uid, differs). A credential gets a new id when made again; a console
+    /// session of one names its secret (`sid`) and ends when the secret changes.
     fn subject_of(&self, sub: &str, sid: Option<&str>) -> ApiResult<Caller> {
         let catalog = self.meta.catalog();
         let gone = || ApiError::new(Code::Unauthorized, "the token's subject no longer exists");
@@ -428,7 +428,12 @@ impl Gate {
             });
         }
         if let Some(id) = sub.strip_prefix("credential:") {
-            return credential_caller(catalog, catalog.credential(id)?.ok_or_else(gone)?);
+            let c = catalog.credential(id)?.ok_or_else(gone)?;
+            // A console session names the secret it signed in with (`session`).
+            if sid.is_some_and(|s| s != session::secret_fingerprint(&c.secret_hash)) {
+                return Err(gone());
+            }
+            return credential_caller(catalog, c);
         }
         if let Some(name) = sub.strip_prefix("federation:") {
             let f = catalog.federation(name)?.ok_or_else(gone)?;

@@ -8,6 +8,9 @@
 //! at once. Signing out commits `EndSession` through Raft, so every node refuses the token
 //! from then on.
 //!
+//! A credential's session also names a digest of the credential's secret hash (`sid`), so
+//! a new secret ends it.
+//!
 //! A session token is accepted only from the console's cookie (`Request::session`, which
 //! only `ui` sets); as a bearer token it fails the registry's audience check.
 
@@ -18,6 +21,14 @@ use super::{Caller, Gate, Subject};
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::wire::Request;
 
+/// What a credential's session remembers of the secret it signed in with: a digest of its
+/// hash, so giving the credential a new secret (a pull secret does) ends its sessions.
+pub(super) fn secret_fingerprint(secret_hash: &str) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(secret_hash.as_bytes());
+    format!("secret:{}", hex::encode(&d[..12]))
+}
+
 impl Gate {
     /// A session for `caller`, signed in just now with a password or credential, valid for
     /// `ttl` seconds (no longer than the identity itself).
@@ -25,7 +36,9 @@ impl Gate {
         let catalog = self.meta.catalog();
         let sid = match &caller.subject {
             Subject::User(name) => catalog.principal(name)?.map(|p| p.uid),
-            Subject::Credential { .. } => None,
+            Subject::Credential { id, .. } => catalog
+                .credential(id)?
+                .map(|c| secret_fingerprint(&c.secret_hash)),
             Subject::Anonymous | Subject::Federated { .. } => {
                 return Err(ApiError::new(
                     Code::Unauthorized,

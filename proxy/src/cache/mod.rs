@@ -550,12 +550,19 @@ impl BlobCache {
         let read = tokio::time::timeout(ORIGIN_OPEN, self.origin.read(digest, range))
             .await
             .map_err(|_| {
+                metrics::counter!(m::ORIGIN_ERRORS).increment(1);
                 FillError::Unavailable(format!("the origin did not answer within {ORIGIN_OPEN:?}"))
             })?;
         let blob = read.map_err(|e| match e {
             shoal_origin::Error::BlobNotFound(_) => FillError::NotFound,
-            shoal_origin::Error::Unavailable(m) => FillError::Unavailable(m),
-            other => FillError::Io(format!("reading from the origin: {other}")),
+            shoal_origin::Error::Unavailable(m) => {
+                metrics::counter!(m::ORIGIN_ERRORS).increment(1);
+                FillError::Unavailable(m)
+            }
+            other => {
+                metrics::counter!(m::ORIGIN_ERRORS).increment(1);
+                FillError::Io(format!("reading from the origin: {other}"))
+            }
         })?;
         if blob.size != size {
             return Err(FillError::Mismatch(format!(

@@ -99,7 +99,7 @@ impl NodeApp {
                     return Reply::error(&e);
                 }
             }
-            crate::metrics::publish_raft(&self.registry.meta.status());
+            crate::metrics::publish_raft(&self.registry.meta.cluster_status());
             Reply::new(StatusCode::OK)
                 .header("Content-Type", "text/plain; version=0.0.4")
                 .body(Body::Bytes(crate::metrics::render().into()))
@@ -338,7 +338,7 @@ impl HttpServerApp for NodeApp {
             client = ip.map(|i| i.to_string()).unwrap_or_default(),
             "request"
         );
-        crate::metrics::count_request(&req.method, status);
+        crate::metrics::count_request(&req.method, status, started.elapsed());
         if !sent?.reusable {
             return None;
         }

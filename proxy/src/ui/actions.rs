@@ -53,9 +53,26 @@ fn patterns(text: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-/// A path segment for the management API (repository names hold `/`).
-fn segment(s: &str) -> String {
+/// A repository name as one path segment of the management API, which decodes it.
+fn repo_segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// A credential id or tag as a path segment of the management API, which takes them as
+/// they are: only names that need no encoding pass; anything else is not found.
+fn plain_segment<'a>(what: &str, s: &'a str) -> ApiResult<&'a str> {
+    let plain = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if plain {
+        Ok(s)
+    } else {
+        Err(ApiError::new(
+            Code::NotFound,
+            format!("there is no {what} {s:?}"),
+        ))
+    }
 }
 
 impl Console {
@@ -135,6 +152,23 @@ impl Console {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
+        let principal = caller.principal().unwrap_or_default().to_string();
+        if let Err(wait) = self.sign_ins.admit(principal, std::time::Instant::now()) {
+            let secs = crate::edge::retry_after(wait);
+            return fail(
+                ApiError::new(
+                    Code::TooManyRequests,
+                    format!("too many console sign-ins as {login:?}; retry in {secs} s"),
+                )
+                .header("Retry-After", secs.to_string()),
+            );
+        }
+        // Signing in over a session ends that one.
+        if let Some(old) = &v.session {
+            if let Err(e) = self.api.auth.end_session(&v.caller, &old.claims, req).await {
+                tracing::warn!(err = %e.message, "ending the session signed in over");
+            }
+        }
         let issued = self.api.auth.start_session(&caller, self.session_ttl)?;
         tracing::info!(target: "shoal::access", login, "console sign-in");
         Ok(redirect(&next)
@@ -164,7 +198,12 @@ impl Console {
             return Ok(redirect("/ui/").header("Set-Cookie", clear));
         };
         v.check_csrf(form)?;
-        self.api.auth.end_session(&v.caller, &s.claims, req).await?;
+        // The browser forgets the cookie even when the region could not record the end.
+        self.api
+            .auth
+            .end_session(&v.caller, &s.claims, req)
+            .await
+            .map_err(|e| e.header("Set-Cookie", clear.clone()))?;
         Ok(redirect("/ui/").header("Set-Cookie", clear))
     }
 
@@ -203,7 +242,11 @@ impl Console {
         form: &[(String, String)],
     ) -> ApiResult<Reply> {
         v.check_csrf(form)?;
-        let path = format!("/repositories/{}/tags/{}", segment(repo), segment(tag));
+        let path = format!(
+            "/repositories/{}/tags/{}",
+            repo_segment(repo),
+            plain_segment("tag", tag)?
+        );
         self.api
             .call(req, Some(self.session_of(v)?), Method::DELETE, &path, None)
             .await?;
@@ -219,7 +262,20 @@ impl Console {
     ) -> ApiResult<Reply> {
         let (repo, at) = self.seen_repository(v, repo).await?;
         self.api.auth.require(&v.caller, Action::Delete, &at)?;
-        let tags = self.api.meta.catalog().tags_of(repo.as_str(), digest)?;
+        let digest = checked_digest(digest)?;
+        if self
+            .api
+            .meta
+            .catalog()
+            .manifest(repo.as_str(), &digest)?
+            .is_none()
+        {
+            return Err(ApiError::new(
+                Code::NotFound,
+                format!("{repo} holds no manifest {digest}"),
+            ));
+        }
+        let tags = self.api.meta.catalog().tags_of(repo.as_str(), &digest)?;
         let also = if tags.is_empty() {
             String::new()
         } else {
@@ -244,6 +300,7 @@ impl Console {
     ) -> ApiResult<Reply> {
         v.check_csrf(form)?;
         let session = self.session_of(v)?;
+        let digest = checked_digest(digest)?;
         let mut api_req = Request::new(
             Method::DELETE,
             &format!("/v2/{repo}/manifests/{digest}"),
@@ -426,7 +483,7 @@ impl Console {
         form: &[(String, String)],
     ) -> ApiResult<Reply> {
         v.check_csrf(form)?;
-        let path = format!("/credentials/{}", segment(id));
+        let path = format!("/credentials/{}", plain_segment("credential", id)?);
         self.api
             .call(req, Some(self.session_of(v)?), Method::DELETE, &path, None)
             .await?;
@@ -443,7 +500,10 @@ impl Console {
     ) -> ApiResult<Reply> {
         v.check_csrf(form)?;
         let namespace = field(form, "k8s_namespace").unwrap_or("default").trim();
-        let path = format!("/credentials/{}/pull-secret", segment(id));
+        let path = format!(
+            "/credentials/{}/pull-secret",
+            plain_segment("credential", id)?
+        );
         let secret = self
             .api
             .call(
@@ -464,6 +524,13 @@ impl Console {
             )
             .body(Body::Bytes(yaml.into_bytes().into())))
     }
+}
+
+/// A manifest digest from a path, checked before it goes into another path.
+fn checked_digest(d: &str) -> ApiResult<String> {
+    d.parse::<shoal_origin::Digest>()
+        .map(|d| d.to_string())
+        .map_err(|_| ApiError::new(Code::NotFound, format!("{d:?} is not a digest")))
 }
 
 /// The pull secret the API answers, as the YAML `kubectl apply -f` takes. Every value is

@@ -69,7 +69,23 @@ pub struct Console {
     session_ttl: i64,
     /// Image configs by digest, as pages show them (content never changes under a digest).
     configs: Mutex<lru::LruCache<String, Option<views::ImageConfig>>>,
+    /// Successful sign-ins per principal on this node: each stores nothing while it lives,
+    /// but each sign-out is a record until its expiry (`raft::sessions`).
+    sign_ins: crate::limits::RateLimiter<String>,
+    /// Repositories' tags in each order, by the replica's applied index (`pages`).
+    tag_lists: Mutex<lru::LruCache<(String, views::TagOrder), TagList>>,
+    /// Tag lists built at once (each reads every tag of a repository).
+    tag_list_builds: tokio::sync::Semaphore,
 }
+
+/// A repository's tags in one order, and the applied log index they were read at.
+type TagList = (u64, Arc<Vec<views::TagRow>>);
+
+/// Successful console sign-ins allowed per principal and node.
+const SIGN_INS: crate::limits::RateSpec = crate::limits::RateSpec {
+    requests: 30,
+    window: std::time::Duration::from_secs(600),
+};
 
 /// The session token a console request carries, for the edge's rate limit (`/ui` only: the
 /// cookie is scoped there).
@@ -98,8 +114,13 @@ impl Console {
             templates,
             session_ttl,
             configs: Mutex::new(lru::LruCache::new(
-                std::num::NonZeroUsize::new(10_000).expect("non-zero"),
+                std::num::NonZeroUsize::new(2_000).expect("non-zero"),
             )),
+            sign_ins: crate::limits::RateLimiter::new(SIGN_INS),
+            tag_lists: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(64).expect("non-zero"),
+            )),
+            tag_list_builds: tokio::sync::Semaphore::new(2),
         }
     }
 
@@ -196,7 +217,10 @@ impl Console {
             (true, ["credentials", id, "pull-secret"]) => self.pull_secret(req, v, id, &form).await,
             (false, ["admin", "region"]) => self.region(req, v).await,
             (false, ["admin", "people"]) => self.people(req, v).await,
-            (_, ["r", ..]) => self.repository_route(req, v, post, &rest[2..], &form).await,
+            (_, ["r", _, ..]) => {
+                let repo = rest.strip_prefix("r/").unwrap_or_default();
+                self.repository_route(req, v, post, repo, &form).await
+            }
             _ => Err(not_found(path)),
         }
     }
@@ -318,7 +342,7 @@ impl Console {
             .render(status, "error.html", ctx)
             .unwrap_or_else(|e| Reply::error(&e));
         for (k, val) in &e.headers {
-            if *k == "Retry-After" || *k == "Allow" {
+            if *k == "Retry-After" || *k == "Allow" || *k == "Set-Cookie" {
                 reply = reply.header(k, val.clone());
             }
         }

@@ -5,6 +5,8 @@
 //! one that does not exist. Lists that can be long (namespaces' repositories, a repository's
 //! tags) are paged on the server: only the rows of the page shown are read in full.
 
+use std::sync::Arc;
+
 use http::{Method, StatusCode};
 use minijinja::context;
 use serde::Serialize;
@@ -18,7 +20,10 @@ use crate::names::RepoName;
 use crate::wire::{Reply, Request};
 
 /// Image configs larger than this are not read for a page.
-const MAX_CONFIG: u64 = 1 << 20;
+const MAX_CONFIG: u64 = 256 << 10;
+/// How long one page may wait for the origin's image configs in all (a cold or unreachable
+/// origin leaves the platforms it did not read blank instead of holding the page).
+const CONFIG_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Serialize)]
 struct NamespaceRow {
@@ -91,14 +96,13 @@ impl Console {
         for ns in catalog.namespaces()? {
             let at = Place::of_namespace(&ns);
             let lists = v.caller.may(Action::List, &at);
-            if !lists && !v.caller.may(Action::Pull, &at) {
-                // A private namespace may still hold public repositories.
-                if !self.visible_repositories(&v.caller, &ns)?.is_empty() {
-                    rows.push(self.namespace_row(&ns, false, &v.caller)?);
-                }
-                continue;
+            let seen = lists || v.caller.may(Action::Pull, &at);
+            let repositories = self.visible_repositories(&v.caller, &ns)?.len();
+            // A namespace the visitor may not see is listed only for the public
+            // repositories it holds, by its name alone.
+            if seen || repositories > 0 {
+                rows.push(self.namespace_row(&ns, lists, seen, repositories)?);
             }
-            rows.push(self.namespace_row(&ns, lists, &v.caller)?);
         }
         let ctx = context! {
             ..self.base(req, v, "Namespaces"),
@@ -111,16 +115,21 @@ impl Console {
         &self,
         ns: &NamespaceRecord,
         lists: bool,
-        caller: &Caller,
+        seen: bool,
+        repositories: usize,
     ) -> ApiResult<NamespaceRow> {
         let catalog = self.api.meta.catalog();
         Ok(NamespaceRow {
             name: ns.name.clone(),
             visibility: visibility_name(ns.visibility),
-            description: ns.description.clone(),
-            organisation: ns.organisation.clone(),
-            project: ns.project.clone(),
-            repositories: self.visible_repositories(caller, ns)?.len(),
+            description: ns.description.clone().filter(|_| seen),
+            organisation: if seen {
+                ns.organisation.clone()
+            } else {
+                String::new()
+            },
+            project: ns.project.clone().filter(|_| seen),
+            repositories,
             stored: lists
                 .then(|| catalog.stored_bytes(&ns.name).map(views::human_size))
                 .transpose()?,
@@ -233,15 +242,17 @@ impl Console {
                 .collect()
         };
         let at = Place::of_namespace(&ns);
+        // Seen only for its public repositories: its name, nothing about it.
+        let seen = sees(&v.caller, &at);
         let ctx = context! {
             ..self.base(req, v, &ns.name),
             ..context! {
                 ns => context! {
                     name => ns.name.clone(),
                     visibility => visibility_name(ns.visibility),
-                    description => ns.description.clone(),
-                    organisation => ns.organisation.clone(),
-                    project => ns.project.clone(),
+                    description => ns.description.clone().filter(|_| seen),
+                    organisation => if seen { ns.organisation.clone() } else { String::new() },
+                    project => ns.project.clone().filter(|_| seen),
                 },
                 path => path,
                 crumbs => crumbs,
@@ -280,22 +291,12 @@ impl Console {
     ) -> ApiResult<Reply> {
         let (repo, at) = self.seen_repository(v, name).await?;
         let catalog = self.api.meta.catalog();
-        let times: std::collections::HashMap<String, shoal_raft::TagTimes> =
-            catalog.tag_times_in(repo.as_str())?.into_iter().collect();
-        let mut rows: Vec<TagRow> = catalog
-            .tag_map(repo.as_str())?
-            .into_iter()
-            .map(|(name, digest)| TagRow {
-                pushed_at: times.get(&name).map_or(0, |t| t.pushed_at),
-                name,
-                digest,
-            })
-            .collect();
         let order = TagOrder::parse(req.query("sort"));
-        views::sort_tags(&mut rows, order);
+        let rows = self.tag_list(repo.as_str(), order).await?;
         let page = Page::new(req.query("page"), rows.len(), PAGE_SIZE);
         let now = chrono::Utc::now().timestamp();
         let mut tags = Vec::new();
+        let deadline = tokio::time::Instant::now() + CONFIG_BUDGET;
         for row in page.slice(&rows) {
             let Some(m) = catalog.manifest(repo.as_str(), &row.digest)? else {
                 continue;
@@ -307,7 +308,7 @@ impl Console {
                 _ => {
                     let platform = match &view.config {
                         Some(c) => self
-                            .image_config(repo.as_str(), &c.digest, c.size)
+                            .image_config(repo.as_str(), &c.digest, c.size, deadline)
                             .await
                             .and_then(|c| c.platform),
                         None => None,
@@ -327,10 +328,7 @@ impl Console {
                 kind,
                 pushed: views::ago(row.pushed_at, now),
                 pushed_at: views::rfc3339(row.pushed_at),
-                pulled: times
-                    .get(&row.name)
-                    .and_then(|t| t.pulled_at)
-                    .map(|t| views::ago(t, now)),
+                pulled: row.pulled_at.map(|t| views::ago(t, now)),
             });
         }
         let host = self.registry_host(req);
@@ -364,6 +362,60 @@ impl Console {
         self.render(StatusCode::OK, "repository.html", ctx)
     }
 
+    /// Every tag of `repo` in `order`. Reading them costs a scan of every tag (18 ms for
+    /// 10 000), so the list is kept until the replica applies anything new, built off the
+    /// async threads, and at most two are built at once.
+    async fn tag_list(&self, repo: &str, order: TagOrder) -> ApiResult<Arc<Vec<TagRow>>> {
+        let key = (repo.to_string(), order);
+        let applied = || self.api.meta.status().last_applied.unwrap_or(0);
+        let cached = |at: u64| {
+            self.tag_lists
+                .lock()
+                .get(&key)
+                .filter(|(when, _)| *when == at)
+                .map(|(_, rows)| rows.clone())
+        };
+        if let Some(rows) = cached(applied()) {
+            return Ok(rows);
+        }
+        let _permit = self
+            .tag_list_builds
+            .acquire()
+            .await
+            .map_err(|e| ApiError::internal("listing tags", e))?;
+        let at = applied();
+        if let Some(rows) = cached(at) {
+            return Ok(rows);
+        }
+        let meta = self.api.meta.clone();
+        let name = repo.to_string();
+        let rows = tokio::task::spawn_blocking(move || -> ApiResult<Vec<TagRow>> {
+            let catalog = meta.catalog();
+            let times: std::collections::HashMap<String, shoal_raft::TagTimes> =
+                catalog.tag_times_in(&name)?.into_iter().collect();
+            let mut rows: Vec<TagRow> = catalog
+                .tag_map(&name)?
+                .into_iter()
+                .map(|(tag, digest)| {
+                    let t = times.get(&tag).copied().unwrap_or_default();
+                    TagRow {
+                        name: tag,
+                        digest,
+                        pushed_at: t.pushed_at,
+                        pulled_at: t.pulled_at,
+                    }
+                })
+                .collect();
+            views::sort_tags(&mut rows, order);
+            Ok(rows)
+        })
+        .await
+        .map_err(|e| ApiError::internal("listing tags", e))??;
+        let rows = Arc::new(rows);
+        self.tag_lists.lock().put(key, (at, rows.clone()));
+        Ok(rows)
+    }
+
     /// What an index's images add up to: each child manifest and what it lists.
     fn index_size(&self, repo: &str, index: &views::ManifestView) -> ApiResult<u64> {
         let catalog = self.api.meta.catalog();
@@ -384,37 +436,26 @@ impl Console {
         repo: &str,
         digest: &str,
         size: u64,
+        deadline: tokio::time::Instant,
     ) -> Option<views::ImageConfig> {
+        // The link first: the cache is by digest, and this repository may not hold it.
+        let linked = self.api.meta.catalog().blob_size(repo, digest).ok()?;
+        if linked.is_none() || size > MAX_CONFIG {
+            return None;
+        }
         if let Some(c) = self.configs.lock().get(digest) {
             return c.clone();
         }
-        if size > MAX_CONFIG
-            || self
-                .api
-                .meta
-                .catalog()
-                .blob_size(repo, digest)
-                .ok()?
-                .is_none()
-        {
-            return None;
-        }
         let d: shoal_origin::Digest = digest.parse().ok()?;
-        let reader = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            self.api.store.read(&d, None),
-        )
-        .await
-        .ok()?
-        .ok()?;
+        let reader = tokio::time::timeout_at(deadline, self.api.store.read(&d, None))
+            .await
+            .ok()?
+            .ok()?;
         use tokio::io::AsyncReadExt;
         let mut bytes = Vec::new();
         let mut limited = reader.into_async_read().take(MAX_CONFIG);
         let read = limited.read_to_end(&mut bytes);
-        tokio::time::timeout(std::time::Duration::from_secs(5), read)
-            .await
-            .ok()?
-            .ok()?;
+        tokio::time::timeout_at(deadline, read).await.ok()?.ok()?;
         let config = views::ImageConfig::parse(&bytes);
         self.configs.lock().put(digest.to_string(), config.clone());
         config
@@ -435,7 +476,11 @@ impl Console {
         let view = views::ManifestView::parse(&m.bytes);
         let kind = kind_of(&m.media_type);
         let config = match &view.config {
-            Some(c) if kind == "image" => self.image_config(repo.as_str(), &c.digest, c.size).await,
+            Some(c) if kind == "image" => {
+                let deadline = tokio::time::Instant::now() + CONFIG_BUDGET;
+                self.image_config(repo.as_str(), &c.digest, c.size, deadline)
+                    .await
+            }
             _ => None,
         };
         let size = match kind {

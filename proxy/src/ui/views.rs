@@ -48,7 +48,7 @@ pub fn rfc3339(t: i64) -> String {
 }
 
 /// How a repository's tags are ordered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TagOrder {
     /// Newest push first (the default, as `docker images` lists).
@@ -74,6 +74,7 @@ pub struct TagRow {
     pub name: String,
     pub digest: String,
     pub pushed_at: i64,
+    pub pulled_at: Option<i64>,
 }
 
 /// A tag read as a version: `v1.2.3-rc.1`, `1.2`, `3` (missing parts are 0). Pre-releases
@@ -396,9 +397,21 @@ pub struct ImageConfig {
     pub labels: Vec<(String, String)>,
 }
 
+/// Environment variables and labels an artifact page shows at most, and the characters
+/// of each kept (what the console remembers of a config stays small).
+const MAX_SHOWN: usize = 64;
+const MAX_TEXT: usize = 512;
+
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(MAX_TEXT) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
+}
+
 impl ImageConfig {
     /// `None` for a config that is not an image config (an artifact's empty `{}` or a
-    /// Helm chart's).
+    /// Helm chart's). Long lists and texts are clipped (`MAX_SHOWN`, `MAX_TEXT`).
     pub fn parse(bytes: &[u8]) -> Option<ImageConfig> {
         let v: Value = serde_json::from_slice(bytes).ok()?;
         v.get("architecture")?;
@@ -414,8 +427,8 @@ impl ImageConfig {
         Some(ImageConfig {
             platform: platform(&v),
             created: v["created"].as_str().map(str::to_string),
-            entrypoint: words(&c["Entrypoint"]),
-            cmd: words(&c["Cmd"]),
+            entrypoint: words(&c["Entrypoint"]).map(|w| clip(&w)),
+            cmd: words(&c["Cmd"]).map(|w| clip(&w)),
             workdir: c["WorkingDir"]
                 .as_str()
                 .filter(|s| !s.is_empty())
@@ -429,7 +442,8 @@ impl ImageConfig {
                 .map(|a| {
                     a.iter()
                         .filter_map(Value::as_str)
-                        .map(str::to_string)
+                        .take(MAX_SHOWN)
+                        .map(clip)
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -437,7 +451,8 @@ impl ImageConfig {
                 .as_object()
                 .map(|m| {
                     m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .take(MAX_SHOWN)
+                        .map(|(k, v)| (clip(k), clip(v.as_str().unwrap_or_default())))
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -497,6 +512,7 @@ mod tests {
                 name: n.to_string(),
                 digest: format!("sha256:{n}"),
                 pushed_at: *t,
+                pulled_at: None,
             })
             .collect()
     }
