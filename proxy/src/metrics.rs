@@ -404,7 +404,27 @@ pub fn count_request(method: &http::Method, status: u16, took: std::time::Durati
     };
     metrics::counter!(HTTP_REQUESTS, "method" => method, "status" => status.to_string())
         .increment(1);
-    metrics::histogram!(HTTP_SECONDS, "method" => method).record(took.as_secs_f64());
+    request_seconds(method).record(took.as_secs_f64());
+}
+
+/// The duration histogram of `method`, looked up once per method (every request records
+/// one; a manifest GET takes tens of microseconds).
+fn request_seconds(method: &'static str) -> &'static metrics::Histogram {
+    const METHODS: [&str; 8] = [
+        "GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS", "other",
+    ];
+    static HANDLES: OnceLock<Vec<metrics::Histogram>> = OnceLock::new();
+    let handles = HANDLES.get_or_init(|| {
+        METHODS
+            .iter()
+            .map(|m| metrics::histogram!(HTTP_SECONDS, "method" => *m))
+            .collect()
+    });
+    let i = METHODS
+        .iter()
+        .position(|m| *m == method)
+        .unwrap_or(METHODS.len() - 1);
+    &handles[i]
 }
 
 /// The sum of every sample of `name` in the exposition `text` whose labels include `label`
