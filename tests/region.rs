@@ -23,6 +23,9 @@ pub struct Region {
     voters: usize,
     /// Extra flags for every node.
     pub extra: Vec<String>,
+    /// Start nodes as a Kubernetes StatefulSet does: `SHOAL_NODE_ORDINAL` = id − 1 and the
+    /// same `--join` for every pod, instead of `--node-id` and `--bootstrap`.
+    pub by_ordinal: bool,
 }
 
 fn free_tcp() -> u16 {
@@ -81,6 +84,7 @@ impl Region {
             ports: Vec::new(),
             voters,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            by_ordinal: false,
         };
         for id in 1..=n as u64 {
             let id = id.to_string();
@@ -112,9 +116,8 @@ impl Region {
         let cluster_listen = format!("127.0.0.1:{cluster}");
         let voters = self.voters.to_string();
         let join = self.api_url(1);
+        let ordinal = (id - 1).to_string();
         let mut args = vec![
-            "--node-id",
-            &id_s,
             "--cluster-listen",
             &cluster_listen,
             "--cluster-tls",
@@ -124,15 +127,22 @@ impl Region {
             "--listen",
             &listen,
         ];
-        if id == 1 {
-            args.push("--bootstrap");
-        } else {
+        let mut env = vec![("SHOAL_ORIGIN_SECRET", SECRET)];
+        if self.by_ordinal {
             args.extend(["--join", &join]);
+            env.push(("SHOAL_NODE_ORDINAL", &ordinal));
+        } else {
+            args.extend(["--node-id", &id_s]);
+            if id == 1 {
+                args.push("--bootstrap");
+            } else {
+                args.extend(["--join", &join]);
+            }
         }
         let mut all = vec!["--origin", &self.origin.url];
         all.extend(args);
         all.extend(self.extra.iter().map(String::as_str));
-        let node = Node::start_listen(&data, &all, &[("SHOAL_ORIGIN_SECRET", SECRET)]);
+        let node = Node::start_listen(&data, &all, &env);
         self.nodes[id as usize - 1] = Some(node);
     }
 

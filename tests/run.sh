@@ -37,6 +37,10 @@ if ! python3 -c 'import yaml' 2>/dev/null; then
   echo "installing PyYAML with pip (the alert rules are checked as YAML)"
   python3 -m pip install -q pyyaml
 fi
+if ! command -v kubernetes-validate >/dev/null; then
+  echo "installing kubernetes-validate with pip (the Kubernetes manifests are checked offline)"
+  python3 -m pip install -q kubernetes-validate
+fi
 if ! command -v schemathesis >/dev/null; then
   echo "installing schemathesis with pip"
   python3 -m pip install -q 'schemathesis>=4.32,<5'

@@ -25,6 +25,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a node (single node with the embedded origin by default).
+    ///
+    /// On a new cluster's first start the admin user gets the password in
+    /// SHOAL_ADMIN_PASSWORD, else a generated one that is printed once.
     Serve {
         /// A TOML file of settings: each key a flag's long name (listen = "0.0.0.0:5000").
         /// Flags and SHOAL_* variables take precedence over it.
@@ -73,6 +76,10 @@ enum Cmd {
         /// API URL of any member of the region to join.
         #[arg(long, env = "SHOAL_JOIN", requires = "cluster_listen")]
         join: Option<String>,
+        /// A StatefulSet pod's index (the `apps.kubernetes.io/pod-index` label): the node is
+        /// --node-id N+1; pod 0 bootstraps the region, the others --join it.
+        #[arg(long, env = "SHOAL_NODE_ORDINAL", requires = "cluster_listen", conflicts_with_all = ["node_id", "bootstrap"])]
+        node_ordinal: Option<u64>,
         /// Voters the region should have; further nodes stay learners.
         #[arg(long, env = "SHOAL_VOTERS", default_value_t = 3)]
         voters: usize,
@@ -335,6 +342,7 @@ fn main() -> ExitCode {
             cluster_tls,
             bootstrap,
             join,
+            node_ordinal,
             voters,
             snapshot_every,
             cache_dir,
@@ -364,6 +372,15 @@ fn main() -> ExitCode {
                 eprintln!("error: --region: {e}");
                 return ExitCode::FAILURE;
             }
+            let (node_id, bootstrap, join) = match node_ordinal {
+                None => (node_id, bootstrap, join),
+                Some(0) => (1, true, None),
+                Some(n) if join.is_some() => (n + 1, false, join),
+                Some(n) => {
+                    eprintln!("error: --node-ordinal {n}: pods after the first need --join (the first pod's API URL)");
+                    return ExitCode::FAILURE;
+                }
+            };
             // Kept until `run` returns: dropping it flushes the last log lines.
             let _log = shoal_proxy::logging::init(log_format);
             let origin = match origin {

@@ -17,6 +17,7 @@ mod federation;
 mod formats;
 mod gc;
 mod gc_race;
+mod kubernetes;
 mod lifecycle;
 mod management;
 mod mirror;
