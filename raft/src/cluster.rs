@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::raft::AppendEntriesResponse;
 use openraft::ChangeMembers;
 use serde::Serialize;
 
@@ -264,15 +265,21 @@ impl Handler for Metadata {
         };
         match req {
             Request::Append(r) => {
-                Response::Append(self.raft.append_entries(r).await.map_err(|e| e.to_string()))
+                let answer = self.raft.append_entries(r).await;
+                // Anything but a refusal of a stale leader is the current leader speaking.
+                if matches!(&answer, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+                    self.heard_from_leader();
+                }
+                Response::Append(answer.map_err(|e| e.to_string()))
             }
             Request::Vote(r) => Response::Vote(self.raft.vote(r).await.map_err(|e| e.to_string())),
-            Request::Snapshot(r) => Response::Snapshot(
-                self.raft
-                    .install_snapshot(r)
-                    .await
-                    .map_err(|e| e.to_string()),
-            ),
+            Request::Snapshot(r) => {
+                let answer = self.raft.install_snapshot(r).await;
+                if answer.is_ok() {
+                    self.heard_from_leader();
+                }
+                Response::Snapshot(answer.map_err(|e| e.to_string()))
+            }
             Request::Forward(cmd) => {
                 if !self.is_member(peer) {
                     return Response::Failed(format!("node {peer} is not a member of this region"));

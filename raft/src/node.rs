@@ -91,6 +91,13 @@ pub struct Metadata {
     /// Set when the node starts shutting down: writes are refused from then on, before they
     /// reach a Raft that is stopping (which would log each as an error).
     stopping: std::sync::atomic::AtomicBool,
+    /// When entries (or a heartbeat) from a leader were last accepted, in ms after
+    /// `started`: a follower or learner that hears nothing is cut off or was removed (a
+    /// removed learner is never told).
+    started: std::time::Instant,
+    last_append_ms: std::sync::atomic::AtomicU64,
+    /// Whether `readiness` last found this replica cut off from its leader (logged once).
+    stale: std::sync::atomic::AtomicBool,
 }
 
 impl Metadata {
@@ -159,6 +166,9 @@ impl Metadata {
             db,
             catalog,
             stopping: std::sync::atomic::AtomicBool::new(false),
+            started: std::time::Instant::now(),
+            last_append_ms: std::sync::atomic::AtomicU64::new(0),
+            stale: std::sync::atomic::AtomicBool::new(false),
         });
         if let Some(plane) = &meta.plane {
             plane.serve(meta.clone());
@@ -331,9 +341,79 @@ impl Metadata {
     }
 
     /// True while this node can serve: Raft is running and knows a leader.
-    pub fn ready(&self) -> bool {
+    /// Whether this node should get clients, or why not: Raft has stopped; the node is not
+    /// a member of the region (removed, or not joined yet); no leader is known (no quorum);
+    /// as the leader, it has not heard from a quorum for `QUORUM_SILENCE`; its replica
+    /// has more than `APPLY_BACKLOG` entries of its log left to apply.
+    /// Notes that entries or a heartbeat from the leader were accepted (`Handler`).
+    pub(crate) fn heard_from_leader(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last_append_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn readiness(&self) -> std::result::Result<(), String> {
+        const QUORUM_SILENCE_MS: u64 = 5_000;
+        // Heartbeats come every 150 ms.
+        const LEADER_SILENCE_MS: u64 = 3_000;
+        const APPLY_BACKLOG: u64 = 10_000;
         let m = self.raft.metrics().borrow().clone();
-        m.running_state.is_ok() && m.current_leader.is_some()
+        if let Err(e) = &m.running_state {
+            return Err(format!("the metadata group has stopped: {e}"));
+        }
+        let membership = m.membership_config.membership();
+        if membership.get_node(&self.node_id).is_none() {
+            return Err(format!(
+                "node {} is not a member of the region (removed, or not joined yet)",
+                self.node_id
+            ));
+        }
+        let Some(leader) = m.current_leader else {
+            return Err("no leader: the region has no quorum this node can reach".into());
+        };
+        if leader != self.node_id {
+            let now = self.started.elapsed().as_millis() as u64;
+            let last = self
+                .last_append_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let silent = now.saturating_sub(last);
+            let stale = silent > LEADER_SILENCE_MS;
+            if stale != self.stale.swap(stale, std::sync::atomic::Ordering::Relaxed) {
+                match stale {
+                    true => tracing::warn!(
+                        leader,
+                        silent_ms = silent,
+                        "nothing from the leader: this node was removed from the region or is cut off; not ready"
+                    ),
+                    false => tracing::info!(leader, "hearing from the leader again; ready"),
+                }
+            }
+            if stale {
+                return Err(format!(
+                    "nothing from leader {leader} for {} s: this node was removed from the region or is cut off",
+                    silent / 1000
+                ));
+            }
+        }
+        if leader == self.node_id {
+            if let Some(ms) = m
+                .millis_since_quorum_ack
+                .filter(|ms| *ms > QUORUM_SILENCE_MS)
+            {
+                return Err(format!(
+                    "this node leads but has not heard from a quorum for {} s",
+                    ms / 1000
+                ));
+            }
+        }
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let backlog = m.last_log_index.unwrap_or(0).saturating_sub(applied);
+        if backlog > APPLY_BACKLOG {
+            return Err(format!(
+                "this replica has {backlog} log entries left to apply"
+            ));
+        }
+        Ok(())
     }
 
     /// Stops Raft and the cluster plane and flushes everything to disk.

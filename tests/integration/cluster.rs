@@ -206,6 +206,24 @@ fn members_are_removed_at_runtime_including_the_leader() {
         |s| s["members"].as_array().is_some_and(|m| m.len() == 3),
         "node 4 is gone",
     );
+    // The removed node tells load balancers to stop sending it clients, and says why.
+    let removed = region.node(4).url.clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let reason = loop {
+        let r = reqwest::blocking::get(format!("{removed}/readyz")).unwrap();
+        if r.status().as_u16() == 503 {
+            let body: serde_json::Value = r.json().unwrap();
+            break body["reason"].as_str().unwrap_or_default().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a removed node still says it is ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(reason.contains("removed from the region"), "{reason}");
+    let ready = reqwest::blocking::get(format!("{}/readyz", region.api_url(1))).unwrap();
+    assert_eq!(ready.status(), 200, "members stay ready");
     let leader = region.leader();
     let other = (1..=3).find(|id| *id != leader).unwrap();
     // Writes keep flowing through another node while the leader leaves: with a handover

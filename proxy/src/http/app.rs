@@ -106,13 +106,12 @@ impl NodeApp {
         } else if p == "/healthz" {
             Reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
         } else if p == "/readyz" {
-            if self.registry.meta.ready() {
-                Reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
-            } else {
-                Reply::json(
+            match self.registry.meta.readiness() {
+                Ok(()) => Reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+                Err(why) => Reply::json(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    &serde_json::json!({"status": "metadata group has no leader"}),
-                )
+                    &serde_json::json!({"status": "not ready", "reason": why}),
+                ),
             }
         } else {
             Reply::error(&ApiError::new(
