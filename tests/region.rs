@@ -214,6 +214,12 @@ impl Region {
         s["node_id"].as_u64().unwrap()
     }
 
+    /// Gives node `id` new API and cluster ports, as a node rescheduled elsewhere gets new
+    /// addresses (start it again with `start_node`).
+    pub fn move_node(&mut self, id: u64) {
+        self.ports[id as usize - 1] = (free_tcp(), free_udp());
+    }
+
     /// `kill -9` node `id`.
     pub fn kill(&mut self, id: u64) {
         if let Some(node) = self.nodes[id as usize - 1].take() {

@@ -210,8 +210,15 @@ async fn join_region(meta: Arc<Metadata>, url: String, cluster: Cluster) {
     let plane_url = format!("{}/api/v1/cluster/plane", url.trim_end_matches('/'));
     let mut delay = Duration::from_millis(200);
     loop {
-        let (me, _) = meta.member();
-        if meta.cluster_status().members.iter().any(|m| m.id == me) {
+        let (me, mine) = meta.member();
+        // A member whose recorded addresses are still its own is done; one restarted with
+        // new addresses joins again, which records them.
+        let recorded = meta
+            .cluster_status()
+            .members
+            .into_iter()
+            .find(|m| m.id == me);
+        if recorded.is_some_and(|m| m.api == mine.api && m.cluster == mine.cluster) {
             tracing::info!(me, "this node is a member of the region");
             return;
         }

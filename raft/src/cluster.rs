@@ -141,6 +141,37 @@ impl Metadata {
             return self.to_leader(Request::Join { id, member, voters }).await;
         }
         let _serial = self.membership_lock.lock().await;
+        // A member joining again from new addresses (restarted elsewhere, as a Kubernetes
+        // pod is): record them, so the leader and everyone else reach it there. Only the
+        // node itself may ask (its certificate names its id; `Handler`).
+        let known = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned();
+        if let Some(old) = known.filter(|old| *old != member) {
+            self.raft
+                .change_membership(
+                    ChangeMembers::SetNodes(std::collections::BTreeMap::from([(
+                        id,
+                        member.clone(),
+                    )])),
+                    true,
+                )
+                .await
+                .map_err(write_err)?;
+            tracing::info!(
+                id,
+                old_api = %old.api,
+                old_cluster = %old.cluster,
+                api = %member.api,
+                cluster = %member.cluster,
+                "a member's addresses changed"
+            );
+        }
         let added = tokio::time::timeout(CATCH_UP, self.raft.add_learner(id, member, true))
             .await
             .map_err(|_| {

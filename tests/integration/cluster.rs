@@ -534,3 +534,46 @@ fn a_namespace_created_through_one_node_is_usable_through_another_at_once() {
             .push_blob(&format!("{ns}/x"), b"right away");
     }
 }
+
+/// A member restarted at new addresses (a pod rescheduled with a new IP) joins again and
+/// the region records them: the status names its new API, and writes reach it there.
+#[test]
+fn a_member_restarted_at_new_addresses_is_found_there() {
+    let dir = tempdir();
+    let mut region = Region::start(dir.path(), 3, 3);
+    region.kill(3);
+    region.move_node(3);
+    region.start_node(3);
+    let new_api = region.api_url(3);
+    region.wait_for(
+        |s| {
+            s["members"].as_array().is_some_and(|ms| {
+                ms.iter()
+                    .any(|m| m["id"] == 3 && m["api"].as_str() == Some(new_api.as_str()))
+            })
+        },
+        "node 3's new addresses are recorded",
+    );
+    region.node(1).registry().create_namespace("moved");
+    let moved = region.node(3).registry();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while moved.get("/api/v1/namespaces/moved").status() != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "a write did not reach the moved node"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::blocking::get(format!("{new_api}/readyz"))
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the moved node never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
