@@ -93,9 +93,24 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{url}: {e}"));
     }
 
-    /// The text of the first element matching `css`.
+    /// The text of the first element matching `css` (found again if the page was replaced
+    /// between finding it and reading it).
     pub async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.unwrap()
+        self.wait_text(css, |_| true).await
+    }
+
+    /// The text of the first element matching `css` once `want` accepts it, waiting up to
+    /// 10 s (a form that posts and comes back to the same page).
+    pub async fn wait_text(&self, css: &str, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let read = self.find(css).await.text().await;
+            match read {
+                Ok(t) if want(&t) || Instant::now() > deadline => return t,
+                Err(e) if Instant::now() > deadline => panic!("reading {css}: {e}"),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 
     /// The first element matching `css`, waiting up to 10 s for it (a click that navigates

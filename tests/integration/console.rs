@@ -562,7 +562,9 @@ fn credential_sessions_end_with_their_secret_and_credentials_are_managed() {
         // Revoke from the console.
         admin.goto(&format!("{}/ui/credentials", node.url)).await;
         admin.click(&format!("{row} button.danger")).await;
-        let state = admin.text(&format!("{row} .badge")).await;
+        let state = admin
+            .wait_text(&format!("{row} .badge"), |t| t == "revoked")
+            .await;
         assert_eq!(state, "revoked");
 
         // A dotted tag is deleted through its confirmation page.
