@@ -96,7 +96,7 @@ impl Region {
                 "--node-id",
                 &id,
             ]);
-            region.ports.push((free_tcp(), free_udp()));
+            region.ports.push(region.distinct_ports());
             region.nodes.push(None);
         }
         region
@@ -214,10 +214,25 @@ impl Region {
         s["node_id"].as_u64().unwrap()
     }
 
+    /// A free API port and a free plane port that no node of this region has: the OS may
+    /// hand a port it just released out again, and two nodes on one port fail to start.
+    fn distinct_ports(&self) -> (u16, u16) {
+        loop {
+            let ports = (free_tcp(), free_udp());
+            let taken = self
+                .ports
+                .iter()
+                .any(|(api, plane)| *api == ports.0 || *plane == ports.1);
+            if !taken {
+                return ports;
+            }
+        }
+    }
+
     /// Gives node `id` new API and cluster ports, as a node rescheduled elsewhere gets new
     /// addresses (start it again with `start_node`).
     pub fn move_node(&mut self, id: u64) {
-        self.ports[id as usize - 1] = (free_tcp(), free_udp());
+        self.ports[id as usize - 1] = self.distinct_ports();
     }
 
     /// `kill -9` node `id`.
