@@ -128,6 +128,11 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
     background.spawn(usage.clone().run(meta.clone(), config.usage_interval));
     let wanted = config.cluster.as_ref().map_or(1, |c| c.voters);
     metrics::gauge!(crate::metrics::RAFT_VOTERS_WANTED).set(wanted as f64);
+    // Once before serving, so the first scrape already has the disks.
+    crate::metrics::publish_disk("data", &config.data);
+    if let Some(c) = &config.cache_dir {
+        crate::metrics::publish_disk("cache", c);
+    }
     background.spawn(publish_disks(config.data.clone(), config.cache_dir.clone()));
     let registry = Arc::new(Registry {
         meta: meta.clone(),
