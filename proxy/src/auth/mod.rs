@@ -103,7 +103,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn anonymous() -> Caller {
+    pub fn anonymous() -> Caller {
         Caller {
             subject: Subject::Anonymous,
             grants: Grants::anonymous(),

@@ -239,17 +239,13 @@ impl Console {
         v: &Visitor,
         repo: &str,
         tag: &str,
-        form: &[(String, String)],
     ) -> ApiResult<Reply> {
-        v.check_csrf(form)?;
         let path = format!(
             "/repositories/{}/tags/{}",
             repo_segment(repo),
             plain_segment("tag", tag)?
         );
-        self.api
-            .call(req, Some(self.session_of(v)?), Method::DELETE, &path, None)
-            .await?;
+        self.call(req, v, Method::DELETE, &path, None).await?;
         Ok(redirect(&format!("/ui/r/{repo}")))
     }
 
@@ -296,9 +292,7 @@ impl Console {
         v: &Visitor,
         repo: &str,
         digest: &str,
-        form: &[(String, String)],
     ) -> ApiResult<Reply> {
-        v.check_csrf(form)?;
         let session = self.session_of(v)?;
         let digest = checked_digest(digest)?;
         let mut api_req = Request::new(
@@ -348,13 +342,8 @@ impl Console {
             Action::ManageNamespaces,
             &Place::of_namespace(&ns),
         )?;
-        let session = self.session_of(v)?;
         let path = format!("/namespaces/{}/retention", ns.name);
-        let policy = match self
-            .api
-            .call(req, Some(session), Method::GET, &path, None)
-            .await
-        {
+        let policy = match self.call(req, v, Method::GET, &path, None).await {
             // No rules is no policy: the box stays empty.
             Ok(p) if p["rules"].as_array().is_none_or(|r| r.is_empty()) => String::new(),
             Ok(p) => serde_json::to_string_pretty(&p).unwrap_or_default(),
@@ -384,8 +373,6 @@ impl Console {
         name: &str,
         form: &[(String, String)],
     ) -> ApiResult<Reply> {
-        v.check_csrf(form)?;
-        let session = self.session_of(v)?;
         let ns = self.seen_namespace(v, name)?;
         let visibility = match field(form, "visibility") {
             Some("public") => "public",
@@ -402,11 +389,7 @@ impl Console {
         let retention = format!("/namespaces/{}/retention", ns.name);
         match field(form, "policy").map(str::trim) {
             None => {}
-            Some("") => match self
-                .api
-                .call(req, Some(session), Method::DELETE, &retention, None)
-                .await
-            {
+            Some("") => match self.call(req, v, Method::DELETE, &retention, None).await {
                 Ok(_) => {}
                 Err(e) if e.status() == StatusCode::NOT_FOUND => {}
                 Err(e) => return Err(e),
@@ -418,15 +401,12 @@ impl Console {
                         format!("the retention policy is not valid JSON: {e}"),
                     )
                 })?;
-                self.api
-                    .call(req, Some(session), Method::PUT, &retention, Some(policy))
+                self.call(req, v, Method::PUT, &retention, Some(policy))
                     .await?;
             }
         }
         let path = format!("/namespaces/{}", ns.name);
-        self.api
-            .call(req, Some(session), Method::PATCH, &path, Some(body))
-            .await?;
+        self.call(req, v, Method::PATCH, &path, Some(body)).await?;
         Ok(redirect(&format!("/ui/n/{}/-/settings?saved=1", ns.name)))
     }
 
@@ -435,14 +415,10 @@ impl Console {
         req: &Request,
         v: &Visitor,
         name: &str,
-        form: &[(String, String)],
     ) -> ApiResult<Reply> {
-        v.check_csrf(form)?;
-        let session = self.session_of(v)?;
         let path = format!("/namespaces/{name}/retention/preview");
         let plan = self
-            .api
-            .call(req, Some(session), Method::POST, &path, Some(json!({})))
+            .call(req, v, Method::POST, &path, Some(json!({})))
             .await?;
         self.settings(req, v, name, Some(plan)).await
     }
@@ -453,8 +429,6 @@ impl Console {
         v: &Visitor,
         form: &[(String, String)],
     ) -> ApiResult<Reply> {
-        v.check_csrf(form)?;
-        let session = self.session_of(v)?;
         let mut body = json!({
             "name": field(form, "name").unwrap_or("").trim(),
             "scope": field(form, "scope").unwrap_or("containerRegistry:pull"),
@@ -465,8 +439,7 @@ impl Console {
             }
         }
         let created = self
-            .api
-            .call(req, Some(session), Method::POST, "/credentials", Some(body))
+            .call(req, v, Method::POST, "/credentials", Some(body))
             .await?;
         let ctx = context! {
             ..self.base(req, v, "Credential created"),
@@ -475,18 +448,9 @@ impl Console {
         self.render(StatusCode::CREATED, "created.html", ctx)
     }
 
-    pub(super) async fn revoke(
-        &self,
-        req: &Request,
-        v: &Visitor,
-        id: &str,
-        form: &[(String, String)],
-    ) -> ApiResult<Reply> {
-        v.check_csrf(form)?;
+    pub(super) async fn revoke(&self, req: &Request, v: &Visitor, id: &str) -> ApiResult<Reply> {
         let path = format!("/credentials/{}", plain_segment("credential", id)?);
-        self.api
-            .call(req, Some(self.session_of(v)?), Method::DELETE, &path, None)
-            .await?;
+        self.call(req, v, Method::DELETE, &path, None).await?;
         Ok(redirect("/ui/credentials"))
     }
 
@@ -498,17 +462,15 @@ impl Console {
         id: &str,
         form: &[(String, String)],
     ) -> ApiResult<Reply> {
-        v.check_csrf(form)?;
         let namespace = field(form, "k8s_namespace").unwrap_or("default").trim();
         let path = format!(
             "/credentials/{}/pull-secret",
             plain_segment("credential", id)?
         );
         let secret = self
-            .api
             .call(
                 req,
-                Some(self.session_of(v)?),
+                v,
                 Method::POST,
                 &path,
                 Some(json!({ "namespace": namespace })),

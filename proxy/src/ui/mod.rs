@@ -146,11 +146,7 @@ impl Console {
     /// session that no longer holds).
     fn visitor(&self, req: &Request) -> Visitor {
         let anonymous = |ended| Visitor {
-            caller: crate::auth::Caller {
-                subject: Subject::Anonymous,
-                grants: crate::auth::Grants::anonymous(),
-                expires_at: None,
-            },
+            caller: crate::auth::Caller::anonymous(),
             session: None,
             session_ended: ended,
         };
@@ -197,6 +193,12 @@ impl Console {
             Vec::new()
         };
         let segs: Vec<&str> = rest.split('/').collect();
+        // Every form of a signed-in visitor carries the session's CSRF token, checked here
+        // before any handler runs. Signing in has its own (there is no session yet);
+        // signing out checks it when there is a session to end.
+        if post && !matches!(segs.as_slice(), ["sign-in"] | ["sign-out"]) {
+            v.check_csrf(&form)?;
+        }
         match (post, segs.as_slice()) {
             (false, [""]) => self.namespaces(req, v).await,
             (false, ["static", "console.css"]) => Ok(asset("text/css", STYLE)),
@@ -207,19 +209,17 @@ impl Console {
             (false, ["n", ns]) => self.namespace(req, v, ns).await,
             (false, ["n", ns, "-", "settings"]) => self.settings(req, v, ns, None).await,
             (true, ["n", ns, "-", "settings"]) => self.save_settings(req, v, ns, &form).await,
-            (true, ["n", ns, "-", "retention-preview"]) => {
-                self.preview_retention(req, v, ns, &form).await
-            }
+            (true, ["n", ns, "-", "retention-preview"]) => self.preview_retention(req, v, ns).await,
             (false, ["n", ns, "-", "access"]) => self.access(req, v, ns).await,
             (false, ["credentials"]) => self.credentials(req, v).await,
             (true, ["credentials"]) => self.create_credential(req, v, &form).await,
-            (true, ["credentials", id, "revoke"]) => self.revoke(req, v, id, &form).await,
+            (true, ["credentials", id, "revoke"]) => self.revoke(req, v, id).await,
             (true, ["credentials", id, "pull-secret"]) => self.pull_secret(req, v, id, &form).await,
             (false, ["admin", "region"]) => self.region(req, v).await,
             (false, ["admin", "people"]) => self.people(req, v).await,
             (_, ["r", _, ..]) => {
                 let repo = rest.strip_prefix("r/").unwrap_or_default();
-                self.repository_route(req, v, post, repo, &form).await
+                self.repository_route(req, v, post, repo).await
             }
             _ => Err(not_found(path)),
         }
@@ -232,7 +232,6 @@ impl Console {
         v: &Visitor,
         post: bool,
         rest: &str,
-        form: &[(String, String)],
     ) -> ApiResult<Reply> {
         let rest = percent_encoding::percent_decode_str(rest)
             .decode_utf8()
@@ -240,14 +239,14 @@ impl Console {
         if let Some((repo, tag)) = rest.split_once("/-/delete-tag/") {
             return match post {
                 false => self.confirm_delete_tag(req, v, repo, tag).await,
-                true => self.delete_tag(req, v, repo, tag, form).await,
+                true => self.delete_tag(req, v, repo, tag).await,
             };
         }
         if let Some((repo, artifact)) = rest.split_once("/@") {
             return match (post, artifact.strip_suffix("/delete")) {
                 (false, None) => self.artifact(req, v, repo, artifact).await,
                 (false, Some(digest)) => self.confirm_delete_manifest(req, v, repo, digest).await,
-                (true, Some(digest)) => self.delete_manifest(req, v, repo, digest, form).await,
+                (true, Some(digest)) => self.delete_manifest(req, v, repo, digest).await,
                 (true, None) => Err(not_found(&req.path)),
             };
         }

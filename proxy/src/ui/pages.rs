@@ -198,23 +198,12 @@ impl Console {
             },
             None => views::folder_level(&ns.name, &names, &path),
         };
-        let total = level.folders.len() + level.repositories.len();
-        let page = Page::new(req.query("page"), total, PAGE_SIZE);
-        let all: Vec<Option<&views::Folder>> = level
-            .folders
-            .iter()
-            .map(Some)
-            .chain(level.repositories.iter().map(|_| None))
-            .collect();
-        let start = page.first_row.saturating_sub(1);
-        let shown = page.slice(&all);
-        let folders: Vec<&views::Folder> = shown.iter().flatten().copied().collect();
+        let page = Page::new(req.query("page"), level.len(), PAGE_SIZE);
+        let (folders, shown) = level.on_page(&page);
         let now = chrono::Utc::now().timestamp();
         let catalog = self.api.meta.catalog();
         let mut repos = Vec::new();
-        let first_repo = start.saturating_sub(level.folders.len());
-        let repo_count = shown.len() - folders.len();
-        for name in level.repositories.iter().skip(first_repo).take(repo_count) {
+        for name in shown {
             let Some(s) = catalog.repository_summary(name)? else {
                 continue;
             };
@@ -529,10 +518,8 @@ impl Console {
 
     pub(super) async fn access(&self, req: &Request, v: &Visitor, name: &str) -> ApiResult<Reply> {
         let ns = self.seen_namespace(v, name)?;
-        let session = v.session.as_ref().map(|s| s.token.as_str());
         let all = self
-            .api
-            .call(req, session, Method::GET, "/role-bindings", None)
+            .call(req, v, Method::GET, "/role-bindings", None)
             .await?;
         let bindings: Vec<&serde_json::Value> = all["role_bindings"]
             .as_array()
@@ -556,11 +543,7 @@ impl Console {
     }
 
     pub(super) async fn credentials(&self, req: &Request, v: &Visitor) -> ApiResult<Reply> {
-        let session = self.session_of(v)?;
-        let list = self
-            .api
-            .call(req, Some(session), Method::GET, "/credentials", None)
-            .await?;
+        let list = self.call(req, v, Method::GET, "/credentials", None).await?;
         let catalog = self.api.meta.catalog();
         let namespaces: Vec<String> = catalog
             .namespaces()?
@@ -576,11 +559,7 @@ impl Console {
     }
 
     pub(super) async fn region(&self, req: &Request, v: &Visitor) -> ApiResult<Reply> {
-        let session = self.session_of(v)?;
-        let status = self
-            .api
-            .call(req, Some(session), Method::GET, "/cluster", None)
-            .await?;
+        let status = self.call(req, v, Method::GET, "/cluster", None).await?;
         let metrics = crate::metrics::render();
         let sum = |name: &str, label: Option<&str>| crate::metrics::sum_of(&metrics, name, label);
         let hits = sum(crate::metrics::CACHE_HITS, None);
@@ -628,9 +607,9 @@ impl Console {
     }
 
     pub(super) async fn people(&self, req: &Request, v: &Visitor) -> ApiResult<Reply> {
-        let session = self.session_of(v)?;
+        self.session_of(v)?;
         self.api.auth.require_cluster_admin(&v.caller)?;
-        let get = |path: &'static str| self.api.call(req, Some(session), Method::GET, path, None);
+        let get = |path: &'static str| self.call(req, v, Method::GET, path, None);
         let organisations = get("/organisations").await?;
         let users = get("/users").await?;
         let accounts = get("/service-accounts").await?;
@@ -645,6 +624,20 @@ impl Console {
             },
         };
         self.render(StatusCode::OK, "people.html", ctx)
+    }
+
+    /// A management API request for the visitor's session (`Api::call`); 401 without one,
+    /// which sends the visitor to sign in.
+    pub(super) async fn call(
+        &self,
+        req: &Request,
+        v: &Visitor,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> ApiResult<serde_json::Value> {
+        let session = self.session_of(v)?;
+        self.api.call(req, Some(session), method, path, body).await
     }
 
     /// The session token, or 401 (which sends the visitor to sign in).

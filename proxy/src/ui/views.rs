@@ -214,6 +214,28 @@ pub struct Level {
     pub repositories: Vec<String>,
 }
 
+impl Level {
+    /// How many rows the level lists: its folders, then its repositories.
+    pub fn len(&self) -> usize {
+        self.folders.len() + self.repositories.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The folders and repositories on `page` of this level (folders come first).
+    pub fn on_page(&self, page: &Page) -> (&[Folder], &[String]) {
+        let (start, end) = (page.first_row.saturating_sub(1), page.last_row);
+        let f = self.folders.len();
+        let r = self.repositories.len();
+        let folders = &self.folders[start.min(f)..end.min(f)];
+        let repos = &self.repositories
+            [start.saturating_sub(f).min(r)..end.saturating_sub(f).min(r)];
+        (folders, repos)
+    }
+}
+
 /// The level `path` (`""` for the top, else `team/`) of namespace `ns` whose repositories
 /// are `names` (sorted, full names such as `acme/team/api`). A name that is both a
 /// repository and a folder (`acme/team` and `acme/team/api`) appears as both.
@@ -631,6 +653,12 @@ mod tests {
         assert_eq!(team.folders.len(), 1);
         assert_eq!(team.folders[0].path, "team/x/");
         assert_eq!(folder_level("acme", &names, "nope/"), Level::default());
+        // A page takes folders first, then repositories.
+        let page = Page::new(Some("2"), top.len(), 3);
+        assert_eq!(top.on_page(&page), (&[][..], &["acme/team".to_string()][..]));
+        let page = Page::new(None, top.len(), 3);
+        let (folders, repos) = top.on_page(&page);
+        assert_eq!((folders.len(), repos), (2, &["acme/api".to_string()][..]));
     }
 
     #[test]
