@@ -27,7 +27,7 @@ impl Catalog {
             C::SetVisibility {
                 namespace,
                 visibility,
-            } => self.set_visibility(namespace, *visibility, batch),
+            } => self.update_namespace(namespace, batch, |ns| ns.visibility = *visibility),
             C::DeleteNamespace { name } => self.delete_namespace(name, batch, unlinked),
             C::CreateOrganisation { org, owner } => self.create_organisation(org, owner, batch),
             C::CreateProject { project } => self.create_project(project, batch),
@@ -98,7 +98,7 @@ impl Catalog {
                 self.set_retention(namespace, policy.as_ref(), batch)
             }
             C::SetImmutableTags { namespace, rules } => {
-                self.set_immutable_tags(namespace, rules, batch)
+                self.update_namespace(namespace, batch, |ns| ns.immutable = rules.clone())
             }
             C::RetainTags { repo, delete } => self.retain_tags(repo, delete, batch),
             C::RequestGc { at } => self.request_gc(*at, batch),
@@ -122,7 +122,7 @@ impl Catalog {
             C::SetNamespaceDescription {
                 namespace,
                 description,
-            } => self.set_description(namespace, description.clone(), batch),
+            } => self.update_namespace(namespace, batch, |ns| ns.description = description.clone()),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use sled::Batch;
 
-use crate::catalog::{encode, namespace_of, Catalog, NamespaceRecord, Visibility};
+use crate::catalog::{encode, namespace_of, Catalog, NamespaceRecord};
 use crate::command::{done, rejected, ManifestRecord, Outcome, Rejection};
 use crate::keys::{self, key};
 use crate::Result;
@@ -30,30 +30,18 @@ impl Catalog {
         done()
     }
 
-    pub(crate) fn set_visibility(
+    /// Rewrites namespace `namespace`'s record as `change` leaves it (its visibility,
+    /// description, immutable tags); rejected for a namespace that does not exist.
+    pub(crate) fn update_namespace(
         &self,
         namespace: &str,
-        visibility: Visibility,
         batch: &mut Batch,
+        change: impl FnOnce(&mut NamespaceRecord),
     ) -> Result<Outcome> {
         let Some(mut rec) = self.namespace(namespace)? else {
             return rejected(Rejection::NamespaceUnknown(namespace.into()));
         };
-        rec.visibility = visibility;
-        batch.insert(key(keys::NAMESPACE, &[namespace]), encode(&rec));
-        done()
-    }
-
-    pub(crate) fn set_description(
-        &self,
-        namespace: &str,
-        description: Option<String>,
-        batch: &mut Batch,
-    ) -> Result<Outcome> {
-        let Some(mut rec) = self.namespace(namespace)? else {
-            return rejected(Rejection::NamespaceUnknown(namespace.into()));
-        };
-        rec.description = description;
+        change(&mut rec);
         batch.insert(key(keys::NAMESPACE, &[namespace]), encode(&rec));
         done()
     }

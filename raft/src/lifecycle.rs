@@ -432,20 +432,6 @@ impl Catalog {
         done()
     }
 
-    pub(crate) fn set_immutable_tags(
-        &self,
-        namespace: &str,
-        rules: &ImmutableTags,
-        batch: &mut Batch,
-    ) -> Result<Outcome> {
-        let Some(mut ns) = self.namespace(namespace)? else {
-            return rejected(Rejection::NamespaceUnknown(namespace.into()));
-        };
-        ns.immutable = rules.clone();
-        batch.insert(key(keys::NAMESPACE, &[namespace]), encode(&ns));
-        done()
-    }
-
     /// Deletes each tag that still points at the digest retention saw and is not immutable;
     /// the others stay (a push moved them, or a rule now protects them).
     pub(crate) fn retain_tags(

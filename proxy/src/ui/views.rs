@@ -230,8 +230,8 @@ impl Level {
         let f = self.folders.len();
         let r = self.repositories.len();
         let folders = &self.folders[start.min(f)..end.min(f)];
-        let repos = &self.repositories
-            [start.saturating_sub(f).min(r)..end.saturating_sub(f).min(r)];
+        let repos =
+            &self.repositories[start.saturating_sub(f).min(r)..end.saturating_sub(f).min(r)];
         (folders, repos)
     }
 }
@@ -655,7 +655,10 @@ mod tests {
         assert_eq!(folder_level("acme", &names, "nope/"), Level::default());
         // A page takes folders first, then repositories.
         let page = Page::new(Some("2"), top.len(), 3);
-        assert_eq!(top.on_page(&page), (&[][..], &["acme/team".to_string()][..]));
+        assert_eq!(
+            top.on_page(&page),
+            (&[][..], &["acme/team".to_string()][..])
+        );
         let page = Page::new(None, top.len(), 3);
         let (folders, repos) = top.on_page(&page);
         assert_eq!((folders.len(), repos), (2, &["acme/api".to_string()][..]));
