@@ -73,55 +73,63 @@ pub const RAFT_LAG: &str = "shoal_raft_replication_lag_entries";
 pub const DISK_SIZE: &str = "shoal_disk_size_bytes";
 pub const DISK_FREE: &str = "shoal_disk_free_bytes";
 
-/// Every metric name, each registered at zero when the recorder is installed, so dashboards
-/// and alerts find every series from the first scrape (`deploy/grafana`,
-/// `deploy/prometheus`; a test holds them to this list).
-pub const ALL: &[&str] = &[
-    CACHE_HITS,
-    CACHE_MISSES,
-    EVICTIONS,
-    DIGEST_MISMATCHES,
-    FILLS_IN_FLIGHT,
-    CACHE_BYTES,
-    CACHE_ENTRIES,
-    BLOB_BYTES,
-    ORIGIN_FETCHES,
-    ORIGIN_FETCH_SECONDS,
-    ORIGIN_ERRORS,
-    PEER_FETCHES,
-    PEER_FETCH_FAILURES,
-    PEER_FETCH_SECONDS,
-    PEER_SERVES,
-    HTTP_REQUESTS,
-    HTTP_SECONDS,
-    REFUSED_CONNECTIONS,
-    PASSWORD_CHECKS,
-    SIGN_IN_LIMITED,
-    GC_RUNS,
-    GC_SECONDS,
-    GC_MANIFESTS,
-    GC_BLOB_LINKS,
-    GC_BLOBS,
-    GC_BYTES,
-    GC_PROTECTED,
-    UPLOADS_PURGED,
-    RETENTION_TAGS,
-    UPSTREAM_REQUESTS,
-    UPSTREAM_BYTES,
-    UPSTREAM_STALE,
-    UPSTREAM_REVALIDATIONS,
-    UPSTREAM_RATE_LIMITED,
-    UPSTREAM_TOKENS,
-    RAFT_TERM,
-    RAFT_LAST_APPLIED,
-    RAFT_IS_LEADER,
-    RAFT_HAS_LEADER,
-    RAFT_MEMBERS,
-    RAFT_VOTERS,
-    RAFT_VOTERS_WANTED,
-    RAFT_LAG,
-    DISK_SIZE,
-    DISK_FREE,
+/// What a metric is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric with its kind, each registered at zero when the recorder is installed, so
+/// dashboards and alerts find every series from the first scrape (`deploy/grafana`,
+/// `deploy/prometheus`; a test holds them to what `/metrics` declares).
+pub const ALL: &[(&str, Kind)] = &[
+    (CACHE_HITS, Kind::Counter),
+    (CACHE_MISSES, Kind::Counter),
+    (EVICTIONS, Kind::Counter),
+    (DIGEST_MISMATCHES, Kind::Counter),
+    (FILLS_IN_FLIGHT, Kind::Gauge),
+    (CACHE_BYTES, Kind::Gauge),
+    (CACHE_ENTRIES, Kind::Gauge),
+    (BLOB_BYTES, Kind::Counter),
+    (ORIGIN_FETCHES, Kind::Counter),
+    (ORIGIN_FETCH_SECONDS, Kind::Histogram),
+    (ORIGIN_ERRORS, Kind::Counter),
+    (PEER_FETCHES, Kind::Counter),
+    (PEER_FETCH_FAILURES, Kind::Counter),
+    (PEER_FETCH_SECONDS, Kind::Histogram),
+    (PEER_SERVES, Kind::Counter),
+    (HTTP_REQUESTS, Kind::Counter),
+    (HTTP_SECONDS, Kind::Histogram),
+    (REFUSED_CONNECTIONS, Kind::Counter),
+    (PASSWORD_CHECKS, Kind::Counter),
+    (SIGN_IN_LIMITED, Kind::Counter),
+    (GC_RUNS, Kind::Counter),
+    (GC_SECONDS, Kind::Histogram),
+    (GC_MANIFESTS, Kind::Counter),
+    (GC_BLOB_LINKS, Kind::Counter),
+    (GC_BLOBS, Kind::Counter),
+    (GC_BYTES, Kind::Counter),
+    (GC_PROTECTED, Kind::Counter),
+    (UPLOADS_PURGED, Kind::Counter),
+    (RETENTION_TAGS, Kind::Counter),
+    (UPSTREAM_REQUESTS, Kind::Counter),
+    (UPSTREAM_BYTES, Kind::Counter),
+    (UPSTREAM_STALE, Kind::Counter),
+    (UPSTREAM_REVALIDATIONS, Kind::Counter),
+    (UPSTREAM_RATE_LIMITED, Kind::Counter),
+    (UPSTREAM_TOKENS, Kind::Counter),
+    (RAFT_TERM, Kind::Gauge),
+    (RAFT_LAST_APPLIED, Kind::Gauge),
+    (RAFT_IS_LEADER, Kind::Gauge),
+    (RAFT_HAS_LEADER, Kind::Gauge),
+    (RAFT_MEMBERS, Kind::Gauge),
+    (RAFT_VOTERS, Kind::Gauge),
+    (RAFT_VOTERS_WANTED, Kind::Gauge),
+    (RAFT_LAG, Kind::Gauge),
+    (DISK_SIZE, Kind::Gauge),
+    (DISK_FREE, Kind::Gauge),
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -143,45 +151,23 @@ pub fn install() {
     });
 }
 
-/// Histograms (the rest of `ALL` are counters or gauges, as `GAUGES` says).
-const HISTOGRAMS: &[&str] = &[
-    ORIGIN_FETCH_SECONDS,
-    PEER_FETCH_SECONDS,
-    GC_SECONDS,
-    HTTP_SECONDS,
-];
-const GAUGES: &[&str] = &[
-    FILLS_IN_FLIGHT,
-    CACHE_BYTES,
-    CACHE_ENTRIES,
-    RAFT_TERM,
-    RAFT_LAST_APPLIED,
-    RAFT_IS_LEADER,
-    RAFT_HAS_LEADER,
-    RAFT_MEMBERS,
-    RAFT_VOTERS,
-    RAFT_VOTERS_WANTED,
-    RAFT_LAG,
-    DISK_SIZE,
-    DISK_FREE,
-];
-
 /// Registers every metric at zero (with the label values known up front), so a series
 /// exists before its first event.
 fn register_all() {
-    for name in ALL {
-        match *name {
-            BLOB_BYTES => {
+    for &(name, kind) in ALL {
+        match (name, kind) {
+            (BLOB_BYTES, _) => {
                 for source in ["cache", "peer", "origin"] {
                     metrics::counter!(BLOB_BYTES, "source" => source).increment(0);
                 }
             }
-            DISK_SIZE | DISK_FREE => {}
-            n if HISTOGRAMS.contains(&n) => {
+            // Labelled by directory; set before the node serves (`node::run`).
+            (DISK_SIZE | DISK_FREE, _) => {}
+            (n, Kind::Histogram) => {
                 let _ = metrics::histogram!(n);
             }
-            n if GAUGES.contains(&n) => metrics::gauge!(n).increment(0.0),
-            n => metrics::counter!(n).increment(0),
+            (n, Kind::Gauge) => metrics::gauge!(n).increment(0.0),
+            (n, Kind::Counter) => metrics::counter!(n).increment(0),
         }
     }
 }

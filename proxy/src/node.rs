@@ -128,11 +128,6 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
     background.spawn(usage.clone().run(meta.clone(), config.usage_interval));
     let wanted = config.cluster.as_ref().map_or(1, |c| c.voters);
     metrics::gauge!(crate::metrics::RAFT_VOTERS_WANTED).set(wanted as f64);
-    // Once before serving, so the first scrape already has the disks.
-    crate::metrics::publish_disk("data", &config.data);
-    if let Some(c) = &config.cache_dir {
-        crate::metrics::publish_disk("cache", c);
-    }
     background.spawn(publish_disks(config.data.clone(), config.cache_dir.clone()));
     let registry = Arc::new(Registry {
         meta: meta.clone(),
@@ -278,15 +273,23 @@ pub fn os_signals() -> ShutdownFuture {
     })
 }
 
-/// Keeps the disk gauges of the data and cache directories current (every 15 s; a
-/// `statvfs` each).
-async fn publish_disks(data: std::path::PathBuf, cache: Option<std::path::PathBuf>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
-    loop {
-        tick.tick().await;
+/// Keeps the disk gauges of the data and cache directories current: once at once, before
+/// the node serves (so the first scrape has them), then every 15 s (a `statvfs` each).
+fn publish_disks(
+    data: std::path::PathBuf,
+    cache: Option<std::path::PathBuf>,
+) -> impl std::future::Future<Output = ()> {
+    let publish = move || {
         crate::metrics::publish_disk("data", &data);
         if let Some(c) = &cache {
             crate::metrics::publish_disk("cache", c);
+        }
+    };
+    publish();
+    async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+            publish();
         }
     }
 }
