@@ -62,7 +62,13 @@ impl Registry {
         reply.header("Docker-Distribution-Api-Version", "registry/2.0")
     }
 
-    async fn dispatch(&self, req: &Request, body: &mut dyn RequestBody) -> ApiResult<Reply> {
+    /// `handle` without turning an error into its reply (the console makes its own page of
+    /// it).
+    pub(crate) async fn dispatch(
+        &self,
+        req: &Request,
+        body: &mut dyn RequestBody,
+    ) -> ApiResult<Reply> {
         let mut route = routes::parse(&req.path)?;
         if let Some(ns) = req.query("ns") {
             route = crate::mirror::route_ns(&self.meta, ns, route)?;

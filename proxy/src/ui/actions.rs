@@ -303,13 +303,9 @@ impl Console {
         api_req.id = req.id.clone();
         api_req.client = req.client;
         api_req.session = Some(session.to_string());
-        let reply = self
-            .registry
-            .handle(&api_req, &mut crate::wire::BytesBody(None))
-            .await;
-        if !reply.status.is_success() {
-            return Err(registry_error(reply));
-        }
+        self.registry
+            .dispatch(&api_req, &mut crate::wire::BytesBody(None))
+            .await?;
         Ok(redirect(&format!("/ui/r/{repo}")))
     }
 
@@ -505,28 +501,6 @@ pub fn pull_secret_yaml(secret: &Value) -> String {
         q(&secret["metadata"]["namespace"]),
         q(&secret["type"]),
         q(&secret["data"][".dockerconfigjson"]),
-    )
-}
-
-/// The registry's error reply as an error for the page (its OCI message, its status).
-fn registry_error(reply: Reply) -> ApiError {
-    let message = match &reply.body {
-        Body::Bytes(b) => serde_json::from_slice::<Value>(b)
-            .ok()
-            .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_string)),
-        _ => None,
-    };
-    let code = match reply.status.as_u16() {
-        401 => Code::Unauthorized,
-        403 => Code::Denied,
-        404 => Code::NotFound,
-        409 => Code::Conflict,
-        s if s >= 500 => Code::Unavailable,
-        _ => Code::BadRequest,
-    };
-    ApiError::new(
-        code,
-        message.unwrap_or_else(|| format!("the registry answered {}", reply.status)),
     )
 }
 
