@@ -21,6 +21,29 @@ pub mod oci;
 pub mod region;
 pub mod upstream;
 
+/// The words of `text` that start with `prefix` and go on with `word` characters, where no
+/// `word` character comes right before (`shoal_x` in `rate(shoal_x[5m])`, not in `my_shoal_x`).
+pub fn words_with_prefix(
+    text: &str,
+    prefix: &str,
+    word: impl Fn(u8) -> bool,
+) -> std::collections::BTreeSet<String> {
+    let bytes = text.as_bytes();
+    let mut out = std::collections::BTreeSet::new();
+    let mut i = 0;
+    while let Some(at) = text[i..].find(prefix) {
+        let start = i + at;
+        let after = start + prefix.len();
+        let end = after + bytes[after..].iter().take_while(|b| word(**b)).count();
+        let boundary = start == 0 || !word(bytes[start - 1]);
+        if boundary && end > after {
+            out.insert(text[start..end].to_string());
+        }
+        i = end.max(start + 1);
+    }
+    out
+}
+
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -383,6 +406,13 @@ impl Node {
     /// (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         self.cli_as("admin", ADMIN_PASSWORD, args)
+    }
+
+    /// `cli` that must succeed; returns its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.cli(args);
+        assert!(ok, "{args:?}: {out}{err}");
+        out
     }
 
     /// `cli` with `SHOAL_USERNAME`/`SHOAL_PASSWORD` set to `user`/`password`.

@@ -10,36 +10,25 @@ use shoal_tests::{run_tool, skopeo_copy, tempdir, Node, ADMIN_PASSWORD};
 
 const READER_PASSWORD: &str = "reader-password-0123";
 
-fn cli_ok(node: &Node, args: &[&str]) {
-    let (ok, _, err) = node.cli(args);
-    assert!(ok, "{args:?}: {err}");
-}
-
 /// A node with a private namespace `acme` holding `acme/team/api:v1` and `:latest` (pushed
 /// by skopeo), a public namespace `open` holding `open/tool:1.0`, a private `hidden`, and a
 /// reader of `acme`.
 fn region() -> (tempfile::TempDir, Node) {
     let dir = tempdir();
     let node = Node::start(&dir.path().join("node"));
-    cli_ok(&node, &["namespace", "create", "acme"]);
-    cli_ok(&node, &["namespace", "create", "open", "--public"]);
-    cli_ok(&node, &["namespace", "create", "hidden"]);
-    cli_ok(
-        &node,
-        &["user", "create", "rdr", "--password", READER_PASSWORD],
-    );
-    cli_ok(
-        &node,
-        &[
-            "role",
-            "bind",
-            "rdr",
-            "--role",
-            "reader",
-            "--namespace",
-            "acme",
-        ],
-    );
+    node.cli_ok(&["namespace", "create", "acme"]);
+    node.cli_ok(&["namespace", "create", "open", "--public"]);
+    node.cli_ok(&["namespace", "create", "hidden"]);
+    node.cli_ok(&["user", "create", "rdr", "--password", READER_PASSWORD]);
+    node.cli_ok(&[
+        "role",
+        "bind",
+        "rdr",
+        "--role",
+        "reader",
+        "--namespace",
+        "acme",
+    ]);
     let layout = dir.path().join("layout");
     write_layout(
         &layout,

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use shoal_tests::{bin, require_tool, run_tool, tempdir};
+use shoal_tests::{bin, require_tool, run_tool, tempdir, words_with_prefix};
 
 fn manifests() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes");
@@ -28,21 +28,6 @@ fn validate(files: &[PathBuf], version: Option<&str>) -> (bool, String) {
     args.extend(files.iter().map(|f| f.display().to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run_tool("kubernetes-validate", &args, &[])
-}
-
-/// Tokens of `text` that start with `prefix` and go on with `[A-Za-z0-9_-]`.
-fn tokens(text: &str, prefix: &str, keep: impl Fn(u8) -> bool) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut rest = text;
-    while let Some(at) = rest.find(prefix) {
-        let after = &rest[at + prefix.len()..];
-        let len = after.bytes().take_while(|b| keep(*b)).count();
-        if len > 0 {
-            out.insert(format!("{prefix}{}", &after[..len]));
-        }
-        rest = &after[len..];
-    }
-    out
 }
 
 fn help(program: &str, args: &[&str]) -> String {
@@ -72,13 +57,13 @@ fn the_kubernetes_manifests_validate_and_name_only_real_flags() {
         help("shoal-origin", &["serve", "--help"])
     );
     // (`---` separates YAML documents: a flag starts with a letter.)
-    let flags: BTreeSet<String> = tokens(&text, "--", |b| {
+    let flags: BTreeSet<String> = words_with_prefix(&text, "--", |b| {
         b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
     })
     .into_iter()
     .filter(|f| f.as_bytes()[2].is_ascii_lowercase())
     .collect();
-    let vars = tokens(&text, "SHOAL_", |b| {
+    let vars = words_with_prefix(&text, "SHOAL_", |b| {
         b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'
     });
     assert!(flags.contains("--node-ordinal") || vars.contains("SHOAL_NODE_ORDINAL"));

@@ -9,16 +9,10 @@ use shoal_tests::{basic, error_code, tempdir, Node, Registry, ADMIN_PASSWORD};
 
 const PASSWORD: &str = "manager-password-42";
 
-fn cli_ok(node: &Node, args: &[&str]) -> String {
-    let (ok, out, err) = node.cli(args);
-    assert!(ok, "{args:?}: {out}{err}");
-    out
-}
-
 fn json_of(node: &Node, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
-    serde_json::from_str(&cli_ok(node, &all)).unwrap()
+    serde_json::from_str(&node.cli_ok(&all)).unwrap()
 }
 
 #[test]
@@ -26,7 +20,7 @@ fn repositories_are_listed_inspected_and_deleted() {
     let dir = tempdir();
     let node = Node::start_with(&dir.path().join("node"), &["--usage-interval", "200ms"]);
     let admin = node.registry();
-    cli_ok(&node, &["namespace", "create", "acme"]);
+    node.cli_ok(&["namespace", "create", "acme"]);
     let layer = noise(5, 300_000);
     let (d1, m1) = admin.push_image("acme/team/api", "v1", &layer);
     let (d2, _) = admin.push_image("acme/team/api", "v2", &noise(6, 1000));
@@ -43,7 +37,7 @@ fn repositories_are_listed_inspected_and_deleted() {
     assert!(api["last_push"].is_string());
     assert_eq!(api["visibility"], "inherit");
     // The table form names the columns.
-    let table = cli_ok(&node, &["repository", "list", "acme"]);
+    let table = node.cli_ok(&["repository", "list", "acme"]);
     assert!(
         table.contains("NAME") && table.contains("acme/web"),
         "{table}"
@@ -68,8 +62,8 @@ fn repositories_are_listed_inspected_and_deleted() {
     assert_eq!(tags["tags"].as_array().unwrap().len(), 2);
 
     // A reader may look but not delete; nothing changes.
-    cli_ok(&node, &["user", "create", "rdr", "--password", PASSWORD]);
-    cli_ok(&node, &["role", "bind", "rdr", "--role", "reader"]);
+    node.cli_ok(&["user", "create", "rdr", "--password", PASSWORD]);
+    node.cli_ok(&["role", "bind", "rdr", "--role", "reader"]);
     let (ok, _, err) = node.cli_as("rdr", PASSWORD, &["tag", "delete", "acme/team/api", "v1"]);
     assert!(!ok && err.contains("DENIED"), "{err}");
     let (ok, _, err) = node.cli_as("rdr", PASSWORD, &["repository", "delete", "acme/web"]);
@@ -90,7 +84,7 @@ fn repositories_are_listed_inspected_and_deleted() {
     );
 
     // Deleting a tag leaves its manifest by digest; deleting a repository takes it all.
-    cli_ok(&node, &["tag", "delete", "acme/team/api", "v1"]);
+    node.cli_ok(&["tag", "delete", "acme/team/api", "v1"]);
     assert_eq!(
         error_code(admin.get("/v2/acme/team/api/manifests/v1")),
         (404, "MANIFEST_UNKNOWN".into())
@@ -101,7 +95,7 @@ fn repositories_are_listed_inspected_and_deleted() {
             .status(),
         200
     );
-    cli_ok(&node, &["repository", "delete", "acme/team/api"]);
+    node.cli_ok(&["repository", "delete", "acme/team/api"]);
     assert_eq!(
         error_code(admin.get("/v2/acme/team/api/tags/list")),
         (404, "NAME_UNKNOWN".into())
@@ -194,19 +188,13 @@ fn a_repository_can_be_more_or_less_public_than_its_namespace() {
     let dir = tempdir();
     let node = Node::start(&dir.path().join("node"));
     let admin = node.registry();
-    cli_ok(&node, &["namespace", "create", "priv"]);
-    cli_ok(&node, &["namespace", "create", "pub", "--public"]);
+    node.cli_ok(&["namespace", "create", "priv"]);
+    node.cli_ok(&["namespace", "create", "pub", "--public"]);
     for repo in ["priv/open", "priv/closed", "pub/open", "pub/closed"] {
         admin.push_image(repo, "v1", repo.as_bytes());
     }
-    cli_ok(
-        &node,
-        &["repository", "set", "priv/open", "--visibility", "public"],
-    );
-    cli_ok(
-        &node,
-        &["repository", "set", "pub/closed", "--visibility", "private"],
-    );
+    node.cli_ok(&["repository", "set", "priv/open", "--visibility", "public"]);
+    node.cli_ok(&["repository", "set", "pub/closed", "--visibility", "private"]);
     let anonymous = Registry::anonymous(&node.url);
     let pull = |repo: &str| error_code(anonymous.get(&format!("/v2/{repo}/manifests/v1")));
     assert_eq!(pull("priv/open").0, 200);
@@ -242,10 +230,7 @@ fn a_repository_can_be_more_or_less_public_than_its_namespace() {
     let show = json_of(&node, &["repository", "show", "priv/open"]);
     assert_eq!(show["visibility"], "public");
     assert_eq!(show["effective_visibility"], "public");
-    cli_ok(
-        &node,
-        &["repository", "set", "priv/open", "--visibility", "inherit"],
-    );
+    node.cli_ok(&["repository", "set", "priv/open", "--visibility", "inherit"]);
     assert_eq!(pull("priv/open"), (401, "UNAUTHORIZED".into()));
     let r = admin
         .http

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use shoal_tests::{admin_creds, require_python_module, tempdir, Node};
+use shoal_tests::{admin_creds, require_python_module, tempdir, words_with_prefix, Node};
 
 fn deploy(path: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -18,28 +18,16 @@ fn deploy(path: &str) -> String {
 
 /// Every `shoal_…` name in `text`, with a histogram's `_bucket`/`_sum`/`_count` taken off.
 fn metric_names(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while let Some(at) = text[i..].find("shoal_") {
-        let start = i + at;
-        let boundary =
-            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
-        let mut end = start;
-        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
-            end += 1;
-        }
-        if boundary {
-            let name = &text[start..end];
+    words_with_prefix(text, "shoal_", |b| b.is_ascii_alphanumeric() || b == b'_')
+        .into_iter()
+        .map(|name| {
             let base = ["_bucket", "_sum", "_count"]
                 .iter()
                 .find_map(|s| name.strip_suffix(s))
-                .unwrap_or(name);
-            out.insert(base.to_string());
-        }
-        i = end;
-    }
-    out
+                .unwrap_or(&name);
+            base.to_string()
+        })
+        .collect()
 }
 
 /// What `/metrics` of a fresh node declares (`# TYPE` lines).

@@ -26,27 +26,16 @@ fn call(node: &Node, user: &str, method: &str, path: &str, body: Option<Value>) 
     (status, resp.json().unwrap_or(Value::Null))
 }
 
-fn cli_ok(node: &Node, args: &[&str]) {
-    let (ok, _, err) = node.cli(args);
-    assert!(ok, "{args:?}: {err}");
-}
-
 /// Two tenants, `alpha` and `beta`, each with its own admin; `dual` (a user of alpha) and
 /// `bot` (a service account of alpha) also hold a role in beta; `both` administers both.
 fn tenants() -> (tempfile::TempDir, Node) {
     let dir = tempdir();
     let node = Node::start(&dir.path().join("node"));
     for user in ["alpha-admin", "beta-admin", "both"] {
-        cli_ok(&node, &["user", "create", user, "--password", PASSWORD]);
+        node.cli_ok(&["user", "create", user, "--password", PASSWORD]);
     }
-    cli_ok(
-        &node,
-        &["organisation", "create", "alpha", "--owner", "alpha-admin"],
-    );
-    cli_ok(
-        &node,
-        &["organisation", "create", "beta", "--owner", "beta-admin"],
-    );
+    node.cli_ok(&["organisation", "create", "alpha", "--owner", "alpha-admin"]);
+    node.cli_ok(&["organisation", "create", "beta", "--owner", "beta-admin"]);
     for org in ["alpha", "beta"] {
         let bind = json!({"principal": "both", "role": "admin", "organisation": org});
         let owner = format!("{org}-admin");

@@ -7,11 +7,6 @@ use shoal_tests::{basic, error_code, sha256, tempdir, Node, Registry};
 
 use super::{token_for, PASSWORD};
 
-fn cli_ok(node: &Node, args: &[&str]) {
-    let (ok, _, err) = node.cli(args);
-    assert!(ok, "{args:?}: {err}");
-}
-
 fn header(r: &Response, name: &str) -> String {
     r.headers()
         .get(name)
@@ -92,20 +87,17 @@ fn an_upload_session_belongs_to_its_repository_and_its_opener() {
         ("uploader", &["team"][..]),
         ("mallory", &["team", "evil"][..]),
     ] {
-        cli_ok(&node, &["user", "create", user, "--password", PASSWORD]);
+        node.cli_ok(&["user", "create", user, "--password", PASSWORD]);
         for ns in namespaces {
-            cli_ok(
-                &node,
-                &[
-                    "role",
-                    "bind",
-                    user,
-                    "--role",
-                    "developer",
-                    "--namespace",
-                    ns,
-                ],
-            );
+            node.cli_ok(&[
+                "role",
+                "bind",
+                user,
+                "--role",
+                "developer",
+                "--namespace",
+                ns,
+            ]);
         }
     }
     let uploader = Registry::with_auth(&node.url, Some(&basic("uploader", PASSWORD)));
