@@ -144,8 +144,16 @@ fn a_policy_keeps_what_its_rules_say_and_a_preview_is_what_a_run_does() {
     assert_eq!(api(&reg, "DELETE", "/namespaces/ci/retention", None).0, 204);
     let (_, empty) = api(&reg, "POST", "/namespaces/ci/retention/run", None);
     assert_eq!(empty["tags"], 0);
-    let (_, none) = api(&reg, "GET", "/namespaces/ci/retention", None);
-    assert_eq!(none["rules"], json!([]));
+    let (s, none) = api(&reg, "GET", "/namespaces/ci/retention", None);
+    assert_eq!(
+        (s, &none["errors"][0]["code"]),
+        (404, &json!("NOT_FOUND")),
+        "{none}"
+    );
+    let msg = none["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("keeps every tag"), "{msg}");
+    // Deleting it again is 404 too: nothing was there.
+    assert_eq!(api(&reg, "DELETE", "/namespaces/ci/retention", None).0, 404);
 }
 
 #[test]
@@ -178,8 +186,8 @@ fn bad_policies_are_refused_and_the_cli_shorthands_work() {
         let msg = v["errors"][0]["message"].as_str().unwrap();
         assert!(msg.contains(says), "{policy}: {msg}");
     }
-    let (_, none) = api(&reg, "GET", "/namespaces/ci/retention", None);
-    assert_eq!(none["rules"], json!([]), "nothing was stored");
+    let (s, none) = api(&reg, "GET", "/namespaces/ci/retention", None);
+    assert_eq!(s, 404, "nothing was stored: {none}");
     let (ok, _, err) = node.cli(&[
         "retention",
         "set",

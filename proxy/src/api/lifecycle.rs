@@ -214,13 +214,22 @@ impl Api {
 
     pub(super) async fn get_retention(&self, req: &Request, ns: &str) -> ApiResult<Reply> {
         let (_, name) = self.retention_namespace(req, ns, Action::List).await?;
-        // No policy reads as one without rules: it keeps every tag.
-        let policy = self
-            .meta
+        let policy = self.stored_policy(&name)?;
+        Ok(Reply::json(StatusCode::OK, &PolicyView::of(&policy)))
+    }
+
+    /// The namespace's policy; none is 404 (as ECR's lifecycle policies answer), so a
+    /// deleted policy does not read back as an empty one.
+    fn stored_policy(&self, name: &NamespaceName) -> ApiResult<RetentionPolicy> {
+        self.meta
             .catalog()
             .retention(name.as_str())?
-            .unwrap_or_default();
-        Ok(Reply::json(StatusCode::OK, &PolicyView::of(&policy)))
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::NotFound,
+                    format!("namespace {name} has no retention policy: it keeps every tag"),
+                )
+            })
     }
 
     pub(super) async fn set_retention(
@@ -246,6 +255,7 @@ impl Api {
         let (caller, name) = self
             .retention_namespace(req, ns, Action::ManageNamespaces)
             .await?;
+        self.stored_policy(&name)?;
         let cmd = Command::SetRetention {
             namespace: name.to_string(),
             policy: None,
