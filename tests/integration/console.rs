@@ -591,3 +591,44 @@ fn credential_sessions_end_with_their_secret_and_credentials_are_managed() {
         admin.close().await;
     });
 }
+
+/// The "done when": an image pushed with docker is found in the console with its
+/// layers and its docker pull command, and that command pulls it.
+#[test]
+fn an_image_pushed_with_docker_is_found_and_pulled_from_the_console() {
+    if !browser::available() || !shoal_tests::require_docker() {
+        return;
+    }
+    let (dir, node) = region();
+    let docker = |args: &[&str]| run_tool("docker", args, &[("DOCKER_BUILDKIT", "0")]);
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("hello.txt"), "pushed with docker\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY hello.txt /\n").unwrap();
+    let image = format!("{}/acme/from-docker:v1", node.addr);
+    let (ok, out) = docker(&["login", &node.addr, "-u", "admin", "-p", ADMIN_PASSWORD]);
+    assert!(ok, "docker login: {out}");
+    let (ok, out) = docker(&["build", "-q", "-t", &image, ctx.to_str().unwrap()]);
+    assert!(ok, "docker build: {out}");
+    let (ok, out) = docker(&["push", &image]);
+    assert!(ok, "docker push: {out}");
+    let (ok, out) = docker(&["rmi", &image]);
+    assert!(ok, "docker rmi: {out}");
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        sign_in(&b, &node, "admin", ADMIN_PASSWORD).await;
+        b.goto(&format!("{}/ui/n/acme", node.url)).await;
+        b.click("#repositories a[href='/ui/r/acme/from-docker']")
+            .await;
+        let command = b.text("#by-tag .cmd[data-tool='docker'] code").await;
+        assert_eq!(command, format!("docker pull {image}"));
+        b.click("#tags tr[data-tag='v1'] a.tag").await;
+        b.find("#layers").await;
+        assert_eq!(b.count("#layers tbody tr").await, 1, "one COPY, one layer");
+        let words: Vec<&str> = command.split(' ').collect();
+        let (ok, out) = docker(&words[1..]);
+        assert!(ok, "the console's docker pull command: {out}");
+        b.close().await;
+    });
+    let _ = docker(&["rmi", &image]);
+}
