@@ -91,8 +91,15 @@ impl SequentialWriter {
         Ok(())
     }
 
-    /// Hands every byte given so far to the kernel (the fsync at commit makes them durable).
-    pub fn finish(mut self) -> std::io::Result<()> {
+    /// The offset up to which every byte given is in the kernel's hands (the rest waits in
+    /// the aligned buffer).
+    pub fn on_file(&self) -> u64 {
+        self.pos
+    }
+
+    /// Hands every byte given so far to the kernel (the fsync at commit makes them durable);
+    /// the offset after the last of them.
+    pub fn finish(mut self) -> std::io::Result<u64> {
         let aligned = self.filled / ALIGN * ALIGN;
         if aligned > 0 {
             self.flush(aligned)?;
@@ -103,7 +110,7 @@ impl SequentialWriter {
             self.filled = 0;
             self.write_plain(&tail[window])?;
         }
-        Ok(())
+        Ok(self.pos)
     }
 
     /// Writes the first `len` (aligned) bytes of the window directly; if the filesystem

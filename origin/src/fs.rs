@@ -330,7 +330,7 @@ fn write_chunks(
                 }
                 size += chunk.len() as u64;
             }
-            Some(None) => break file.finish().map(|()| size).map_err(Error::from),
+            Some(None) => break file.finish().map(|_| size).map_err(Error::from),
             None => break Err(Error::Io(std::io::Error::other("the append was abandoned"))),
         }
     };

@@ -33,15 +33,16 @@ pub mod server;
 mod store;
 mod writeback;
 
-pub use chunks::{ByteChunks, FILE_CHUNK};
+pub use chunks::{ByteChunks, ColdReader, FILE_CHUNK};
 pub use digest::{Algorithm, Digest, Hasher};
+pub use direct::SequentialWriter;
 pub use error::{Error, Result, Source};
 pub use fs::FsStore;
 pub use remote::RemoteStore;
 pub use s3::{S3Config, S3Store};
 pub use store::{
-    BlobEntry, BlobInfo, BlobReader, BlobStore, ByteRange, Growing, PurgeReport, UploadEntry,
-    UploadId, UploadWriter,
+    BlobEntry, BlobInfo, BlobReader, BlobStore, ByteRange, PurgeReport, UploadEntry, UploadId,
+    UploadWriter,
 };
 
 /// The region's shared secret: the contents of `file`, else `SHOAL_ORIGIN_SECRET`, trimmed.

@@ -63,21 +63,10 @@ pub struct BlobReader {
     pub size: u64,
     pub range: ByteRange,
     pub body: ByteChunks,
-    /// The local file `body` reads, when there is one: a sender that copies straight from a
-    /// file to a socket (sendfile) may send `range` of it instead of polling `body`.
+    /// The complete local file `body` reads, when there is one: a sender that copies
+    /// straight from a file to a socket (sendfile) may send `range` of it instead of polling
+    /// `body`.
     pub file: Option<std::fs::File>,
-    /// Set when `file` is still being written (an edge cache's fill): such a sender must ask
-    /// it how far the file may be sent before each step.
-    pub growing: Option<Box<dyn Growing>>,
-}
-
-/// A file still being written: how much of it may be sent.
-#[async_trait]
-pub trait Growing: Send {
-    /// Waits until at least the first `want` bytes of the file may be sent and returns how
-    /// many may; fails if the file will never be complete (the fill failed). The last byte
-    /// of a blob is sendable only once its digest was verified.
-    async fn sendable(&mut self, want: u64) -> std::io::Result<u64>;
 }
 
 impl BlobReader {
@@ -88,7 +77,6 @@ impl BlobReader {
             range,
             body,
             file: None,
-            growing: None,
         }
     }
 
@@ -101,7 +89,6 @@ impl BlobReader {
             range,
             body: crate::chunks::file_chunks(file, range.start, range.end),
             file: Some(local),
-            growing: None,
         })
     }
 

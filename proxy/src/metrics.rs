@@ -24,6 +24,8 @@ pub const PEER_FETCHES: &str = "shoal_peer_fetches_total";
 pub const PEER_FETCH_FAILURES: &str = "shoal_peer_fetch_failures_total";
 pub const PEER_FETCH_SECONDS: &str = "shoal_peer_fetch_seconds";
 pub const PEER_SERVES: &str = "shoal_peer_serves_total";
+/// Cold fills this node, as the blob's home, lent to the peer that asked (`cache::leases`).
+pub const FILL_LEASES: &str = "shoal_fill_leases_total";
 /// HTTP requests by `method` and `status`.
 pub const HTTP_REQUESTS: &str = "shoal_http_requests_total";
 /// Time from a request's head to its reply's last byte, by `method`.
@@ -100,6 +102,7 @@ pub const ALL: &[(&str, Kind)] = &[
     (PEER_FETCH_FAILURES, Kind::Counter),
     (PEER_FETCH_SECONDS, Kind::Histogram),
     (PEER_SERVES, Kind::Counter),
+    (FILL_LEASES, Kind::Counter),
     (HTTP_REQUESTS, Kind::Counter),
     (HTTP_SECONDS, Kind::Histogram),
     (REFUSED_CONNECTIONS, Kind::Counter),
@@ -268,7 +271,10 @@ fn describe() {
         Unit::Seconds,
         "Time until the origin answered a fetch"
     );
-    describe_counter!(PEER_FETCHES, "Fills started from the blob's home node");
+    describe_counter!(
+        PEER_FETCHES,
+        "Fills streamed from a peer: the blob's home node, or the peer it lent the fill"
+    );
     describe_counter!(
         PEER_FETCH_FAILURES,
         "Peer fetches that failed (the origin took over)"
@@ -281,6 +287,10 @@ fn describe() {
     describe_counter!(
         PEER_SERVES,
         "Blobs this node streamed to peers as their home node"
+    );
+    describe_counter!(
+        FILL_LEASES,
+        "Cold fills this node, as a blob's home, let the asking peer read from the origin"
     );
     describe_counter!(
         HTTP_REQUESTS,

@@ -113,8 +113,6 @@ pub enum Body {
 pub struct LocalFile {
     pub file: std::fs::File,
     pub offset: u64,
-    /// Set while the file is still being written: how far it may be sent.
-    pub growing: Option<Box<dyn shoal_origin::Growing>>,
 }
 
 /// Told how many body bytes went out, once a reply was sent whole.

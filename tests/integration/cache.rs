@@ -4,7 +4,7 @@
 //! fills under `<data>/cache/tmp/`).
 //!
 //! What is guarded: a pull storm costs the origin one read (single flight per node, the
-//! digest's home node filling for its peers); `Range` requests are served from a fill in
+//! digest's home node deciding which node reads the origin for the region); `Range` requests are served from a fill in
 //! flight; a small budget evicts the least recently used blob; a restart keeps the cache and
 //! clears half-written fills; a corrupt origin, a dying origin or a dying peer never gives a
 //! client a complete-looking wrong body; an origin outage keeps warm blobs and manifests
@@ -212,9 +212,10 @@ fn wait_replicated(region: &Region, repo: &str) {
     }
 }
 
-/// The digest's home node as `node`'s log names it (`peer fetch … home=<id>`), or `None`
-/// once `node` is seen filling from the origin itself (it is the home).
-fn find_home(node: &Node, digest: &str) -> Option<u64> {
+/// The peer `node` streams the digest from, as its log names it (`peer fetch … peer=<id>`),
+/// or `None` once `node` is seen filling from the origin itself (it is the home, or the home
+/// lent it the fill).
+fn source_peer(node: &Node, digest: &str) -> Option<u64> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let log = node.log_text();
@@ -223,7 +224,7 @@ fn find_home(node: &Node, digest: &str) -> Option<u64> {
             .find(|l| l.contains("peer fetch") && l.contains(hex(digest)));
         if let Some(line) = line {
             let id: String = line
-                .split("home=")
+                .split("peer=")
                 .nth(1)
                 .unwrap_or_default()
                 .chars()
@@ -231,7 +232,7 @@ fn find_home(node: &Node, digest: &str) -> Option<u64> {
                 .collect();
             return Some(
                 id.parse()
-                    .unwrap_or_else(|_| panic!("no home=<id> in {line:?}")),
+                    .unwrap_or_else(|_| panic!("no peer=<id> in {line:?}")),
             );
         }
         if metric(node, "shoal_origin_fetches_total") >= 1.0 {
@@ -300,8 +301,57 @@ fn a_pull_storm_across_a_region_reads_the_origin_once() {
     assert_eq!(
         total("shoal_peer_fetches_total"),
         2.0,
-        "each node other than the home fetches once from the home"
+        "each node but the one that read the origin fetches once from a peer"
     );
+}
+
+/// Guards the one-hop cold pull: the first node to miss a blob reads the origin itself,
+/// whether or not it is the digest's home (the home lends it the fill), and later misses
+/// elsewhere in the region stream from it instead of reading the origin again.
+#[test]
+fn a_cold_miss_reads_the_origin_from_the_node_asked_and_the_region_follows_it() {
+    let dir = tempdir();
+    let region = Region::start(dir.path(), 3, 3);
+    let reg = region.node(1).registry();
+    reg.create_namespace("lend");
+    let data = noise(57, 8 * MIB);
+    let size = data.len() as u64;
+    let digest = reg.push_blob("lend/app", &data);
+    wait_replicated(&region, "lend/app");
+    let path = blob_path("lend/app", &digest);
+    let total = |series: &str| -> f64 { region.running().map(|(_, n)| metric(n, series)).sum() };
+
+    Pull::new(region.node(1).registry().get(&path))
+        .finish()
+        .assert_blob(&digest, size);
+    assert_eq!(settled_origin_reads(&region.origin, &digest, 1), 1);
+    let first = region.node(1);
+    assert_eq!(
+        metric(first, "shoal_origin_fetches_total"),
+        1.0,
+        "node 1 read the origin"
+    );
+    assert_eq!(
+        metric(first, "shoal_peer_fetches_total"),
+        0.0,
+        "and no peer"
+    );
+    let lent = total("shoal_fill_leases_total");
+    assert!(lent <= 1.0, "at most the home lent the fill: {lent}");
+    assert_eq!(metric(first, "shoal_fill_leases_total"), 0.0);
+
+    for id in [2u64, 3] {
+        Pull::new(region.node(id).registry().get(&path))
+            .finish()
+            .assert_blob(&digest, size);
+        let node = region.node(id);
+        assert_eq!(metric(node, "shoal_peer_fetches_total"), 1.0, "node {id}");
+        assert_eq!(metric(node, "shoal_origin_fetches_total"), 0.0, "node {id}");
+    }
+    // Node 2 streams from node 1 whoever the home is: node 1 holds the blob, or was lent it.
+    assert_eq!(source_peer(region.node(2), &digest), Some(1));
+    assert_eq!(settled_origin_reads(&region.origin, &digest, 1), 1);
+    assert_eq!(total("shoal_origin_fetches_total"), 1.0);
 }
 
 /// Guards "Range requests are served from in-flight fills": ranges asked while the fill is
@@ -608,8 +658,8 @@ fn an_origin_killed_mid_fill_cuts_the_response_short() {
     pull_until_whole(&reg, &path, &digest, size);
 }
 
-/// Guards the peer path's fallback: when the digest's home node is killed while a node is
-/// streaming the blob from it, that node finishes the same fill from the origin at the offset
+/// Guards the peer path's fallback: when the peer a node streams the blob from (its home, or
+/// the node the home lent the fill) is killed mid-stream, that node finishes the same fill from the origin at the offset
 /// reached, and its client gets one whole, correct body.
 #[test]
 fn a_peer_killed_mid_fetch_is_finished_from_the_origin() {
@@ -624,8 +674,8 @@ fn a_peer_killed_mid_fetch_is_finished_from_the_origin() {
     wait_replicated(&region, "peer/big");
     let path = blob_path("peer/big", &digest);
 
-    // The first requester may be the digest's home; then it warms the home and a second
-    // requester fetches from it.
+    // The first requester reads the origin itself (it is the home, or the home lends it the
+    // fill); a second requester then streams from it, or from the home.
     for a in [1u64, 2] {
         let others: Vec<u64> = (1..=3).filter(|id| *id != a).collect();
         let mut pull = Pull::new(region.node(a).registry().get(&path));
@@ -634,12 +684,12 @@ fn a_peer_killed_mid_fetch_is_finished_from_the_origin() {
         for o in &others {
             signal(region.node(*o).pid(), "STOP");
         }
-        let Some(home) = find_home(region.node(a), &digest) else {
+        let Some(home) = source_peer(region.node(a), &digest) else {
             for o in &others {
                 signal(region.node(*o).pid(), "CONT");
             }
             pull.finish().assert_blob(&digest, size);
-            eprintln!("node {a} is the home of {digest}; asking another node");
+            eprintln!("node {a} read {digest} from the origin; asking another node");
             continue;
         };
         assert!(others.contains(&home), "node {a} names home {home}");
@@ -657,7 +707,7 @@ fn a_peer_killed_mid_fetch_is_finished_from_the_origin() {
         let from_peer = metric(requester, r#"shoal_blob_bytes_total{source="peer"}"#);
         let from_origin = metric(requester, r#"shoal_blob_bytes_total{source="origin"}"#);
         eprintln!(
-            "node {a} fetched from home {home}: {from_peer} bytes from the peer, \
+            "node {a} fetched from peer {home}: {from_peer} bytes from the peer, \
              {from_origin} from the origin, {failures} peer failure(s)"
         );
         if landed {

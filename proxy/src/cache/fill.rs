@@ -1,9 +1,11 @@
 //! One fill: a missing blob fetched once into a temporary file while any number of readers
 //! stream from that file as it grows.
 //!
-//! The filler publishes its progress on a `watch` channel; a reader reads the part already
-//! written with positional reads on a shared handle (the file may be renamed into the cache
-//! while it reads) and waits for more. Two rules keep a reader from ever receiving a
+//! The filler publishes its progress on a `watch` channel and keeps the newest chunks in
+//! memory (`Recent`). A reader near the head takes those chunks as they are (no copy, no
+//! disk); one further behind reads the file with positional reads on a shared handle (the
+//! file may be renamed into the cache while it reads; `ColdReader`, as the file is written
+//! around the page cache), and waits for more. Two rules keep a reader from ever receiving a
 //! complete-looking wrong body:
 //! - a reader that would receive the blob's last byte waits until the digest was verified;
 //! - a failed fill turns every reader's next read into an error, which drops the connection.
@@ -11,18 +13,23 @@
 //! Readers are plain streams owned by their responses; dropping one (client gone) does not
 //! touch the filler, which runs as a detached task.
 
+use std::collections::VecDeque;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::Stream;
-use shoal_origin::Digest;
+use parking_lot::Mutex;
+use shoal_origin::{ColdReader, Digest};
 use tokio::sync::watch;
 
 /// The largest piece a reader takes from the fill file at once.
 const READ_CHUNK: u64 = shoal_origin::FILE_CHUNK as u64;
+/// Bytes of the newest chunks a fill keeps in memory. More than the writer may hold back
+/// before they reach the file (`SequentialWriter` gathers up to 1 MiB, a chunk is at most
+/// 1 MiB): a byte no longer kept here is on file.
+pub const RECENT_BYTES: usize = 16 << 20;
 
 /// Why a fill failed, shared by every waiting reader.
 #[derive(Clone, Debug)]
@@ -72,7 +79,10 @@ pub enum State {
 
 #[derive(Clone, Debug)]
 pub struct Progress {
+    /// Bytes received and hashed, in order: readers may have them (`Fill::readable`).
     pub written: u64,
+    /// Bytes on file (`writer`); the rest is only in `Recent`, or on its way to the disk.
+    pub on_file: u64,
     pub state: State,
 }
 
@@ -81,6 +91,10 @@ pub struct Fill {
     pub size: u64,
     /// The temporary file, shared by the filler (writes) and readers (positional reads).
     pub file: Arc<std::fs::File>,
+    /// Readers' view of `file`: the page cache where it holds the bytes, else the disk
+    /// (measured: a storm's stragglers read faster so than through fresh cache pages).
+    cold: ColdReader,
+    recent: Mutex<Recent>,
     pub progress: watch::Receiver<Progress>,
     /// Set when the blob is deleted during the fill: the result must not enter the cache.
     pub discard: AtomicBool,
@@ -94,16 +108,25 @@ impl Fill {
     ) -> (Arc<Fill>, watch::Sender<Progress>) {
         let (tx, rx) = watch::channel(Progress {
             written: 0,
+            on_file: 0,
             state: State::Opening,
         });
+        let cold = ColdReader::new(file.try_clone().expect("a fill file's handle clones"));
         let fill = Arc::new(Fill {
             digest,
             size,
             file: Arc::new(file),
+            cold,
+            recent: Mutex::new(Recent::default()),
             progress: rx,
             discard: AtomicBool::new(false),
         });
         (fill, tx)
+    }
+
+    /// Keeps the chunk at `at` for readers near the head, before its bytes are announced.
+    pub fn keep_recent(&self, at: u64, chunk: Bytes) {
+        self.recent.lock().push(at, chunk);
     }
 
     pub fn discarded(&self) -> bool {
@@ -135,14 +158,6 @@ impl Fill {
         }
     }
 
-    /// The fill's progress for a sender that copies straight from its file (`sendfile`).
-    pub fn growing(self: &Arc<Fill>) -> FillGrowth {
-        FillGrowth {
-            fill: self.clone(),
-            rx: self.progress.clone(),
-        }
-    }
-
     /// The bytes `[start, end)` of the blob as they arrive.
     pub fn reader(
         self: &Arc<Fill>,
@@ -161,18 +176,24 @@ impl Fill {
                     Err(err) => return Some((Err(err), (fill, rx, end))),
                 };
                 if readable > pos {
-                    let n = (readable.min(end) - pos).min(READ_CHUNK);
-                    let file = fill.file.clone();
-                    let read = tokio::task::spawn_blocking(move || {
-                        let mut buf = BytesMut::zeroed(n as usize);
-                        file.read_exact_at(&mut buf, pos).map(|()| buf.freeze())
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(io::Error::other(e)));
-                    return match read {
-                        Ok(bytes) => Some((Ok(bytes), (fill, rx, pos + n))),
-                        Err(e) => Some((Err(e), (fill, rx, end))),
-                    };
+                    let upto = readable.min(end);
+                    let kept = fill.recent.lock().slice(pos, upto);
+                    if let Some(bytes) = kept {
+                        let next = pos + bytes.len() as u64;
+                        return Some((Ok(bytes), (fill, rx, next)));
+                    }
+                    // Dropped from memory but not on file yet: wait for the writer.
+                    if p.on_file > pos {
+                        let n = (upto.min(p.on_file) - pos).min(READ_CHUNK) as usize;
+                        let from = fill.clone();
+                        let read = tokio::task::spawn_blocking(move || from.cold.read(pos, n))
+                            .await
+                            .unwrap_or_else(|e| Err(io::Error::other(e)));
+                        return match read {
+                            Ok(bytes) => Some((Ok(bytes), (fill, rx, pos + n as u64))),
+                            Err(e) => Some((Err(e), (fill, rx, end))),
+                        };
+                    }
                 }
                 if rx.changed().await.is_err() {
                     let err = io::Error::other("the fill ended without a result");
@@ -183,25 +204,58 @@ impl Fill {
     }
 }
 
-/// `Growing` for a fill's file: the same rules as its readers (the last byte only once
-/// verified, an error once failed).
-pub struct FillGrowth {
-    fill: Arc<Fill>,
-    rx: watch::Receiver<Progress>,
+/// The newest chunks of a fill, oldest first, at most `RECENT_BYTES` of them.
+#[derive(Default)]
+struct Recent {
+    chunks: VecDeque<(u64, Bytes)>,
+    bytes: usize,
 }
 
-#[async_trait::async_trait]
-impl shoal_origin::Growing for FillGrowth {
-    async fn sendable(&mut self, want: u64) -> io::Result<u64> {
-        loop {
-            let p = self.rx.borrow_and_update().clone();
-            let readable = self.fill.readable(&p)?;
-            if readable >= want {
-                return Ok(readable);
-            }
-            if self.rx.changed().await.is_err() {
-                return Err(io::Error::other("the fill ended without a result"));
-            }
+impl Recent {
+    fn push(&mut self, at: u64, chunk: Bytes) {
+        self.bytes += chunk.len();
+        self.chunks.push_back((at, chunk));
+        while self.bytes > RECENT_BYTES {
+            let (_, old) = self.chunks.pop_front().expect("bytes counted are kept");
+            self.bytes -= old.len();
         }
+    }
+
+    /// The kept bytes from `pos` on, up to `upto` and the end of their chunk.
+    fn slice(&self, pos: u64, upto: u64) -> Option<Bytes> {
+        let (at, chunk) = self
+            .chunks
+            .iter()
+            .find(|(at, c)| *at <= pos && pos < at + c.len() as u64)?;
+        let end = (at + chunk.len() as u64).min(upto);
+        Some(chunk.slice((pos - at) as usize..(end - at) as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slice never crosses its chunk or `upto`, and the oldest chunks go first once more
+    /// than `RECENT_BYTES` are kept.
+    #[test]
+    fn recent_chunks_are_sliced_in_place_and_the_oldest_dropped() {
+        let mut r = Recent::default();
+        let mib = 1 << 20;
+        for i in 0..(RECENT_BYTES / mib + 2) {
+            r.push((i * mib) as u64, Bytes::from(vec![i as u8; mib]));
+        }
+        assert!(r.bytes <= RECENT_BYTES);
+        assert_eq!(r.slice(0, u64::MAX), None, "the oldest chunk was dropped");
+        let last = (RECENT_BYTES / mib + 1) as u64 * mib as u64;
+        let s = r.slice(last + 10, last + 20).unwrap();
+        assert_eq!((s.len(), s[0]), (10, (RECENT_BYTES / mib + 1) as u8));
+        let across = r.slice(last - 5, u64::MAX).unwrap();
+        assert_eq!(across.len(), 5, "a slice ends with its chunk");
+        assert_eq!(
+            r.slice(last + mib as u64, u64::MAX),
+            None,
+            "nothing past the head"
+        );
     }
 }

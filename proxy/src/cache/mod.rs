@@ -4,8 +4,10 @@
 //! - a hit streams the cached file from disk;
 //! - a miss joins the blob's fill if one runs (single flight) or starts one, and streams from
 //!   the fill as it grows (`fill`);
-//! - a fill asks the blob's home node first (`peer`), then the origin; a peer that fails
-//!   mid-stream is replaced by the origin from the offset reached, in the same fill;
+//! - a fill claims the blob from its home node first (`peer`): the home streams it, names
+//!   the peer it lent the fill, or lends it to this node, which then reads the origin
+//!   (`leases`); a peer that fails mid-stream is replaced by the origin from the offset
+//!   reached, in the same fill;
 //! - a fill is verified against the digest before it is renamed into the cache; a mismatch
 //!   never enters it, and the responses in flight are aborted;
 //! - a mirrored blob not fetched yet (`Route::Mirror`) fills from its home node's mirror
@@ -21,14 +23,16 @@
 mod files;
 mod fill;
 mod index;
+mod leases;
 pub mod peer;
+mod writer;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use shoal_origin::{BlobReader, BlobStore, ByteRange, Digest, Hasher};
 use shoal_raft::Metadata;
@@ -40,7 +44,9 @@ use files::{remove_quietly, Layout};
 pub use fill::FillError;
 use fill::{Fill, Progress, State};
 use index::CacheIndex;
-use peer::Peers;
+use leases::Leases;
+use peer::{Claimed, Decision, Home, Peers};
+use writer::FillWriter;
 
 /// How long an upstream may stay silent in the middle of a fill.
 const STALL: Duration = Duration::from_secs(10);
@@ -50,30 +56,31 @@ const ORIGIN_OPEN: Duration = Duration::from_secs(5);
 /// Bytes gathered from the upstream before each write to the fill file.
 const FILL_WRITE: usize = 1 << 20;
 
-/// A chunk of a fill being hashed and written on the blocking pool.
+/// A chunk of a fill being hashed on the blocking pool.
 struct Pending {
-    bytes: u64,
+    at: u64,
     source: &'static str,
-    task: tokio::task::JoinHandle<std::io::Result<(std::fs::File, Hasher)>>,
+    task: tokio::task::JoinHandle<(Hasher, Bytes)>,
 }
 
 impl Pending {
-    /// Waits until the chunk is on file, then shows it to the readers; gives the file and
-    /// the hasher back.
+    /// Waits until the chunk is hashed, shows it to the readers and queues it for the file;
+    /// gives the hasher back.
     async fn settle(
         self,
+        fill: &Fill,
+        file: &FillWriter,
         written: &mut u64,
         tx: &watch::Sender<Progress>,
-    ) -> Result<(std::fs::File, Hasher), FillError> {
-        let back = self
-            .task
-            .await
-            .map_err(|e| FillError::Io(e.to_string()))?
-            .map_err(io)?;
-        *written += self.bytes;
-        metrics::counter!(m::BLOB_BYTES, "source" => self.source).increment(self.bytes);
+    ) -> Result<Hasher, FillError> {
+        let (hasher, chunk) = self.task.await.map_err(|e| FillError::Io(e.to_string()))?;
+        let n = chunk.len() as u64;
+        fill.keep_recent(self.at, chunk.clone());
+        *written += n;
+        metrics::counter!(m::BLOB_BYTES, "source" => self.source).increment(n);
         tx.send_modify(|p| p.written = *written);
-        Ok(back)
+        file.write(chunk).await?;
+        Ok(hasher)
     }
 }
 
@@ -141,6 +148,9 @@ pub struct BlobCache {
     layout: Layout,
     index: Mutex<CacheIndex>,
     fills: Mutex<HashMap<FillKey, Arc<Fill>>>,
+    /// Written only under `fills` (lock order: fills, leases), so a claim and this node's
+    /// own miss agree on who reads the origin.
+    leases: Mutex<Leases>,
     origin: Arc<dyn BlobStore>,
     peers: Option<Peers>,
     upstream: std::sync::OnceLock<Arc<dyn UpstreamSource>>,
@@ -178,6 +188,7 @@ impl BlobCache {
             layout,
             index: Mutex::new(index),
             fills: Mutex::new(HashMap::new()),
+            leases: Mutex::new(Leases::default()),
             origin,
             peers: Peers::new(meta.clone()),
             upstream: std::sync::OnceLock::new(),
@@ -233,16 +244,10 @@ impl BlobCache {
         fill.opened()
             .await
             .map_err(|e| e.into_origin_error(digest))?;
+        // Not offered to `sendfile`: the newest bytes are in memory (and may not be on file
+        // yet), the older ones on disk rather than in the page cache.
         let stream = fill.reader(range.start, range.end);
-        // A fill's file is still growing and unverified: a sender copying straight from it
-        // asks the fill how far it may go.
-        Ok(BlobReader {
-            size,
-            range,
-            body: Box::pin(stream),
-            file: Some(fill.file.try_clone()?),
-            growing: Some(Box::new(fill.growing())),
-        })
+        Ok(BlobReader::streamed(size, range, Box::pin(stream)))
     }
 
     async fn read_cached(
@@ -310,10 +315,17 @@ impl BlobCache {
     ) {
         metrics::gauge!(m::FILLS_IN_FLIGHT).increment(1.0);
         let mirrored = route.mirrored().map(str::to_string);
-        let result = self.fetch(&fill, &tx, route).await;
+        let tx = Arc::new(tx);
+        let result = match self.fetch(&fill, &tx, &tmp, route).await {
+            // Readers have every byte from memory or file now; the cache waits for the file.
+            Ok((from_upstream, file)) => {
+                tx.send_modify(|p| p.state = State::Verified);
+                file.finish().await.map(|()| from_upstream)
+            }
+            Err(e) => Err(e),
+        };
         match result {
             Ok(from_upstream) => {
-                tx.send_modify(|p| p.state = State::Verified);
                 let admit = mirrored.is_none() || self.keep_mirrored;
                 if admit {
                     if let Err(e) = self.admit(&fill, &tmp).await {
@@ -358,6 +370,30 @@ impl BlobCache {
         }
     }
 
+    /// As the home of `digest`, decides a peer's claim on its cold fill: stream it if this
+    /// node holds or fills it, else send the peer to whoever was lent it, else lend it.
+    fn answer_claim(&self, peer: shoal_raft::NodeId, digest: &Digest) -> Decision {
+        let fills = self.fills.lock();
+        if fills.contains_key(&(digest.clone(), false)) || self.index.lock().touch(digest).is_some()
+        {
+            return Decision::Serve;
+        }
+        let Some(peers) = &self.peers else {
+            return Decision::Serve;
+        };
+        let mut leases = self.leases.lock();
+        match leases.holder(digest, &peers.member_ids()) {
+            // A holder this node saw fail is passed over: the asker fills instead.
+            Some(holder) if holder != peer && peers.usable(holder).is_some() => {
+                Decision::Redirect(holder)
+            }
+            _ => {
+                leases.lend(digest.clone(), peer);
+                Decision::Lend
+            }
+        }
+    }
+
     /// Stores a verified mirror fill in the origin and links it; a failure leaves the blob
     /// promised, to be fetched again by the next read.
     async fn keep_mirrored_blob(&self, repo: &str, fill: &Fill, path: Option<&std::path::Path>) {
@@ -382,19 +418,22 @@ impl BlobCache {
     async fn fetch(
         &self,
         fill: &Fill,
-        tx: &watch::Sender<Progress>,
+        tx: &Arc<watch::Sender<Progress>>,
+        path: &std::path::Path,
         route: Route,
-    ) -> Result<bool, FillError> {
+    ) -> Result<(bool, FillWriter), FillError> {
         let digest = &fill.digest;
         let mirrored = route.mirrored().map(str::to_string);
         let mut upstream = self.open_upstream(digest, fill.size, 0, route).await?;
         tx.send_modify(|p| p.state = State::Streaming);
         // One chunk is hashed and written on the blocking pool while the next is read: the
         // fill streams at the slower of the two, not at their sum.
-        let mut writer = Some((
+        let file = FillWriter::start(
             fill.file.as_ref().try_clone().map_err(io)?,
-            Hasher::new(digest.algorithm()),
-        ));
+            path,
+            tx.clone(),
+        );
+        let mut hasher = Some(Hasher::new(digest.algorithm()));
         let mut pending: Option<Pending> = None;
         let mut queued = 0u64;
         let mut written = 0u64;
@@ -436,21 +475,21 @@ impl BlobCache {
                         fill.size
                     )));
                 }
-                // The previous chunk must be on file before the next is handed over.
+                // The previous chunk must be hashed before the next is handed over.
                 if let Some(p) = pending.take() {
-                    writer = Some(p.settle(&mut written, tx).await?);
+                    hasher = Some(p.settle(fill, &file, &mut written, tx).await?);
                 }
-                let (mut file, mut hasher) = writer.take().expect("the writer is back");
+                let mut h = hasher.take().expect("the hasher is back");
                 let chunk = std::mem::replace(&mut buf, Vec::with_capacity(FILL_WRITE));
-                let n = chunk.len() as u64;
-                queued += n;
-                // Hashing and writing stay off the runtime that also drives Raft.
+                let at = queued;
+                queued += chunk.len() as u64;
+                // Hashing stays off the runtime that also drives Raft.
                 pending = Some(Pending {
-                    bytes: n,
+                    at,
                     source: upstream.source,
                     task: tokio::task::spawn_blocking(move || {
-                        hasher.update(&chunk);
-                        file.write_all(&chunk).map(|()| (file, hasher))
+                        h.update(&chunk);
+                        (h, Bytes::from(chunk))
                     }),
                 });
             }
@@ -459,9 +498,9 @@ impl BlobCache {
             }
         }
         if let Some(p) = pending.take() {
-            writer = Some(p.settle(&mut written, tx).await?);
+            hasher = Some(p.settle(fill, &file, &mut written, tx).await?);
         }
-        let (_, hasher) = writer.expect("the writer is back");
+        let hasher = hasher.expect("the hasher is back");
         if written != fill.size {
             return Err(FillError::Mismatch(format!(
                 "upstream sent {written} of {} bytes",
@@ -472,7 +511,7 @@ impl BlobCache {
         if &actual != digest {
             return Err(FillError::Mismatch(format!("content hashes to {actual}")));
         }
-        Ok(upstream.source == "upstream")
+        Ok((upstream.source == "upstream", file))
     }
 
     async fn open_upstream(
@@ -482,37 +521,100 @@ impl BlobCache {
         from: u64,
         route: Route,
     ) -> Result<Upstream, FillError> {
-        let home = match (&self.peers, &route) {
-            (Some(p), Route::Region | Route::Mirror(_)) => p.home(digest).map(|h| (p, h)),
-            _ => None,
+        let Some(peers) = &self.peers else {
+            return self.open_source(digest, size, from, &route).await;
         };
-        let mirror = match &route {
-            Route::Mirror(r) => Some(r.clone()),
-            _ => None,
-        };
-        if let Some((peers, (id, addr))) = home {
-            let started = Instant::now();
-            match peers.open(id, &addr, digest, size, mirror).await {
-                Ok(reader) => {
-                    metrics::counter!(m::PEER_FETCHES).increment(1);
-                    metrics::histogram!(m::PEER_FETCH_SECONDS)
-                        .record(started.elapsed().as_secs_f64());
-                    tracing::info!(%digest, home = id, "peer fetch");
-                    return Ok(Upstream {
-                        reader,
-                        source: "peer",
-                        peer: Some(id),
-                    });
-                }
-                Err(e) => {
-                    if matches!(e, shoal_raft::Error::Unreachable(_)) {
-                        peers.failed(id);
+        match (&route, peers.home(digest)) {
+            (Route::Region, Home::Me) => {
+                // This node decides, as for a peer's claim; a peer lent the fill has it.
+                let holder = self.leases.lock().holder(digest, &peers.member_ids());
+                if let Some(lessee) = holder.filter(|h| *h != peers.me()) {
+                    if let Some(up) = self
+                        .fetch_from_peer(peers, lessee, digest, size, None)
+                        .await
+                    {
+                        return Ok(up);
                     }
-                    metrics::counter!(m::PEER_FETCH_FAILURES).increment(1);
-                    tracing::warn!(%digest, home = id, error = %e, "peer fetch failed; asking the origin or upstream");
                 }
             }
+            (Route::Region, Home::Peer(home, addr)) => {
+                let started = Instant::now();
+                match peers.claim(home, &addr, digest, size).await {
+                    Ok(Claimed::Bytes(reader)) => {
+                        return Ok(peer_upstream(home, digest, started, reader))
+                    }
+                    Ok(Claimed::Lent) => {
+                        tracing::info!(%digest, home, "the home lent this node the cold fill");
+                    }
+                    Ok(Claimed::Ask(lessee)) if lessee != peers.me() => {
+                        if let Some(up) = self
+                            .fetch_from_peer(peers, lessee, digest, size, None)
+                            .await
+                        {
+                            return Ok(up);
+                        }
+                    }
+                    // Lent to this node before, which no longer has it: it fills again.
+                    Ok(Claimed::Ask(_)) => {}
+                    Err(e) => self.peer_failed(peers, home, digest, &e),
+                }
+            }
+            (Route::Mirror(repo), Home::Peer(home, _)) => {
+                let mirror = Some(repo.clone());
+                if let Some(up) = self
+                    .fetch_from_peer(peers, home, digest, size, mirror)
+                    .await
+                {
+                    return Ok(up);
+                }
+            }
+            _ => {}
         }
+        self.open_source(digest, size, from, &route).await
+    }
+
+    /// A fetch from peer `id`, or `None` (counted, logged) if it cannot be had.
+    async fn fetch_from_peer(
+        &self,
+        peers: &Peers,
+        id: shoal_raft::NodeId,
+        digest: &Digest,
+        size: u64,
+        mirror: Option<String>,
+    ) -> Option<Upstream> {
+        let addr = peers.usable(id)?;
+        let started = Instant::now();
+        match peers.open(id, &addr, digest, size, mirror).await {
+            Ok(reader) => Some(peer_upstream(id, digest, started, reader)),
+            Err(e) => {
+                self.peer_failed(peers, id, digest, &e);
+                None
+            }
+        }
+    }
+
+    fn peer_failed(
+        &self,
+        peers: &Peers,
+        id: shoal_raft::NodeId,
+        digest: &Digest,
+        e: &shoal_raft::Error,
+    ) {
+        if matches!(e, shoal_raft::Error::Unreachable(_)) {
+            peers.failed(id);
+        }
+        metrics::counter!(m::PEER_FETCH_FAILURES).increment(1);
+        tracing::warn!(%digest, peer = id, error = %e, "peer fetch failed; asking the origin or upstream");
+    }
+
+    /// The origin, or for a mirror fill the upstream.
+    async fn open_source(
+        &self,
+        digest: &Digest,
+        size: u64,
+        from: u64,
+        route: &Route,
+    ) -> Result<Upstream, FillError> {
         match route.mirrored() {
             Some(repo) => self.open_mirrored(repo, digest, from).await,
             None => self.open_origin(digest, size, from).await,
@@ -617,6 +719,7 @@ impl BlobCache {
                     f.discard.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
+            self.leases.lock().forget(digest);
         }
         self.forget(digest);
     }
@@ -645,6 +748,23 @@ impl BlobCache {
         };
         metrics::gauge!(m::CACHE_BYTES).set(bytes as f64);
         metrics::gauge!(m::CACHE_ENTRIES).set(len as f64);
+    }
+}
+
+/// A stream from peer `id`, asked at `started`, which opened just now.
+fn peer_upstream(
+    id: shoal_raft::NodeId,
+    digest: &Digest,
+    started: Instant,
+    reader: shoal_raft::plane::ByteStream,
+) -> Upstream {
+    metrics::counter!(m::PEER_FETCHES).increment(1);
+    metrics::histogram!(m::PEER_FETCH_SECONDS).record(started.elapsed().as_secs_f64());
+    tracing::info!(%digest, peer = id, "peer fetch");
+    Upstream {
+        reader,
+        source: "peer",
+        peer: Some(id),
     }
 }
 

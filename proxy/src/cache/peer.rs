@@ -2,10 +2,16 @@
 //!
 //! The home node of a digest is chosen by rendezvous hashing over the current members, so
 //! every node agrees on it without coordination and a membership change moves only the
-//! blobs of the nodes that came or went. The home node fills from the origin with its own
-//! single flight and streams to the asking node over the QUIC plane (`Plane::open`), so N
-//! nodes missing the same blob cost the origin one fetch. A peer that fails is skipped for a
-//! while, so a dead member does not slow every miss.
+//! blobs of the nodes that came or went. A cold miss *claims* the fill from the home
+//! (`PeerAsk::Claim`): a home that holds or fills the blob streams it back; one that lent
+//! the fill to another peer names it; otherwise it lends the fill to the asker, which reads
+//! the origin itself (`leases`). So N nodes missing the same blob cost the origin one read,
+//! and a single cold pull crosses one hop, not two. Streams travel over the QUIC plane
+//! (`Plane::open`). A peer that fails is skipped for a while, so a dead member does not slow
+//! every miss.
+//!
+//! The messages are this version's own: a node of an older version refuses them, and the
+//! asker then reads the origin (a second read during a rolling upgrade, never a wrong byte).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -17,6 +23,7 @@ use sha2::{Digest as _, Sha256};
 use shoal_origin::Digest;
 use shoal_raft::plane::{ByteStream, StreamSource};
 use shoal_raft::{Metadata, NodeId};
+use tokio::io::AsyncReadExt;
 
 use super::{BlobCache, Route};
 
@@ -25,13 +32,45 @@ pub const PEER_OPEN: Duration = Duration::from_secs(3);
 /// How long a peer that failed is passed over.
 const PEER_BACKOFF: Duration = Duration::from_secs(10);
 
-/// What a node asks its peer for (`Request::Open` payload).
+/// What a node asks its peer (`Request::Open` payload).
 #[derive(Serialize, Deserialize)]
-struct PeerFetch {
-    digest: String,
-    size: u64,
-    /// A mirror fill for this repository: the home node fetches it from the upstream.
-    mirror: Option<String>,
+enum PeerAsk {
+    /// The blob's bytes, from the peer's cache or fill; a peer holding neither fills from
+    /// the origin (for a mirror fill of repository `mirror`, from the upstream).
+    Fetch {
+        digest: String,
+        size: u64,
+        mirror: Option<String>,
+    },
+    /// The home node's decision on a cold miss; the answer's first byte says which.
+    Claim { digest: String, size: u64 },
+}
+
+/// First byte of a claim's answer: the blob's bytes follow.
+const CLAIM_BYTES: u8 = 0;
+/// First and only byte: the asker fills from the origin itself.
+const CLAIM_LENT: u8 = 1;
+/// Followed by the big-endian id of the peer lent the fill, to fetch from instead.
+const CLAIM_ASK: u8 = 2;
+
+/// The home node's answer to a claim.
+pub enum Claimed {
+    Bytes(ByteStream),
+    /// Fill from the origin: this node holds the lease now.
+    Lent,
+    /// Another peer was lent the fill: fetch from it.
+    Ask(NodeId),
+}
+
+/// Where a region miss goes first.
+pub enum Home {
+    /// This node is the digest's home: it decides, and reads the origin unless it lent the
+    /// fill to a peer.
+    Me,
+    /// Claim the fill from this peer.
+    Peer(NodeId, String),
+    /// The home failed recently: the origin directly.
+    Skipped,
 }
 
 pub struct Peers {
@@ -48,22 +87,51 @@ impl Peers {
         })
     }
 
-    /// The home node of `digest` and its plane address, unless that is this node or a
-    /// peer that failed recently.
-    pub fn home(&self, digest: &Digest) -> Option<(NodeId, String)> {
-        let members: Vec<(NodeId, String)> = self
-            .meta
+    /// The members this node can reach over the plane, with their plane addresses.
+    fn reachable(&self) -> Vec<(NodeId, String)> {
+        self.meta
             .members()
             .into_iter()
             .filter(|(_, addr)| !addr.is_empty())
-            .collect();
-        let (home, addr) = rendezvous(digest, members)?;
-        let (me, _) = self.meta.member();
-        let failed_at = self.failed.lock().get(&home).copied();
-        if home == me || failed_at.is_some_and(|t| t.elapsed() < PEER_BACKOFF) {
+            .collect()
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.meta.member().0
+    }
+
+    /// The ids of the region's members.
+    pub fn member_ids(&self) -> Vec<NodeId> {
+        self.reachable().into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// Where a miss of `digest` goes first.
+    pub fn home(&self, digest: &Digest) -> Home {
+        let Some((home, addr)) = rendezvous(digest, self.reachable()) else {
+            return Home::Me;
+        };
+        if home == self.me() {
+            Home::Me
+        } else if self.recently_failed(home) {
+            Home::Skipped
+        } else {
+            Home::Peer(home, addr)
+        }
+    }
+
+    /// Peer `id`'s plane address, unless it is no member or failed recently.
+    pub fn usable(&self, id: NodeId) -> Option<String> {
+        if self.recently_failed(id) {
             return None;
         }
-        Some((home, addr))
+        self.reachable()
+            .into_iter()
+            .find_map(|(m, addr)| (m == id).then_some(addr))
+    }
+
+    fn recently_failed(&self, id: NodeId) -> bool {
+        let failed_at = self.failed.lock().get(&id).copied();
+        failed_at.is_some_and(|t| t.elapsed() < PEER_BACKOFF)
     }
 
     pub fn failed(&self, id: NodeId) {
@@ -79,14 +147,56 @@ impl Peers {
         size: u64,
         mirror: Option<String>,
     ) -> shoal_raft::Result<ByteStream> {
-        let plane = self.meta.plane().expect("Peers exist only with a plane");
-        let payload = postcard::to_stdvec(&PeerFetch {
+        let ask = PeerAsk::Fetch {
             digest: digest.to_string(),
             size,
             mirror,
+        };
+        self.ask(home, addr, &ask).await
+    }
+
+    /// Claims the fill of `digest` from its home node `home`.
+    pub async fn claim(
+        &self,
+        home: NodeId,
+        addr: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> shoal_raft::Result<Claimed> {
+        let ask = PeerAsk::Claim {
+            digest: digest.to_string(),
+            size,
+        };
+        let mut stream = self.ask(home, addr, &ask).await?;
+        let bad = |e: &dyn std::fmt::Display| {
+            shoal_raft::Error::Unreachable(format!("node {home}'s answer to a claim: {e}"))
+        };
+        let answer = tokio::time::timeout(PEER_OPEN, async {
+            let first = stream.read_u8().await?;
+            Ok::<_, std::io::Error>(match first {
+                CLAIM_BYTES => None,
+                CLAIM_LENT => Some(Claimed::Lent),
+                CLAIM_ASK => Some(Claimed::Ask(stream.read_u64().await?)),
+                other => {
+                    return Err(std::io::Error::other(format!("unknown answer {other}")));
+                }
+            })
         })
-        .expect("a fetch request serialises");
-        plane.open(home, addr, payload, PEER_OPEN).await
+        .await
+        .map_err(|e| bad(&e))?
+        .map_err(|e| bad(&e))?;
+        Ok(answer.unwrap_or(Claimed::Bytes(stream)))
+    }
+
+    async fn ask(
+        &self,
+        target: NodeId,
+        addr: &str,
+        ask: &PeerAsk,
+    ) -> shoal_raft::Result<ByteStream> {
+        let plane = self.meta.plane().expect("Peers exist only with a plane");
+        let payload = postcard::to_stdvec(ask).expect("a peer request serialises");
+        plane.open(target, addr, payload, PEER_OPEN).await
     }
 }
 
@@ -108,24 +218,66 @@ pub struct PeerSource(pub Weak<BlobCache>);
 #[async_trait]
 impl StreamSource for PeerSource {
     async fn open(&self, peer: NodeId, payload: Vec<u8>) -> Result<ByteStream, String> {
-        let req: PeerFetch =
-            postcard::from_bytes(&payload).map_err(|e| format!("undecodable fetch: {e}"))?;
-        let digest: Digest = req.digest.parse().map_err(|e| format!("{e}"))?;
+        let ask: PeerAsk =
+            postcard::from_bytes(&payload).map_err(|e| format!("undecodable peer request: {e}"))?;
         let cache = self.0.upgrade().ok_or("the cache is shutting down")?;
+        let (digest, size, route, is_claim) = match ask {
+            PeerAsk::Fetch {
+                digest,
+                size,
+                mirror,
+            } => {
+                let digest: Digest = digest.parse().map_err(|e| format!("{e}"))?;
+                // A promise this node already kept (linked) is read as any blob: a peer
+                // whose replica has not applied the link yet must not cause a second
+                // upstream fetch.
+                let route = match mirror {
+                    Some(repo) if !cache.is_linked(&repo, &digest) => Route::MirrorHome(repo),
+                    _ => Route::OriginOnly,
+                };
+                (digest, size, route, false)
+            }
+            PeerAsk::Claim { digest, size } => {
+                let digest: Digest = digest.parse().map_err(|e| format!("{e}"))?;
+                match cache.answer_claim(peer, &digest) {
+                    Decision::Serve => {}
+                    Decision::Lend => {
+                        tracing::info!(peer, %digest, "lent a cold fill to a peer");
+                        metrics::counter!(crate::metrics::FILL_LEASES).increment(1);
+                        return Ok(Box::new(std::io::Cursor::new([CLAIM_LENT])));
+                    }
+                    Decision::Redirect(to) => {
+                        let mut answer = vec![CLAIM_ASK];
+                        answer.extend_from_slice(&to.to_be_bytes());
+                        return Ok(Box::new(std::io::Cursor::new(answer)));
+                    }
+                }
+                (digest, size, Route::OriginOnly, true)
+            }
+        };
         tracing::debug!(peer, %digest, "serving a blob to a peer");
         metrics::counter!(crate::metrics::PEER_SERVES).increment(1);
-        // A promise this node already kept (linked) is read as any blob: a peer whose
-        // replica has not applied the link yet must not cause a second upstream fetch.
-        let route = match req.mirror {
-            Some(repo) if !cache.is_linked(&repo, &digest) => Route::MirrorHome(repo),
-            _ => Route::OriginOnly,
-        };
         let blob = cache
-            .read(&digest, req.size, None, route)
+            .read(&digest, size, None, route)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Box::new(blob.into_async_read()))
+        let body = blob.into_async_read();
+        Ok(if is_claim {
+            Box::new(std::io::Cursor::new([CLAIM_BYTES]).chain(body))
+        } else {
+            Box::new(body)
+        })
     }
+}
+
+/// What the home node decides on a claim (`BlobCache::answer_claim`).
+pub enum Decision {
+    /// It holds or fills the blob: it streams it.
+    Serve,
+    /// The asker fills from the origin.
+    Lend,
+    /// The peer lent the fill earlier: the asker fetches from it.
+    Redirect(NodeId),
 }
 
 #[cfg(test)]

@@ -163,7 +163,7 @@ impl NodeApp {
             Body::Stream {
                 len,
                 mut chunks,
-                file: Some(mut local),
+                file: Some(local),
             } if zero_copy => {
                 // The first chunk through Pingora flushes the head and empties its buffer.
                 let first = match chunks.next().await {
@@ -180,14 +180,8 @@ impl NodeApp {
                 let sent = first.len() as u64;
                 session.write_response_body(first, false).await.ok()?;
                 let socket = sendfile::plain_socket(session)?;
-                if let Err(e) = sendfile::send(
-                    socket,
-                    &local.file,
-                    local.offset + sent,
-                    len - sent,
-                    local.growing.as_mut(),
-                )
-                .await
+                if let Err(e) =
+                    sendfile::send(socket, &local.file, local.offset + sent, len - sent).await
                 {
                     tracing::warn!(%e, request_id, "sending a blob failed mid-response; dropping the connection");
                     return None;

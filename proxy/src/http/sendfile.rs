@@ -1,6 +1,5 @@
-//! Zero-copy blob bodies: a reply whose bytes are a range of a local file (the embedded
-//! origin's blobs, the edge cache's files, a fill still being written) goes from the page
-//! cache to the socket with `sendfile(2)`, as nginx serves static files. Copying through user
+//! Zero-copy blob bodies: a reply whose bytes are a range of a complete local file (the
+//! embedded origin's blobs, the edge cache's files) goes from the page cache to the socket with `sendfile(2)`, as nginx serves static files. Copying through user
 //! space (a 1 MiB `pread`, then a `write`) cost two memory copies per byte and measured
 //! 0.65× nginx on a warm 1 GiB GET here.
 //!
@@ -11,12 +10,8 @@
 //! closed after the reply instead of being reused. Only plain-TCP HTTP/1.1 connections and
 //! bodies of at least `MIN_LEN` take this path; TLS must encrypt every byte itself.
 //!
-//! A file still being written (an edge cache's fill) comes with a `Growing`: before each
-//! step past what may be sent, the sender waits for the fill to allow more. A client of a
-//! cold blob then gets it straight from the fill file's page cache, with the fill's rules
-//! (the last byte only after the digest check, an error once the fill failed), and none
-//! of the 1 MiB zeroed buffers, `pread`s and copies a reader per client cost. A 50-client
-//! storm on a cold 256 MiB blob went from 5.4–5.6 s to 4.6 s (median of 5 rounds) here.
+//! A fill still under way is not sent this way: its newest bytes are in memory and its file
+//! is written around the page cache (`cache::writer`), so its clients get the fill's chunks.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -50,7 +45,6 @@ pub async fn send(
     file: &std::fs::File,
     offset: u64,
     len: u64,
-    mut growing: Option<&mut Box<dyn shoal_origin::Growing>>,
 ) -> std::io::Result<()> {
     // SAFETY: `dup` of a descriptor the session keeps open for the whole call; the copy is
     // owned and closed here, so the session's own registration is untouched.
@@ -65,16 +59,9 @@ pub async fn send(
         .map_err(|e| e.into_parts().1)?;
     let mut at = i64::try_from(offset).map_err(std::io::Error::other)?;
     let end = offset + len;
-    // How far the file may be sent: all of it, unless it is still being written.
-    let mut limit = if growing.is_some() { offset } else { end };
     let mut left = len;
     while left > 0 {
-        if at as u64 >= limit {
-            let g = growing.as_mut().expect("limit < end only while growing");
-            limit = g.sendable(at as u64 + 1).await?.min(end);
-            continue;
-        }
-        let step = usize::try_from(limit - at as u64).unwrap_or(STEP).min(STEP);
+        let step = usize::try_from(end - at as u64).unwrap_or(STEP).min(STEP);
         let mut ready = tokio::time::timeout(STALL, socket.writable())
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client stalled"))??;

@@ -110,7 +110,6 @@ impl Registry {
                 file: blob.file.map(|file| LocalFile {
                     file,
                     offset: blob.range.start,
-                    growing: blob.growing,
                 }),
             }
         }))

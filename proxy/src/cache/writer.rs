@@ -1,0 +1,63 @@
+//! A fill's file writer: a blocking thread that writes the verified-as-they-come chunks in
+//! order, around the page cache (`SequentialWriter`), and tells readers how far the file
+//! holds them (`Progress::on_file`).
+//!
+//! Why a thread of its own: a direct write waits for the disk, and readers near the head take
+//! the chunks from memory (`Fill::keep_recent`), so the fill streams at the speed of the
+//! upstream and the hash, not of the disk. The queue is bounded: a disk slower than the
+//! upstream holds the fill back rather than memory growing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use shoal_origin::SequentialWriter;
+use tokio::sync::{mpsc, watch};
+
+use super::fill::{FillError, Progress};
+
+/// Chunks queued for the disk at most (each up to 1 MiB). With the writer's own buffer
+/// this stays below `fill::RECENT_BYTES`, so a reader rarely waits for the disk.
+const QUEUE: usize = 8;
+
+pub struct FillWriter {
+    queue: mpsc::Sender<Bytes>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl FillWriter {
+    /// Starts writing `file` (at `path`) from its first byte.
+    pub fn start(file: std::fs::File, path: &Path, tx: Arc<watch::Sender<Progress>>) -> Self {
+        let (queue, mut chunks) = mpsc::channel::<Bytes>(QUEUE);
+        let path = path.to_path_buf();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut out = SequentialWriter::new(file, &path, 0);
+            while let Some(chunk) = chunks.blocking_recv() {
+                out.write(&chunk)?;
+                let on_file = out.on_file();
+                tx.send_modify(|p| p.on_file = on_file);
+            }
+            let end = out.finish()?;
+            tx.send_modify(|p| p.on_file = end);
+            Ok(())
+        });
+        FillWriter { queue, task }
+    }
+
+    /// Queues the next chunk; waits while the queue is full.
+    pub async fn write(&self, chunk: Bytes) -> Result<(), FillError> {
+        self.queue
+            .send(chunk)
+            .await
+            .map_err(|_| FillError::Io("the fill's file writer stopped".into()))
+    }
+
+    /// Waits until every chunk is on file.
+    pub async fn finish(self) -> Result<(), FillError> {
+        drop(self.queue);
+        self.task
+            .await
+            .map_err(|e| FillError::Io(e.to_string()))?
+            .map_err(|e| FillError::Io(format!("cache file: {e}")))
+    }
+}
