@@ -26,25 +26,21 @@ pub const FILE_CHUNK: usize = 1 << 20;
 /// never a short body. Bytes in the page cache are copied from it; a chunk that is not
 /// there is read around it (`ColdReader`).
 pub fn file_chunks(file: File, start: u64, end: u64) -> ByteChunks {
-    use futures::StreamExt;
     let file = Arc::new(ColdReader::new(file));
-    let offsets = (start..end).step_by(FILE_CHUNK);
-    let reads = futures::stream::iter(offsets).map(move |pos| {
+    Box::pin(futures::stream::try_unfold(start, move |pos| {
         let file = file.clone();
-        let n = (end - pos).min(FILE_CHUNK as u64) as usize;
         async move {
-            tokio::task::spawn_blocking(move || file.read(pos, n))
+            if pos >= end {
+                return Ok(None);
+            }
+            let n = (end - pos).min(FILE_CHUNK as u64) as usize;
+            let chunk = tokio::task::spawn_blocking(move || file.read(pos, n))
                 .await
-                .map_err(io::Error::other)?
+                .map_err(io::Error::other)??;
+            Ok(Some((chunk, pos + n as u64)))
         }
-    });
-    // The next chunk is read while this one is sent: a disk answers two reads at once
-    // faster than one after the other.
-    Box::pin(reads.buffered(READS_AHEAD))
+    }))
 }
-
-/// Chunks read at once, the one being sent included.
-const READS_AHEAD: usize = 2;
 
 /// Alignment of offsets, lengths and memory for `O_DIRECT` reads.
 const ALIGN: usize = 4096;

@@ -69,6 +69,8 @@ pub struct Cluster {
     pub join: Option<String>,
     /// Voters the region should have; further nodes stay learners.
     pub voters: usize,
+    /// How long a voter may stay silent before a learner replaces it (`None`: never).
+    pub replace_dead_voter_after: Option<std::time::Duration>,
 }
 
 #[derive(Clone)]

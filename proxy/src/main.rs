@@ -83,6 +83,11 @@ enum Cmd {
         /// Voters the region should have; further nodes stay learners.
         #[arg(long, env = "SHOAL_VOTERS", default_value_t = 3)]
         voters: usize,
+        /// The leader replaces a voter it has not heard from for this long with a caught-up
+        /// learner (the silent one stays a learner), e.g. 30s, or off. A region short of
+        /// voters promotes a learner at once either way.
+        #[arg(long, env = "SHOAL_REPLACE_DEAD_VOTER_AFTER", default_value = "30s", value_parser = valid_interval)]
+        replace_dead_voter_after: String,
         /// Build a metadata snapshot (and purge the Raft log behind it) every N entries.
         #[arg(long, env = "SHOAL_SNAPSHOT_EVERY", default_value_t = 5000)]
         snapshot_every: u64,
@@ -344,6 +349,7 @@ fn main() -> ExitCode {
             join,
             node_ordinal,
             voters,
+            replace_dead_voter_after,
             snapshot_every,
             cache_dir,
             cache_max_bytes,
@@ -392,6 +398,13 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 },
+            };
+            let replace_dead_voter_after = match parse_interval(&replace_dead_voter_after) {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("error: --replace-dead-voter-after: {e}");
+                    return ExitCode::FAILURE;
+                }
             };
             let config = Config {
                 listen,
@@ -476,6 +489,7 @@ fn main() -> ExitCode {
                     bootstrap,
                     join,
                     voters,
+                    replace_dead_voter_after,
                 }),
             };
             shoal_proxy::node::run(config, shoal_proxy::node::os_signals())

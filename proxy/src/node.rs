@@ -83,6 +83,10 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         if let Some(join) = &cluster.join {
             background.spawn(join_region(meta.clone(), join.clone(), cluster.clone()));
         }
+        {
+            let _guard = background.enter();
+            meta.keep_voters(cluster.voters, cluster.replace_dead_voter_after);
+        }
     }
     let cache_config = CacheConfig {
         dir: config.cache_dir(),

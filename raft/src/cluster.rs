@@ -45,7 +45,7 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
 }
 
-fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Error {
+pub(crate) fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Error {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
             leader: f.leader_id,
@@ -131,7 +131,7 @@ impl Metadata {
         }
     }
 
-    fn leads(&self) -> bool {
+    pub(crate) fn leads(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.node_id)
     }
 

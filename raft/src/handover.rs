@@ -61,7 +61,7 @@ impl Tenure {
         tenure
     }
 
-    fn since(&self) -> Option<Instant> {
+    pub(crate) fn since(&self) -> Option<Instant> {
         self.0.lock().expect("tenure lock").map(|(_, at)| at)
     }
 }

@@ -24,7 +24,8 @@
 //!   `rpc`: messages);
 //! - `node`: `Metadata`, opening and driving this node's member of the group, forwarding;
 //! - `cluster`: membership (join, promote, remove), region status, the plane's handler;
-//! - `handover`: a leader that is being removed hands leadership to another voter first.
+//! - `handover`: a leader that is being removed hands leadership to another voter first;
+//! - `voters`: the leader keeps the wanted number of voters, promoting caught-up learners.
 //!
 //! This crate never sees blob bytes or HTTP: members reach one another only over the plane.
 
@@ -55,6 +56,7 @@ mod sm;
 mod tenancy;
 mod types;
 mod uploads;
+mod voters;
 
 pub use access::{
     CredentialRecord, CredentialScope, Principal, PrincipalKind, Role, RoleBinding, RoleScope,

@@ -16,6 +16,7 @@ use openraft::raft::{
 use crate::plane::rpc::{Request, Response};
 use crate::plane::Plane;
 use crate::types::{Member, NodeId, TypeConfig};
+use crate::voters::Acks;
 
 const NOT_CLUSTERED: &str =
     "this node runs without a cluster plane (no --cluster-listen): it can only be a single-member group";
@@ -74,10 +75,12 @@ impl RaftNetwork<TypeConfig> for NoPeer {
 /// Raft over the QUIC cluster plane.
 pub struct QuicNetwork {
     pub plane: Arc<Plane>,
+    pub acks: Arc<Acks>,
 }
 
 pub struct QuicPeer {
     plane: Arc<Plane>,
+    acks: Arc<Acks>,
     target: NodeId,
     addr: String,
 }
@@ -88,6 +91,7 @@ impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> QuicPeer {
         QuicPeer {
             plane: self.plane.clone(),
+            acks: self.acks.clone(),
             target,
             addr: node.cluster.clone(),
         }
@@ -101,10 +105,14 @@ impl QuicPeer {
         option: &RPCOption,
     ) -> Result<Response, RPCError<NodeId, Member, E>> {
         let ttl = option.hard_ttl().max(Duration::from_millis(200));
-        self.plane
+        let answer = self
+            .plane
             .call(self.target, &self.addr, &req, ttl)
             .await
-            .map_err(|e| unreachable(&e.to_string()))
+            .map_err(|e| unreachable(&e.to_string()))?;
+        // Any answer is the peer alive (`voters` replaces voters that stay silent).
+        self.acks.heard(self.target);
+        Ok(answer)
     }
 }
 

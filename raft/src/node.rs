@@ -25,6 +25,7 @@ use crate::plane::rpc::{Request, Response};
 use crate::plane::{self, Plane};
 use crate::sm::StateMachine;
 use crate::types::{Member, NodeId, Raft};
+use crate::voters::Acks;
 use crate::{Error, Result};
 
 /// How long a write may wait for a commit before it is answered as unavailable.
@@ -85,6 +86,8 @@ pub struct Metadata {
     /// reading around their proposal, so none is appended that the successor could miss.
     pub(crate) paused: tokio::sync::RwLock<()>,
     pub(crate) tenure: Arc<Tenure>,
+    /// When each peer last answered this node's Raft RPCs (`voters`).
+    pub(crate) acks: Arc<crate::voters::Acks>,
     unlinked: tokio::sync::broadcast::Sender<String>,
     db: sled::Db,
     catalog: Catalog,
@@ -123,6 +126,7 @@ impl Metadata {
         .map_err(|e| Error::Fatal(e.to_string()))?;
         let config = Arc::new(config);
         let fatal = |e: openraft::error::Fatal<NodeId>| Error::Fatal(e.to_string());
+        let acks = Arc::new(Acks::default());
         let (raft, plane, member) = match &cfg.cluster {
             None => {
                 let member = Member {
@@ -146,6 +150,7 @@ impl Metadata {
                 };
                 let network = QuicNetwork {
                     plane: plane.clone(),
+                    acks: acks.clone(),
                 };
                 let raft = Raft::new(cfg.node_id, config, network, log, sm)
                     .await
@@ -163,6 +168,7 @@ impl Metadata {
             plane,
             member: member.clone(),
             membership_lock: tokio::sync::Mutex::new(()),
+            acks,
             db,
             catalog,
             stopping: std::sync::atomic::AtomicBool::new(false),

@@ -577,3 +577,55 @@ fn a_member_restarted_at_new_addresses_is_found_there() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Guards "removing a voter promotes a learner" and the replacement of a dead voter: a region
+/// of five with three voters loses a voter to removal, one to `kill -9` and then another, and
+/// takes writes at the end with two of its three voters.
+#[test]
+fn the_region_keeps_its_voters_when_they_leave_or_die() {
+    let dir = tempdir();
+    let mut region = Region::start_with(dir.path(), 5, 3, &["--replace-dead-voter-after", "2s"]);
+    region.wait_members(5);
+    let leader = region.leader();
+    let others: Vec<u64> = voters(&region.status(leader))
+        .into_iter()
+        .filter(|v| *v != leader)
+        .collect();
+    assert_eq!(others.len(), 2, "three voters");
+    let member = |s: &Value, id: u64| {
+        s["members"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["id"] == id))
+    };
+
+    // Removed: a learner takes its place at once.
+    let removed = others[0];
+    region
+        .node(leader)
+        .cli_ok(&["cluster", "remove-node", &removed.to_string()]);
+    region.wait_for(
+        |s| !member(s, removed) && voters(s).len() == 3,
+        "a learner replaces the removed voter",
+    );
+
+    // Killed: after two seconds of silence the other learner replaces it, and it stays a
+    // learner (it may come back).
+    let dead = others[1];
+    region.kill(dead);
+    let s = region.wait_for(
+        |s| s["leader"] == s["node_id"] && voters(s).len() == 3 && !voters(s).contains(&dead),
+        "a learner replaces the dead voter",
+    );
+    assert!(member(&s, dead), "the dead voter stays a learner: {s:#}");
+    region
+        .node(leader)
+        .wait_for_log("replaced a voter not heard from with a learner");
+
+    // One more voter dies: two of three are left, and writes go on.
+    let next = voters(&s).into_iter().find(|v| *v != leader).unwrap();
+    region.kill(next);
+    region
+        .node(leader)
+        .registry()
+        .create_namespace("still-writable");
+}
