@@ -79,7 +79,8 @@ pub enum State {
 
 #[derive(Clone, Debug)]
 pub struct Progress {
-    /// Bytes received and hashed, in order: readers may have them (`Fill::readable`).
+    /// Bytes received, in order: readers may have them (`Fill::readable`), the last one
+    /// only once the whole blob hashed to its digest.
     pub written: u64,
     /// Bytes on file (`writer`); the rest is only in `Recent`, or on its way to the disk.
     pub on_file: u64,

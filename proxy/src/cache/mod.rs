@@ -56,32 +56,11 @@ const ORIGIN_OPEN: Duration = Duration::from_secs(5);
 /// Bytes gathered from the upstream before each write to the fill file.
 const FILL_WRITE: usize = 1 << 20;
 
-/// A chunk of a fill being hashed on the blocking pool.
-struct Pending {
-    at: u64,
-    source: &'static str,
-    task: tokio::task::JoinHandle<(Hasher, Bytes)>,
-}
+/// The hash of a fill's chunks so far, its next chunk being added on the blocking pool.
+type Hashing = tokio::task::JoinHandle<Hasher>;
 
-impl Pending {
-    /// Waits until the chunk is hashed, shows it to the readers and queues it for the file;
-    /// gives the hasher back.
-    async fn settle(
-        self,
-        fill: &Fill,
-        file: &FillWriter,
-        written: &mut u64,
-        tx: &watch::Sender<Progress>,
-    ) -> Result<Hasher, FillError> {
-        let (hasher, chunk) = self.task.await.map_err(|e| FillError::Io(e.to_string()))?;
-        let n = chunk.len() as u64;
-        fill.keep_recent(self.at, chunk.clone());
-        *written += n;
-        metrics::counter!(m::BLOB_BYTES, "source" => self.source).increment(n);
-        tx.send_modify(|p| p.written = *written);
-        file.write(chunk).await?;
-        Ok(hasher)
-    }
+async fn hashed(task: Hashing) -> Result<Hasher, FillError> {
+    task.await.map_err(|e| FillError::Io(e.to_string()))
 }
 
 #[derive(Clone, Debug)]
@@ -426,17 +405,15 @@ impl BlobCache {
         let mirrored = route.mirrored().map(str::to_string);
         let mut upstream = self.open_upstream(digest, fill.size, 0, route).await?;
         tx.send_modify(|p| p.state = State::Streaming);
-        // One chunk is hashed and written on the blocking pool while the next is read: the
-        // fill streams at the slower of the two, not at their sum.
+        // Each chunk is handed to readers, to the writer thread and to the hash as it comes:
+        // the fill streams at the slowest of the three, not at their sum.
         let file = FillWriter::start(
             fill.file.as_ref().try_clone().map_err(io)?,
             path,
             tx.clone(),
         );
-        let mut hasher = Some(Hasher::new(digest.algorithm()));
-        let mut pending: Option<Pending> = None;
+        let mut hashing: Option<Hashing> = None;
         let mut queued = 0u64;
-        let mut written = 0u64;
         let mut buf = Vec::with_capacity(FILL_WRITE);
         loop {
             let read = tokio::time::timeout(STALL, upstream.reader.read_buf(&mut buf)).await;
@@ -475,35 +452,39 @@ impl BlobCache {
                         fill.size
                     )));
                 }
-                // The previous chunk must be hashed before the next is handed over.
-                if let Some(p) = pending.take() {
-                    hasher = Some(p.settle(fill, &file, &mut written, tx).await?);
-                }
-                let mut h = hasher.take().expect("the hasher is back");
-                let chunk = std::mem::replace(&mut buf, Vec::with_capacity(FILL_WRITE));
-                let at = queued;
-                queued += chunk.len() as u64;
-                // Hashing stays off the runtime that also drives Raft.
-                pending = Some(Pending {
-                    at,
-                    source: upstream.source,
-                    task: tokio::task::spawn_blocking(move || {
-                        h.update(&chunk);
-                        (h, Bytes::from(chunk))
-                    }),
-                });
+                // Readers may have the chunk at once: the last byte waits for the digest
+                // (`Fill::readable`) and the file enters the cache only once verified, so an
+                // unverified byte never completes a body nor lands in the cache. The hash then
+                // runs beside the sending instead of in front of it.
+                let chunk =
+                    Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(FILL_WRITE)));
+                let n = chunk.len() as u64;
+                fill.keep_recent(queued, chunk.clone());
+                queued += n;
+                metrics::counter!(m::BLOB_BYTES, "source" => upstream.source).increment(n);
+                tx.send_modify(|p| p.written = queued);
+                file.write(chunk.clone()).await?;
+                // One chunk at a time on the blocking pool, off the runtime that drives Raft.
+                let mut h = match hashing.take() {
+                    Some(task) => hashed(task).await?,
+                    None => Hasher::new(digest.algorithm()),
+                };
+                hashing = Some(tokio::task::spawn_blocking(move || {
+                    h.update(&chunk);
+                    h
+                }));
             }
             if end {
                 break;
             }
         }
-        if let Some(p) = pending.take() {
-            hasher = Some(p.settle(fill, &file, &mut written, tx).await?);
-        }
-        let hasher = hasher.expect("the hasher is back");
-        if written != fill.size {
+        let hasher = match hashing {
+            Some(task) => hashed(task).await?,
+            None => Hasher::new(digest.algorithm()),
+        };
+        if queued != fill.size {
             return Err(FillError::Mismatch(format!(
-                "upstream sent {written} of {} bytes",
+                "upstream sent {queued} of {} bytes",
                 fill.size
             )));
         }

@@ -1,5 +1,5 @@
-//! A fill's file writer: a blocking thread that writes the verified-as-they-come chunks in
-//! order, around the page cache (`SequentialWriter`), and tells readers how far the file
+//! A fill's file writer: a blocking thread that writes the chunks in order as they come
+//! (unverified: the file enters the cache only once the digest matched), around the page cache (`SequentialWriter`), and tells readers how far the file
 //! holds them (`Progress::on_file`).
 //!
 //! Why a thread of its own: a direct write waits for the disk, and readers near the head take
