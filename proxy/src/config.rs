@@ -46,6 +46,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `/metrics` needs credentials (a role on the home organisation).
     pub metrics_auth: bool,
+    /// The node's own audit events (`--audit-log`, `--audit-pulls`).
+    pub audit: crate::audit::AuditConfig,
     /// Upload sessions one principal may hold open at once.
     pub max_open_uploads: u32,
     /// How long an upstream registry may take to answer (mirrors).

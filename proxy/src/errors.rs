@@ -287,7 +287,8 @@ pub async fn commit(
     req: &crate::wire::Request,
     cmd: shoal_raft::Command,
 ) -> ApiResult<()> {
-    let proposal = shoal_raft::Proposal::new(by.actor(), req.id.clone(), cmd);
+    let proposal =
+        shoal_raft::Proposal::new(by.actor(), req.id.clone(), cmd).from_client(req.client);
     match meta.write(proposal).await? {
         shoal_raft::Outcome::Done => Ok(()),
         shoal_raft::Outcome::Rejected(r) => Err(r.into()),

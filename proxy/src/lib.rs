@@ -17,6 +17,8 @@
 //! - `mirror`: namespaces that mirror upstream registries (manifests on demand, blobs
 //!   through the cache's mirror fills, the upstream client with its token flow);
 //! - `lifecycle`: the leader's jobs: garbage collection, retention, upload purging;
+//! - `audit`: the node's own audit events (failed sign-ins, tokens, pulls) as JSON lines;
+//!   the replicated trail of metadata changes is `shoal_raft::AuditEvent`;
 //! - `errors`: `ApiError` and the one code → status table;
 //! - `cli`: the operator commands of the `shoal` binary;
 //! - `malloc`: glibc arena limit for many concurrent large bodies;
@@ -32,6 +34,7 @@ pub const VERSION: &str = concat!(
 );
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod cli;

@@ -171,6 +171,17 @@ enum Cmd {
         /// pull is served stale or fails with 503.
         #[arg(long, env = "SHOAL_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
         upstream_timeout: std::time::Duration,
+        /// Where this node's own audit events go (failed sign-ins, tokens issued, pulls
+        /// with --audit-pulls): a file (appended to) or `stdout`. Metadata changes are in the
+        /// replicated trail (`shoal audit list`) either way.
+        #[arg(long, env = "SHOAL_AUDIT_LOG")]
+        audit_log: Option<String>,
+        /// Also record every manifest pull in --audit-log.
+        #[arg(long, env = "SHOAL_AUDIT_PULLS", requires = "audit_log")]
+        audit_pulls: bool,
+        /// How long the replicated audit trail keeps events (e.g. 90d), or off (forever).
+        #[arg(long, env = "SHOAL_AUDIT_RETENTION", default_value = "90d", value_parser = valid_interval)]
+        audit_retention: String,
     },
     /// The settings file of `serve --config`: check one, or show the effective settings.
     Config {
@@ -373,6 +384,9 @@ fn main() -> ExitCode {
             retention_interval,
             upload_max_age,
             upstream_timeout,
+            audit_log,
+            audit_pulls,
+            audit_retention,
         } => {
             if let Err(e) = shoal_proxy::names::Slug::parse("region", &region) {
                 eprintln!("error: --region: {e}");
@@ -475,6 +489,19 @@ fn main() -> ExitCode {
                         }
                     },
                     upload_max_age,
+                    audit_retention: match parse_interval(&audit_retention) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            eprintln!("error: --audit-retention: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    },
+                },
+                audit: shoal_proxy::audit::AuditConfig {
+                    log: audit_log
+                        .as_deref()
+                        .map(shoal_proxy::audit::AuditSink::parse),
+                    pulls: audit_pulls,
                 },
                 region,
                 usage_interval,

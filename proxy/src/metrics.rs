@@ -74,6 +74,9 @@ pub const RAFT_LAG: &str = "shoal_raft_replication_lag_entries";
 /// The file system of a node's `dir` (`data`, `cache`): its size and what is free.
 pub const DISK_SIZE: &str = "shoal_disk_size_bytes";
 pub const DISK_FREE: &str = "shoal_disk_free_bytes";
+/// Node-local audit events written to `--audit-log`, and dropped because its queue was full.
+pub const AUDIT_WRITTEN: &str = "shoal_audit_events_written_total";
+pub const AUDIT_DROPPED: &str = "shoal_audit_events_dropped_total";
 
 /// What a metric is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +136,8 @@ pub const ALL: &[(&str, Kind)] = &[
     (RAFT_LAG, Kind::Gauge),
     (DISK_SIZE, Kind::Gauge),
     (DISK_FREE, Kind::Gauge),
+    (AUDIT_WRITTEN, Kind::Counter),
+    (AUDIT_DROPPED, Kind::Counter),
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

@@ -120,12 +120,15 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
             "listening on every address without --public-url: token realms name {api_url}, which remote clients cannot reach; set --public-url"
         );
     }
+    let audit = crate::audit::AuditLog::open(&config.audit, config.node_id)
+        .context("opening the audit log")?;
     let auth = Arc::new(Gate::new(
         meta.clone(),
         GateConfig {
             public_url: config.public_url.clone(),
             own_url: api_url.clone(),
             failed_sign_ins: config.edge.failed_login_rate,
+            audit,
         },
     ));
     let usage = Arc::new(UsageMeter::default());

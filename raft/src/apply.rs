@@ -123,6 +123,7 @@ impl Catalog {
                 namespace,
                 description,
             } => self.update_namespace(namespace, batch, |ns| ns.description = description.clone()),
+            C::ExpireAudit { before } => self.expire_audit(*before, batch),
         }
     }
 }

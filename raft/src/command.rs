@@ -42,15 +42,29 @@ pub struct Proposal {
     /// The id of the HTTP request that caused it (`X-Request-Id`), or the job's run.
     pub request_id: String,
     pub command: Command,
+    /// When it was proposed: milliseconds since the Unix epoch on the proposing node's
+    /// clock (0: proposed before format 3 recorded it). The audit trail's time.
+    pub at: i64,
+    /// The address of the client whose request caused it.
+    pub from: Option<String>,
 }
 
 impl Proposal {
+    /// A proposal made now.
     pub fn new(by: Actor, request_id: impl Into<String>, command: Command) -> Proposal {
         Proposal {
             by,
             request_id: request_id.into(),
             command,
+            at: chrono::Utc::now().timestamp_millis(),
+            from: None,
         }
+    }
+
+    /// The same, caused by a request from `client`.
+    pub fn from_client(mut self, client: Option<std::net::IpAddr>) -> Proposal {
+        self.from = client.map(|c| c.to_string());
+        self
     }
 
     /// A command of the cluster's own job `job`.
@@ -307,6 +321,11 @@ pub enum Command {
     SetNamespaceDescription {
         namespace: String,
         description: Option<String>,
+    },
+    /// Removes audit events older than `before` (milliseconds since the Unix epoch), the
+    /// oldest first and a bounded number per command.
+    ExpireAudit {
+        before: i64,
     },
 }
 

@@ -1,6 +1,6 @@
 //! Every key prefix of the catalogue tree, named once. The layout each prefix holds is drawn
 //! in the doc of the module that reads it (`catalog`, `access`, `tenancy`, `federation`,
-//! `repos`, `uploads`, `mirror`, `sessions`).
+//! `repos`, `uploads`, `mirror`, `sessions`, `audit`).
 //!
 //! No prefix is a prefix of another (tested below), so a scan of one never sees another's
 //! keys; names never contain `\0`, so `key` joins parts unambiguously. The Raft bookkeeping
@@ -40,6 +40,8 @@ pub const TAG_CHECKED: &str = "F/";
 /// Console sessions signed out before their expiry (drawn in `sessions`' doc).
 pub const ENDED_SESSION: &str = "E/";
 pub const ENDED_BY_EXPIRY: &str = "W/";
+/// The audit trail of metadata changes (drawn in `audit`'s doc).
+pub const AUDIT: &str = "A/";
 
 /// Raft bookkeeping, written by the state machine in the same batch as each entry.
 pub const APPLIED: &[u8] = b"~applied";
@@ -98,6 +100,7 @@ pub const ALL: &[&str] = &[
     TAG_CHECKED,
     ENDED_SESSION,
     ENDED_BY_EXPIRY,
+    AUDIT,
 ];
 
 /// `prefix` followed by `parts` joined with `\0`.

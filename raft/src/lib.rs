@@ -5,6 +5,7 @@
 //! - `command`: proposals, commands, manifest records and outcomes (what the log carries);
 //! - `keys`: every key prefix of the catalogue tree;
 //! - `catalog`: the catalogue's layout in sled and its reads;
+//! - `audit`: the audit trail of metadata changes, written as each command is applied;
 //! - `apply`: the one exhaustive `match` that applies each command through its planner;
 //! - `content`: planning namespaces, blob links, manifests and tags;
 //! - `uploads`: open upload sessions, bound to their repository and owner;
@@ -35,6 +36,7 @@
 
 mod access;
 mod apply;
+mod audit;
 mod catalog;
 mod cluster;
 mod command;
@@ -62,6 +64,7 @@ pub use access::{
     CredentialRecord, CredentialScope, Principal, PrincipalKind, Role, RoleBinding, RoleScope,
     SigningKey,
 };
+pub use audit::AuditEvent;
 pub use catalog::{Catalog, NamespaceRecord, Visibility};
 pub use cluster::{ClusterStatus, MemberStatus};
 pub use command::{Actor, Command, ManifestRecord, Outcome, Proposal, Rejection};

@@ -98,10 +98,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut unlinked = Vec::new();
             let outcome = match entry.payload {
                 EntryPayload::Blank => Outcome::Done,
-                EntryPayload::Normal(proposal) => self
-                    .catalog
-                    .plan(&proposal.command, &mut batch, &mut unlinked)
-                    .map_err(write_err)?,
+                EntryPayload::Normal(proposal) => {
+                    let event = self
+                        .catalog
+                        .audit_event(&proposal, entry.log_id.index)
+                        .map_err(write_err)?;
+                    let outcome = self
+                        .catalog
+                        .plan(&proposal.command, &mut batch, &mut unlinked)
+                        .map_err(write_err)?;
+                    if let Some(event) = event {
+                        self.catalog.record_audit(event, &outcome, &mut batch);
+                    }
+                    outcome
+                }
                 EntryPayload::Membership(m) => {
                     let stored = StoredMembership::new(Some(entry.log_id), m);
                     batch.insert(MEMBERSHIP, serde_json::to_vec(&stored).map_err(write_err)?);

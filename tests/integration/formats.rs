@@ -1,6 +1,8 @@
-//! Upgrading a data directory: the one in `tests/fixtures/v1-single`, written by the Shoal of
-//! metadata format 1 (`make_v1.py`), opened by this build: it migrates, serves its images,
-//! keeps its users, credentials, visibility and usage, and takes new writes.
+//! Upgrading a data directory: those in `tests/fixtures/v1-single` and `v2-single`, written
+//! by the Shoal of metadata formats 1 and 2 (`make_v1.py`, `make_v2.py`), opened by this
+//! build: each migrates, serves its images, keeps its users, credentials, visibility, usage
+//! (and, from format 2, retention policies, immutable tags and upstreams), and takes new
+//! writes, which the audit trail records.
 
 use std::path::Path;
 
@@ -23,7 +25,18 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn a_format_1_data_directory_upgrades_and_serves_everything() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1-single");
+    upgrades_and_serves_everything("v1-single");
+}
+
+#[test]
+fn a_format_2_data_directory_upgrades_and_serves_everything() {
+    upgrades_and_serves_everything("v2-single");
+}
+
+fn upgrades_and_serves_everything(name: &str) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap())
             .unwrap();
@@ -127,6 +140,38 @@ fn a_format_1_data_directory_upgrades_and_serves_everything() {
         .unwrap();
     assert!(!revoked_now["revoked_at"].is_null());
 
+    // What format 2 added.
+    if let Some(policies) = expected["retention"].as_object() {
+        for (ns, policy) in policies {
+            let got: Value = admin
+                .get(&format!("/api/v1/namespaces/{ns}/retention"))
+                .json()
+                .unwrap();
+            assert_eq!(
+                got["rules"].as_array().unwrap().len(),
+                policy["rules"].as_array().unwrap().len(),
+                "{ns}"
+            );
+        }
+        for (ns, patterns) in expected["immutable"].as_object().unwrap() {
+            let got: Value = admin
+                .get(&format!("/api/v1/namespaces/{ns}"))
+                .json()
+                .unwrap();
+            assert_eq!(&got["immutable_tags"], patterns, "{ns}");
+        }
+        let up = &expected["upstream"];
+        let got: Value = admin
+            .get(&format!(
+                "/api/v1/upstreams/{}",
+                up["name"].as_str().unwrap()
+            ))
+            .json()
+            .unwrap();
+        assert_eq!(got["namespace"], up["namespace"]);
+        assert_eq!(got["host"], up["host"]);
+    }
+
     // And it takes new writes, through every path, and keeps them across a restart.
     admin.push_image("team/app", "v2", b"pushed after the upgrade");
     let (ok, _, err) = node.cli_as(
@@ -146,4 +191,18 @@ fn a_format_1_data_directory_upgrades_and_serves_everything() {
     );
     assert_eq!(admin.get("/v2/team/app/manifests/v2").status(), 200);
     assert_eq!(admin.get("/api/v1/namespaces/after").status(), 200);
+    // Writes after the upgrade are in the audit trail, with their time and client.
+    let trail: Value = admin
+        .get("/api/v1/audit?action=namespace.create")
+        .json()
+        .unwrap();
+    let after = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["namespace"] == "after")
+        .unwrap_or_else(|| panic!("{trail}"));
+    assert_eq!(after["actor"], "admin");
+    assert_eq!(after["from"], "127.0.0.1");
+    assert!(after["at"].as_str().unwrap() > "2026");
 }

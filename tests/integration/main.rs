@@ -2,6 +2,7 @@
 //! start real `shoal` processes and drive them with HTTP and real clients.
 
 mod access;
+mod audit;
 mod bad_input;
 mod bench_smoke;
 mod cache;

@@ -59,6 +59,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/cluster/plane"),
     ("get", "/gc"),
     ("post", "/gc"),
+    ("get", "/audit"),
     ("get", "/namespaces/{ns}/retention"),
     ("put", "/namespaces/{ns}/retention"),
     ("delete", "/namespaces/{ns}/retention"),

@@ -7,13 +7,15 @@
 //! configuration and usage), `repositories` (summaries, inspection, visibility, tags,
 //! deletion), `access` (who am I, users, service accounts, role bindings), `credentials`
 //! (with pull secrets), `federations` (trusted CI issuers), `cluster` (members, signing
-//! keys), `lifecycle` (GC, retention), `upstreams` (mirrored registries). Every handler first asks the `Gate` who is calling and then checks the action on
+//! keys), `lifecycle` (GC, retention), `upstreams` (mirrored registries), `audit` (the trail of
+//! metadata changes). Every handler first asks the `Gate` who is calling and then checks the action on
 //! the place it touches (`Gate::require`), never a status of its own.
 //!
 //! Repository names hold `/`, so they travel as one percent-encoded path segment
 //! (`acme%2Fteam%2Fapi`); nothing else here is ever decoded.
 
 mod access;
+mod audit;
 mod cluster;
 mod credentials;
 mod federations;
@@ -127,6 +129,7 @@ impl Api {
             (M::POST, ["upstreams"]) => self.create_upstream(req, body).await,
             (M::GET, ["upstreams", name]) => self.get_upstream(req, name).await,
             (M::DELETE, ["upstreams", name]) => self.delete_upstream(req, name).await,
+            (M::GET, ["audit"]) => self.audit(req).await,
             (M::GET, ["gc"]) => self.gc_status(req).await,
             (M::POST, ["gc"]) => self.run_gc(req, body).await,
             (M::GET, ["namespaces", ns, "repositories"]) => self.list_repositories(req, ns).await,
@@ -214,7 +217,7 @@ fn openapi_for(region: &str) -> serde_json::Value {
 /// path it does not serve at all. Kept next to `dispatch`: the test below holds them together.
 fn allowed_methods(segs: &[&str]) -> Option<&'static str> {
     Some(match segs {
-        ["openapi.json"] | ["me"] | ["cluster"] | ["cluster", "plane"] => "GET",
+        ["openapi.json"] | ["me"] | ["cluster"] | ["cluster", "plane"] | ["audit"] => "GET",
         ["organisations", _] => "GET, DELETE",
         ["namespaces", _, "usage" | "repositories"] | ["repositories", _, "tags"] => "GET",
         ["organisations"] | ["organisations", _, "projects"] | ["namespaces"] => "GET, POST",

@@ -159,6 +159,8 @@ pub struct GateConfig {
     pub own_url: String,
     /// Wrong passwords checked per (client IP, login) and window; `None`: unlimited.
     pub failed_sign_ins: Option<crate::limits::RateSpec>,
+    /// Where failed sign-ins and issued tokens are recorded.
+    pub audit: crate::audit::AuditLog,
 }
 
 pub struct Gate {
@@ -168,6 +170,7 @@ pub struct Gate {
     oidc: oidc::Issuers,
     public_url: Option<String>,
     own_url: String,
+    audit: crate::audit::AuditLog,
 }
 
 impl Gate {
@@ -181,7 +184,13 @@ impl Gate {
                 .public_url
                 .map(|u| u.trim_end_matches('/').to_string()),
             own_url: config.own_url.trim_end_matches('/').to_string(),
+            audit: config.audit,
         }
+    }
+
+    /// The node's audit log (sign-ins, tokens, pulls).
+    pub fn audit(&self) -> &crate::audit::AuditLog {
+        &self.audit
     }
 
     /// Whether `req` acts for a principal, as the anonymous rate limit counts: Basic
@@ -323,7 +332,7 @@ impl Gate {
             return Ok((Caller::anonymous(), None));
         };
         if let Some((login, secret)) = basic_credentials(auth) {
-            return Ok((self.login(&login, &secret, req.client).await?, None));
+            return Ok((self.login(&login, &secret, req).await?, None));
         }
         match auth
             .strip_prefix("Bearer ")
@@ -349,7 +358,30 @@ impl Gate {
     /// Checks a login (a credential's username, a user's name, or `oidc` with a CI job's
     /// OIDC token) and its secret, from `client`. Every path runs one password check (a
     /// dummy one for a login that does not exist), under the failed sign-in limit.
-    pub async fn login(
+    /// The caller `login` with `secret` signs in as; a failure is recorded in the audit
+    /// log with the login name tried.
+    pub async fn login(&self, login: &str, secret: &str, req: &Request) -> ApiResult<Caller> {
+        let signed_in = self.check_login(login, secret, req.client).await;
+        if let Err(e) = &signed_in {
+            self.failed_sign_in(req, login, e);
+        }
+        signed_in
+    }
+
+    /// Records that signing in as `login` failed with `e`.
+    pub fn failed_sign_in(&self, req: &Request, login: &str, e: &ApiError) {
+        self.audit.record(
+            req,
+            crate::audit::NodeEvent {
+                action: "signin.failed",
+                login: Some(login),
+                result: &e.message,
+                ..Default::default()
+            },
+        );
+    }
+
+    async fn check_login(
         &self,
         login: &str,
         secret: &str,

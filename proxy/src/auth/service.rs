@@ -55,7 +55,7 @@ impl Gate {
                         "the token endpoint takes Basic credentials",
                     )
                 })?;
-                self.login(&login, &secret, req.client).await?
+                self.login(&login, &secret, req).await?
             }
         };
         let scopes: Vec<&str> = req
@@ -64,7 +64,7 @@ impl Gate {
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str())
             .collect();
-        let issued = self.sign(&caller, &scopes).await?;
+        let issued = self.sign(req, &caller, &scopes).await?;
         Ok(Reply::json(StatusCode::OK, &issued))
     }
 
@@ -89,7 +89,7 @@ impl Gate {
                         "grant_type=password needs username and password",
                     ));
                 };
-                self.login(u, p, req.client).await?
+                self.login(u, p, req).await?
             }
             Some(TOKEN_EXCHANGE) => {
                 if !field("subject_token_type").is_some_and(|t| SUBJECT_TYPES.contains(&t)) {
@@ -101,7 +101,9 @@ impl Gate {
                 let token = field("subject_token").ok_or_else(|| {
                     ApiError::new(Code::BadRequest, "token exchange needs subject_token")
                 })?;
-                self.federated(token).await?
+                self.federated(token)
+                    .await
+                    .inspect_err(|e| self.failed_sign_in(req, super::OIDC_LOGIN, e))?
             }
             other => {
                 return Err(ApiError::new(
@@ -116,19 +118,47 @@ impl Gate {
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str())
             .collect();
-        let mut issued = self.sign(&caller, &scopes).await?;
+        let mut issued = self.sign(req, &caller, &scopes).await?;
         issued["token_type"] = json!("Bearer");
         issued["issued_token_type"] = json!("urn:ietf:params:oauth:token-type:access_token");
         Ok(Reply::json(StatusCode::OK, &issued))
     }
 
-    /// The token answer for `caller` holding what it may do of `scopes`.
-    async fn sign(&self, caller: &Caller, scopes: &[&str]) -> ApiResult<serde_json::Value> {
+    /// The token answer for `caller` holding what it may do of `scopes`; a token for a
+    /// principal is recorded in the audit log with the access it grants.
+    async fn sign(
+        &self,
+        req: &Request,
+        caller: &Caller,
+        scopes: &[&str],
+    ) -> ApiResult<serde_json::Value> {
         let mut access = Vec::new();
         for field in scopes {
             for scope in field.split(' ').filter(|s| !s.is_empty()) {
                 access.extend(self.grant(caller, scope).await?);
             }
+        }
+        if let Some(actor) = caller.principal() {
+            let granted: Vec<String> = access
+                .iter()
+                .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
+                .collect();
+            let via = match &caller.subject {
+                Subject::Credential { id, .. } => Some(id.as_str()),
+                Subject::Federated { federation, .. } => Some(federation.as_str()),
+                Subject::User(_) | Subject::Anonymous => None,
+            };
+            self.audit().record(
+                req,
+                crate::audit::NodeEvent {
+                    action: "token.issue",
+                    actor: Some(actor),
+                    via,
+                    access: &granted,
+                    result: "ok",
+                    ..Default::default()
+                },
+            );
         }
         let catalog = self.meta().catalog();
         let keys = catalog.signing_keys()?;

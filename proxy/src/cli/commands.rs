@@ -163,6 +163,13 @@ pub enum Manage {
         #[command(flatten)]
         target: ServerArgs,
     },
+    /// The audit trail: who changed what, when and from where (organisation admins).
+    Audit {
+        #[command(subcommand)]
+        command: super::audit::AuditCmd,
+        #[command(flatten)]
+        target: ServerArgs,
+    },
 }
 
 /// A repository name as one path segment.
@@ -463,6 +470,7 @@ pub fn run(cmd: Manage) -> anyhow::Result<()> {
         Manage::Upstream { command, target } => {
             return super::upstreams::upstream(command, &target)
         }
+        Manage::Audit { command, target } => return super::audit::audit(command, &target),
     };
     execute(&target, call)
 }

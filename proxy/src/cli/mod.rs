@@ -4,11 +4,13 @@
 //!
 //! - `commands`: the management subcommands and the API call each one makes;
 //! - `lifecycle`: `gc` and `retention`, which wait, poll and print in their own way;
+//! - `audit`: `audit list`, which follows the trail's pages;
 //! - `logins`: the logins `shoal login` saves.
 //!
 //! Credentials come from `SHOAL_USERNAME`/`SHOAL_PASSWORD`, else from `shoal login`.
 
 pub mod access;
+pub mod audit;
 pub mod commands;
 pub mod lifecycle;
 pub mod logins;

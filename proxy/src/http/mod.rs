@@ -90,7 +90,9 @@ pub fn bind(
         console,
         edge,
         options: HttpServerOptions::default(),
-        requests: AtomicU64::new(0),
+        // Ids start at a random number, so the ids of different nodes and restarts do not
+        // collide in logs and in the audit trail.
+        requests: AtomicU64::new(rand::random::<u64>() >> 4),
         secure: tls.is_some(),
         header_timeout: front.header_timeout,
         metrics_auth: front.metrics_auth,

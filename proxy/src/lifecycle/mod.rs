@@ -1,6 +1,6 @@
 //! Jobs that keep storage in check, run by the region's leader only: garbage collection
-//! (`gc`), retention policies (`retention` decides, `retain` runs), and purging abandoned
-//! upload sessions (`purge`).
+//! (`gc`), retention policies (`retention` decides, `retain` runs), purging abandoned
+//! upload sessions (`purge`), and expiring the audit trail past `--audit-retention`.
 //!
 //! `run` ticks every second and does nothing on a node that does not lead. On the leader it
 //! runs the collector when asked (`shoal gc run` records a request in the catalogue) or when
@@ -33,6 +33,8 @@ pub struct LifecycleConfig {
     pub retention_interval: Option<Duration>,
     /// Upload sessions untouched this long are removed.
     pub upload_max_age: Duration,
+    /// Audit events older than this are removed; `None`: kept forever.
+    pub audit_retention: Option<Duration>,
 }
 
 impl LifecycleConfig {
@@ -78,6 +80,10 @@ pub async fn run(meta: Arc<Metadata>, store: Arc<dyn BlobStore>, config: Lifecyc
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_retention = Instant::now();
     let mut last_purge = Instant::now();
+    // The first look comes soon after a node starts leading.
+    let mut last_audit_expiry = Instant::now()
+        .checked_sub(Duration::from_secs(60))
+        .unwrap_or_else(Instant::now);
     loop {
         tick.tick().await;
         let status = meta.status();
@@ -98,6 +104,14 @@ pub async fn run(meta: Arc<Metadata>, store: Arc<dyn BlobStore>, config: Lifecyc
                 tracing::warn!(error = %e.message, "running retention policies failed");
             }
         }
+        if let Some(keep) = config.audit_retention {
+            if last_audit_expiry.elapsed() >= audit_expiry_every(keep) {
+                last_audit_expiry = Instant::now();
+                if let Err(e) = expire_audit(&meta, keep).await {
+                    tracing::warn!(error = %e.message, "expiring the audit trail failed");
+                }
+            }
+        }
         if last_purge.elapsed() >= config.purge_every() {
             last_purge = Instant::now();
             let max_age = config.upload_max_age.as_secs() as i64;
@@ -106,6 +120,28 @@ pub async fn run(meta: Arc<Metadata>, store: Arc<dyn BlobStore>, config: Lifecyc
             }
         }
     }
+}
+
+/// How often the leader looks for expired audit events: a quarter of the retention,
+/// between 1 s and a minute.
+fn audit_expiry_every(keep: Duration) -> Duration {
+    (keep / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// Removes audit events older than `keep`, a bounded batch per command until none is left
+/// (the state machine caps each command's batch).
+async fn expire_audit(meta: &Metadata, keep: Duration) -> ApiResult<()> {
+    let before = chrono::Utc::now().timestamp_millis() - keep.as_millis() as i64;
+    while meta.catalog().has_audit_before(before)? {
+        let cmd = shoal_raft::Command::ExpireAudit { before };
+        if let shoal_raft::Outcome::Rejected(r) = meta
+            .write(shoal_raft::Proposal::system("audit-retention", cmd))
+            .await?
+        {
+            return Err(r.into());
+        }
+    }
+    Ok(())
 }
 
 /// Whether the collector should run now: asked for, or its interval passed since the last

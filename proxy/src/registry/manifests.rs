@@ -84,6 +84,27 @@ impl Registry {
         if !by_tag {
             self.touch_if_old(req, caller, repo, &digest).await?;
         }
+        let audit = self.auth.audit();
+        if !head && audit.pulls() {
+            let actor = caller.actor();
+            let (actor, via) = match &actor {
+                shoal_raft::Actor::Principal { name, via } => (name.as_str(), via.as_deref()),
+                shoal_raft::Actor::System(_) => ("anonymous", None),
+            };
+            audit.record(
+                req,
+                crate::audit::NodeEvent {
+                    action: "pull",
+                    actor: Some(actor),
+                    via,
+                    repository: Some(repo.as_str()),
+                    reference: Some(reference),
+                    digest: Some(&digest),
+                    result: "ok",
+                    ..Default::default()
+                },
+            );
+        }
         let (usage, repo, tag) = (
             self.usage.clone(),
             repo.to_string(),

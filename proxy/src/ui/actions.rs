@@ -148,7 +148,7 @@ impl Console {
                 "CI identities cannot sign in to the console; use a password or an access credential",
             ));
         }
-        let caller = match self.api.auth.login(login, password, req.client).await {
+        let caller = match self.api.auth.login(login, password, req).await {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
@@ -171,6 +171,16 @@ impl Console {
         }
         let issued = self.api.auth.start_session(&caller, self.session_ttl)?;
         tracing::info!(target: "shoal::access", login, "console sign-in");
+        self.api.auth.audit().record(
+            req,
+            crate::audit::NodeEvent {
+                action: "console.signin",
+                actor: caller.principal(),
+                login: Some(login),
+                result: "ok",
+                ..Default::default()
+            },
+        );
         Ok(redirect(&next)
             .header(
                 "Set-Cookie",

@@ -16,6 +16,7 @@ use crate::access::{
     CredentialRecord, CredentialScope, Principal, PrincipalKind, Role, RoleBinding, RoleScope,
     SigningKey,
 };
+use crate::audit::AuditEvent;
 use crate::catalog::{NamespaceRecord, Visibility};
 use crate::command::{Actor, Command, CommandKind, ManifestRecord, Proposal};
 use crate::federation::FederationRecord;
@@ -86,6 +87,28 @@ fn gc_run() -> GcRun {
         bytes_reclaimed: 1 << 30,
         protected: 2,
         error: None,
+    }
+}
+
+fn audit_event() -> AuditEvent {
+    AuditEvent {
+        index: 42,
+        at: 1_700_000_024_500,
+        actor: Actor::Principal {
+            name: "alice".into(),
+            via: Some("cred-abc".into()),
+        },
+        request_id: "7f3a-13".into(),
+        from: Some("2001:db8::7".into()),
+        action: "retention.delete-tags".into(),
+        organisation: Some("acme".into()),
+        namespace: Some("team".into()),
+        repository: Some("team/app".into()),
+        tag: None,
+        digest: None,
+        subject: None,
+        items: vec!["v0@sha256:0123".into()],
+        refused: Some("tag \"v0\" is not in the repository".into()),
     }
 }
 
@@ -392,6 +415,9 @@ fn sample(kind: CommandKind) -> Command {
             namespace: "team".into(),
             description: Some("the team's images".into()),
         },
+        K::ExpireAudit => Command::ExpireAudit {
+            before: 1_700_000_021_000,
+        },
     }
 }
 
@@ -406,8 +432,10 @@ fn samples() -> Vec<(String, String)> {
         let name: &'static str = kind.into();
         out.push((format!("command.{name}"), hex_of(&sample(kind))));
     }
-    let proposal = |by| {
-        Proposal::new(
+    let proposal = |by| Proposal {
+        at: 1_700_000_022_345,
+        from: Some("192.0.2.7".into()),
+        ..Proposal::new(
             by,
             "7f3a-12",
             Command::DeleteTag {
@@ -430,10 +458,10 @@ fn samples() -> Vec<(String, String)> {
     ));
     let entry: openraft::Entry<TypeConfig> = openraft::Entry {
         log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(3, 1), 42),
-        payload: openraft::EntryPayload::Normal(Proposal::system(
-            "usage",
-            sample(CommandKind::RecordUsage),
-        )),
+        payload: openraft::EntryPayload::Normal(Proposal {
+            at: 1_700_000_023_000,
+            ..Proposal::system("usage", sample(CommandKind::RecordUsage))
+        }),
     };
     out.push(("log.entry".into(), hex_of(&entry)));
     for (name, bytes) in [
@@ -467,6 +495,7 @@ fn samples() -> Vec<(String, String)> {
                 last: Some(gc_run()),
             }),
         ),
+        ("record.audit", hex_of(&audit_event())),
         (
             "snapshot.pairs",
             hex_of(&vec![(b"n/team".to_vec(), vec![1u8, 2])]),

@@ -30,8 +30,12 @@
 //!   commands (`lifecycle`). The migration builds the reverse indexes and tag times from
 //!   what format 1 held. Appended since, without a new version (new variants at the end of
 //!   `Command` and `Rejection`, new key prefixes): upstream mirrors (`mirror`).
+//! - 3: proposals carry when they were proposed and the client's address (`v2`), for the
+//!   audit trail (`audit`, key prefix `A/`, and `Command::ExpireAudit`). The migration
+//!   rewrites the log's entries with both unknown; catalogue and snapshots are unchanged.
 
 pub mod v1;
+pub mod v2;
 
 #[cfg(test)]
 mod golden;
@@ -39,7 +43,7 @@ mod golden;
 use crate::{Error, Result};
 
 /// The format this build reads and writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 
 pub(crate) const CATALOG: &str = "catalog";
 pub(crate) const LOG: &str = "log";
@@ -120,6 +124,7 @@ pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 fn step_from(version: u32) -> Result<Box<dyn Step>> {
     match version {
         1 => Ok(Box::new(v1::ToV2)),
+        2 => Ok(Box::new(v2::ToV3)),
         v => Err(Error::Fatal(format!(
             "no migration from metadata format {v}"
         ))),

@@ -12,10 +12,11 @@ use std::io::Cursor;
 use openraft::{Entry, EntryPayload};
 use serde::{Deserialize, Serialize};
 
+use super::v2::{Proposal, V2Config};
 use super::{derived_uid, Lookup, Pair, Step};
-use crate::command::{Actor, Outcome, Proposal};
+use crate::command::{Actor, Outcome};
 use crate::keys;
-use crate::types::{Member, NodeId, TypeConfig};
+use crate::types::{Member, NodeId};
 use crate::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -425,13 +426,13 @@ impl Step for ToV2 {
         let payload = match old.payload {
             EntryPayload::Blank => EntryPayload::Blank,
             EntryPayload::Membership(m) => EntryPayload::Membership(m),
-            EntryPayload::Normal(c) => EntryPayload::Normal(Proposal::new(
-                Actor::System("format-1".into()),
-                "",
-                command(c)?,
-            )),
+            EntryPayload::Normal(c) => EntryPayload::Normal(Proposal {
+                by: Actor::System("format-1".into()),
+                request_id: String::new(),
+                command: command(c)?,
+            }),
         };
-        let new: Entry<TypeConfig> = Entry {
+        let new: Entry<V2Config> = Entry {
             log_id: old.log_id,
             payload,
         };

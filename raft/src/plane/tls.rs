@@ -27,7 +27,7 @@ use crate::{Error, NodeId, Result};
 
 /// The plane's protocol, named after the metadata format it carries (`format::CURRENT`):
 /// nodes of different formats fail the handshake instead of misreading each other.
-pub const ALPN: &[u8] = b"shoal-cluster/2";
+pub const ALPN: &[u8] = b"shoal-cluster/3";
 
 /// The TLS name of node `id`'s certificate.
 pub fn node_name(id: NodeId) -> String {
@@ -176,4 +176,15 @@ pub fn peer_id(conn: &quinn::Connection) -> Option<NodeId> {
     let (_, x509) = x509_parser::parse_x509_certificate(certs.first()?.as_ref()).ok()?;
     let cn = x509.subject().iter_common_name().next()?.as_str().ok()?;
     cn.strip_prefix("shoal-node-")?.parse().ok()
+}
+
+#[cfg(test)]
+mod alpn_tests {
+    /// A format change that forgets the plane would let nodes of two formats misread
+    /// each other's messages.
+    #[test]
+    fn the_alpn_names_the_current_format() {
+        let expected = format!("shoal-cluster/{}", crate::format::CURRENT);
+        assert_eq!(super::ALPN, expected.as_bytes());
+    }
 }
