@@ -18,6 +18,7 @@ pub mod browser;
 pub mod issuer;
 pub mod moto;
 pub mod oci;
+pub mod otlp;
 pub mod region;
 pub mod upstream;
 

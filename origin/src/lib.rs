@@ -13,6 +13,7 @@
 //! - `remote`: `RemoteStore`, the client of a separate origin service;
 //! - `api`, `server`: the origin service's HTTP API (paths, wire errors) and its server;
 //! - `conformance`: the suite every backend passes;
+//! - `telemetry`: OpenTelemetry export and the W3C `traceparent` both binaries share;
 //! - `error`: the crate's `Error` and `Result`.
 //!
 //! The origin knows nothing about Raft, tokens, repositories or a node's cache: it stores
@@ -31,6 +32,7 @@ mod remote;
 mod s3;
 pub mod server;
 mod store;
+pub mod telemetry;
 mod writeback;
 
 pub use chunks::{ByteChunks, ColdReader, FILE_CHUNK};

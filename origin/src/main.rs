@@ -53,10 +53,24 @@ fn secret(file: Option<PathBuf>) -> anyhow::Result<String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let (exporter, tracer) = shoal_origin::telemetry::exporter("shoal-origin", None)
+        .map_err(anyhow::Error::msg)?
+        .unzip();
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        use tracing_subscriber::Layer as _;
+        let logs = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+        tracing_subscriber::registry()
+            .with(logs)
+            .with(tracer.map(shoal_origin::telemetry::layer))
+            .init();
+    }
+    // Kept until the end: dropping it flushes the last spans.
+    let _exporter = exporter;
     let Cmd::Serve {
         listen,
         root,

@@ -54,10 +54,16 @@ impl RemoteStore {
         format!("{}{}", self.base, path)
     }
 
+    /// A request to the origin, carrying the current span's trace (`telemetry`).
     fn req(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        self.http
+        let req = self
+            .http
             .request(method, self.url(path))
-            .header(reqwest::header::AUTHORIZATION, &self.bearer)
+            .header(reqwest::header::AUTHORIZATION, &self.bearer);
+        match crate::telemetry::traceparent() {
+            Some(parent) => req.header("traceparent", parent),
+            None => req,
+        }
     }
 
     /// Sends `req`; any non-success answer becomes the `Error` it stands for.

@@ -116,7 +116,35 @@ fn router(service: Shared) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(authed)
+        .layer(middleware::from_fn(traced))
         .with_state(service)
+}
+
+/// Each request in a span named after its route, the child of the calling node's span when
+/// it sent a `traceparent` (`telemetry`).
+async fn traced(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
+    let span = tracing::debug_span!(
+        "origin request",
+        otel.name = format!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        url.path = req.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    if let Some(parent) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        crate::telemetry::adopt(&span, parent);
+    }
+    let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
 }
 
 async fn require_secret(State(s): State<Shared>, req: Request, next: Next) -> Response {

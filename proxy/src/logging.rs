@@ -7,7 +7,8 @@
 //! one access line per request, writing each to unbuffered stderr on the request's thread
 //! cost a syscall per request (5 % of a manifest-GET load). Nothing is dropped: when the
 //! queue is full, the logging thread waits. `init` returns a guard that flushes on drop, so
-//! `main` keeps it until the process ends.
+//! `main` keeps it until the process ends. It also starts the trace exporter when one is
+//! configured, and lets the metadata carry trace contexts over the plane.
 
 use std::io::{BufWriter, IsTerminal};
 
@@ -21,23 +22,69 @@ use crate::config::LogFormat;
 /// replaces it (`RUST_LOG=info,openraft=info` brings openraft back).
 const DEFAULT: &str = "info,openraft=warn,pingora_core=warn,pingora=warn";
 
-pub fn init(format: LogFormat) -> Option<WorkerGuard> {
+/// What `init` set up; dropping it flushes the last log lines and spans.
+pub struct Logging {
+    _lines: WorkerGuard,
+    _traces: Option<shoal_origin::telemetry::Exporter>,
+}
+
+/// Logs, and traces when an OTLP endpoint is configured (`shoal_origin::telemetry`). The log
+/// filter applies to the log lines only: with traces on, Shoal's `debug` spans still reach
+/// the exporter without reaching the logs.
+pub fn init(format: LogFormat, node_id: u64) -> Option<Logging> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT));
+    let logged = filter.max_level_hint();
     let ansi = std::io::stderr().is_terminal();
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("shoal-log")
         .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi);
-    let result = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let lines = match format {
+        LogFormat::Json => lines.json().flatten_event(true).with_filter(filter).boxed(),
+        LogFormat::Text => lines.with_filter(filter).boxed(),
     };
+    let (traces, tracer) =
+        match shoal_origin::telemetry::exporter("shoal", Some(format!("node-{node_id}"))) {
+            Ok(t) => t.unzip(),
+            Err(e) => {
+                eprintln!("traces are off: {e}");
+                (None, None)
+            }
+        };
+    if tracer.is_some() {
+        shoal_raft::set_trace_hooks(shoal_raft::TraceHooks {
+            current: shoal_origin::telemetry::traceparent,
+            adopt: shoal_origin::telemetry::adopt,
+        });
+    }
+    let result = tracing_subscriber::registry()
+        .with(lines)
+        .with(tracer.map(shoal_origin::telemetry::layer))
+        .try_init();
+    // `log` records (Pingora's) are bridged in up to the most verbose level any layer takes:
+    // with traces on, that is `debug` for Shoal's spans, and every debug record of the HTTP
+    // stack would be built and filtered per request. Only the log lines want them.
+    if let Some(level) = logged {
+        log::set_max_level(match level.into_level() {
+            None => log::LevelFilter::Off,
+            Some(tracing::Level::ERROR) => log::LevelFilter::Error,
+            Some(tracing::Level::WARN) => log::LevelFilter::Warn,
+            Some(tracing::Level::INFO) => log::LevelFilter::Info,
+            Some(tracing::Level::DEBUG) => log::LevelFilter::Debug,
+            Some(tracing::Level::TRACE) => log::LevelFilter::Trace,
+        });
+    }
     match result {
-        Ok(()) => Some(guard),
+        Ok(()) => Some(Logging {
+            _lines: guard,
+            _traces: traces,
+        }),
         Err(e) => {
             eprintln!("logging was already initialised: {e}");
             None

@@ -182,6 +182,23 @@ enum Cmd {
         /// How long the replicated audit trail keeps events (e.g. 90d), or off (forever).
         #[arg(long, env = "SHOAL_AUDIT_RETENTION", default_value = "90d", value_parser = valid_interval)]
         audit_retention: String,
+        /// Export OpenTelemetry traces over OTLP (HTTP/protobuf) to this URL, e.g.
+        /// http://collector:4318 (spans go to /v1/traces); unset: no traces.
+        #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+        otel_exporter_otlp_endpoint: Option<String>,
+        /// The service name spans carry (default: shoal).
+        #[arg(long, env = "OTEL_SERVICE_NAME")]
+        otel_service_name: Option<String>,
+        /// Which traces are kept: e.g. parentbased_traceidratio (with
+        /// --otel-traces-sampler-arg 0.01 for 1 %), always_on (the default), always_off.
+        #[arg(long, env = "OTEL_TRACES_SAMPLER")]
+        otel_traces_sampler: Option<String>,
+        /// The sampler's argument (the ratio of traceidratio samplers).
+        #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG")]
+        otel_traces_sampler_arg: Option<String>,
+        /// Attributes every span's resource carries: key=value,key=value.
+        #[arg(long, env = "OTEL_RESOURCE_ATTRIBUTES")]
+        otel_resource_attributes: Option<String>,
     },
     /// The settings file of `serve --config`: check one, or show the effective settings.
     Config {
@@ -387,6 +404,11 @@ fn main() -> ExitCode {
             audit_log,
             audit_pulls,
             audit_retention,
+            otel_exporter_otlp_endpoint,
+            otel_service_name,
+            otel_traces_sampler,
+            otel_traces_sampler_arg,
+            otel_resource_attributes,
         } => {
             if let Err(e) = shoal_proxy::names::Slug::parse("region", &region) {
                 eprintln!("error: --region: {e}");
@@ -401,8 +423,21 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            // Kept until `run` returns: dropping it flushes the last log lines.
-            let _log = shoal_proxy::logging::init(log_format);
+            // OpenTelemetry's SDK reads its standard variables itself: what the flags or the
+            // file set is handed to it that way, before any thread starts.
+            for (var, value) in [
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", otel_exporter_otlp_endpoint),
+                ("OTEL_SERVICE_NAME", otel_service_name),
+                ("OTEL_TRACES_SAMPLER", otel_traces_sampler),
+                ("OTEL_TRACES_SAMPLER_ARG", otel_traces_sampler_arg),
+                ("OTEL_RESOURCE_ATTRIBUTES", otel_resource_attributes),
+            ] {
+                if let Some(value) = value {
+                    std::env::set_var(var, value);
+                }
+            }
+            // Kept until `run` returns: dropping it flushes the last log lines and spans.
+            let _log = shoal_proxy::logging::init(log_format, node_id);
             let origin = match origin {
                 None => None,
                 Some(url) => match origin_secret(origin_secret_file) {

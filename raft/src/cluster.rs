@@ -311,7 +311,7 @@ impl Handler for Metadata {
                 }
                 Response::Snapshot(answer.map_err(|e| e.to_string()))
             }
-            Request::Forward(cmd) => {
+            Request::Forward { proposal, trace } => {
                 if !self.is_member(peer) {
                     return Response::Failed(format!("node {peer} is not a member of this region"));
                 }
@@ -319,7 +319,10 @@ impl Handler for Metadata {
                     // Handing leadership over: the forwarder waits and retries.
                     return Response::NotLeader { leader: None };
                 };
-                match self.raft.client_write(cmd).await {
+                let span = tracing::debug_span!("forwarded write", from = peer);
+                crate::trace::adopt(&span, trace.as_deref());
+                match tracing::Instrument::instrument(self.raft.client_write(*proposal), span).await
+                {
                     Ok(r) => Response::Forwarded {
                         index: r.log_id.index,
                         outcome: r.data,

@@ -26,6 +26,7 @@
 //! - `node`: `Metadata`, opening and driving this node's member of the group, forwarding;
 //! - `cluster`: membership (join, promote, remove), region status, the plane's handler;
 //! - `handover`: a leader that is being removed hands leadership to another voter first;
+//! - `trace`: the hooks that carry a trace context over the plane;
 //! - `voters`: the leader keeps the wanted number of voters, promoting caught-up learners.
 //!
 //! This crate never sees blob bytes or HTTP: members reach one another only over the plane.
@@ -56,6 +57,7 @@ mod repos;
 mod sessions;
 mod sm;
 mod tenancy;
+mod trace;
 mod types;
 mod uploads;
 mod voters;
@@ -75,5 +77,6 @@ pub use mirror::UpstreamRecord;
 pub use node::{ClusterConfig, MetaConfig, Metadata, Status};
 pub use repos::{RepoSummary, Usage, UsageDelta};
 pub use tenancy::{OrgRecord, ProjectRecord};
+pub use trace::{set_trace_hooks, TraceHooks};
 pub use types::{Member, NodeId};
 pub use uploads::UploadRecord;

@@ -245,6 +245,12 @@ impl Metadata {
     /// or learner forwards it to the leader over the cluster plane, then waits for its own
     /// replica to apply it, so a client reads its write on the node that took it.
     pub async fn write(&self, cmd: Proposal) -> Result<Outcome> {
+        let kind: &'static str = crate::command::CommandKind::from(&cmd.command).into();
+        let span = tracing::debug_span!("metadata write", command = kind);
+        tracing::Instrument::instrument(self.commit(cmd), span).await
+    }
+
+    async fn commit(&self, cmd: Proposal) -> Result<Outcome> {
         if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(Error::Stopping);
         }
@@ -290,10 +296,15 @@ impl Metadata {
                     .wait_for(|m| m.current_leader.is_some_and(|l| l != leader))
                     .await;
             };
-            let req = Request::Forward(cmd.clone());
+            let forwarding = tracing::debug_span!("forward to leader", leader);
+            let req = Request::Forward {
+                proposal: Box::new(cmd.clone()),
+                trace: forwarding.in_scope(crate::trace::current),
+            };
+            let call = plane.call(leader, &node.cluster, &req, left);
             let answer = tokio::select! {
                 biased;
-                a = plane.call(leader, &node.cluster, &req, left) => a?,
+                a = tracing::Instrument::instrument(call, forwarding) => a?,
                 _ = replaced => {
                     return Err(Error::NoQuorum(format!(
                         "leader {leader} was replaced while this write was forwarded to it; retry the write"

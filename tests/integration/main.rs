@@ -30,4 +30,5 @@ mod retention;
 mod skopeo;
 mod tenancy;
 mod tls;
+mod traces;
 mod zero_copy;

@@ -250,6 +250,7 @@ impl Gate {
         self.own_url.clone()
     }
 
+    #[tracing::instrument(name = "authorize", level = "debug", skip_all)]
     pub async fn authorize(&self, req: &Request, need: &Need) -> ApiResult<Caller> {
         if *need == Need::Open {
             return Ok(Caller::anonymous());

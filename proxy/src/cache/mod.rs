@@ -199,6 +199,7 @@ impl BlobCache {
     /// Opens `range` of a blob of `size` bytes: from disk on a hit, else from its fill.
     /// Answers only once the bytes can flow, so an unreachable origin is an error here and
     /// not a broken response.
+    #[tracing::instrument(name = "cache read", level = "debug", skip_all, fields(%digest, hit))]
     pub async fn read(
         self: &Arc<Self>,
         digest: &Digest,
@@ -210,6 +211,7 @@ impl BlobCache {
         let fill = loop {
             if route.mirrored().is_none() {
                 if let Some(reader) = self.read_cached(digest, size, range).await? {
+                    tracing::Span::current().record("hit", true);
                     metrics::counter!(m::CACHE_HITS).increment(1);
                     metrics::counter!(m::BLOB_BYTES, "source" => "cache").increment(range.len());
                     return Ok(reader);
@@ -219,6 +221,7 @@ impl BlobCache {
                 break fill;
             }
         };
+        tracing::Span::current().record("hit", false);
         metrics::counter!(m::CACHE_MISSES).increment(1);
         fill.opened()
             .await
@@ -279,8 +282,10 @@ impl BlobCache {
             .open(&tmp)?;
         let (fill, tx) = Fill::new(digest.clone(), size, file);
         fills.insert(key, fill.clone());
-        self.runtime
-            .spawn(self.clone().run_fill(fill.clone(), tx, tmp, route));
+        self.runtime.spawn(tracing::Instrument::instrument(
+            self.clone().run_fill(fill.clone(), tx, tmp, route),
+            tracing::debug_span!("cache fill", digest = %fill.digest),
+        ));
         Ok(Some(fill))
     }
 
@@ -555,6 +560,7 @@ impl BlobCache {
     }
 
     /// A fetch from peer `id`, or `None` (counted, logged) if it cannot be had.
+    #[tracing::instrument(name = "peer fetch", level = "debug", skip_all, fields(peer = id, %digest))]
     async fn fetch_from_peer(
         &self,
         peers: &Peers,
@@ -602,6 +608,7 @@ impl BlobCache {
         }
     }
 
+    #[tracing::instrument(name = "upstream fetch", level = "debug", skip_all, fields(repository = repo, %digest))]
     async fn open_mirrored(
         &self,
         repo: &str,
@@ -619,6 +626,7 @@ impl BlobCache {
         })
     }
 
+    #[tracing::instrument(name = "origin fetch", level = "debug", skip_all, fields(%digest, from))]
     async fn open_origin(
         &self,
         digest: &Digest,

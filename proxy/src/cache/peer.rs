@@ -32,8 +32,16 @@ pub const PEER_OPEN: Duration = Duration::from_secs(3);
 /// How long a peer that failed is passed over.
 const PEER_BACKOFF: Duration = Duration::from_secs(10);
 
-/// What a node asks its peer (`Request::Open` payload).
+/// What a node sends its peer (`Request::Open` payload): the ask, and the asker's trace
+/// context (W3C `traceparent`) so the peer's work joins the trace.
 #[derive(Serialize, Deserialize)]
+struct PeerRequest {
+    trace: Option<String>,
+    ask: PeerAsk,
+}
+
+/// What a node asks its peer.
+#[derive(Clone, Serialize, Deserialize)]
 enum PeerAsk {
     /// The blob's bytes, from the peer's cache or fill; a peer holding neither fills from
     /// the origin (for a mirror fill of repository `mirror`, from the upstream).
@@ -156,6 +164,7 @@ impl Peers {
     }
 
     /// Claims the fill of `digest` from its home node `home`.
+    #[tracing::instrument(name = "peer claim", level = "debug", skip_all, fields(peer = home, %digest))]
     pub async fn claim(
         &self,
         home: NodeId,
@@ -195,7 +204,11 @@ impl Peers {
         ask: &PeerAsk,
     ) -> shoal_raft::Result<ByteStream> {
         let plane = self.meta.plane().expect("Peers exist only with a plane");
-        let payload = postcard::to_stdvec(ask).expect("a peer request serialises");
+        let request = PeerRequest {
+            trace: shoal_origin::telemetry::traceparent(),
+            ask: ask.clone(),
+        };
+        let payload = postcard::to_stdvec(&request).expect("a peer request serialises");
         plane.open(target, addr, payload, PEER_OPEN).await
     }
 }
@@ -218,8 +231,18 @@ pub struct PeerSource(pub Weak<BlobCache>);
 #[async_trait]
 impl StreamSource for PeerSource {
     async fn open(&self, peer: NodeId, payload: Vec<u8>) -> Result<ByteStream, String> {
-        let ask: PeerAsk =
+        let request: PeerRequest =
             postcard::from_bytes(&payload).map_err(|e| format!("undecodable peer request: {e}"))?;
+        let span = tracing::debug_span!("peer serve", peer);
+        if let Some(parent) = &request.trace {
+            shoal_origin::telemetry::adopt(&span, parent);
+        }
+        tracing::Instrument::instrument(self.answer(peer, request.ask), span).await
+    }
+}
+
+impl PeerSource {
+    async fn answer(&self, peer: NodeId, ask: PeerAsk) -> Result<ByteStream, String> {
         let cache = self.0.upgrade().ok_or("the cache is shutting down")?;
         let (digest, size, route, is_claim) = match ask {
             PeerAsk::Fetch {

@@ -64,6 +64,29 @@ pub struct NodeApp {
     pub header_timeout: std::time::Duration,
     /// `/metrics` answers only callers with a role on the home organisation.
     pub metrics_auth: bool,
+    /// Traces are exported: each request gets a span (`request_span`).
+    pub traced: bool,
+}
+
+/// The route a path belongs to, as span names spell it (`GET /v2/{name}/manifests/{reference}`):
+/// the names and digests in a path would make every span name unique.
+fn route_template(path: &str) -> String {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let v2 = |tail: &str| format!("/v2/{{name}}/{tail}");
+    match segs.as_slice() {
+        ["v2"] | [""] => path.to_string(),
+        ["v2", "_catalog"] => "/v2/_catalog".into(),
+        ["v2", .., "blobs", "uploads"] => v2("blobs/uploads/"),
+        ["v2", .., "blobs", "uploads", _] => v2("blobs/uploads/{id}"),
+        ["v2", .., "blobs", _] => v2("blobs/{digest}"),
+        ["v2", .., "manifests", _] => v2("manifests/{reference}"),
+        ["v2", .., "referrers", _] => v2("referrers/{digest}"),
+        ["v2", .., "tags", "list"] => v2("tags/list"),
+        ["api", "v1", resource, ..] => format!("/api/v1/{resource}"),
+        ["ui", ..] => "/ui".into(),
+        _ if segs.len() == 1 => path.to_string(),
+        _ => "other".into(),
+    }
 }
 
 struct SessionBody<'a> {
@@ -298,23 +321,83 @@ impl HttpServerApp for NodeApp {
         req.client = ip;
         req.id = request_id.clone();
         req.via_trusted_proxy = peer_ip.is_some_and(|p| self.edge.trusts(p));
-        let signed_in = self.registry.auth.acts_for_principal(&req);
-        let reply = match self.edge.screen(&req, ip, signed_in) {
+        let span = self.request_span(&req);
+        let handled = self.serve(&mut session, &req, ip, peer, started);
+        let sent = tracing::Instrument::instrument(handled, span).await;
+        if !sent?.reusable {
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
+            _ => None,
+        }
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+}
+
+impl NodeApp {
+    /// The request's span when traces are exported (else none: a span per request would
+    /// cost every request for nothing), the child of the client's `traceparent` if it sent
+    /// one; its trace id goes into every log line written inside it. The HTTP attributes go
+    /// to the exported span only: as log fields every line would repeat them.
+    fn request_span(&self, req: &Request) -> tracing::Span {
+        use shoal_origin::telemetry::attribute;
+        if !self.traced {
+            return tracing::Span::none();
+        }
+        let span = tracing::info_span!(
+            "request",
+            otel.name = format!("{} {}", req.method, route_template(&req.path)),
+            otel.kind = "server",
+            trace_id = tracing::field::Empty,
+        );
+        attribute(&span, "http.request.method", req.method.to_string());
+        attribute(&span, "url.path", req.path.clone());
+        attribute(&span, "shoal.request_id", req.id.clone());
+        if let Some(parent) = req.header("traceparent") {
+            shoal_origin::telemetry::adopt(&span, parent);
+        }
+        if let Some(id) = shoal_origin::telemetry::begin(&span) {
+            span.record("trace_id", id);
+        }
+        span
+    }
+
+    /// Answers one request and writes its access line; `None` when the reply could not be
+    /// sent whole.
+    async fn serve(
+        &self,
+        session: &mut ServerSession,
+        req: &Request,
+        ip: Option<std::net::IpAddr>,
+        peer: String,
+        started: Instant,
+    ) -> Option<Sent> {
+        let request_id = &req.id;
+        let signed_in = self.registry.auth.acts_for_principal(req);
+        let reply = match self.edge.screen(req, ip, signed_in) {
             Some(early) => early,
             None => {
-                let mut body = SessionBody {
-                    session: &mut session,
-                };
-                self.route(&req, &mut body).await
+                let mut body = SessionBody { session };
+                self.route(req, &mut body).await
             }
         };
-        let mut reply = self.edge.decorate(&req, reply);
+        let mut reply = self.edge.decorate(req, reply);
         let status = reply.status.as_u16();
+        shoal_origin::telemetry::attribute(
+            &tracing::Span::current(),
+            "http.response.status_code",
+            i64::from(status),
+        );
         if status >= 400 {
-            Self::drain_bounded(&mut session).await;
+            Self::drain_bounded(session).await;
         }
         let when_sent = reply.when_sent.take();
-        let sent = Self::write(&mut session, reply, &request_id).await;
+        let sent = Self::write(session, reply, request_id).await;
         if let (Some(hook), Some(s)) = (when_sent, &sent) {
             hook(s.bytes);
         }
@@ -332,17 +415,6 @@ impl HttpServerApp for NodeApp {
             "request"
         );
         crate::metrics::count_request(&req.method, status, started.elapsed());
-        if !sent?.reusable {
-            return None;
-        }
-        let settings = HttpPersistentSettings::for_session(&session);
-        match session.finish().await {
-            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
-            _ => None,
-        }
-    }
-
-    fn server_options(&self) -> Option<&HttpServerOptions> {
-        Some(&self.options)
+        sent
     }
 }

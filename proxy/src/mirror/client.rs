@@ -122,6 +122,12 @@ impl UpstreamClient {
 
     /// The manifest `reference` of `remote`; with `head`, its digest only (a `HEAD`, which
     /// Docker Hub does not count as a pull).
+    #[tracing::instrument(
+        name = "upstream manifest",
+        level = "debug",
+        skip_all,
+        fields(remote, reference)
+    )]
     pub async fn manifest(
         &self,
         remote: &str,

@@ -33,6 +33,7 @@ impl Registry {
     /// The manifest `reference` names. A reference that is not a valid tag names no
     /// manifest: reads answer 404 `MANIFEST_UNKNOWN` for it, as for any manifest that does not
     /// exist (the conformance suites expect that); only a `PUT` refuses it as `TAG_INVALID`.
+    #[tracing::instrument(name = "manifest lookup", level = "debug", skip_all, fields(repository = %repo, reference))]
     fn find_manifest(&self, repo: &RepoName, reference: &str) -> ApiResult<ManifestRecord> {
         let catalog = self.meta.catalog();
         let digest = match parse_reference(reference) {

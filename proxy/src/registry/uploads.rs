@@ -216,6 +216,7 @@ impl Registry {
 
     /// Streams the request body into the upload at its current end. When a `Content-Range`
     /// is given it must start there and match the body length. Returns the new size.
+    #[tracing::instrument(name = "upload append", level = "debug", skip_all, fields(upload = %id))]
     async fn append_body(
         &self,
         req: &Request,
@@ -287,6 +288,7 @@ impl Registry {
 
     /// Commits upload `id` as blob `digest` of `repo`; `recorded` when the session has a
     /// catalogue record to close with the link.
+    #[tracing::instrument(name = "upload commit", level = "debug", skip_all, fields(repository = %repo, %digest))]
     async fn finish(
         &self,
         caller: &Caller,

@@ -16,8 +16,12 @@ pub enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
-    /// A follower or learner asks the leader to commit a proposal for it.
-    Forward(Proposal),
+    /// A follower or learner asks the leader to commit a proposal for it; `trace` is the
+    /// writer's trace context (W3C `traceparent`), when it has one.
+    Forward {
+        proposal: Box<Proposal>,
+        trace: Option<String>,
+    },
     /// A node asks to become a member; `voters` is how many voters the region wants.
     Join {
         id: NodeId,
