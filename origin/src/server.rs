@@ -123,6 +123,14 @@ fn router(service: Shared) -> Router {
 /// Each request in a span named after its route, the child of the calling node's span when
 /// it sent a `traceparent` (`telemetry`).
 async fn traced(req: Request, next: Next) -> Response {
+    let parent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if !crate::telemetry::sampled(parent.as_deref()) {
+        return next.run(req).await;
+    }
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -135,11 +143,7 @@ async fn traced(req: Request, next: Next) -> Response {
         url.path = req.uri().path(),
         http.response.status_code = tracing::field::Empty,
     );
-    if let Some(parent) = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(parent) = &parent {
         crate::telemetry::adopt(&span, parent);
     }
     let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;

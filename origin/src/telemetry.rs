@@ -40,9 +40,13 @@ fn set(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| !v.trim().is_empty())
 }
 
-/// Whether an OTLP endpoint is configured.
+/// Whether an OTLP endpoint is configured (read once: the environment is settled before
+/// the first span).
 pub fn configured() -> bool {
-    set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") || set("OTEL_EXPORTER_OTLP_ENDPOINT")
+    static CONFIGURED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CONFIGURED.get_or_init(|| {
+        set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") || set("OTEL_EXPORTER_OTLP_ENDPOINT")
+    })
 }
 
 /// The exporter and the tracer spans go to, when an endpoint is configured; `service` names
@@ -73,9 +77,12 @@ pub fn exporter(
             instance,
         ));
     }
+    // The sampling decision is taken before a root span exists (`sampled`); the SDK
+    // keeps every span it is given.
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(spans)
         .with_resource(resource.build())
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
         .build();
     let tracer = provider.tracer("shoal");
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
@@ -83,9 +90,7 @@ pub fn exporter(
 }
 
 /// The OpenTelemetry layer for `tracer`, taking Shoal's own spans from `debug` up (the
-/// HTTP, QUIC and Raft libraries' internals stay out of traces), and nothing inside a span
-/// whose trace is not sampled (`begin`): with 1 % of traces sampled, the other requests pay
-/// for one span each, not for every span they would have made.
+/// HTTP, QUIC and Raft libraries' internals stay out of traces).
 pub fn layer<S>(tracer: SdkTracer) -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
@@ -96,13 +101,11 @@ where
         .with_target("shoal_proxy", tracing::Level::DEBUG)
         .with_target("shoal_origin", tracing::Level::DEBUG)
         .with_target("shoal_raft", tracing::Level::DEBUG);
+    // Only the spans that begin a process's part of a trace may be roots, and their makers
+    // ask `sampled` first: the work of a request that is not traced makes no span.
     let sampled = tracing_subscriber::filter::DynFilterFn::new(
-        |_: &tracing::Metadata<'_>, cx: &tracing_subscriber::layer::Context<'_, S>| {
-            cx.lookup_current().is_none_or(|current| {
-                current
-                    .scope()
-                    .all(|s| s.extensions().get::<Unsampled>().is_none())
-            })
+        |meta: &tracing::Metadata<'_>, cx: &tracing_subscriber::layer::Context<'_, S>| {
+            cx.lookup_current().is_some() || ROOTS.contains(&meta.name())
         },
     );
     // No busy/idle timing (a clock read at every poll of every instrumented future), no
@@ -115,27 +118,81 @@ where
         .with_filter(ours.and(sampled))
 }
 
-/// Marks a span whose trace is not sampled.
-struct Unsampled;
+/// The spans that begin a process's part of a trace: a client's request, the origin's
+/// request, a peer's fetch and a forwarded write. Whoever makes one asks `sampled` first.
+pub const ROOTS: [&str; 4] = ["request", "origin request", "peer serve", "forwarded write"];
 
-/// Settles `span`'s sampling decision (the sampler's, which for a child of a remote context
-/// follows the remote's flag) and returns its trace id, which logs quote; `None` without an
-/// exporter. Call it once the span's parent is set and before the span is entered.
+/// `OTEL_TRACES_SAMPLER` and its argument, as the specification defines them: what a root
+/// gets, and whether a child follows its parent's flag instead.
+#[derive(Clone, Copy)]
+struct Sampler {
+    parent_based: bool,
+    ratio: f64,
+}
+
+impl Sampler {
+    /// The sampler `OTEL_TRACES_SAMPLER` names with argument `arg` (the default:
+    /// `parentbased_always_on`; a ratio outside 0..=1 counts as 1).
+    fn parse(name: &str, arg: Option<&str>) -> Sampler {
+        let arg = arg
+            .and_then(|a| a.trim().parse::<f64>().ok())
+            .filter(|r| (0.0..=1.0).contains(r))
+            .unwrap_or(1.0);
+        let (parent_based, ratio) = match name.trim() {
+            "always_on" => (false, 1.0),
+            "always_off" => (false, 0.0),
+            "traceidratio" => (false, arg),
+            "parentbased_always_off" => (true, 0.0),
+            "parentbased_traceidratio" => (true, arg),
+            _ => (true, 1.0),
+        };
+        Sampler {
+            parent_based,
+            ratio,
+        }
+    }
+
+    /// Whether to trace, given the parent's sampled flag (if any) and a random draw.
+    fn decide(self, parent: Option<bool>, draw: impl FnOnce() -> f64) -> bool {
+        match parent.filter(|_| self.parent_based) {
+            Some(flag) => flag,
+            None => self.ratio >= 1.0 || (self.ratio > 0.0 && draw() < self.ratio),
+        }
+    }
+}
+
+fn sampler() -> Sampler {
+    static SAMPLER: std::sync::OnceLock<Sampler> = std::sync::OnceLock::new();
+    *SAMPLER.get_or_init(|| {
+        let name = std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_default();
+        let arg = std::env::var("OTEL_TRACES_SAMPLER_ARG").ok();
+        Sampler::parse(&name, arg.as_deref())
+    })
+}
+
+/// Whether a request carrying `traceparent` (or none) is traced here: decided before any
+/// span exists, so a request that is not traced costs nothing. A parent-based sampler
+/// follows the parent's flag; otherwise the ratio draws at random.
+pub fn sampled(traceparent: Option<&str>) -> bool {
+    if !configured() {
+        return false;
+    }
+    let parent = traceparent.and_then(|t| {
+        let context = TraceContextPropagator::new().extract(&One(t));
+        let span = context.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| sc.is_sampled())
+    });
+    sampler().decide(parent, rand::random::<f64>)
+}
+
+/// The trace id of `span` (made after `sampled` said yes), which logs quote; `None` without
+/// an exporter. Call it once the span's parent is set and before the span is entered.
 pub fn begin(span: &tracing::Span) -> Option<String> {
     let context = span.context();
     let span_context = context.span().span_context().clone();
     if !span_context.is_valid() {
         return None;
-    }
-    if !span_context.is_sampled() {
-        span.with_subscriber(|(id, dispatch)| {
-            if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() {
-                if let Some(data) = registry.span(id) {
-                    // `begin` may run twice on a span (`adopt`, then its caller).
-                    data.extensions_mut().replace(Unsampled);
-                }
-            }
-        });
     }
     Some(span_context.trace_id().to_string())
 }
@@ -169,12 +226,51 @@ pub fn attribute(span: &tracing::Span, key: &'static str, value: impl Into<opent
 }
 
 /// Makes `span` a child of the remote span `traceparent` names (a client's, or the node's
-/// that called) and settles its sampling (`begin`). Must come before the span is first
-/// entered; a malformed value is ignored.
+/// that called). Must come before the span is first entered; a malformed value is ignored.
 pub fn adopt(span: &tracing::Span, traceparent: &str) {
     let context = TraceContextPropagator::new().extract(&One(traceparent));
     if context.span().span_context().is_valid() {
         let _ = span.set_parent(context);
     }
-    begin(span);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sampler;
+
+    fn check(name: &str, arg: Option<&str>, parent: Option<bool>, draw: f64, expected: bool) {
+        let s = Sampler::parse(name, arg);
+        assert_eq!(
+            s.decide(parent, || draw),
+            expected,
+            "{name} {arg:?} parent {parent:?} draw {draw}"
+        );
+    }
+
+    #[test]
+    fn samplers_decide_as_the_specification_says() {
+        // The default follows the parent, and traces roots.
+        check("", None, None, 0.5, true);
+        check("", None, Some(false), 0.5, false);
+        check("parentbased_always_on", None, Some(true), 0.5, true);
+        check("parentbased_always_off", None, None, 0.0, false);
+        check("parentbased_always_off", None, Some(true), 0.5, true);
+        // A ratio draws for roots; parent-based, a parent's flag wins.
+        check("parentbased_traceidratio", Some("0.01"), None, 0.005, true);
+        check("parentbased_traceidratio", Some("0.01"), None, 0.5, false);
+        check(
+            "parentbased_traceidratio",
+            Some("0.01"),
+            Some(true),
+            0.5,
+            true,
+        );
+        check("traceidratio", Some("0.01"), Some(true), 0.5, false);
+        check("traceidratio", Some("0"), None, 0.0, false);
+        check("always_on", None, Some(false), 0.99, true);
+        check("always_off", None, Some(true), 0.0, false);
+        // A ratio that is no ratio counts as 1.
+        check("traceidratio", Some("2"), None, 0.99, true);
+        check("traceidratio", Some("lots"), None, 0.99, true);
+    }
 }

@@ -61,6 +61,7 @@ pub fn init(format: LogFormat, node_id: u64) -> Option<Logging> {
         shoal_raft::set_trace_hooks(shoal_raft::TraceHooks {
             current: shoal_origin::telemetry::traceparent,
             adopt: shoal_origin::telemetry::adopt,
+            sampled: shoal_origin::telemetry::sampled,
         });
     }
     let result = tracing_subscriber::registry()

@@ -319,8 +319,9 @@ impl Handler for Metadata {
                     // Handing leadership over: the forwarder waits and retries.
                     return Response::NotLeader { leader: None };
                 };
-                let span = tracing::debug_span!("forwarded write", from = peer);
-                crate::trace::adopt(&span, trace.as_deref());
+                let span = crate::trace::child(trace.as_deref(), || {
+                    tracing::debug_span!("forwarded write", from = peer)
+                });
                 match tracing::Instrument::instrument(self.raft.client_write(*proposal), span).await
                 {
                     Ok(r) => Response::Forwarded {

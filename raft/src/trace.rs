@@ -12,6 +12,8 @@ pub struct TraceHooks {
     pub current: fn() -> Option<String>,
     /// Makes a span, not yet entered, the child of a remote context.
     pub adopt: fn(&tracing::Span, &str),
+    /// Whether work under this remote context is traced here.
+    pub sampled: fn(Option<&str>) -> bool,
 }
 
 static HOOKS: OnceLock<TraceHooks> = OnceLock::new();
@@ -25,8 +27,15 @@ pub(crate) fn current() -> Option<String> {
     HOOKS.get().and_then(|h| (h.current)())
 }
 
-pub(crate) fn adopt(span: &tracing::Span, parent: Option<&str>) {
-    if let (Some(h), Some(parent)) = (HOOKS.get(), parent) {
-        (h.adopt)(span, parent);
+/// The span `make` makes, as a child of the remote context `parent`; no span at all without
+/// one, or when its trace is not sampled.
+pub(crate) fn child(parent: Option<&str>, make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    match (HOOKS.get(), parent) {
+        (Some(h), Some(parent)) if (h.sampled)(Some(parent)) => {
+            let span = make();
+            (h.adopt)(&span, parent);
+            span
+        }
+        _ => tracing::Span::none(),
     }
 }

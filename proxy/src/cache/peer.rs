@@ -233,10 +233,15 @@ impl StreamSource for PeerSource {
     async fn open(&self, peer: NodeId, payload: Vec<u8>) -> Result<ByteStream, String> {
         let request: PeerRequest =
             postcard::from_bytes(&payload).map_err(|e| format!("undecodable peer request: {e}"))?;
-        let span = tracing::debug_span!("peer serve", peer);
-        if let Some(parent) = &request.trace {
-            shoal_origin::telemetry::adopt(&span, parent);
-        }
+        // Traced only as part of the asker's trace.
+        let span = match &request.trace {
+            Some(parent) if shoal_origin::telemetry::sampled(Some(parent)) => {
+                let span = tracing::debug_span!("peer serve", peer);
+                shoal_origin::telemetry::adopt(&span, parent);
+                span
+            }
+            _ => tracing::Span::none(),
+        };
         tracing::Instrument::instrument(self.answer(peer, request.ask), span).await
     }
 }

@@ -346,7 +346,7 @@ impl NodeApp {
     /// to the exported span only: as log fields every line would repeat them.
     fn request_span(&self, req: &Request) -> tracing::Span {
         use shoal_origin::telemetry::attribute;
-        if !self.traced {
+        if !self.traced || !shoal_origin::telemetry::sampled(req.header("traceparent")) {
             return tracing::Span::none();
         }
         let span = tracing::info_span!(
