@@ -56,27 +56,34 @@ const ALIGN: usize = 4096;
 /// reads nothing; an `RWF_NOWAIT` probe would not do, as it starts a read into the cache. The
 /// kernel keeps the two descriptors coherent (a direct read writes dirty cached pages back
 /// first). Without `cachestat` or `O_DIRECT` every read is buffered.
+///
+/// Nothing is asked of the kernel until the first read: a reader made for a body that goes
+/// out with `sendfile` (a cache hit) costs no system call, and the `O_DIRECT` descriptor is
+/// opened only when a chunk is found uncached.
 pub struct ColdReader {
     plain: File,
-    /// The same file opened with `O_DIRECT`, where the filesystem and kernel allow it.
-    direct: Option<File>,
+    /// The same file opened with `O_DIRECT` (`None` where the filesystem refuses it), opened
+    /// at the first uncached chunk.
+    direct: std::sync::OnceLock<Option<File>>,
 }
 
 impl ColdReader {
     pub fn new(plain: File) -> ColdReader {
-        let direct = cached_pages(&plain, 0, 1)
-            .is_some()
-            .then(|| reopen(&plain, libc::O_DIRECT))
-            .flatten();
-        ColdReader { plain, direct }
+        ColdReader {
+            plain,
+            direct: std::sync::OnceLock::new(),
+        }
     }
 
     /// The `n` bytes at `pos`.
     pub fn read(&self, pos: u64, n: usize) -> io::Result<Bytes> {
-        if let Some(direct) = &self.direct {
-            let first = pos / PAGE;
-            let pages = (pos + n as u64).div_ceil(PAGE) - first;
-            if cached_pages(&self.plain, first * PAGE, pages * PAGE).is_some_and(|c| c < pages) {
+        let first = pos / PAGE;
+        let pages = (pos + n as u64).div_ceil(PAGE) - first;
+        if cached_pages(&self.plain, first * PAGE, pages * PAGE).is_some_and(|c| c < pages) {
+            let direct = self
+                .direct
+                .get_or_init(|| reopen(&self.plain, libc::O_DIRECT));
+            if let Some(direct) = direct {
                 return read_direct(direct, pos, n);
             }
         }
@@ -109,6 +116,11 @@ fn cached_pages(file: &File, off: u64, len: u64) -> Option<u64> {
     }
     /// `cachestat`'s number, the same in the generic table and on x86-64.
     const SYS_CACHESTAT: libc::c_long = 451;
+    /// The kernel said it has no `cachestat`: asked once per process.
+    static MISSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if MISSING.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     let range = Range { off, len };
     let mut stat = Stat::default();
     // SAFETY: both pointers are to live values of the layouts the kernel defines.
@@ -121,6 +133,9 @@ fn cached_pages(file: &File, off: u64, len: u64) -> Option<u64> {
             0u32,
         )
     };
+    if r != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        MISSING.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     (r == 0).then_some(stat.nr_cache)
 }
 

@@ -1,5 +1,5 @@
-//! Sequential upload writes that go around the page cache (`O_DIRECT`) where the filesystem
-//! allows it.
+//! Sequential writes of new files (uploads, and a node's cache fills) that go around the page
+//! cache (`O_DIRECT`) where the filesystem allows it.
 //!
 //! Why: on this kind of machine a buffered write of fresh data costs more than hashing it.
 //! Profiling a 1 GiB push put half the node's CPU in the kernel's copy into new page-cache
@@ -27,7 +27,7 @@ const DIRECT_BUF: usize = 1 << 20;
 /// Buffered bytes between asking the kernel to start writing them back.
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
-/// Writes bytes one after the other from a starting offset of an upload file.
+/// Writes bytes one after the other from a starting offset of a file (an upload, a fill).
 pub struct SequentialWriter {
     plain: std::fs::File,
     direct: Option<std::fs::File>,
@@ -122,7 +122,7 @@ impl SequentialWriter {
             if e.raw_os_error() != Some(libc::EINVAL) {
                 return Err(e);
             }
-            tracing::warn!("direct writes refused ({e}); writing uploads through the page cache");
+            tracing::warn!("direct writes refused ({e}); writing this file through the page cache");
             self.direct = None;
             self.plain.write_all_at(&self.buf[window], self.pos)?;
         }

@@ -65,12 +65,10 @@ pub fn exporter(
         .build()
         .map_err(|e| format!("the OTLP exporter: {e}"))?;
     let mut resource = Resource::builder();
-    let named = set("OTEL_SERVICE_NAME")
-        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| v.contains("service.name="));
-    if !named {
+    let attributes = std::env::var("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default();
+    if !set("OTEL_SERVICE_NAME") && !attributes.contains("service.name=") {
         resource = resource.with_service_name(service);
     }
-    let attributes = std::env::var("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default();
     if let (Some(instance), false) = (instance, attributes.contains("service.instance.id=")) {
         resource = resource.with_attribute(opentelemetry::KeyValue::new(
             "service.instance.id",
@@ -188,7 +186,7 @@ pub fn sampled(traceparent: Option<&str>) -> bool {
 
 /// The trace id of `span` (made after `sampled` said yes), which logs quote; `None` without
 /// an exporter. Call it once the span's parent is set and before the span is entered.
-pub fn begin(span: &tracing::Span) -> Option<String> {
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
     let context = span.context();
     let span_context = context.span().span_context().clone();
     if !span_context.is_valid() {
@@ -218,6 +216,20 @@ pub fn traceparent() -> Option<String> {
     let mut carrier: HashMap<String, String> = HashMap::new();
     TraceContextPropagator::new().inject_context(&context, &mut carrier);
     carrier.remove("traceparent")
+}
+
+/// The span `make` makes as the child of the remote context `parent` (a peer's or the
+/// writer's), or none at all: work done for another process is traced only as part of its
+/// trace, and only when that trace is sampled.
+pub fn child(parent: Option<&str>, make: &dyn Fn() -> tracing::Span) -> tracing::Span {
+    match parent {
+        Some(parent) if sampled(Some(parent)) => {
+            let span = make();
+            adopt(&span, parent);
+            span
+        }
+        _ => tracing::Span::none(),
+    }
 }
 
 /// Sets an attribute of `span`'s exported span only (not a log field).

@@ -60,8 +60,7 @@ pub fn init(format: LogFormat, node_id: u64) -> Option<Logging> {
     if tracer.is_some() {
         shoal_raft::set_trace_hooks(shoal_raft::TraceHooks {
             current: shoal_origin::telemetry::traceparent,
-            adopt: shoal_origin::telemetry::adopt,
-            sampled: shoal_origin::telemetry::sampled,
+            child: shoal_origin::telemetry::child,
         });
     }
     let result = tracing_subscriber::registry()
@@ -72,14 +71,7 @@ pub fn init(format: LogFormat, node_id: u64) -> Option<Logging> {
     // with traces on, that is `debug` for Shoal's spans, and every debug record of the HTTP
     // stack would be built and filtered per request. Only the log lines want them.
     if let Some(level) = logged {
-        log::set_max_level(match level.into_level() {
-            None => log::LevelFilter::Off,
-            Some(tracing::Level::ERROR) => log::LevelFilter::Error,
-            Some(tracing::Level::WARN) => log::LevelFilter::Warn,
-            Some(tracing::Level::INFO) => log::LevelFilter::Info,
-            Some(tracing::Level::DEBUG) => log::LevelFilter::Debug,
-            Some(tracing::Level::TRACE) => log::LevelFilter::Trace,
-        });
+        log::set_max_level(tracing_log::AsLog::as_log(&level));
     }
     match result {
         Ok(()) => Some(Logging {

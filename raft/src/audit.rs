@@ -189,25 +189,20 @@ impl Catalog {
         Ok(out)
     }
 
+    /// The events older than `before` ms, oldest first.
+    fn audit_before(&self, before: i64) -> sled::Iter {
+        self.tree()
+            .range(keys::AUDIT.as_bytes().to_vec()..key(before, 0))
+    }
+
     /// Whether any event is older than `before` ms.
     pub fn has_audit_before(&self, before: i64) -> Result<bool> {
-        let end = key(before, 0);
-        Ok(self
-            .tree()
-            .range(keys::AUDIT.as_bytes().to_vec()..end)
-            .next()
-            .transpose()?
-            .is_some())
+        Ok(self.audit_before(before).next().transpose()?.is_some())
     }
 
     /// Removes up to `EXPIRE_BATCH` events older than `before` ms.
     pub(crate) fn expire_audit(&self, before: i64, batch: &mut sled::Batch) -> Result<Outcome> {
-        let end = key(before, 0);
-        for kv in self
-            .tree()
-            .range(keys::AUDIT.as_bytes().to_vec()..end)
-            .take(EXPIRE_BATCH)
-        {
+        for kv in self.audit_before(before).take(EXPIRE_BATCH) {
             batch.remove(kv?.0);
         }
         crate::command::done()

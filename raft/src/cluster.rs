@@ -181,10 +181,7 @@ impl Metadata {
         let m = self.raft.metrics().borrow().clone();
         let current: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
         if !current.contains(&id) && current.len() < voters {
-            self.raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
-                .await
-                .map_err(write_err)?;
+            self.promote(id).await?;
             tracing::info!(id, "node joined as a voter");
         } else {
             tracing::info!(id, "node joined as a learner");
@@ -319,7 +316,7 @@ impl Handler for Metadata {
                     // Handing leadership over: the forwarder waits and retries.
                     return Response::NotLeader { leader: None };
                 };
-                let span = crate::trace::child(trace.as_deref(), || {
+                let span = crate::trace::child(trace.as_deref(), &|| {
                     tracing::debug_span!("forwarded write", from = peer)
                 });
                 match tracing::Instrument::instrument(self.raft.client_write(*proposal), span).await

@@ -10,10 +10,9 @@ use std::sync::OnceLock;
 pub struct TraceHooks {
     /// The current span's context, if it has one.
     pub current: fn() -> Option<String>,
-    /// Makes a span, not yet entered, the child of a remote context.
-    pub adopt: fn(&tracing::Span, &str),
-    /// Whether work under this remote context is traced here.
-    pub sampled: fn(Option<&str>) -> bool,
+    /// The span `make` makes as the child of a remote context, or none (no context, or
+    /// not sampled).
+    pub child: fn(Option<&str>, &dyn Fn() -> tracing::Span) -> tracing::Span,
 }
 
 static HOOKS: OnceLock<TraceHooks> = OnceLock::new();
@@ -28,14 +27,10 @@ pub(crate) fn current() -> Option<String> {
 }
 
 /// The span `make` makes, as a child of the remote context `parent`; no span at all without
-/// one, or when its trace is not sampled.
-pub(crate) fn child(parent: Option<&str>, make: impl FnOnce() -> tracing::Span) -> tracing::Span {
-    match (HOOKS.get(), parent) {
-        (Some(h), Some(parent)) if (h.sampled)(Some(parent)) => {
-            let span = make();
-            (h.adopt)(&span, parent);
-            span
-        }
-        _ => tracing::Span::none(),
+/// hooks, without a context, or when its trace is not sampled.
+pub(crate) fn child(parent: Option<&str>, make: &dyn Fn() -> tracing::Span) -> tracing::Span {
+    match HOOKS.get() {
+        Some(h) => (h.child)(parent, make),
+        None => tracing::Span::none(),
     }
 }

@@ -56,6 +56,15 @@ impl Metadata {
         });
     }
 
+    /// Makes learner `id` a voter.
+    pub(crate) async fn promote(&self, id: NodeId) -> Result<()> {
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+            .await
+            .map_err(crate::cluster::write_err)?;
+        Ok(())
+    }
+
     async fn tend_voters(&self, wanted: usize, dead_after: Option<Duration>) -> Result<()> {
         if !self.leads() {
             return Ok(());
@@ -84,10 +93,7 @@ impl Metadata {
             return Ok(());
         };
         if voters.len() < wanted {
-            self.raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([learner])), true)
-                .await
-                .map_err(crate::cluster::write_err)?;
+            self.promote(learner).await?;
             tracing::info!(
                 learner,
                 voters = voters.len() + 1,
@@ -108,12 +114,13 @@ impl Metadata {
             .copied()
             .find(|v| *v != self.node_id && !self.acks.within(*v, after));
         if let Some(dead) = dead {
+            // One change, so a failure half way cannot leave an extra voter behind (and the
+            // next tick adding another); `retain` keeps the silent one as a learner.
+            let mut replaced = voters;
+            replaced.remove(&dead);
+            replaced.insert(learner);
             self.raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([learner])), true)
-                .await
-                .map_err(crate::cluster::write_err)?;
-            self.raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([dead])), true)
+                .change_membership(ChangeMembers::ReplaceAllVoters(replaced), true)
                 .await
                 .map_err(crate::cluster::write_err)?;
             tracing::warn!(

@@ -60,6 +60,15 @@ pub struct EventView {
     pub reason: Option<String>,
 }
 
+/// Whether `a` is the actor a query names (`alice`, or `system:gc`), without building its
+/// name for every event scanned.
+fn is_actor(a: &Actor, named: &str) -> bool {
+    match a {
+        Actor::Principal { name, .. } => name == named,
+        Actor::System(job) => named.strip_prefix("system:") == Some(job.as_str()),
+    }
+}
+
 fn actor_name(a: &Actor) -> (String, Option<String>) {
     match a {
         Actor::Principal { name, via } => (name.clone(), via.clone()),
@@ -168,9 +177,7 @@ impl Query {
         let same = |want: &Option<String>, have: &Option<String>| {
             want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
         };
-        self.actor
-            .as_ref()
-            .is_none_or(|a| &actor_name(&e.actor).0 == a)
+        self.actor.as_ref().is_none_or(|a| is_actor(&e.actor, a))
             && same(&self.namespace, &e.namespace)
             && same(&self.repository, &e.repository)
             && self.action.as_ref().is_none_or(|a| {

@@ -127,20 +127,23 @@ impl Caller {
         }
     }
 
+    /// The credential or federated identity the principal acts through, if any.
+    pub fn via(&self) -> Option<&str> {
+        match &self.subject {
+            Subject::Credential { id, .. } => Some(id),
+            Subject::Federated { federation, .. } => Some(federation),
+            Subject::User(_) | Subject::Anonymous => None,
+        }
+    }
+
     /// Who a command this caller proposes is recorded as.
     pub fn actor(&self) -> shoal_raft::Actor {
-        let principal = |name: &str, via: Option<&str>| shoal_raft::Actor::Principal {
-            name: name.into(),
-            via: via.map(str::to_string),
-        };
-        match &self.subject {
-            Subject::Anonymous => shoal_raft::Actor::System("anonymous".into()),
-            Subject::User(u) => principal(u, None),
-            Subject::Credential { id, owner } => principal(owner, Some(id)),
-            Subject::Federated {
-                federation,
-                service_account,
-            } => principal(service_account, Some(federation)),
+        match self.principal() {
+            None => shoal_raft::Actor::System("anonymous".into()),
+            Some(name) => shoal_raft::Actor::Principal {
+                name: name.into(),
+                via: self.via().map(str::to_string),
+            },
         }
     }
 

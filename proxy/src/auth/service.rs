@@ -143,17 +143,12 @@ impl Gate {
                 .iter()
                 .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
                 .collect();
-            let via = match &caller.subject {
-                Subject::Credential { id, .. } => Some(id.as_str()),
-                Subject::Federated { federation, .. } => Some(federation.as_str()),
-                Subject::User(_) | Subject::Anonymous => None,
-            };
             self.audit().record(
                 req,
                 crate::audit::NodeEvent {
                     action: "token.issue",
                     actor: Some(actor),
-                    via,
+                    via: caller.via(),
                     access: &granted,
                     result: "ok",
                     ..Default::default()

@@ -90,7 +90,7 @@ pub struct Progress {
 pub struct Fill {
     pub digest: Digest,
     pub size: u64,
-    /// The temporary file, shared by the filler (writes) and readers (positional reads).
+    /// The temporary file, which the writer writes and the cache takes in when it is whole.
     pub file: Arc<std::fs::File>,
     /// Readers' view of `file`: the page cache where it holds the bytes, else the disk
     /// (measured: a storm's stragglers read faster so than through fresh cache pages).
@@ -106,13 +106,13 @@ impl Fill {
         digest: Digest,
         size: u64,
         file: std::fs::File,
-    ) -> (Arc<Fill>, watch::Sender<Progress>) {
+    ) -> std::io::Result<(Arc<Fill>, watch::Sender<Progress>)> {
         let (tx, rx) = watch::channel(Progress {
             written: 0,
             on_file: 0,
             state: State::Opening,
         });
-        let cold = ColdReader::new(file.try_clone().expect("a fill file's handle clones"));
+        let cold = ColdReader::new(file.try_clone()?);
         let fill = Arc::new(Fill {
             digest,
             size,
@@ -122,7 +122,7 @@ impl Fill {
             progress: rx,
             discard: AtomicBool::new(false),
         });
-        (fill, tx)
+        Ok((fill, tx))
     }
 
     /// Keeps the chunk at `at` for readers near the head, before its bytes are announced.

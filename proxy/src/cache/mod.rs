@@ -280,7 +280,7 @@ impl BlobCache {
             .write(true)
             .create_new(true)
             .open(&tmp)?;
-        let (fill, tx) = Fill::new(digest.clone(), size, file);
+        let (fill, tx) = Fill::new(digest.clone(), size, file)?;
         fills.insert(key, fill.clone());
         self.runtime.spawn(tracing::Instrument::instrument(
             self.clone().run_fill(fill.clone(), tx, tmp, route),
@@ -299,7 +299,6 @@ impl BlobCache {
     ) {
         metrics::gauge!(m::FILLS_IN_FLIGHT).increment(1.0);
         let mirrored = route.mirrored().map(str::to_string);
-        let tx = Arc::new(tx);
         let result = match self.fetch(&fill, &tx, &tmp, route).await {
             // Readers have every byte from memory or file now; the cache waits for the file.
             Ok((from_upstream, file)) => {
@@ -402,13 +401,12 @@ impl BlobCache {
     async fn fetch(
         &self,
         fill: &Fill,
-        tx: &Arc<watch::Sender<Progress>>,
+        tx: &watch::Sender<Progress>,
         path: &std::path::Path,
         route: Route,
     ) -> Result<(bool, FillWriter), FillError> {
         let digest = &fill.digest;
-        let mirrored = route.mirrored().map(str::to_string);
-        let mut upstream = self.open_upstream(digest, fill.size, 0, route).await?;
+        let mut upstream = self.open_upstream(digest, fill.size, &route).await?;
         tx.send_modify(|p| p.state = State::Streaming);
         // Each chunk is handed to readers, to the writer thread and to the hash as it comes:
         // the fill streams at the slowest of the three, not at their sum.
@@ -443,10 +441,7 @@ impl BlobCache {
                 }
                 metrics::counter!(m::PEER_FETCH_FAILURES).increment(1);
                 tracing::warn!(%digest, home = peer, at, %why, "peer fetch failed mid-stream; continuing from the origin or upstream");
-                upstream = match &mirrored {
-                    Some(repo) => self.open_mirrored(repo, digest, at).await?,
-                    None => self.open_origin(digest, fill.size, at).await?,
-                };
+                upstream = self.open_source(digest, fill.size, at, &route).await?;
                 continue;
             }
             let end = matches!(read, Ok(Ok(0))) || complete;
@@ -504,13 +499,12 @@ impl BlobCache {
         &self,
         digest: &Digest,
         size: u64,
-        from: u64,
-        route: Route,
+        route: &Route,
     ) -> Result<Upstream, FillError> {
         let Some(peers) = &self.peers else {
-            return self.open_source(digest, size, from, &route).await;
+            return self.open_source(digest, size, 0, route).await;
         };
-        match (&route, peers.home(digest)) {
+        match (route, peers.home(digest)) {
             (Route::Region, Home::Me) => {
                 // This node decides, as for a peer's claim; a peer lent the fill has it.
                 let holder = self.leases.lock().holder(digest, &peers.member_ids());
@@ -556,7 +550,7 @@ impl BlobCache {
             }
             _ => {}
         }
-        self.open_source(digest, size, from, &route).await
+        self.open_source(digest, size, 0, route).await
     }
 
     /// A fetch from peer `id`, or `None` (counted, logged) if it cannot be had.

@@ -41,7 +41,7 @@ struct PeerRequest {
 }
 
 /// What a node asks its peer.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 enum PeerAsk {
     /// The blob's bytes, from the peer's cache or fill; a peer holding neither fills from
     /// the origin (for a mirror fill of repository `mirror`, from the upstream).
@@ -160,7 +160,7 @@ impl Peers {
             size,
             mirror,
         };
-        self.ask(home, addr, &ask).await
+        self.ask(home, addr, ask).await
     }
 
     /// Claims the fill of `digest` from its home node `home`.
@@ -176,7 +176,7 @@ impl Peers {
             digest: digest.to_string(),
             size,
         };
-        let mut stream = self.ask(home, addr, &ask).await?;
+        let mut stream = self.ask(home, addr, ask).await?;
         let bad = |e: &dyn std::fmt::Display| {
             shoal_raft::Error::Unreachable(format!("node {home}'s answer to a claim: {e}"))
         };
@@ -201,12 +201,12 @@ impl Peers {
         &self,
         target: NodeId,
         addr: &str,
-        ask: &PeerAsk,
+        ask: PeerAsk,
     ) -> shoal_raft::Result<ByteStream> {
         let plane = self.meta.plane().expect("Peers exist only with a plane");
         let request = PeerRequest {
             trace: shoal_origin::telemetry::traceparent(),
-            ask: ask.clone(),
+            ask,
         };
         let payload = postcard::to_stdvec(&request).expect("a peer request serialises");
         plane.open(target, addr, payload, PEER_OPEN).await
@@ -234,14 +234,9 @@ impl StreamSource for PeerSource {
         let request: PeerRequest =
             postcard::from_bytes(&payload).map_err(|e| format!("undecodable peer request: {e}"))?;
         // Traced only as part of the asker's trace.
-        let span = match &request.trace {
-            Some(parent) if shoal_origin::telemetry::sampled(Some(parent)) => {
-                let span = tracing::debug_span!("peer serve", peer);
-                shoal_origin::telemetry::adopt(&span, parent);
-                span
-            }
-            _ => tracing::Span::none(),
-        };
+        let span = shoal_origin::telemetry::child(request.trace.as_deref(), &|| {
+            tracing::debug_span!("peer serve", peer)
+        });
         tracing::Instrument::instrument(self.answer(peer, request.ask), span).await
     }
 }

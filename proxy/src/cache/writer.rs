@@ -8,7 +8,6 @@
 //! upstream holds the fill back rather than memory growing.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use shoal_origin::SequentialWriter;
@@ -27,15 +26,17 @@ pub struct FillWriter {
 
 impl FillWriter {
     /// Starts writing `file` (at `path`) from its first byte.
-    pub fn start(file: std::fs::File, path: &Path, tx: Arc<watch::Sender<Progress>>) -> Self {
+    pub fn start(file: std::fs::File, path: &Path, tx: watch::Sender<Progress>) -> Self {
         let (queue, mut chunks) = mpsc::channel::<Bytes>(QUEUE);
         let path = path.to_path_buf();
         let task = tokio::task::spawn_blocking(move || {
             let mut out = SequentialWriter::new(file, &path, 0);
             while let Some(chunk) = chunks.blocking_recv() {
                 out.write(&chunk)?;
+                // The writer holds bytes back until its buffer is full: readers are woken
+                // only when the bytes on file moved.
                 let on_file = out.on_file();
-                tx.send_modify(|p| p.on_file = on_file);
+                tx.send_if_modified(|p| std::mem::replace(&mut p.on_file, on_file) != on_file);
             }
             let end = out.finish()?;
             tx.send_modify(|p| p.on_file = end);

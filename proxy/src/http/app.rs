@@ -64,8 +64,6 @@ pub struct NodeApp {
     pub header_timeout: std::time::Duration,
     /// `/metrics` answers only callers with a role on the home organisation.
     pub metrics_auth: bool,
-    /// Traces are exported: each request gets a span (`request_span`).
-    pub traced: bool,
 }
 
 /// The route a path belongs to, as span names spell it (`GET /v2/{name}/manifests/{reference}`):
@@ -268,6 +266,84 @@ impl NodeApp {
             }
         }
     }
+
+    /// The request's span when this request is traced (`telemetry::sampled`; else none, so
+    /// an untraced request pays for no span), the child of the client's `traceparent` if it sent
+    /// one; its trace id goes into every log line written inside it. The HTTP attributes go
+    /// to the exported span only: as log fields every line would repeat them.
+    fn request_span(&self, req: &Request) -> tracing::Span {
+        use shoal_origin::telemetry::attribute;
+        if !shoal_origin::telemetry::sampled(req.header("traceparent")) {
+            return tracing::Span::none();
+        }
+        let span = tracing::info_span!(
+            "request",
+            otel.name = format!("{} {}", req.method, route_template(&req.path)),
+            otel.kind = "server",
+            trace_id = tracing::field::Empty,
+        );
+        attribute(&span, "http.request.method", req.method.to_string());
+        attribute(&span, "url.path", req.path.clone());
+        attribute(&span, "shoal.request_id", req.id.clone());
+        if let Some(parent) = req.header("traceparent") {
+            shoal_origin::telemetry::adopt(&span, parent);
+        }
+        if let Some(id) = shoal_origin::telemetry::trace_id(&span) {
+            span.record("trace_id", id);
+        }
+        span
+    }
+
+    /// Answers one request and writes its access line; `None` when the reply could not be
+    /// sent whole.
+    async fn serve(
+        &self,
+        session: &mut ServerSession,
+        req: &Request,
+        ip: Option<std::net::IpAddr>,
+        peer: String,
+        started: Instant,
+    ) -> Option<Sent> {
+        let request_id = &req.id;
+        let signed_in = self.registry.auth.acts_for_principal(req);
+        let reply = match self.edge.screen(req, ip, signed_in) {
+            Some(early) => early,
+            None => {
+                let mut body = SessionBody { session };
+                self.route(req, &mut body).await
+            }
+        };
+        let mut reply = self.edge.decorate(req, reply);
+        let status = reply.status.as_u16();
+        shoal_origin::telemetry::attribute(
+            &tracing::Span::current(),
+            "http.response.status_code",
+            i64::from(status),
+        );
+        if status >= 400 {
+            Self::drain_bounded(session).await;
+        }
+        let when_sent = reply.when_sent.take();
+        let sent = Self::write(session, reply, request_id).await;
+        if let (Some(hook), Some(s)) = (when_sent, &sent) {
+            hook(s.bytes);
+        }
+        tracing::info!(
+            target: "shoal::access",
+            request_id,
+            method = %req.method,
+            path = %req.path,
+            status,
+            bytes = sent.as_ref().map_or(0, |s| s.bytes),
+            complete = sent.is_some(),
+            duration_us = started.elapsed().as_micros() as u64,
+            peer,
+            client = ip.map(|i| i.to_string()).unwrap_or_default(),
+            "request"
+        );
+        crate::metrics::count_request(&req.method, status, started.elapsed());
+        sent
+    }
 }
 
 #[async_trait]
@@ -336,85 +412,5 @@ impl HttpServerApp for NodeApp {
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
         Some(&self.options)
-    }
-}
-
-impl NodeApp {
-    /// The request's span when traces are exported (else none: a span per request would
-    /// cost every request for nothing), the child of the client's `traceparent` if it sent
-    /// one; its trace id goes into every log line written inside it. The HTTP attributes go
-    /// to the exported span only: as log fields every line would repeat them.
-    fn request_span(&self, req: &Request) -> tracing::Span {
-        use shoal_origin::telemetry::attribute;
-        if !self.traced || !shoal_origin::telemetry::sampled(req.header("traceparent")) {
-            return tracing::Span::none();
-        }
-        let span = tracing::info_span!(
-            "request",
-            otel.name = format!("{} {}", req.method, route_template(&req.path)),
-            otel.kind = "server",
-            trace_id = tracing::field::Empty,
-        );
-        attribute(&span, "http.request.method", req.method.to_string());
-        attribute(&span, "url.path", req.path.clone());
-        attribute(&span, "shoal.request_id", req.id.clone());
-        if let Some(parent) = req.header("traceparent") {
-            shoal_origin::telemetry::adopt(&span, parent);
-        }
-        if let Some(id) = shoal_origin::telemetry::begin(&span) {
-            span.record("trace_id", id);
-        }
-        span
-    }
-
-    /// Answers one request and writes its access line; `None` when the reply could not be
-    /// sent whole.
-    async fn serve(
-        &self,
-        session: &mut ServerSession,
-        req: &Request,
-        ip: Option<std::net::IpAddr>,
-        peer: String,
-        started: Instant,
-    ) -> Option<Sent> {
-        let request_id = &req.id;
-        let signed_in = self.registry.auth.acts_for_principal(req);
-        let reply = match self.edge.screen(req, ip, signed_in) {
-            Some(early) => early,
-            None => {
-                let mut body = SessionBody { session };
-                self.route(req, &mut body).await
-            }
-        };
-        let mut reply = self.edge.decorate(req, reply);
-        let status = reply.status.as_u16();
-        shoal_origin::telemetry::attribute(
-            &tracing::Span::current(),
-            "http.response.status_code",
-            i64::from(status),
-        );
-        if status >= 400 {
-            Self::drain_bounded(session).await;
-        }
-        let when_sent = reply.when_sent.take();
-        let sent = Self::write(session, reply, request_id).await;
-        if let (Some(hook), Some(s)) = (when_sent, &sent) {
-            hook(s.bytes);
-        }
-        tracing::info!(
-            target: "shoal::access",
-            request_id,
-            method = %req.method,
-            path = %req.path,
-            status,
-            bytes = sent.as_ref().map_or(0, |s| s.bytes),
-            complete = sent.is_some(),
-            duration_us = started.elapsed().as_micros() as u64,
-            peer,
-            client = ip.map(|i| i.to_string()).unwrap_or_default(),
-            "request"
-        );
-        crate::metrics::count_request(&req.method, status, started.elapsed());
-        sent
     }
 }

@@ -96,7 +96,6 @@ pub fn bind(
         secure: tls.is_some(),
         header_timeout: front.header_timeout,
         metrics_auth: front.metrics_auth,
-        traced: shoal_origin::telemetry::configured(),
     };
     let app = guard::Guarded {
         app: Arc::new(app),

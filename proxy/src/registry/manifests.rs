@@ -87,17 +87,12 @@ impl Registry {
         }
         let audit = self.auth.audit();
         if !head && audit.pulls() {
-            let actor = caller.actor();
-            let (actor, via) = match &actor {
-                shoal_raft::Actor::Principal { name, via } => (name.as_str(), via.as_deref()),
-                shoal_raft::Actor::System(_) => ("anonymous", None),
-            };
             audit.record(
                 req,
                 crate::audit::NodeEvent {
                     action: "pull",
-                    actor: Some(actor),
-                    via,
+                    actor: Some(caller.principal().unwrap_or("anonymous")),
+                    via: caller.via(),
                     repository: Some(repo.as_str()),
                     reference: Some(reference),
                     digest: Some(&digest),
