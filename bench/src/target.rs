@@ -93,6 +93,8 @@ impl Targets {
 pub enum Access<'a> {
     Pull(&'a str),
     Push(&'a str),
+    /// `GET /v2/_catalog`.
+    Catalog,
 }
 
 impl Access<'_> {
@@ -100,6 +102,7 @@ impl Access<'_> {
         match self {
             Access::Pull(repo) => format!("repository:{repo}:pull"),
             Access::Push(repo) => format!("repository:{repo}:pull,push"),
+            Access::Catalog => "registry:catalog:*".to_string(),
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Config {
     pub advertise_url: Option<String>,
     /// Raft log entries between metadata snapshots; the log is purged behind each one.
     pub snapshot_every: u64,
+    /// Bytes of sled's page cache for the metadata.
+    pub metadata_cache: u64,
     /// Blob cache directory (default `<data>/cache`). With the embedded origin it holds only
     /// mirror fills under way: the origin is already this node's own disk.
     pub cache_dir: Option<PathBuf>,

@@ -91,6 +91,10 @@ enum Cmd {
         /// Build a metadata snapshot (and purge the Raft log behind it) every N entries.
         #[arg(long, env = "SHOAL_SNAPSHOT_EVERY", default_value_t = 5000)]
         snapshot_every: u64,
+        /// Memory the metadata store may use as its page cache, e.g. 64MiB; the catalogue
+        /// itself stays on disk.
+        #[arg(long, env = "SHOAL_METADATA_CACHE", default_value = "64MiB", value_parser = parse_size)]
+        metadata_cache: u64,
         /// Directory of the blob cache (used with --origin; default: <data>/cache).
         #[arg(long, env = "SHOAL_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
@@ -379,6 +383,7 @@ fn main() -> ExitCode {
             voters,
             replace_dead_voter_after,
             snapshot_every,
+            metadata_cache,
             cache_dir,
             cache_max_bytes,
             anonymous_rate_limit,
@@ -464,6 +469,7 @@ fn main() -> ExitCode {
                 origin,
                 advertise_url,
                 snapshot_every,
+                metadata_cache,
                 cache_dir,
                 cache_max_bytes,
                 edge: shoal_proxy::edge::EdgeConfig {

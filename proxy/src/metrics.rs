@@ -74,6 +74,11 @@ pub const RAFT_LAG: &str = "shoal_raft_replication_lag_entries";
 /// The file system of a node's `dir` (`data`, `cache`): its size and what is free.
 pub const DISK_SIZE: &str = "shoal_disk_size_bytes";
 pub const DISK_FREE: &str = "shoal_disk_free_bytes";
+/// The metadata on disk (database and snapshot files), its current snapshot, and how long
+/// writing the last snapshot out kept applying waiting.
+pub const METADATA_DISK: &str = "shoal_metadata_disk_bytes";
+pub const METADATA_SNAPSHOT: &str = "shoal_metadata_snapshot_bytes";
+pub const METADATA_SNAPSHOT_SECONDS: &str = "shoal_metadata_snapshot_build_seconds";
 /// Node-local audit events written to `--audit-log`, and dropped because its queue was full.
 pub const AUDIT_WRITTEN: &str = "shoal_audit_events_written_total";
 pub const AUDIT_DROPPED: &str = "shoal_audit_events_dropped_total";
@@ -333,6 +338,21 @@ fn describe() {
         "Free bytes on the file system of a node directory"
     );
     describe_gauge!(RAFT_LAST_APPLIED, "Last log index applied to this replica");
+    describe_gauge!(
+        METADATA_DISK,
+        Unit::Bytes,
+        "Bytes the metadata takes on disk: database and snapshot files"
+    );
+    describe_gauge!(
+        METADATA_SNAPSHOT,
+        Unit::Bytes,
+        "Size of the current metadata snapshot file"
+    );
+    describe_gauge!(
+        METADATA_SNAPSHOT_SECONDS,
+        Unit::Seconds,
+        "How long writing the last metadata snapshot out kept applying waiting"
+    );
     describe_gauge!(RAFT_IS_LEADER, "1 if this node leads the region");
 }
 
@@ -360,6 +380,13 @@ pub fn publish_raft(status: &shoal_raft::ClusterStatus) {
         .max()
         .unwrap_or(0);
     metrics::gauge!(RAFT_LAG).set(if leads { lag as f64 } else { 0.0 });
+}
+
+/// Records what the metadata takes on disk (called when metrics are scraped).
+pub fn publish_storage(stats: &shoal_raft::StorageStats) {
+    metrics::gauge!(METADATA_DISK).set(stats.disk_bytes as f64);
+    metrics::gauge!(METADATA_SNAPSHOT).set(stats.snapshot_bytes as f64);
+    metrics::gauge!(METADATA_SNAPSHOT_SECONDS).set(stats.snapshot_build_seconds);
 }
 
 /// Records the size and free space of the file system holding `path` as `dir`.

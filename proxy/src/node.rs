@@ -50,6 +50,7 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
             dir: config.meta_dir(),
             api_url: api_url.clone(),
             snapshot_every: config.snapshot_every,
+            cache_bytes: config.metadata_cache,
             cluster: config.cluster.as_ref().map(|c| ClusterConfig {
                 listen: c.listen,
                 advertise: c.advertise.clone(),

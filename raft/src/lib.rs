@@ -20,6 +20,7 @@
 //! - `federation`: trusted OIDC issuers (workload identity federation);
 //! - `log_store`: the Raft log and vote in sled;
 //! - `sm`: the state machine (apply, snapshots) over the catalogue;
+//! - `snapshot`: snapshot files, written and read as streams of catalogue pairs;
 //! - `network`: Raft RPC transport over the plane (`QuicNetwork`), or none for a single node;
 //! - `plane`: the QUIC cluster plane with mutual TLS (`tls`: CA and node certificates;
 //!   `rpc`: messages);
@@ -56,6 +57,7 @@ pub mod plane;
 mod repos;
 mod sessions;
 mod sm;
+mod snapshot;
 mod tenancy;
 mod trace;
 mod types;
@@ -76,6 +78,7 @@ pub use lifecycle::{GcRun, GcStatus, ImmutableTags, KeepRule, Pulled, RetentionP
 pub use mirror::UpstreamRecord;
 pub use node::{ClusterConfig, MetaConfig, Metadata, Status};
 pub use repos::{RepoSummary, Usage, UsageDelta};
+pub use snapshot::StorageStats;
 pub use tenancy::{OrgRecord, ProjectRecord};
 pub use trace::{set_trace_hooks, TraceHooks};
 pub use types::{Member, NodeId};

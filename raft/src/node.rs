@@ -40,6 +40,8 @@ pub struct MetaConfig {
     pub api_url: String,
     /// Build a snapshot (and purge the log behind it) after this many entries.
     pub snapshot_every: u64,
+    /// Bytes sled may keep in its page cache (its own default is 1 GiB).
+    pub cache_bytes: u64,
     /// `None`: the single-node default, a one-member group with no cluster plane.
     pub cluster: Option<ClusterConfig>,
 }
@@ -60,6 +62,8 @@ impl MetaConfig {
     /// Entries after which a snapshot is built by default; the sled log then keeps
     /// `LOG_KEPT_AFTER_SNAPSHOT` entries behind it, so it stays bounded.
     pub const DEFAULT_SNAPSHOT_EVERY: u64 = 5000;
+    /// sled's page cache by default: the catalogue's hot keys, not the catalogue.
+    pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 }
 
 const LOG_KEPT_AFTER_SNAPSHOT: u64 = 1000;
@@ -91,6 +95,7 @@ pub struct Metadata {
     unlinked: tokio::sync::broadcast::Sender<String>,
     db: sled::Db,
     catalog: Catalog,
+    snapshots: crate::snapshot::Snapshots,
     /// Set when the node starts shutting down: writes are refused from then on, before they
     /// reach a Raft that is stopping (which would log each as an error).
     stopping: std::sync::atomic::AtomicBool,
@@ -105,12 +110,16 @@ pub struct Metadata {
 
 impl Metadata {
     pub async fn open(cfg: MetaConfig) -> Result<Arc<Metadata>> {
-        let db = sled::Config::new().path(&cfg.dir).open()?;
-        crate::format::open(&db)?;
+        let db = sled::Config::new()
+            .path(&cfg.dir)
+            .cache_capacity(cfg.cache_bytes)
+            .open()?;
+        crate::format::open(&db, &cfg.dir)?;
         let log = LogStore::open(&db)?;
         let recovering = log.has_state()?;
-        let sm = StateMachine::open(&db)?;
+        let sm = StateMachine::open(&db, &cfg.dir)?;
         let catalog = sm.catalog();
+        let snapshots = sm.snapshots();
         let unlinked = sm.unlinked();
         let config = openraft::Config {
             cluster_name: "shoal".into(),
@@ -171,6 +180,7 @@ impl Metadata {
             acks,
             db,
             catalog,
+            snapshots,
             stopping: std::sync::atomic::AtomicBool::new(false),
             started: std::time::Instant::now(),
             last_append_ms: std::sync::atomic::AtomicU64::new(0),
@@ -212,6 +222,11 @@ impl Metadata {
     /// The local replica of the catalogue.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// What the metadata takes on disk and what its last snapshot cost.
+    pub fn storage_stats(&self) -> crate::StorageStats {
+        self.snapshots.stats(self.db.size_on_disk().unwrap_or(0))
     }
 
     /// Digests unlinked from a repository, announced on every node as the unlink is applied
@@ -458,6 +473,7 @@ mod tests {
             dir: dir.to_path_buf(),
             api_url: "http://127.0.0.1:0".into(),
             snapshot_every,
+            cache_bytes: MetaConfig::DEFAULT_CACHE_BYTES,
             cluster: None,
         }
     }

@@ -3,11 +3,10 @@
 //!
 //! Each entry is applied as one sled batch that also records `~applied` (and `~membership`
 //! for membership entries), so the catalogue and the bookkeeping can never disagree after a
-//! crash, and a replayed entry is skipped rather than applied twice. Snapshots are a copy of
-//! the whole catalogue tree taken in `get_snapshot_builder`, which runs in order with `apply`
-//! (the build itself runs concurrently and must not read live state).
-
-use std::io::Cursor;
+//! crash, and a replayed entry is skipped rather than applied twice. A snapshot is the
+//! catalogue streamed into a file (`snapshot`) in `get_snapshot_builder`, which runs in
+//! order with `apply`: sled has no point-in-time view to copy from later, so applying waits
+//! for the write, and memory holds one pair at a time.
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -16,26 +15,28 @@ use openraft::{
 
 use crate::catalog::Catalog;
 use crate::command::Outcome;
+use crate::snapshot::{SnapshotFile, Snapshots};
 use crate::types::{read_err, write_err, Member, NodeId, StorageResult, TypeConfig};
 
 use crate::keys::{APPLIED, MEMBERSHIP};
 
-type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
-
 #[derive(Clone)]
 pub struct StateMachine {
     catalog: Catalog,
-    snapshots: sled::Tree,
+    snapshots: Snapshots,
     /// Digests unlinked from a repository, announced after the entry is applied so that a
     /// node's cache can drop them (`Metadata::blob_unlinks`).
     unlinked: tokio::sync::broadcast::Sender<String>,
 }
 
 impl StateMachine {
-    pub fn open(db: &sled::Db) -> crate::Result<StateMachine> {
+    /// The state machine over `db`, with its snapshot files in `dir` (the database's).
+    pub fn open(db: &sled::Db, dir: &std::path::Path) -> crate::Result<StateMachine> {
+        let catalog = db.open_tree(crate::format::CATALOG)?;
+        let snapshots = Snapshots::open(dir, db.open_tree(crate::format::SNAPSHOT)?, &catalog)?;
         Ok(StateMachine {
-            catalog: Catalog::new(db.open_tree(crate::format::CATALOG)?),
-            snapshots: db.open_tree(crate::format::SNAPSHOT)?,
+            catalog: Catalog::new(catalog),
+            snapshots,
             unlinked: tokio::sync::broadcast::channel(1024).0,
         })
     }
@@ -48,6 +49,10 @@ impl StateMachine {
         self.catalog.clone()
     }
 
+    pub fn snapshots(&self) -> Snapshots {
+        self.snapshots.clone()
+    }
+
     fn tree(&self) -> &sled::Tree {
         self.catalog.tree()
     }
@@ -57,13 +62,6 @@ impl StateMachine {
             Some(v) => serde_json::from_slice(&v).map_err(read_err),
             None => Ok(None),
         }
-    }
-
-    fn copy_all(&self) -> StorageResult<Pairs> {
-        self.tree()
-            .iter()
-            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(read_err))
-            .collect()
     }
 }
 
@@ -131,94 +129,64 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        let state = self
-            .applied_state()
-            .await
-            .and_then(|(applied, membership)| Ok((applied, membership, self.copy_all()?)));
+        let state = match self.applied_state().await {
+            Ok((applied, membership)) => {
+                let (tree, snapshots) = (self.tree().clone(), self.snapshots.clone());
+                match tokio::task::spawn_blocking(move || snapshots.write(&tree)).await {
+                    Ok(Ok(part)) => Ok((applied, membership, part)),
+                    Ok(Err(e)) => Err(write_err(e)),
+                    Err(e) => Err(write_err(e)),
+                }
+            }
+            Err(e) => Err(e),
+        };
         SnapshotBuilder {
             state: Some(state),
             snapshots: self.snapshots.clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<SnapshotFile>> {
+        Ok(Box::new(self.snapshots.receive().await.map_err(write_err)?))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Member>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotFile>,
     ) -> StorageResult<()> {
-        let data = snapshot.into_inner();
-        let pairs: Pairs = postcard::from_bytes(&data).map_err(read_err)?;
-        let mut batch = sled::Batch::default();
-        for kv in self.tree().iter() {
-            batch.remove(kv.map_err(read_err)?.0);
-        }
-        for (k, v) in pairs {
-            batch.insert(k, v);
-        }
-        // The snapshot's own bookkeeping pairs are overwritten by its metadata.
-        batch.insert(
-            APPLIED,
-            serde_json::to_vec(&meta.last_log_id).map_err(write_err)?,
-        );
-        batch.insert(
-            MEMBERSHIP,
-            serde_json::to_vec(&meta.last_membership).map_err(write_err)?,
-        );
-        self.tree().apply_batch(batch).map_err(write_err)?;
-        save_snapshot(&self.snapshots, meta, &data)?;
-        self.tree().flush_async().await.map_err(write_err)?;
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "installed a snapshot from the leader");
-        Ok(())
+        let part = snapshot.close().await?;
+        let (tree, snapshots, meta) = (self.tree().clone(), self.snapshots.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || snapshots.install(&part, &meta, &tree))
+            .await
+            .map_err(write_err)?
+            .map_err(write_err)
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
-        let (Some(meta), Some(data)) = (
-            self.snapshots.get("meta").map_err(read_err)?,
-            self.snapshots.get("data").map_err(read_err)?,
-        ) else {
-            return Ok(None);
-        };
-        Ok(Some(Snapshot {
-            meta: serde_json::from_slice(&meta).map_err(read_err)?,
-            snapshot: Box::new(Cursor::new(data.to_vec())),
+        Ok(self.snapshots.current()?.map(|(meta, file)| Snapshot {
+            meta,
+            snapshot: Box::new(file),
         }))
     }
-}
-
-fn save_snapshot(
-    tree: &sled::Tree,
-    meta: &SnapshotMeta<NodeId, Member>,
-    data: &[u8],
-) -> StorageResult<()> {
-    let mut batch = sled::Batch::default();
-    batch.insert("meta", serde_json::to_vec(meta).map_err(write_err)?);
-    batch.insert("data", data);
-    tree.apply_batch(batch).map_err(write_err)?;
-    tree.flush().map_err(write_err)?;
-    Ok(())
 }
 
 type Taken = StorageResult<(
     Option<LogId<NodeId>>,
     StoredMembership<NodeId, Member>,
-    Pairs,
+    std::path::PathBuf,
 )>;
 
-/// Holds a copy of the catalogue taken in order with `apply`.
+/// Holds the catalogue written out in order with `apply`, until openraft names it.
 pub struct SnapshotBuilder {
     state: Option<Taken>,
-    snapshots: sled::Tree,
+    snapshots: Snapshots,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let (last_log_id, last_membership, pairs) =
+        let (last_log_id, last_membership, part) =
             self.state.take().expect("a snapshot builder builds once")?;
-        let data = postcard::to_stdvec(&pairs).map_err(write_err)?;
         let snapshot_id = match last_log_id {
             Some(l) => format!(
                 "{}-{}-{}",
@@ -233,10 +201,25 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership,
             snapshot_id,
         };
-        save_snapshot(&self.snapshots, &meta, &data)?;
+        let snapshots = self.snapshots.clone();
+        let kept_meta = meta.clone();
+        tokio::task::spawn_blocking(move || snapshots.keep_built(&part, &kept_meta))
+            .await
+            .map_err(write_err)?
+            .map_err(write_err)?;
+        // Overtaken by a newer install, the build is still a valid snapshot of its own
+        // state for openraft's bookkeeping; what is sent from now on is the current one.
+        let (meta, file) = match self.snapshots.current()? {
+            Some((current, file)) if current.last_log_id >= meta.last_log_id => (current, file),
+            _ => {
+                return Err(read_err(std::io::Error::other(
+                    "the built snapshot vanished",
+                )))
+            }
+        };
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         })
     }
 }

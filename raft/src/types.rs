@@ -1,7 +1,5 @@
 //! openraft type configuration for Shoal's metadata group.
 
-use std::io::Cursor;
-
 use crate::command::{Outcome, Proposal};
 
 pub type NodeId = u64;
@@ -15,14 +13,14 @@ pub struct Member {
 }
 
 openraft::declare_raft_types!(
-    /// Shoal's Raft types: proposals in, outcomes out, snapshots as byte buffers.
+    /// Shoal's Raft types: proposals in, outcomes out, snapshots as files.
     pub TypeConfig:
         D = Proposal,
         R = Outcome,
         NodeId = NodeId,
         Node = Member,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = crate::snapshot::SnapshotFile,
         AsyncRuntime = openraft::TokioRuntime,
         Responder = openraft::impls::OneshotResponder<TypeConfig>,
 );

@@ -1,8 +1,10 @@
-//! Upgrading a data directory: those in `tests/fixtures/v1-single` and `v2-single`, written
-//! by the Shoal of metadata formats 1 and 2 (`make_v1.py`, `make_v2.py`), opened by this
-//! build: each migrates, serves its images, keeps its users, credentials, visibility, usage
-//! (and, from format 2, retention policies, immutable tags and upstreams), and takes new
-//! writes, which the audit trail records.
+//! Upgrading a data directory: those in `tests/fixtures/v1-single`, `v2-single` and
+//! `v3-single`, written by the Shoal of metadata formats 1, 2 and 3 (`make_v1.py`,
+//! `make_v2.py`, `make_v3.py`), each with a snapshot and a purged log, opened by this build:
+//! each migrates (its snapshot becomes a file), serves its images, keeps its users,
+//! credentials, visibility, usage (from format 2, retention policies, immutable tags and
+//! upstreams; from format 3, the audit trail), and takes new writes, which the audit trail
+//! records.
 
 use std::path::Path;
 
@@ -33,6 +35,11 @@ fn a_format_2_data_directory_upgrades_and_serves_everything() {
     upgrades_and_serves_everything("v2-single");
 }
 
+#[test]
+fn a_format_3_data_directory_upgrades_and_serves_everything() {
+    upgrades_and_serves_everything("v3-single");
+}
+
 fn upgrades_and_serves_everything(name: &str) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
@@ -51,6 +58,12 @@ fn upgrades_and_serves_everything(name: &str) {
             expected["admin_password"].as_str().unwrap(),
         )),
     );
+    // The snapshot the old format kept inside the database is now a file beside it.
+    let snapshots: Vec<_> = std::fs::read_dir(data.join("meta/snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(snapshots, ["migrated.snap"]);
     // The images, byte for byte, with their blobs.
     let b64 = base64::engine::general_purpose::STANDARD;
     for (reference, image) in expected["images"].as_object().unwrap() {
@@ -170,6 +183,22 @@ fn upgrades_and_serves_everything(name: &str) {
             .unwrap();
         assert_eq!(got["namespace"], up["namespace"]);
         assert_eq!(got["host"], up["host"]);
+    }
+    // What format 3 added: the audit trail written before the upgrade.
+    if let Some(namespaces) = expected["audit"].as_array() {
+        let trail: Value = admin
+            .get("/api/v1/audit?action=namespace.create")
+            .json()
+            .unwrap();
+        let mut got: Vec<&Value> = trail["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["namespace"])
+            .collect();
+        got.sort_by_key(|n| n.as_str());
+        assert_eq!(got, namespaces.iter().collect::<Vec<_>>(), "{trail}");
+        assert!(!namespaces.is_empty());
     }
 
     // And it takes new writes, through every path, and keeps them across a restart.

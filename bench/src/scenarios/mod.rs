@@ -12,7 +12,9 @@
 //! - `blob` and `tag_push`: the first two scenarios, kept with their flags;
 //! - `gc`: a large catalogue collected while pulls and pushes go on;
 //! - `console`: the console's repository and namespace pages on 10 000 tags and 1 000
-//!   repositories.
+//!   repositories;
+//! - `catalog`: the metadata at scale: a catalogue of many tags filled through manifest
+//!   PUTs, then its listings, manifest GETs and what it takes on disk.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,7 @@ use crate::target::Targets;
 
 pub mod blob;
 pub mod blob_get;
+pub mod catalog;
 pub mod console;
 pub mod gc;
 pub mod manifest_rps;
@@ -53,6 +56,9 @@ pub enum Scenario {
     /// The web console's repository and namespace pages on a large catalogue (Shoal only;
     /// signs in with --username/--password).
     Console(console::Config),
+    /// The metadata at scale: TAGS tags over REPOS repositories filled by manifest PUTs,
+    /// then listing pages, manifest GETs, and the metadata's disk and snapshot size.
+    Catalog(catalog::Config),
 }
 
 impl Scenario {
@@ -66,6 +72,7 @@ impl Scenario {
             Scenario::TagPush(c) => tag_push::run(c, targets).await,
             Scenario::Gc(c) => gc::run(c, targets).await,
             Scenario::Console(c) => console::run(c, targets).await,
+            Scenario::Catalog(c) => catalog::run(c, targets).await,
         }
     }
 }

@@ -121,6 +121,7 @@ impl NodeApp {
                 }
             }
             crate::metrics::publish_raft(&self.registry.meta.cluster_status());
+            crate::metrics::publish_storage(&self.registry.meta.storage_stats());
             Reply::new(StatusCode::OK)
                 .header("Content-Type", "text/plain; version=0.0.4")
                 .body(Body::Bytes(crate::metrics::render().into()))

@@ -3,7 +3,7 @@
 //!
 //! What the format covers: the values of the catalogue tree (postcard records, keys in
 //! `keys`), the Raft log's entries (postcard `Entry<TypeConfig>`, so every `Proposal` and
-//! `Command`), and snapshots (postcard pairs of catalogue keys and values). The vote and log
+//! `Command`), and snapshots (files of catalogue pairs, `snapshot`). The vote and log
 //! pointers (tree `log-meta`) and the bookkeeping keys are openraft's own JSON and do not
 //! change with it. The cluster plane speaks the same types, so its ALPN names the version
 //! (`plane::tls::ALPN`): nodes of different formats refuse each other instead of misreading.
@@ -33,17 +33,23 @@
 //! - 3: proposals carry when they were proposed and the client's address (`v2`), for the
 //!   audit trail (`audit`, key prefix `A/`, and `Command::ExpireAudit`). The migration
 //!   rewrites the log's entries with both unknown; catalogue and snapshots are unchanged.
+//! - 4: snapshots are files beside the database, written and read as streams (`snapshot`),
+//!   no longer one value in the `snapshot` tree (`v3`). The migration writes the old value
+//!   out as a file; catalogue and log are unchanged.
 
 pub mod v1;
 pub mod v2;
+pub mod v3;
 
 #[cfg(test)]
 mod golden;
 
+use std::path::Path;
+
 use crate::{Error, Result};
 
 /// The format this build reads and writes.
-pub const CURRENT: u32 = 3;
+pub const CURRENT: u32 = 4;
 
 pub(crate) const CATALOG: &str = "catalog";
 pub(crate) const LOG: &str = "log";
@@ -70,8 +76,9 @@ fn read_u32(tree: &sled::Tree, k: &[u8]) -> Result<Option<u32>> {
 }
 
 /// The format `db` is in, brought to `CURRENT`: a new directory is marked current, an older
-/// one migrated, a newer one refused (this build cannot read it).
-pub fn open(db: &sled::Db) -> Result<u32> {
+/// one migrated, a newer one refused (this build cannot read it). `dir` is the database's
+/// directory (snapshot files lie beside it).
+pub fn open(db: &sled::Db, dir: &Path) -> Result<u32> {
     let format = db.open_tree(FORMAT)?;
     let version = match read_u32(&format, VERSION)? {
         Some(v) => v,
@@ -93,7 +100,7 @@ pub fn open(db: &sled::Db) -> Result<u32> {
             to = CURRENT,
             "migrating the metadata format"
         );
-        migrate(db, &format, version)?;
+        migrate(db, &format, version, dir)?;
         tracing::info!(version = CURRENT, "metadata migrated");
     }
     Ok(CURRENT)
@@ -116,7 +123,18 @@ pub(crate) type Lookup<'a> = &'a dyn Fn(&[u8]) -> Result<Option<Vec<u8>>>;
 pub(crate) trait Step {
     fn catalog_pairs(&self, old: Lookup, key: &[u8], value: &[u8]) -> Result<Vec<Pair>>;
     fn log_entry(&self, value: &[u8]) -> Result<Vec<u8>>;
-    fn snapshot_data(&self, data: &[u8]) -> Result<Vec<u8>>;
+    /// A snapshot's data (format 3 and before: key `data` of the `snapshot` tree).
+    fn snapshot_data(&self, data: &[u8]) -> Result<Vec<u8>> {
+        Ok(data.to_vec())
+    }
+    /// The pairs of the `snapshot` tree that replace one of the old version's; `meta_dir`
+    /// is where a step may write snapshot files.
+    fn snapshot_pairs(&self, key: &[u8], value: &[u8], _meta_dir: &Path) -> Result<Vec<Pair>> {
+        match key {
+            b"data" => Ok(vec![(key.to_vec(), self.snapshot_data(value)?)]),
+            _ => Ok(vec![(key.to_vec(), value.to_vec())]),
+        }
+    }
 }
 
 pub(crate) type Pair = (Vec<u8>, Vec<u8>);
@@ -125,18 +143,19 @@ fn step_from(version: u32) -> Result<Box<dyn Step>> {
     match version {
         1 => Ok(Box::new(v1::ToV2)),
         2 => Ok(Box::new(v2::ToV3)),
+        3 => Ok(Box::new(v3::ToV4)),
         v => Err(Error::Fatal(format!(
             "no migration from metadata format {v}"
         ))),
     }
 }
 
-fn migrate(db: &sled::Db, format: &sled::Tree, from: u32) -> Result<()> {
+fn migrate(db: &sled::Db, format: &sled::Tree, from: u32, dir: &Path) -> Result<()> {
     let mut version = from;
     while version < CURRENT {
         let to = version + 1;
         if read_u32(format, STAGED)? != Some(to) {
-            stage(db, step_from(version)?.as_ref())?;
+            stage(db, step_from(version)?.as_ref(), dir)?;
             format.insert(STAGED, &to.to_be_bytes())?;
             format.flush()?;
         }
@@ -162,7 +181,7 @@ fn migrate(db: &sled::Db, format: &sled::Tree, from: u32) -> Result<()> {
 }
 
 /// Writes the converted copy of every migrated tree into its `.next` tree.
-fn stage(db: &sled::Db, step: &dyn Step) -> Result<()> {
+fn stage(db: &sled::Db, step: &dyn Step, dir: &Path) -> Result<()> {
     for name in MIGRATED {
         let target = db.open_tree(next(name))?;
         target.clear()?;
@@ -172,8 +191,7 @@ fn stage(db: &sled::Db, step: &dyn Step) -> Result<()> {
             CATALOG if k.starts_with(b"~") => Ok(vec![(k.to_vec(), v.to_vec())]),
             CATALOG => step.catalog_pairs(&old, k, v),
             LOG => Ok(vec![(k.to_vec(), step.log_entry(v)?)]),
-            _ if k == b"data" => Ok(vec![(k.to_vec(), step.snapshot_data(v)?)]),
-            _ => Ok(vec![(k.to_vec(), v.to_vec())]),
+            _ => step.snapshot_pairs(k, v, dir),
         })?;
         target.flush()?;
     }
@@ -219,14 +237,19 @@ mod tests {
 
     #[test]
     fn a_new_directory_is_current_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
-        assert_eq!(open(&db).unwrap(), CURRENT);
-        assert_eq!(open(&db).unwrap(), CURRENT, "opening again changes nothing");
+        assert_eq!(open(&db, dir.path()).unwrap(), CURRENT);
+        assert_eq!(
+            open(&db, dir.path()).unwrap(),
+            CURRENT,
+            "opening again changes nothing"
+        );
         let format = db.open_tree(FORMAT).unwrap();
         format
             .insert(VERSION, &(CURRENT + 1).to_be_bytes())
             .unwrap();
-        let err = open(&db).unwrap_err().to_string();
+        let err = open(&db, dir.path()).unwrap_err().to_string();
         assert!(err.contains("newer than this shoal reads"), "{err}");
     }
 
@@ -256,6 +279,7 @@ mod tests {
             dir: dir.path().to_path_buf(),
             api_url: "http://127.0.0.1:0".into(),
             snapshot_every: 20,
+            cache_bytes: crate::MetaConfig::DEFAULT_CACHE_BYTES,
             cluster: None,
         };
         let meta = crate::Metadata::open(config.clone()).await.unwrap();
@@ -347,14 +371,14 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             copy_dir(&fixture, dir.path());
             let db = sled::Config::new().path(dir.path()).open().unwrap();
-            open(&db).unwrap();
+            open(&db, dir.path()).unwrap();
             dump(&db)
         };
         for crash_after_staging in [false, true] {
             let dir = tempfile::tempdir().unwrap();
             copy_dir(&fixture, dir.path());
             let db = sled::Config::new().path(dir.path()).open().unwrap();
-            stage(&db, &v1::ToV2).unwrap();
+            stage(&db, &v1::ToV2, dir.path()).unwrap();
             if crash_after_staging {
                 let format = db.open_tree(FORMAT).unwrap();
                 format.insert(STAGED, &2u32.to_be_bytes()).unwrap();
@@ -367,7 +391,7 @@ mod tests {
                     .insert(b"junk", b"junk")
                     .unwrap();
             }
-            open(&db).unwrap();
+            open(&db, dir.path()).unwrap();
             assert_eq!(
                 dump(&db),
                 expected,
