@@ -56,3 +56,6 @@ pub mod registry;
 pub mod ui;
 pub mod usage;
 pub mod wire;
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -775,4 +775,31 @@ mod tests {
             plain
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: std::env::var("SHOAL_FUZZ_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(300),
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Any text as the config file is read into settings or refused with errors that
+        /// name the file, never a panic (fuzzing, with `shoal_proxy::fuzz_tests`).
+        #[test]
+        fn any_config_file_is_read_or_refused(
+            text in "((#[^\\n]{0,10}|[a-z-]{1,20}|threads|listen|region|snapshot-every|metadata-cache|voters|cache-max-bytes|gc-interval|trusted-proxy|metrics-auth|\\[[a-z.]{0,8}\\]) ?=? ?(\"[^\"\\n]{0,20}\"|'[^'\\n]{0,10}'|[0-9.e+-]{1,8}|true|false|\\[[0-9\", ]{0,12}\\]|\\{[a-z =0-9]{0,12}\\})?\\n){0,8}|\\PC{0,200}"
+        ) {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), &text).unwrap();
+            let root = Cli::command();
+            let serve = root.find_subcommand("serve").unwrap();
+            if let Err(errors) = config_file::load(serve, file.path()) {
+                let shown = file.path().display().to_string();
+                proptest::prop_assert!(!errors.is_empty());
+                for e in errors {
+                    proptest::prop_assert!(e.starts_with(&shown), "{e}");
+                }
+            }
+        }
+    }
 }

@@ -48,8 +48,9 @@ const END: u32 = u32::MAX;
 /// No catalogue value comes near this (manifests are capped far below it); a length above
 /// it is a damaged file, refused before anything is allocated for it.
 const MAX_PART: u32 = 256 << 20;
-/// Pairs written to sled per batch while loading.
-const BATCH: usize = 4096;
+/// Pairs written to sled per batch while loading: sled holds a batch's pages in memory
+/// until it is applied, and 4096 pairs of ~300 bytes cost twice the memory of 256.
+const BATCH: usize = 256;
 const BUFFER: usize = 1 << 20;
 const DIR: &str = "snapshots";
 const META: &[u8] = b"meta";

@@ -134,7 +134,7 @@ pub fn accepts(f: &FederationRecord, claims: &Value) -> bool {
 }
 
 /// The unverified `iss` of a token, only to choose whose keys to check it with.
-fn claimed_issuer(token: &str) -> ApiResult<String> {
+pub(crate) fn claimed_issuer(token: &str) -> ApiResult<String> {
     let payload = token
         .split('.')
         .nth(1)

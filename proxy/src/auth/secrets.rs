@@ -160,22 +160,43 @@ impl VerifiedLogins {
             return Checked::Match;
         }
         let attempt = (client, login.to_string());
-        if let Some(limiter) = &self.attempts {
-            if let Err(wait) = limiter.admit(attempt.clone(), Instant::now()) {
-                metrics::counter!(crate::metrics::SIGN_IN_LIMITED).increment(1);
-                tracing::warn!(client = ?client, login, "failed sign-in limit reached");
-                return Checked::Limited(wait);
-            }
-        }
         let queue = self.queue(&attempt);
         let checked = {
             let _mine = queue.lock().await;
-            self.verify_queued(&key, secret, phc).await
+            // A burst of requests with one login verifies once: the rest find it here, and
+            // are not counted as attempts. Counting before queueing let a burst of right
+            // passwords (CI with Basic credentials, each time `REMEMBER` ran out) use up the
+            // failed-sign-in window before the first check could give its attempt back.
+            if phc.is_some_and(|p| self.remembered(&key, p)) {
+                Checked::Match
+            } else {
+                self.admitted(&attempt, login, secret, &key, phc).await
+            }
         };
         self.leave(&attempt, queue);
+        checked
+    }
+
+    /// Counts the attempt, then checks it; a right password gives the attempt back.
+    async fn admitted(
+        &self,
+        attempt: &AttemptKey,
+        login: &str,
+        secret: &str,
+        key: &[u8; 32],
+        phc: Option<&str>,
+    ) -> Checked {
+        if let Some(limiter) = &self.attempts {
+            if let Err(wait) = limiter.admit(attempt.clone(), Instant::now()) {
+                metrics::counter!(crate::metrics::SIGN_IN_LIMITED).increment(1);
+                tracing::warn!(client = ?attempt.0, login, "failed sign-in limit reached");
+                return Checked::Limited(wait);
+            }
+        }
+        let checked = self.verify_queued(key, secret, phc).await;
         if checked == Checked::Match {
             if let Some(limiter) = &self.attempts {
-                limiter.refund(&attempt);
+                limiter.refund(attempt);
             }
         }
         checked
@@ -185,10 +206,6 @@ impl VerifiedLogins {
         let Ok(_permit) = self.hashing.acquire().await else {
             return Checked::Mismatch;
         };
-        // A burst of requests with one login verifies once: the rest find it here.
-        if phc.is_some_and(|p| self.remembered(key, p)) {
-            return Checked::Match;
-        }
         metrics::counter!(crate::metrics::PASSWORD_CHECKS).increment(1);
         let (secret, stored) = (secret.to_string(), phc.map(str::to_string));
         let ok = tokio::task::spawn_blocking(move || match stored {
@@ -323,6 +340,30 @@ mod tests {
         for t in burst {
             t.await.unwrap();
         }
+    }
+
+    /// Regression: a burst of right passwords once the remembered check had expired was
+    /// counted whole against the failed-sign-in limit before the first check gave its
+    /// attempt back, so a CI fleet with Basic credentials got 429 every minute. The burst
+    /// now verifies once and the rest find the password remembered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_right_passwords_is_never_limited() {
+        let logins = Arc::new(VerifiedLogins::new(Some(RateSpec {
+            requests: 3,
+            window: Duration::from_secs(60),
+        })));
+        let phc = Arc::new(hash("right"));
+        let client: Option<IpAddr> = Some("10.1.1.1".parse().unwrap());
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (logins, phc) = (logins.clone(), phc.clone());
+                tokio::spawn(async move { logins.check("u", "right", Some(&phc), client).await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Checked::Match);
+        }
+        assert!(logins.queues.lock().is_empty(), "queues are forgotten");
     }
 
     /// A right password gives its attempt back: honest sign-ins never use up the window.

@@ -187,9 +187,11 @@ pub fn parse(
         None | Some(Value::Null) => None,
         Some(s) => Some(descriptor(s, "subject")?.0.to_string()),
     };
+    // Only a referrer's descriptor (`subject` set) shows its annotations; the manifest's own
+    // bytes hold them for everything else, so they are not kept twice.
     let annotations = obj
         .get("annotations")
-        .filter(|a| a.is_object())
+        .filter(|a| a.is_object() && subject.is_some())
         .map(|a| a.to_string());
     Ok(Parsed {
         record: ManifestRecord {

@@ -8,9 +8,9 @@ mod blobs;
 mod discovery;
 pub mod manifest;
 mod manifests;
-mod range;
+pub(crate) mod range;
 pub mod routes;
-mod strict_json;
+pub(crate) mod strict_json;
 mod uploads;
 
 use std::sync::Arc;

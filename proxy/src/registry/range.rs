@@ -54,9 +54,9 @@ pub fn parse_content_range(h: &str) -> Option<ByteRange> {
     let s = s.split('/').next()?;
     let (a, b) = s.split_once('-')?;
     let (start, last) = (a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?);
-    (last >= start).then_some(ByteRange {
+    Some(ByteRange {
         start,
-        end: last + 1,
+        end: last.checked_add(1).filter(|_| last >= start)?,
     })
 }
 
@@ -92,5 +92,16 @@ mod tests {
         assert_eq!(parse_content_range("9-3"), None);
         assert_eq!(parse_content_range("x-y"), None);
         assert_eq!(parse_content_range(""), None);
+    }
+
+    /// Regression (found by `fuzz_tests`): a range ending at the largest u64 overflowed
+    /// computing its end, a panic in a debug build and an empty range in a release one.
+    #[test]
+    fn a_content_range_ending_at_the_largest_number_is_refused() {
+        assert_eq!(parse_content_range("0-18446744073709551615"), None);
+        assert_eq!(
+            parse_content_range("5-18446744073709551614"),
+            r(5, u64::MAX)
+        );
     }
 }
