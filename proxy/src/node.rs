@@ -87,6 +87,7 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         {
             let _guard = background.enter();
             meta.keep_voters(cluster.voters, cluster.replace_dead_voter_after);
+            meta.watch_removal();
         }
     }
     let cache_config = CacheConfig {
@@ -200,9 +201,17 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
     bound.run(shutdown);
     tracing::info!("shutting down: recording usage, stopping raft and flushing metadata");
     background.block_on(async {
-        let last = tokio::time::timeout(Duration::from_secs(5), usage.flush(&meta));
-        if last.await.is_err() {
-            tracing::warn!("the last usage counts could not be recorded in time");
+        // A write would wait out its timeout on a node that no leader hears (a removed
+        // ex-leader took 5 s to stop): its counts are dropped at once instead.
+        if let Some(why) = meta.removed() {
+            tracing::warn!(%why, "the last usage counts are dropped");
+        } else if !meta.hears_a_leader() {
+            tracing::warn!("the last usage counts are dropped: no leader to record them");
+        } else {
+            let last = tokio::time::timeout(Duration::from_secs(5), usage.flush(&meta));
+            if last.await.is_err() {
+                tracing::warn!("the last usage counts could not be recorded in time");
+            }
         }
         meta.shutdown().await
     })?;

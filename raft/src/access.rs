@@ -16,8 +16,8 @@
 //! be cheap and deterministic). Policy (what a role may do) is not here: this module stores
 //! facts, `proxy::auth` decides.
 
+use crate::batch::Batch;
 use serde::{Deserialize, Serialize};
-use sled::Batch;
 
 use crate::catalog::{decode, encode, Catalog};
 use crate::command::{done, rejected, Outcome, Rejection};

@@ -13,7 +13,7 @@ fn catalog() -> Catalog {
 fn apply(c: &Catalog, cmd: Command) -> Outcome {
     let mut batch = Batch::default();
     let out = c.plan(&cmd, &mut batch, &mut Vec::new()).unwrap();
-    c.tree().apply_batch(batch).unwrap();
+    c.tree().apply_batch(batch.into_sled()).unwrap();
     out
 }
 

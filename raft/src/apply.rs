@@ -2,11 +2,11 @@
 //! planner of what it changes. A variant that no code applies does not compile, so a command
 //! in the log can never find every replica without a way to apply it.
 //!
-//! Planning reads the catalogue and fills a `sled::Batch` without writing: the state machine
+//! Planning reads the catalogue and fills a `Batch` (`batch`) without writing: the state machine
 //! adds its bookkeeping to the same batch and applies it atomically. A rejected command
 //! leaves the batch without catalogue writes.
 
-use sled::Batch;
+use crate::batch::Batch;
 
 use crate::catalog::Catalog;
 use crate::command::{Command, Outcome};

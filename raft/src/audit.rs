@@ -151,7 +151,7 @@ impl Catalog {
         &self,
         mut event: AuditEvent,
         outcome: &Outcome,
-        batch: &mut sled::Batch,
+        batch: &mut crate::batch::Batch,
     ) {
         if let Outcome::Rejected(r) = outcome {
             event.refused = Some(r.to_string());
@@ -201,7 +201,11 @@ impl Catalog {
     }
 
     /// Removes up to `EXPIRE_BATCH` events older than `before` ms.
-    pub(crate) fn expire_audit(&self, before: i64, batch: &mut sled::Batch) -> Result<Outcome> {
+    pub(crate) fn expire_audit(
+        &self,
+        before: i64,
+        batch: &mut crate::batch::Batch,
+    ) -> Result<Outcome> {
         for kv in self.audit_before(before).take(EXPIRE_BATCH) {
             batch.remove(kv?.0);
         }
@@ -368,12 +372,12 @@ mod tests {
     /// Applies `p` as the state machine does: the event is read before the change.
     fn apply(c: &Catalog, p: &Proposal, index: u64) -> Outcome {
         let event = c.audit_event(p, index).unwrap();
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::batch::Batch::default();
         let outcome = c.plan(&p.command, &mut batch, &mut Vec::new()).unwrap();
         if let Some(e) = event {
             c.record_audit(e, &outcome, &mut batch);
         }
-        c.tree().apply_batch(batch).unwrap();
+        c.tree().apply_batch(batch.into_sled()).unwrap();
         outcome
     }
 

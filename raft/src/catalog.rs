@@ -205,9 +205,9 @@ impl Catalog {
     /// adds its bookkeeping to the same batch).
     #[cfg(test)]
     pub(crate) fn apply(&self, cmd: &crate::Command) -> Result<crate::Outcome> {
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::batch::Batch::default();
         let outcome = self.plan(cmd, &mut batch, &mut Vec::new())?;
-        self.tree.apply_batch(batch)?;
+        self.tree.apply_batch(batch.into_sled())?;
         Ok(outcome)
     }
 }

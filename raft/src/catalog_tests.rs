@@ -68,7 +68,7 @@ pub(crate) fn check(c: &Catalog, cmd: Command, expected: Outcome) {
 /// The digests `cmd` would unlink from the current state, sorted and deduplicated.
 pub(crate) fn unlinking(c: &Catalog, cmd: &Command) -> Vec<String> {
     let mut unlinked = Vec::new();
-    c.plan(cmd, &mut sled::Batch::default(), &mut unlinked)
+    c.plan(cmd, &mut crate::batch::Batch::default(), &mut unlinked)
         .unwrap();
     unlinked.sort();
     unlinked.dedup();

@@ -353,6 +353,7 @@ impl Handler for Metadata {
                 }
             },
             Request::Elect => done(self.campaign_for(peer).await),
+            Request::Membership => self.membership_of(peer),
             // The plane answers streams itself (`Plane::serve_stream`).
             Request::Open(_) => Response::Failed("streams are not requests".into()),
             Request::Remove { id } => {

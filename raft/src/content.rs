@@ -2,7 +2,7 @@
 //! (with the referrers index) and tags. The keys are drawn in `catalog`'s doc; the reverse
 //! indexes, leases and tag times these commands keep in the same batch in `lifecycle`'s.
 
-use sled::Batch;
+use crate::batch::Batch;
 
 use crate::catalog::{encode, namespace_of, Catalog, NamespaceRecord};
 use crate::command::{done, rejected, ManifestRecord, Outcome, Rejection};

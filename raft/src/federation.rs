@@ -12,8 +12,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::batch::Batch;
 use serde::{Deserialize, Serialize};
-use sled::Batch;
 
 use crate::access::{CredentialScope, PrincipalKind};
 use crate::catalog::{encode, Catalog};

@@ -7,6 +7,7 @@
 //! - `catalog`: the catalogue's layout in sled and its reads;
 //! - `audit`: the audit trail of metadata changes, written as each command is applied;
 //! - `apply`: the one exhaustive `match` that applies each command through its planner;
+//! - `batch`: the writes of one entry, with their keys (for snapshots written meanwhile);
 //! - `content`: planning namespaces, blob links, manifests and tags;
 //! - `uploads`: open upload sessions, bound to their repository and owner;
 //! - `lifecycle`: reverse indexes, leases, tombstones, tag and pull times, retention and
@@ -28,7 +29,9 @@
 //! - `cluster`: membership (join, promote, remove), region status, the plane's handler;
 //! - `handover`: a leader that is being removed hands leadership to another voter first;
 //! - `trace`: the hooks that carry a trace context over the plane;
-//! - `voters`: the leader keeps the wanted number of voters, promoting caught-up learners.
+//! - `voters`: the leader keeps the wanted number of voters, promoting caught-up learners;
+//! - `removal`: a node removed without being told finds out from the others and stops
+//!   serving.
 //!
 //! This crate never sees blob bytes or HTTP: members reach one another only over the plane.
 
@@ -39,6 +42,7 @@
 mod access;
 mod apply;
 mod audit;
+mod batch;
 mod catalog;
 mod cluster;
 mod command;
@@ -54,6 +58,7 @@ mod mirror;
 mod network;
 mod node;
 pub mod plane;
+mod removal;
 mod repos;
 mod sessions;
 mod sm;

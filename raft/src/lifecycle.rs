@@ -31,8 +31,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::batch::Batch;
 use serde::{Deserialize, Serialize};
-use sled::Batch;
 
 use crate::catalog::{decode, encode, Catalog};
 use crate::command::{done, rejected, Outcome, Rejection};

@@ -14,8 +14,8 @@
 //! the upstream and verifies them turns the promise into an ordinary link (`LinkBlob`, which
 //! drops the promise in the same batch); from then on the blob is ordinary content.
 
+use crate::batch::Batch;
 use serde::{Deserialize, Serialize};
-use sled::Batch;
 
 use crate::catalog::{encode, namespace_of, Catalog};
 use crate::command::{done, rejected, ManifestRecord, Outcome, Rejection};

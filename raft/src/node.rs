@@ -67,6 +67,9 @@ impl MetaConfig {
 }
 
 const LOG_KEPT_AFTER_SNAPSHOT: u64 = 1000;
+/// Heartbeats come every 150 ms: a follower that heard nothing for this long is cut off
+/// or was removed.
+const LEADER_SILENCE_MS: u64 = 3_000;
 
 /// Leader, term and progress as this node sees them.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -106,6 +109,8 @@ pub struct Metadata {
     last_append_ms: std::sync::atomic::AtomicU64,
     /// Whether `readiness` last found this replica cut off from its leader (logged once).
     stale: std::sync::atomic::AtomicBool,
+    /// A member that hears from a leader said this node is not a member (`removal`).
+    pub(crate) removed: std::sync::atomic::AtomicBool,
 }
 
 impl Metadata {
@@ -120,13 +125,15 @@ impl Metadata {
         let sm = StateMachine::open(&db, &cfg.dir)?;
         let catalog = sm.catalog();
         let snapshots = sm.snapshots();
+        let snapshot_every = cfg.snapshot_every;
         let unlinked = sm.unlinked();
         let config = openraft::Config {
             cluster_name: "shoal".into(),
             heartbeat_interval: 150,
             election_timeout_min: 600,
             election_timeout_max: 1200,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
+            // `keep_snapshots` asks for them, at an interval that grows with the catalogue.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT.min(cfg.snapshot_every),
             purge_batch_size: 1,
             ..Default::default()
@@ -167,6 +174,7 @@ impl Metadata {
                 (raft, Some(plane), member)
             }
         };
+        keep_snapshots(raft.clone(), snapshots.clone(), snapshot_every);
         let tenure = Tenure::watch(&raft, cfg.node_id);
         let meta = Arc::new(Metadata {
             node_id: cfg.node_id,
@@ -185,6 +193,7 @@ impl Metadata {
             started: std::time::Instant::now(),
             last_append_ms: std::sync::atomic::AtomicU64::new(0),
             stale: std::sync::atomic::AtomicBool::new(false),
+            removed: std::sync::atomic::AtomicBool::new(false),
         });
         if let Some(plane) = &meta.plane {
             plane.serve(meta.clone());
@@ -372,11 +381,6 @@ impl Metadata {
         }
     }
 
-    /// True while this node can serve: Raft is running and knows a leader.
-    /// Whether this node should get clients, or why not: Raft has stopped; the node is not
-    /// a member of the region (removed, or not joined yet); no leader is known (no quorum);
-    /// as the leader, it has not heard from a quorum for `QUORUM_SILENCE`; its replica
-    /// has more than `APPLY_BACKLOG` entries of its log left to apply.
     /// Notes that entries or a heartbeat from the leader were accepted (`Handler`).
     pub(crate) fn heard_from_leader(&self) {
         let now = self.started.elapsed().as_millis() as u64;
@@ -384,14 +388,37 @@ impl Metadata {
             .store(now, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// How long since entries or a heartbeat last came from a leader, in ms.
+    fn leader_silence_ms(&self) -> u64 {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self
+            .last_append_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        now.saturating_sub(last)
+    }
+
+    /// Whether this node leads, or knows a leader it heard from lately.
+    pub fn hears_a_leader(&self) -> bool {
+        match self.raft.metrics().borrow().current_leader {
+            Some(leader) => leader == self.node_id || self.leader_silence_ms() <= LEADER_SILENCE_MS,
+            None => false,
+        }
+    }
+
+    /// Whether this node should get clients, or why not: Raft has stopped; the node is not
+    /// a member of the region (removed, or not joined yet); no leader is known (no quorum);
+    /// as a follower, nothing came from the leader for `LEADER_SILENCE_MS`; as the leader,
+    /// it has not heard from a quorum for `QUORUM_SILENCE`; its replica has more than
+    /// `APPLY_BACKLOG` entries of its log left to apply.
     pub fn readiness(&self) -> std::result::Result<(), String> {
         const QUORUM_SILENCE_MS: u64 = 5_000;
-        // Heartbeats come every 150 ms.
-        const LEADER_SILENCE_MS: u64 = 3_000;
         const APPLY_BACKLOG: u64 = 10_000;
         let m = self.raft.metrics().borrow().clone();
         if let Err(e) = &m.running_state {
             return Err(format!("the metadata group has stopped: {e}"));
+        }
+        if let Some(why) = self.removed() {
+            return Err(why);
         }
         let membership = m.membership_config.membership();
         if membership.get_node(&self.node_id).is_none() {
@@ -404,11 +431,7 @@ impl Metadata {
             return Err("no leader: the region has no quorum this node can reach".into());
         };
         if leader != self.node_id {
-            let now = self.started.elapsed().as_millis() as u64;
-            let last = self
-                .last_append_ms
-                .load(std::sync::atomic::Ordering::Relaxed);
-            let silent = now.saturating_sub(last);
+            let silent = self.leader_silence_ms();
             let stale = silent > LEADER_SILENCE_MS;
             if stale != self.stale.swap(stale, std::sync::atomic::Ordering::Relaxed) {
                 match stale {
@@ -461,6 +484,34 @@ impl Metadata {
         self.db.flush_async().await?;
         Ok(())
     }
+}
+
+/// Asks Raft for a snapshot (which purges the log behind it) once `Snapshots::due_after`
+/// entries followed the last one, as soon as an apply crosses the line.
+fn keep_snapshots(raft: Raft, snapshots: crate::snapshot::Snapshots, every: u64) {
+    tokio::spawn(async move {
+        let mut metrics = raft.metrics();
+        let mut asked_at = None;
+        loop {
+            let (applied, last) = {
+                let m = metrics.borrow_and_update();
+                let applied = m.last_applied.map_or(0, |l| l.index);
+                (
+                    applied,
+                    m.snapshot.map_or(0, |l| l.index).max(asked_at.unwrap_or(0)),
+                )
+            };
+            if applied.saturating_sub(last) >= snapshots.due_after(every) {
+                asked_at = Some(applied);
+                if raft.trigger().snapshot().await.is_err() {
+                    return;
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 #[cfg(test)]

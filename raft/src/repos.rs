@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::batch::Batch;
 use serde::{Deserialize, Serialize};
-use sled::Batch;
 
 use crate::catalog::{encode, Catalog, Visibility};
 use crate::command::{done, rejected, ManifestRecord, Outcome, Rejection};

@@ -15,7 +15,7 @@
 //! can hold is bounded by how fast sessions can be made (a password check each, under the
 //! console's sign-in limit) times their lifetime.
 
-use sled::Batch;
+use crate::batch::Batch;
 
 use crate::catalog::{encode, Catalog};
 use crate::command::{done, Outcome};

@@ -4,9 +4,10 @@
 //! Each entry is applied as one sled batch that also records `~applied` (and `~membership`
 //! for membership entries), so the catalogue and the bookkeeping can never disagree after a
 //! crash, and a replayed entry is skipped rather than applied twice. A snapshot is the
-//! catalogue streamed into a file (`snapshot`) in `get_snapshot_builder`, which runs in
-//! order with `apply`: sled has no point-in-time view to copy from later, so applying waits
-//! for the write, and memory holds one pair at a time.
+//! catalogue streamed into a file (`snapshot`) while entries go on being applied: it
+//! begins in `get_snapshot_builder`, in order with `apply`, and from then on `apply` saves
+//! what each write replaces until the file is written, so it shows the catalogue as it was
+//! at that moment. Memory holds one pair at a time.
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -33,7 +34,12 @@ impl StateMachine {
     /// The state machine over `db`, with its snapshot files in `dir` (the database's).
     pub fn open(db: &sled::Db, dir: &std::path::Path) -> crate::Result<StateMachine> {
         let catalog = db.open_tree(crate::format::CATALOG)?;
-        let snapshots = Snapshots::open(dir, db.open_tree(crate::format::SNAPSHOT)?, &catalog)?;
+        let snapshots = Snapshots::open(
+            dir,
+            db.open_tree(crate::format::SNAPSHOT)?,
+            db.open_tree(crate::format::SNAPSHOT_UNDO)?,
+            &catalog,
+        )?;
         Ok(StateMachine {
             catalog: Catalog::new(catalog),
             snapshots,
@@ -90,7 +96,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 out.push(Outcome::Done);
                 continue;
             }
-            let mut batch = sled::Batch::default();
+            let mut batch = crate::batch::Batch::default();
             let applied = serde_json::to_vec(&Some(entry.log_id)).map_err(write_err)?;
             batch.insert(APPLIED, applied);
             let mut unlinked = Vec::new();
@@ -116,7 +122,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Outcome::Done
                 }
             };
-            self.tree().apply_batch(batch).map_err(write_err)?;
+            self.snapshots
+                .undo()
+                .save(self.tree(), &batch)
+                .map_err(write_err)?;
+            self.tree()
+                .apply_batch(batch.into_sled())
+                .map_err(write_err)?;
             if outcome == Outcome::Done {
                 for digest in unlinked {
                     // Nobody listening (no cache) is fine.
@@ -129,20 +141,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        let state = match self.applied_state().await {
-            Ok((applied, membership)) => {
-                let (tree, snapshots) = (self.tree().clone(), self.snapshots.clone());
-                match tokio::task::spawn_blocking(move || snapshots.write(&tree)).await {
-                    Ok(Ok(part)) => Ok((applied, membership, part)),
-                    Ok(Err(e)) => Err(write_err(e)),
-                    Err(e) => Err(write_err(e)),
-                }
-            }
-            Err(e) => Err(e),
-        };
+        let state = self
+            .applied_state()
+            .await
+            .and_then(|(applied, membership)| {
+                self.snapshots.begin().map_err(write_err)?;
+                Ok((applied, membership))
+            });
         SnapshotBuilder {
             state: Some(state),
             snapshots: self.snapshots.clone(),
+            catalog: self.tree().clone(),
         }
     }
 
@@ -171,22 +180,39 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-type Taken = StorageResult<(
-    Option<LogId<NodeId>>,
-    StoredMembership<NodeId, Member>,
-    std::path::PathBuf,
-)>;
+type Taken = StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>)>;
 
-/// Holds the catalogue written out in order with `apply`, until openraft names it.
+/// A snapshot begun in order with `apply` (its applied state and membership), written out
+/// when openraft builds it.
 pub struct SnapshotBuilder {
     state: Option<Taken>,
     snapshots: Snapshots,
+    catalog: sled::Tree,
+}
+
+impl Drop for SnapshotBuilder {
+    fn drop(&mut self) {
+        if self.state.is_some() {
+            self.snapshots.abandon();
+        }
+    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let (last_log_id, last_membership, part) =
-            self.state.take().expect("a snapshot builder builds once")?;
+        let (last_log_id, last_membership) = match self.state.take() {
+            Some(Ok(state)) => state,
+            Some(Err(e)) => {
+                self.snapshots.abandon();
+                return Err(e);
+            }
+            None => return Err(write_err(std::io::Error::other("a snapshot builds once"))),
+        };
+        let (snapshots, catalog) = (self.snapshots.clone(), self.catalog.clone());
+        let part = tokio::task::spawn_blocking(move || snapshots.write(&catalog))
+            .await
+            .map_err(write_err)?
+            .map_err(write_err)?;
         let snapshot_id = match last_log_id {
             Some(l) => format!(
                 "{}-{}-{}",

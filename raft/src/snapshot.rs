@@ -15,6 +15,8 @@
 //! tree snapshot:  meta        JSON SnapshotMeta of the current snapshot
 //!                 file        its file name
 //!                 installing  JSON Installing: a snapshot being loaded into the catalogue
+//! tree snapshot.undo:  catalogue key → 0 (absent when the build began) | 1 ++ value
+//!                      (only while a build runs; cleared at open)
 //!
 //! file:  magic    "SHOALSNP"
 //!        format   u32 BE      the metadata format of the pairs (format::CURRENT)
@@ -22,6 +24,14 @@
 //!        end      u32 BE FFFF_FFFF, pair count u64 BE,
 //!                 SHA-256 of every byte before it (32 bytes)
 //! ```
+//!
+//! A snapshot shows the catalogue as it was when openraft asked for it, while entries go
+//! on being applied: sled has no point-in-time view, so from that moment until the file is
+//! written the state machine saves the value each write replaces, once per key, into tree
+//! `snapshot.undo` (`Undo`) before it writes. The file is then every live pair whose key
+//! has no saved value, followed by every saved value that existed (a key changed after
+//! the live pass read it appears twice, with the same value: installing writes it twice).
+//! Writing a large catalogue out therefore never holds writes up.
 //!
 //! A received file is read through and checked (format, count, hash) before the catalogue
 //! is touched. Loading clears the catalogue and writes the pairs back in batches, so a crash
@@ -33,13 +43,14 @@
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use openraft::{LogId, SnapshotMeta};
 use sha2::{Digest as _, Sha256};
 
+use crate::batch::Batch;
 use crate::keys::{APPLIED, MEMBERSHIP};
 use crate::types::{read_err, write_err, Member, NodeId, StorageResult};
 
@@ -75,8 +86,52 @@ pub struct Snapshots {
     tree: sled::Tree,
     /// Held while the current snapshot is read or replaced, and while files are removed.
     lock: Arc<Mutex<()>>,
-    /// How long the last build kept `apply` waiting, in ms.
+    /// How long the last build took, in ms.
     build_ms: Arc<AtomicU64>,
+    /// The size of the current snapshot's file.
+    current_bytes: Arc<AtomicU64>,
+    undo: Undo,
+}
+
+/// The values writes replaced since a snapshot build began.
+#[derive(Clone)]
+pub(crate) struct Undo {
+    tree: sled::Tree,
+    building: Arc<AtomicBool>,
+}
+
+impl Undo {
+    fn begin(&self) -> sled::Result<()> {
+        self.tree.clear()?;
+        self.building.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn end(&self) {
+        self.building.store(false, Ordering::SeqCst);
+        if let Err(e) = self.tree.clear() {
+            tracing::warn!(error = %e, "could not clear the snapshot's saved values");
+        }
+    }
+
+    /// Saves what `batch` is about to replace, if a build is under way and the key has
+    /// not been saved since it began. Called by `apply` before it writes the batch.
+    pub fn save(&self, catalog: &sled::Tree, batch: &Batch) -> sled::Result<()> {
+        if !self.building.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        for key in batch.keys() {
+            if self.tree.contains_key(key)? {
+                continue;
+            }
+            let old = match catalog.get(key)? {
+                Some(v) => [&[1u8][..], &v].concat(),
+                None => vec![0],
+            };
+            self.tree.insert(key, old)?;
+        }
+        Ok(())
+    }
 }
 
 /// What the metadata takes on disk, for metrics and benchmarks.
@@ -93,7 +148,12 @@ pub struct StorageStats {
 impl Snapshots {
     /// Opens `<meta dir>/snapshots`: removes what a crash left half written and finishes an
     /// install that a crash interrupted.
-    pub fn open(meta_dir: &Path, tree: sled::Tree, catalog: &sled::Tree) -> crate::Result<Self> {
+    pub fn open(
+        meta_dir: &Path,
+        tree: sled::Tree,
+        undo: sled::Tree,
+        catalog: &sled::Tree,
+    ) -> crate::Result<Self> {
         let dir = meta_dir.join(DIR);
         let io = |e: io::Error| crate::Error::Fatal(format!("snapshots in {}: {e}", dir.display()));
         std::fs::create_dir_all(&dir).map_err(io)?;
@@ -108,7 +168,19 @@ impl Snapshots {
             tree,
             lock: Arc::default(),
             build_ms: Arc::default(),
+            current_bytes: Arc::default(),
+            undo: Undo {
+                tree: undo,
+                building: Arc::default(),
+            },
         };
+        // A build a crash cut short is not resumed: openraft asks again.
+        snapshots.undo.tree.clear()?;
+        if let Some(name) = snapshots.tree.get(FILE)? {
+            let path = snapshots.dir.join(String::from_utf8_lossy(&name).as_ref());
+            let len = std::fs::metadata(path).map_or(0, |m| m.len());
+            snapshots.current_bytes.store(len, Ordering::Relaxed);
+        }
         if let Some(begun) = snapshots.tree.get(INSTALLING)? {
             let begun: Installing = serde_json::from_slice(&begun)
                 .map_err(|e| crate::Error::Corrupt(format!("snapshot being installed: {e}")))?;
@@ -133,16 +205,57 @@ impl Snapshots {
             .join(format!("{kind}-{}-{n}.part", std::process::id()))
     }
 
-    /// Writes every pair of `catalog` into a new `.part` file. Runs in order with `apply`,
-    /// so the copy is of one applied state; memory holds one pair at a time.
+    /// The writes `apply` makes from now on save what they replace, until `write` is done
+    /// (or the build is dropped). Called in order with `apply`.
+    pub fn begin(&self) -> io::Result<()> {
+        Ok(self.undo.begin()?)
+    }
+
+    pub(crate) fn undo(&self) -> &Undo {
+        &self.undo
+    }
+
+    /// Writes the catalogue as it was at `begin` into a new `.part` file while `apply`
+    /// goes on; memory holds one pair at a time.
     pub fn write(&self, catalog: &sled::Tree) -> io::Result<PathBuf> {
         let started = std::time::Instant::now();
         let path = self.part("build");
-        write_file(&path, catalog.iter().map(|kv| kv.map_err(io::Error::from)))?;
+        let undo = &self.undo.tree;
+        let live = catalog.iter().filter_map(|kv| match kv {
+            Ok((k, v)) => match undo.contains_key(&k) {
+                Ok(false) => Some(Ok((k, v))),
+                Ok(true) => None,
+                Err(e) => Some(Err(io::Error::from(e))),
+            },
+            Err(e) => Some(Err(io::Error::from(e))),
+        });
+        let saved = undo.iter().filter_map(|kv| match kv {
+            Ok((k, old)) => old
+                .split_first()
+                .filter(|(present, _)| **present == 1)
+                .map(|(_, v)| Ok((k, sled::IVec::from(v)))),
+            Err(e) => Some(Err(io::Error::from(e))),
+        });
+        let written = write_file(&path, live.chain(saved));
+        self.undo.end();
+        written?;
         let ms = started.elapsed().as_millis() as u64;
         self.build_ms.store(ms, Ordering::Relaxed);
         tracing::debug!(ms, "catalogue written out for a snapshot");
         Ok(path)
+    }
+
+    /// How many entries should follow the current snapshot before the next is built: at
+    /// least `every`, and more as the catalogue grows, so that writing it out costs each
+    /// entry about 4 KiB however large the catalogue (a fixed count would write a 1 GB
+    /// catalogue out every few seconds under load).
+    pub fn due_after(&self, every: u64) -> u64 {
+        every.max(self.current_bytes.load(Ordering::Relaxed) / 4096)
+    }
+
+    /// Ends a build that will not be written.
+    pub fn abandon(&self) {
+        self.undo.end();
     }
 
     /// The bytes of the snapshot files and how long the last build took; `database` is
@@ -249,6 +362,8 @@ impl Snapshots {
         batch.remove(INSTALLING);
         self.tree.apply_batch(batch)?;
         self.tree.flush()?;
+        let len = std::fs::metadata(self.dir.join(name))?.len();
+        self.current_bytes.store(len, Ordering::Relaxed);
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
             let other = path.file_name().is_some_and(|f| f != name);
@@ -574,10 +689,58 @@ mod tests {
         let snapshots = Snapshots::open(
             dir.path(),
             db.open_tree("snapshot").unwrap(),
+            db.open_tree("snapshot.undo").unwrap(),
             &db.open_tree("catalog").unwrap(),
         )
         .unwrap();
         (dir, db, snapshots)
+    }
+
+    fn batch(writes: &[(&str, Option<&str>)]) -> Batch {
+        let mut b = Batch::default();
+        for (k, v) in writes {
+            match v {
+                Some(v) => b.insert(k.as_bytes(), v.as_bytes()),
+                None => b.remove(k.as_bytes()),
+            }
+        }
+        b
+    }
+
+    /// Writes applied after a build began (changes, deletions, new keys, a key changed
+    /// twice) do not show in its file: it holds the catalogue as it was when it began.
+    #[test]
+    fn a_snapshot_shows_the_catalogue_as_it_was_when_it_began() {
+        let (_dir, db, snapshots) = setup();
+        let catalog = tree_with(&db, "catalog", 2_000);
+        let before = pairs(&catalog);
+        snapshots.begin().unwrap();
+        let writes = [
+            ("k/00010", Some("changed")),
+            ("k/00011", None),
+            ("k/99999", Some("new")),
+            ("k/00010", Some("changed again")),
+            ("k/01999", None),
+        ];
+        for w in writes.chunks(1) {
+            let b = batch(w);
+            snapshots.undo().save(&catalog, &b).unwrap();
+            catalog.apply_batch(b.into_sled()).unwrap();
+        }
+        let part = snapshots.write(&catalog).unwrap();
+        let mut got: Vec<(Vec<u8>, Vec<u8>)> =
+            read_file(&part).unwrap().map(|kv| kv.unwrap()).collect();
+        got.sort();
+        got.dedup();
+        assert_eq!(got, before);
+        assert!(
+            snapshots.undo.tree.is_empty(),
+            "the saved values go with the build"
+        );
+        // After the build, writes save nothing.
+        let b = batch(&[("k/00012", Some("later"))]);
+        snapshots.undo().save(&catalog, &b).unwrap();
+        assert!(snapshots.undo.tree.is_empty());
     }
 
     fn without_bookkeeping(tree: &sled::Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -675,8 +838,13 @@ mod tests {
             .insert(INSTALLING, json(&begun).unwrap())
             .unwrap();
         std::fs::write(snapshots.dir.join("received-1-1.part"), b"half").unwrap();
-        let reopened =
-            Snapshots::open(dir.path(), db.open_tree("snapshot").unwrap(), &catalog).unwrap();
+        let reopened = Snapshots::open(
+            dir.path(),
+            db.open_tree("snapshot").unwrap(),
+            db.open_tree("snapshot.undo").unwrap(),
+            &catalog,
+        )
+        .unwrap();
         assert_eq!(without_bookkeeping(&catalog), pairs(&source));
         assert!(reopened.tree.get(INSTALLING).unwrap().is_none());
         assert_eq!(

@@ -12,8 +12,8 @@
 //! in the whole region, because an image path (`<namespace>/<repo>`) names the namespace
 //! and nothing above it.
 
+use crate::batch::Batch;
 use serde::{Deserialize, Serialize};
-use sled::Batch;
 
 use crate::access::{Role, RoleScope};
 use crate::catalog::{encode, Catalog};

@@ -12,8 +12,8 @@
 //! same name does not inherit the old one's sessions. A session leaves the catalogue when it
 //! is finished (`LinkBlob` with its id), cancelled or purged (`CloseUploads`).
 
+use crate::batch::Batch;
 use serde::{Deserialize, Serialize};
-use sled::Batch;
 
 use crate::catalog::{encode, Catalog};
 use crate::command::{done, rejected, Outcome, Rejection};

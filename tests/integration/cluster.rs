@@ -222,6 +222,23 @@ fn members_are_removed_at_runtime_including_the_leader() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(reason.contains("removed from the region"), "{reason}");
+    // Node 4 was a learner, never told of its removal: it asks the others, and then stops
+    // answering from its replica, which would only grow staler.
+    while error_code(reqwest::blocking::get(format!("{removed}/v2/")).unwrap()).0 != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "a removed node still serves its replica"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = reqwest::blocking::get(format!("{removed}/v2/_catalog")).unwrap();
+    let body = r.text().unwrap();
+    assert!(
+        body.contains("UNAVAILABLE") && body.contains("node 4 was removed from the region"),
+        "{body}"
+    );
+    let log = region.node(4).wait_for_log("no longer a member");
+    assert!(log.contains("no longer a member"), "{log}");
     let ready = reqwest::blocking::get(format!("{}/readyz", region.api_url(1))).unwrap();
     assert_eq!(ready.status(), 200, "members stay ready");
     let leader = region.leader();

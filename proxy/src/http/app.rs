@@ -106,6 +106,16 @@ impl RequestBody for SessionBody<'_> {
 impl NodeApp {
     async fn route(&self, req: &Request, body: &mut dyn RequestBody) -> Reply {
         let p = req.path.as_str();
+        let data = p == "/v2"
+            || p.starts_with("/v2/")
+            || (p.starts_with("/api/v1/") && !p.starts_with("/api/v1/cluster"));
+        if data {
+            // A removed node's replica is stale and will stay so; the region's status stays
+            // readable, so an operator can see why.
+            if let Some(why) = self.registry.meta.removed() {
+                return Reply::error(&ApiError::new(Code::Unavailable, why));
+            }
+        }
         if p == "/v2" || p.starts_with("/v2/") {
             self.registry.handle(req, body).await
         } else if p.starts_with("/api/v1/") || p == "/api/v1" {

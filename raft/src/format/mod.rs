@@ -55,6 +55,8 @@ pub(crate) const CATALOG: &str = "catalog";
 pub(crate) const LOG: &str = "log";
 pub(crate) const LOG_META: &str = "log-meta";
 pub(crate) const SNAPSHOT: &str = "snapshot";
+/// What writes replaced while a snapshot is written out (`snapshot::Undo`); empty at open.
+pub(crate) const SNAPSHOT_UNDO: &str = "snapshot.undo";
 const FORMAT: &str = "format";
 const VERSION: &[u8] = b"version";
 const STAGED: &[u8] = b"staged";

@@ -39,6 +39,8 @@ pub enum Request {
     Open(Vec<u8>),
     /// Ask the leader for an index that covers every write committed so far (read-index).
     ReadIndex,
+    /// Whether the asking node is still a member (`removal`).
+    Membership,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,6 +61,12 @@ pub enum Response {
     /// Everything committed before the request is at or below this index.
     ReadIndex {
         index: u64,
+    },
+    /// The asker is in this node's membership; this node hears from a leader (or leads),
+    /// so its membership is current.
+    Membership {
+        member: bool,
+        knows_leader: bool,
     },
     Failed(String),
 }
