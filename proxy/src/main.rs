@@ -88,7 +88,8 @@ enum Cmd {
         /// voters promotes a learner at once either way.
         #[arg(long, env = "SHOAL_REPLACE_DEAD_VOTER_AFTER", default_value = "30s", value_parser = valid_interval)]
         replace_dead_voter_after: String,
-        /// Build a metadata snapshot (and purge the Raft log behind it) every N entries.
+        /// Build a metadata snapshot (and purge the Raft log behind it) every N entries, or
+        /// every (snapshot size / 4 KiB) entries once the catalogue is larger.
         #[arg(long, env = "SHOAL_SNAPSHOT_EVERY", default_value_t = 5000)]
         snapshot_every: u64,
         /// Memory the metadata store may use as its page cache, e.g. 64MiB; the catalogue

@@ -75,7 +75,7 @@ pub const RAFT_LAG: &str = "shoal_raft_replication_lag_entries";
 pub const DISK_SIZE: &str = "shoal_disk_size_bytes";
 pub const DISK_FREE: &str = "shoal_disk_free_bytes";
 /// The metadata on disk (database and snapshot files), its current snapshot, and how long
-/// writing the last snapshot out kept applying waiting.
+/// writing the last snapshot out took (applying goes on meanwhile).
 pub const METADATA_DISK: &str = "shoal_metadata_disk_bytes";
 pub const METADATA_SNAPSHOT: &str = "shoal_metadata_snapshot_bytes";
 pub const METADATA_SNAPSHOT_SECONDS: &str = "shoal_metadata_snapshot_build_seconds";
@@ -351,7 +351,7 @@ fn describe() {
     describe_gauge!(
         METADATA_SNAPSHOT_SECONDS,
         Unit::Seconds,
-        "How long writing the last metadata snapshot out kept applying waiting"
+        "How long writing the last metadata snapshot out took (applying goes on meanwhile)"
     );
     describe_gauge!(RAFT_IS_LEADER, "1 if this node leads the region");
 }

@@ -138,6 +138,12 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
     let wanted = config.cluster.as_ref().map_or(1, |c| c.voters);
     metrics::gauge!(crate::metrics::RAFT_VOTERS_WANTED).set(wanted as f64);
     background.spawn(publish_disks(config.data.clone(), config.cache_dir.clone()));
+    background.spawn(async {
+        loop {
+            tokio::time::sleep(crate::malloc::TRIM_EVERY).await;
+            let _ = tokio::task::spawn_blocking(crate::malloc::trim).await;
+        }
+    });
     let registry = Arc::new(Registry {
         meta: meta.clone(),
         store,

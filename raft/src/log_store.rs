@@ -149,13 +149,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
+    /// Removes the entries up to `log_id` in batches of `PURGE_BATCH`: snapshots of a large
+    /// catalogue come tens of thousands of entries apart, and one sled batch of them all
+    /// held hundreds of MB while it was applied. `last_purged` is recorded first, so a
+    /// crash half way leaves only entries openraft no longer reads, removed by the next
+    /// purge.
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        const PURGE_BATCH: usize = 1024;
         self.put_meta("last_purged", &log_id).await?;
-        let mut batch = sled::Batch::default();
-        for kv in self.log.range(..=key(log_id.index)) {
-            batch.remove(kv.map_err(read_err)?.0);
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for kv in self.log.range(..=key(log_id.index)).take(PURGE_BATCH) {
+                batch.remove(kv.map_err(read_err)?.0);
+                n += 1;
+            }
+            self.log.apply_batch(batch).map_err(write_err)?;
+            if n < PURGE_BATCH {
+                break;
+            }
         }
-        self.log.apply_batch(batch).map_err(write_err)?;
         self.log.flush_async().await.map_err(write_err)?;
         Ok(())
     }

@@ -5,7 +5,9 @@
 //! cut off at the moment of its removal may not either. Such a node would go on answering
 //! from an ever staler replica as if nothing had happened. So while nothing comes from a
 //! leader, the node asks the other members it knows, once a second, whether it is still
-//! one of them, and believes the first that hears from a leader itself (or leads). A node
+//! one of them, and believes the first that hears from a leader itself (or leads). A
+//! joining node, which hears from the leader while it catches up, is never taken for a
+//! removed one, even while the snapshot it installed predates its own addition. A node
 //! that reaches no such member cannot tell removal from a partition and keeps serving:
 //! reads on a cut-off replica are allowed to be stale by design.
 
@@ -48,17 +50,15 @@ impl Metadata {
 
     async fn check_removal(&self) {
         let Some(plane) = &self.plane else { return };
-        let m = self.raft.metrics().borrow().clone();
-        let membership = m.membership_config.membership();
-        if membership.get_node(&self.node_id).is_none() && m.last_applied.is_some() {
-            // It applied the change that removed it.
-            self.set_removed(true);
-            return;
-        }
+        // Its own membership is no proof: a joining node applies a snapshot taken before
+        // it was added, and a removed voter learns nothing more once it is out. Only a
+        // member that hears a leader is asked, and only while this node hears none.
         if self.hears_a_leader() {
             self.set_removed(false);
             return;
         }
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
         let others: Vec<(NodeId, String)> = membership
             .nodes()
             .filter(|(id, _)| **id != self.node_id)

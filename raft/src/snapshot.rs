@@ -141,7 +141,7 @@ pub struct StorageStats {
     pub disk_bytes: u64,
     /// The current snapshot file: the catalogue's own bytes plus 8 per pair.
     pub snapshot_bytes: u64,
-    /// How long writing the last snapshot out kept applying waiting.
+    /// How long writing the last snapshot out took (applying goes on meanwhile).
     pub snapshot_build_seconds: f64,
 }
 
