@@ -174,7 +174,6 @@ impl Metadata {
                 (raft, Some(plane), member)
             }
         };
-        keep_snapshots(raft.clone(), snapshots.clone(), snapshot_every);
         let tenure = Tenure::watch(&raft, cfg.node_id);
         let meta = Arc::new(Metadata {
             node_id: cfg.node_id,
@@ -195,6 +194,7 @@ impl Metadata {
             stale: std::sync::atomic::AtomicBool::new(false),
             removed: std::sync::atomic::AtomicBool::new(false),
         });
+        meta.keep_snapshots(snapshot_every);
         if let Some(plane) = &meta.plane {
             plane.serve(meta.clone());
         }
@@ -231,6 +231,38 @@ impl Metadata {
     /// The local replica of the catalogue.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// Asks Raft for a snapshot (which purges the log behind it) once
+    /// `Snapshots::due_after` entries followed the last one, as soon as an apply crosses
+    /// the line. The task holds the metrics' receiver and a weak reference only, so a
+    /// node shut down and dropped lets go of its database.
+    fn keep_snapshots(self: &Arc<Self>, every: u64) {
+        let meta = Arc::downgrade(self);
+        let mut metrics = self.raft.metrics();
+        tokio::spawn(async move {
+            let mut asked_at = None;
+            loop {
+                let (applied, last) = {
+                    let m = metrics.borrow_and_update();
+                    let applied = m.last_applied.map_or(0, |l| l.index);
+                    let last = m.snapshot.map_or(0, |l| l.index);
+                    (applied, last.max(asked_at.unwrap_or(0)))
+                };
+                {
+                    let Some(meta) = meta.upgrade() else { return };
+                    if applied.saturating_sub(last) >= meta.snapshots.due_after(every) {
+                        asked_at = Some(applied);
+                        if meta.raft.trigger().snapshot().await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     /// What the metadata takes on disk and what its last snapshot cost.
@@ -484,34 +516,6 @@ impl Metadata {
         self.db.flush_async().await?;
         Ok(())
     }
-}
-
-/// Asks Raft for a snapshot (which purges the log behind it) once `Snapshots::due_after`
-/// entries followed the last one, as soon as an apply crosses the line.
-fn keep_snapshots(raft: Raft, snapshots: crate::snapshot::Snapshots, every: u64) {
-    tokio::spawn(async move {
-        let mut metrics = raft.metrics();
-        let mut asked_at = None;
-        loop {
-            let (applied, last) = {
-                let m = metrics.borrow_and_update();
-                let applied = m.last_applied.map_or(0, |l| l.index);
-                (
-                    applied,
-                    m.snapshot.map_or(0, |l| l.index).max(asked_at.unwrap_or(0)),
-                )
-            };
-            if applied.saturating_sub(last) >= snapshots.due_after(every) {
-                asked_at = Some(applied);
-                if raft.trigger().snapshot().await.is_err() {
-                    return;
-                }
-            }
-            if metrics.changed().await.is_err() {
-                return;
-            }
-        }
-    });
 }
 
 #[cfg(test)]
