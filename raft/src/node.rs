@@ -513,6 +513,7 @@ impl Metadata {
         if let Some(p) = &self.plane {
             p.close();
         }
+        self.snapshots.builds_done(Duration::from_secs(60)).await;
         self.db.flush_async().await?;
         Ok(())
     }

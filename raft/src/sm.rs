@@ -152,6 +152,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             state: Some(state),
             snapshots: self.snapshots.clone(),
             catalog: self.tree().clone(),
+            _guard: self.snapshots.build_guard(),
         }
     }
 
@@ -188,6 +189,8 @@ pub struct SnapshotBuilder {
     state: Option<Taken>,
     snapshots: Snapshots,
     catalog: sled::Tree,
+    /// Last, so that it is dropped after the trees.
+    _guard: crate::snapshot::BuildGuard,
 }
 
 impl Drop for SnapshotBuilder {
@@ -209,10 +212,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             None => return Err(write_err(std::io::Error::other("a snapshot builds once"))),
         };
         let (snapshots, catalog) = (self.snapshots.clone(), self.catalog.clone());
-        let part = tokio::task::spawn_blocking(move || snapshots.write(&catalog))
-            .await
-            .map_err(write_err)?
-            .map_err(write_err)?;
+        let guard = self.snapshots.build_guard();
+        let part = tokio::task::spawn_blocking(move || {
+            let written = snapshots.write(&catalog);
+            drop((snapshots, catalog));
+            drop(guard);
+            written
+        })
+        .await
+        .map_err(write_err)?
+        .map_err(write_err)?;
         let snapshot_id = match last_log_id {
             Some(l) => format!(
                 "{}-{}-{}",

@@ -91,6 +91,18 @@ pub struct Snapshots {
     /// The size of the current snapshot's file.
     current_bytes: Arc<AtomicU64>,
     undo: Undo,
+    /// Builds whose trees are still held (`BuildGuard`).
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a build while it holds trees of the database, so that a shutdown can wait for
+/// it to let go (reopening the directory in the same process needs sled's lock).
+pub(crate) struct BuildGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for BuildGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The values writes replaced since a snapshot build began.
@@ -169,6 +181,7 @@ impl Snapshots {
             lock: Arc::default(),
             build_ms: Arc::default(),
             current_bytes: Arc::default(),
+            in_flight: Arc::default(),
             undo: Undo {
                 tree: undo,
                 building: Arc::default(),
@@ -251,6 +264,19 @@ impl Snapshots {
     /// catalogue out every few seconds under load).
     pub fn due_after(&self, every: u64) -> u64 {
         every.max(self.current_bytes.load(Ordering::Relaxed) / 4096)
+    }
+
+    pub(crate) fn build_guard(&self) -> BuildGuard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        BuildGuard(self.in_flight.clone())
+    }
+
+    /// Waits (up to `within`) until no build holds trees of the database.
+    pub async fn builds_done(&self, within: std::time::Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while self.in_flight.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Ends a build that will not be written.

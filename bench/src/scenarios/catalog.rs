@@ -26,10 +26,9 @@ use serde::Serialize;
 use super::measure::{Measure, Outline};
 use crate::args::{check_repo, positive};
 use crate::image::{Blob, OCI_MANIFEST};
-use crate::lean::Connection;
 use crate::oci::{self, UploadMode};
 use crate::report::Report;
-use crate::stats::{gather, Recorder};
+use crate::stats::Recorder;
 use crate::target::{Access, Registry, Targets};
 
 #[derive(Args, Serialize, Clone, Debug)]
@@ -196,47 +195,6 @@ async fn walk(
     Ok(walked)
 }
 
-/// The GETs of one manifest by tag; how many answered.
-async fn manifest_gets(
-    targets: &Targets,
-    cfg: &Config,
-    timeline: Arc<crate::stats::Timeline>,
-) -> anyhow::Result<Recorder> {
-    let repo = cfg.repo(0);
-    let mut clients = Vec::with_capacity(cfg.concurrency);
-    for i in 0..cfg.concurrency {
-        let reg = targets.client(i)?;
-        let url = reg.url(&format!("/v2/{repo}/manifests/t0"));
-        let auth = reg.authorization(&url, Access::Pull(&repo)).await?;
-        clients.push(Connection::open(&url, oci::MANIFEST_ACCEPT, auth.as_deref()).await?);
-    }
-    let deadline = Instant::now() + Duration::from_secs_f64(cfg.seconds);
-    let tasks = clients
-        .into_iter()
-        .map(|mut conn| {
-            let timeline = timeline.clone();
-            tokio::spawn(async move {
-                let mut rec = Recorder::default();
-                while Instant::now() < deadline {
-                    let started = Instant::now();
-                    match conn.get().await {
-                        Ok(_) => {
-                            rec.record("manifest", started.elapsed());
-                            timeline.op();
-                        }
-                        Err(e) => {
-                            rec.error(&e);
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                    }
-                }
-                rec
-            })
-        })
-        .collect();
-    Ok(gather(tasks).await)
-}
-
 /// The `shoal_metadata_*` gauges of a Shoal target (nothing for another registry).
 async fn storage(url: &str) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
@@ -323,7 +281,8 @@ pub async fn run(cfg: &Config, targets: &Targets) -> anyhow::Result<Report> {
         &mut rec,
     )
     .await?;
-    rec.merge(manifest_gets(targets, cfg, measure.timeline()).await?);
+    let clients = super::manifest_rps::connect(targets, cfg.concurrency, &repo, "t0").await?;
+    rec.merge(super::manifest_rps::get_for(clients, cfg.seconds, measure.timeline()).await);
     counts.insert("manifest_gets".to_string(), rec.count("manifest") as u64);
     facts.insert(
         "manifest_gets_per_s".to_string(),

@@ -6,6 +6,7 @@
 //! next to the server's on a machine they share.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -19,7 +20,7 @@ use crate::image::Image;
 use crate::lean::Connection;
 use crate::oci;
 use crate::report::Report;
-use crate::stats::{gather, Recorder};
+use crate::stats::{gather, Recorder, Timeline};
 use crate::target::{Access, Targets};
 
 #[derive(Args, Serialize, Clone, Debug)]
@@ -63,22 +64,47 @@ pub async fn run(cfg: &Config, targets: &Targets) -> anyhow::Result<Report> {
         ("tag".to_string(), tag.clone()),
     ]);
 
-    let mut clients = Vec::with_capacity(cfg.concurrency);
-    for i in 0..cfg.concurrency {
+    let clients = connect(targets, cfg.concurrency, &cfg.repo, &tag).await?;
+    let measure = Measure::start(targets).await;
+    let rec = get_for(clients, cfg.seconds, measure.timeline()).await;
+    let counts = BTreeMap::from([("requests".to_string(), rec.count("manifest") as u64)]);
+    let outline = Outline {
+        scenario: "manifest-rps",
+        params: cfg,
+        ops_unit: "requests",
+        counts,
+        facts,
+    };
+    Ok(measure.finish(rec, outline).await)
+}
+
+/// `concurrency` lean connections to GET `repo:tag`, each signed in first.
+pub async fn connect(
+    targets: &Targets,
+    concurrency: usize,
+    repo: &str,
+    tag: &str,
+) -> anyhow::Result<Vec<Connection>> {
+    let mut clients = Vec::with_capacity(concurrency);
+    for i in 0..concurrency {
         let reg = targets.client(i)?;
-        let url = reg.url(&format!("/v2/{}/manifests/{tag}", cfg.repo));
-        let auth = reg.authorization(&url, Access::Pull(&cfg.repo)).await?;
+        let url = reg.url(&format!("/v2/{repo}/manifests/{tag}"));
+        let auth = reg.authorization(&url, Access::Pull(repo)).await?;
         let conn = Connection::open(&url, oci::MANIFEST_ACCEPT, auth.as_deref())
             .await
             .with_context(|| format!("connecting client {i}"))?;
         clients.push(conn);
     }
-    let measure = Measure::start(targets).await;
-    let deadline = Instant::now() + Duration::from_secs_f64(cfg.seconds);
+    Ok(clients)
+}
+
+/// Each connection GETs its manifest back to back for `seconds` (phase `manifest`).
+pub async fn get_for(clients: Vec<Connection>, seconds: f64, timeline: Arc<Timeline>) -> Recorder {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let tasks = clients
         .into_iter()
         .map(|mut conn| {
-            let timeline = measure.timeline();
+            let timeline = timeline.clone();
             tokio::spawn(async move {
                 let mut rec = Recorder::default();
                 while Instant::now() < deadline {
@@ -99,14 +125,5 @@ pub async fn run(cfg: &Config, targets: &Targets) -> anyhow::Result<Report> {
             })
         })
         .collect();
-    let rec = gather(tasks).await;
-    let counts = BTreeMap::from([("requests".to_string(), rec.count("manifest") as u64)]);
-    let outline = Outline {
-        scenario: "manifest-rps",
-        params: cfg,
-        ops_unit: "requests",
-        counts,
-        facts,
-    };
-    Ok(measure.finish(rec, outline).await)
+    gather(tasks).await
 }
