@@ -21,7 +21,8 @@
 //! - `federation`: trusted OIDC issuers (workload identity federation);
 //! - `log_store`: the Raft log and vote in sled;
 //! - `sm`: the state machine (apply, snapshots) over the catalogue;
-//! - `snapshot`: snapshot files, written and read as streams of catalogue pairs;
+//! - `snapshot`: snapshot files, their install and the record of the current one;
+//!   `snapshot_file` their bytes, written and read as streams of catalogue pairs;
 //! - `network`: Raft RPC transport over the plane (`QuicNetwork`), or none for a single node;
 //! - `plane`: the QUIC cluster plane with mutual TLS (`tls`: CA and node certificates;
 //!   `rpc`: messages);
@@ -63,6 +64,7 @@ mod repos;
 mod sessions;
 mod sm;
 mod snapshot;
+mod snapshot_file;
 mod tenancy;
 mod trace;
 mod types;

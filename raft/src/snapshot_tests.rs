@@ -1,0 +1,225 @@
+//! Tests of snapshot files and their install (`snapshot`).
+
+use super::*;
+use crate::snapshot_file::MAX_PART;
+
+fn tree_with(db: &sled::Db, name: &str, n: usize) -> sled::Tree {
+    let tree = db.open_tree(name).unwrap();
+    for i in 0..n {
+        tree.insert(format!("k/{i:05}"), vec![i as u8; i % 300])
+            .unwrap();
+    }
+    tree
+}
+
+fn pairs(tree: &sled::Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+    tree.iter()
+        .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+        .collect()
+}
+
+fn meta(index: u64) -> Meta {
+    Meta {
+        last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index)),
+        last_membership: Default::default(),
+        snapshot_id: format!("test-{index}"),
+    }
+}
+
+fn setup() -> (tempfile::TempDir, sled::Db, Snapshots) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let snapshots = Snapshots::open(
+        dir.path(),
+        db.open_tree("snapshot").unwrap(),
+        db.open_tree("snapshot.undo").unwrap(),
+        &db.open_tree("catalog").unwrap(),
+    )
+    .unwrap();
+    (dir, db, snapshots)
+}
+
+fn batch(writes: &[(&str, Option<&str>)]) -> Batch {
+    let mut b = Batch::default();
+    for (k, v) in writes {
+        match v {
+            Some(v) => b.insert(k.as_bytes(), v.as_bytes()),
+            None => b.remove(k.as_bytes()),
+        }
+    }
+    b
+}
+
+/// Writes applied after a build began (changes, deletions, new keys, a key changed
+/// twice) do not show in its file: it holds the catalogue as it was when it began.
+#[test]
+fn a_snapshot_shows_the_catalogue_as_it_was_when_it_began() {
+    let (_dir, db, snapshots) = setup();
+    let catalog = tree_with(&db, "catalog", 2_000);
+    let before = pairs(&catalog);
+    snapshots.begin().unwrap();
+    let writes = [
+        ("k/00010", Some("changed")),
+        ("k/00011", None),
+        ("k/99999", Some("new")),
+        ("k/00010", Some("changed again")),
+        ("k/01999", None),
+    ];
+    for w in writes.chunks(1) {
+        let b = batch(w);
+        snapshots.undo().save(&catalog, &b).unwrap();
+        catalog.apply_batch(b.into_sled()).unwrap();
+    }
+    let part = snapshots.write(&catalog).unwrap();
+    let mut got: Vec<(Vec<u8>, Vec<u8>)> =
+        read_file(&part).unwrap().map(|kv| kv.unwrap()).collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got, before);
+    assert!(
+        snapshots.undo.tree.is_empty(),
+        "the saved values go with the build"
+    );
+    // After the build, writes save nothing.
+    let b = batch(&[("k/00012", Some("later"))]);
+    snapshots.undo().save(&catalog, &b).unwrap();
+    assert!(snapshots.undo.tree.is_empty());
+}
+
+fn without_bookkeeping(tree: &sled::Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pairs(tree)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(b"~"))
+        .collect()
+}
+
+#[test]
+fn a_catalogue_written_and_installed_is_the_same_catalogue() {
+    let (_dir, db, snapshots) = setup();
+    let source = tree_with(&db, "source", 10_000);
+    let part = snapshots.write(&source).unwrap();
+    assert_eq!(check(&part).unwrap(), 10_000);
+    let target = tree_with(&db, "catalog", 3);
+    target.insert(b"only-here", b"x").unwrap();
+    snapshots.install(&part, &meta(7), &target).unwrap();
+    assert_eq!(without_bookkeeping(&target), pairs(&source));
+    let applied: Option<LogId<NodeId>> =
+        serde_json::from_slice(&target.get(APPLIED).unwrap().unwrap()).unwrap();
+    assert_eq!(applied.unwrap().index, 7);
+    let (current, _) = snapshots.current().unwrap().unwrap();
+    assert_eq!(current.snapshot_id, "test-7");
+    let files: Vec<_> = std::fs::read_dir(&snapshots.dir).unwrap().collect();
+    assert_eq!(files.len(), 1, "only the current snapshot's file is kept");
+}
+
+/// A truncated, altered or foreign file is refused before the catalogue is touched.
+#[test]
+fn a_damaged_file_is_refused_and_the_catalogue_kept() {
+    let (_dir, db, snapshots) = setup();
+    let source = tree_with(&db, "source", 500);
+    let good = snapshots.write(&source).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let target = tree_with(&db, "catalog", 20);
+    let before = pairs(&target);
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 1;
+    let mut longer = bytes.clone();
+    longer.push(0);
+    let mut huge = bytes.clone();
+    huge[12..16].copy_from_slice(&(MAX_PART + 1).to_be_bytes());
+    let mut older = bytes.clone();
+    older[8..12].copy_from_slice(&(crate::format::CURRENT - 1).to_be_bytes());
+    let cases: [(&str, &[u8], &str); 7] = [
+        ("empty", &[], "ends early"),
+        ("magic only", &bytes[..8], "ends early"),
+        ("cut in a pair", &bytes[..bytes.len() / 3], "ends early"),
+        ("cut in the hash", &bytes[..bytes.len() - 5], "ends early"),
+        ("a bit flipped", &flipped, "SHA-256"),
+        ("a byte too many", &longer, "after its end"),
+        ("a length too long", &huge, "longer than any"),
+    ];
+    for (what, data, why) in cases
+        .iter()
+        .chain([&("another format", &older[..], "format")])
+    {
+        let part = snapshots.dir.join("case.part");
+        std::fs::write(&part, data).unwrap();
+        let err = snapshots.install(&part, &meta(9), &target).unwrap_err();
+        assert!(err.to_string().contains(why), "{what}: {err}");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{what}");
+        assert_eq!(pairs(&target), before, "{what}: the catalogue is untouched");
+    }
+    let mut foreign = bytes;
+    foreign[0] = b'X';
+    std::fs::write(snapshots.dir.join("x.part"), &foreign).unwrap();
+    assert!(check(&snapshots.dir.join("x.part"))
+        .unwrap_err()
+        .to_string()
+        .contains("not a Shoal snapshot"));
+}
+
+/// An install a crash cut short (half the pairs loaded) is finished when the directory
+/// is opened again.
+#[test]
+fn an_interrupted_install_finishes_on_the_next_open() {
+    let (dir, db, snapshots) = setup();
+    let source = tree_with(&db, "source", 9_000);
+    let part = snapshots.write(&source).unwrap();
+    let file = "12-1-0.snap".to_string();
+    std::fs::rename(&part, snapshots.dir.join(&file)).unwrap();
+    let catalog = db.open_tree("catalog").unwrap();
+    for (k, v) in pairs(&source).into_iter().take(4_000) {
+        catalog.insert(k, v).unwrap();
+    }
+    catalog.insert(b"stale", b"from before").unwrap();
+    let begun = Installing {
+        file,
+        meta: meta(12),
+    };
+    snapshots
+        .tree
+        .insert(INSTALLING, json(&begun).unwrap())
+        .unwrap();
+    std::fs::write(snapshots.dir.join("received-1-1.part"), b"half").unwrap();
+    let reopened = Snapshots::open(
+        dir.path(),
+        db.open_tree("snapshot").unwrap(),
+        db.open_tree("snapshot.undo").unwrap(),
+        &catalog,
+    )
+    .unwrap();
+    assert_eq!(without_bookkeeping(&catalog), pairs(&source));
+    assert!(reopened.tree.get(INSTALLING).unwrap().is_none());
+    assert_eq!(
+        reopened.current().unwrap().unwrap().0.snapshot_id,
+        "test-12"
+    );
+    assert!(
+        !snapshots.dir.join("received-1-1.part").exists(),
+        "half-received files are removed"
+    );
+}
+
+/// A build that finishes after a newer snapshot was installed does not replace it.
+#[test]
+fn a_build_overtaken_by_an_install_is_dropped() {
+    let (_dir, db, snapshots) = setup();
+    let catalog = tree_with(&db, "catalog", 10);
+    let newer = snapshots.write(&catalog).unwrap();
+    snapshots.install(&newer, &meta(20), &catalog).unwrap();
+    let older = snapshots.write(&catalog).unwrap();
+    assert!(snapshots.keep_built(&older, &meta(15)).unwrap().is_none());
+    assert!(!older.exists());
+    assert_eq!(
+        snapshots.current().unwrap().unwrap().0.snapshot_id,
+        "test-20"
+    );
+    let newest = snapshots.write(&catalog).unwrap();
+    let kept = snapshots.keep_built(&newest, &meta(25)).unwrap().unwrap();
+    assert!(kept.exists());
+    assert_eq!(
+        snapshots.current().unwrap().unwrap().0.snapshot_id,
+        "test-25"
+    );
+    assert_eq!(std::fs::read_dir(&snapshots.dir).unwrap().count(), 1);
+}
