@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 pub mod browser;
 pub mod issuer;
+pub mod linearizable;
 pub mod moto;
 pub mod oci;
 pub mod otlp;

@@ -102,6 +102,11 @@ impl Region {
         region
     }
 
+    /// The UDP port of node `id`'s cluster plane.
+    pub fn plane_port(&self, id: u64) -> u16 {
+        self.ports[id as usize - 1].1
+    }
+
     pub fn api_url(&self, id: u64) -> String {
         format!("http://127.0.0.1:{}", self.ports[id as usize - 1].0)
     }

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
+# iptables cuts a node off the plane in the partition test.
+command -v iptables >/dev/null || missing+=(iptables)
 command -v skopeo >/dev/null || missing+=(skopeo)
 # CNCF Distribution and nginx: the peers `shoal-bench compare` measures Shoal against.
 command -v docker-registry >/dev/null || missing+=(docker-registry)

@@ -31,6 +31,9 @@ enum Command {
     /// Install (when missing) and start Distribution, nginx and Shoal on this machine, run
     /// the scenarios against each in alternating rounds, and print the ratios Shoal/peer.
     Compare(compare::Args),
+    /// Start a fresh region per round, kill its leader under a write load, and measure how
+    /// long until a write is acknowledged again.
+    Failover(compare::failover::Args),
 }
 
 #[tokio::main]
@@ -60,6 +63,16 @@ async fn main() -> std::process::ExitCode {
                 };
                 comparison.emit(&cli.output)?;
                 Ok(comparison.failed_runs as u64)
+            }
+            Command::Failover(args) => {
+                let rounds = tokio::select! {
+                    r = compare::failover::run(args) => r?,
+                    s = interrupted() => bail!("{s}: every process started was stopped"),
+                };
+                if let Some(path) = &cli.output.json {
+                    std::fs::write(path, serde_json::to_vec_pretty(&rounds)?)?;
+                }
+                Ok(0)
             }
         }
     };

@@ -229,8 +229,14 @@ impl Metadata {
 
     /// Waits until this replica has applied every write the region committed before the
     /// call (a read-index through the leader). Lets a node answer "does not exist" only
-    /// when it is true region-wide, not merely not yet replicated here.
+    /// when it is true region-wide, not merely not yet replicated here, and serves reads
+    /// that ask to be linearizable. Concurrent callers share rounds (`ReadIndexRounds`).
     pub async fn catch_up(&self) -> Result<()> {
+        // Boxed: callers' futures nest deep enough in the node for rustc's layout limit.
+        Box::pin(self.read_index.shared(|| self.read_index_round())).await
+    }
+
+    async fn read_index_round(&self) -> Result<()> {
         let deadline = Instant::now() + PLANE_CALL;
         if self.leads() {
             return self
@@ -354,6 +360,9 @@ impl Handler for Metadata {
             },
             Request::Elect => done(self.campaign_for(peer).await),
             Request::Membership => self.membership_of(peer),
+            Request::PreVote { last_log } => Response::PreVote {
+                granted: self.is_member(peer) && self.grants_pre_vote(last_log),
+            },
             // The plane answers streams itself (`Plane::serve_stream`).
             Request::Open(_) => Response::Failed("streams are not requests".into()),
             Request::Remove { id } => {

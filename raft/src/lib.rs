@@ -27,9 +27,12 @@
 //! - `plane`: the QUIC cluster plane with mutual TLS (`tls`: CA and node certificates;
 //!   `rpc`: messages);
 //! - `node`: `Metadata`, opening and driving this node's member of the group, forwarding;
-//! - `cluster`: membership (join, promote, remove), region status, the plane's handler;
+//! - `cluster`: membership (join, promote, remove), region status, the plane's handler,
+//!   read-index catch-up (`read_index`: concurrent callers share rounds);
 //! - `handover`: a leader that is being removed hands leadership to another voter first;
 //! - `trace`: the hooks that carry a trace context over the plane;
+//! - `prevote`: elections start only after a quorum says it would vote (openraft 0.9 has
+//!   no pre-vote), so a voter coming back from a partition does not depose the leader;
 //! - `voters`: the leader keeps the wanted number of voters, promoting caught-up learners;
 //! - `removal`: a node removed without being told finds out from the others and stops
 //!   serving.
@@ -59,6 +62,8 @@ mod mirror;
 mod network;
 mod node;
 pub mod plane;
+mod prevote;
+mod read_index;
 mod removal;
 mod repos;
 mod sessions;

@@ -51,6 +51,14 @@ impl LogStore {
         Ok(())
     }
 
+    /// The id of the last entry on disk (or of the last purged one, when none is left).
+    pub(crate) fn last_log_id(&self) -> StorageResult<Option<LogId<NodeId>>> {
+        match self.log.last().map_err(read_err)? {
+            Some((_, v)) => Ok(Some(Self::decode(&v)?.log_id)),
+            None => self.get_meta("last_purged"),
+        }
+    }
+
     fn decode(bytes: &[u8]) -> StorageResult<Entry<TypeConfig>> {
         postcard::from_bytes(bytes).map_err(read_err)
     }
@@ -83,14 +91,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
-        let last_purged: Option<LogId<NodeId>> = self.get_meta("last_purged")?;
-        let last = match self.log.last().map_err(read_err)? {
-            Some((_, v)) => Some(Self::decode(&v)?.log_id),
-            None => last_purged,
-        };
         Ok(LogState {
-            last_purged_log_id: last_purged,
-            last_log_id: last,
+            last_purged_log_id: self.get_meta("last_purged")?,
+            last_log_id: self.last_log_id()?,
         })
     }
 

@@ -101,7 +101,7 @@ pub struct Metadata {
     snapshots: crate::snapshot::Snapshots,
     /// Set when the node starts shutting down: writes are refused from then on, before they
     /// reach a Raft that is stopping (which would log each as an error).
-    stopping: std::sync::atomic::AtomicBool,
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
     /// When entries (or a heartbeat) from a leader were last accepted, in ms after
     /// `started`: a follower or learner that hears nothing is cut off or was removed (a
     /// removed learner is never told).
@@ -111,6 +111,9 @@ pub struct Metadata {
     stale: std::sync::atomic::AtomicBool,
     /// A member that hears from a leader said this node is not a member (`removal`).
     pub(crate) removed: std::sync::atomic::AtomicBool,
+    pub(crate) read_index: crate::read_index::ReadIndexRounds,
+    /// The log as stored (`prevote` reads its last id); openraft owns the other handle.
+    pub(crate) log: LogStore,
 }
 
 impl Metadata {
@@ -121,6 +124,7 @@ impl Metadata {
             .open()?;
         crate::format::open(&db, &cfg.dir)?;
         let log = LogStore::open(&db)?;
+        let log_handle = log.clone();
         let recovering = log.has_state()?;
         let sm = StateMachine::open(&db, &cfg.dir)?;
         let catalog = sm.catalog();
@@ -129,9 +133,10 @@ impl Metadata {
         let unlinked = sm.unlinked();
         let config = openraft::Config {
             cluster_name: "shoal".into(),
-            heartbeat_interval: 150,
-            election_timeout_min: 600,
-            election_timeout_max: 1200,
+            // Elections run with a pre-vote (`prevote`), which sets these timings.
+            heartbeat_interval: crate::prevote::HEARTBEAT_MS,
+            election_timeout_min: crate::prevote::LEASE_MS / 2,
+            election_timeout_max: crate::prevote::LEASE_MS,
             // `keep_snapshots` asks for them, at an interval that grows with the catalogue.
             snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT.min(cfg.snapshot_every),
@@ -193,8 +198,11 @@ impl Metadata {
             last_append_ms: std::sync::atomic::AtomicU64::new(0),
             stale: std::sync::atomic::AtomicBool::new(false),
             removed: std::sync::atomic::AtomicBool::new(false),
+            read_index: Default::default(),
+            log: log_handle,
         });
         meta.keep_snapshots(snapshot_every);
+        meta.run_elections();
         if let Some(plane) = &meta.plane {
             plane.serve(meta.clone());
         }
@@ -360,7 +368,13 @@ impl Metadata {
             let call = plane.call(leader, &node.cluster, &req, left);
             let answer = tokio::select! {
                 biased;
-                a = tracing::Instrument::instrument(call, forwarding) => a?,
+                // The leader may be up and unable to reach a quorum, so its silence is
+                // reported as what the client suffers: no commit, not "peer unreachable".
+                a = tracing::Instrument::instrument(call, forwarding) => a.map_err(|e| {
+                    Error::NoQuorum(format!(
+                        "the write went to leader {leader}, which did not commit it: {e}"
+                    ))
+                })?,
                 _ = replaced => {
                     return Err(Error::NoQuorum(format!(
                         "leader {leader} was replaced while this write was forwarded to it; retry the write"
@@ -421,7 +435,7 @@ impl Metadata {
     }
 
     /// How long since entries or a heartbeat last came from a leader, in ms.
-    fn leader_silence_ms(&self) -> u64 {
+    pub(crate) fn leader_silence_ms(&self) -> u64 {
         let now = self.started.elapsed().as_millis() as u64;
         let last = self
             .last_append_ms

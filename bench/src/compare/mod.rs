@@ -13,7 +13,8 @@
 //! - `start.rs`: the binaries a plan needs, and every process started in order;
 //! - `suite.rs`: the scenarios' setup and rounds against the targets;
 //! - `ratios.rs`: the figures of a run and their medians; `goals.rs`: the targets
-//!   and the ratios Shoal/peer against them; `summary.rs`: their table (all three pure).
+//!   and the ratios Shoal/peer against them; `summary.rs`: their table (all three pure);
+//! - `failover.rs`: `shoal-bench failover`, a region's leader killed under writes, timed.
 //!
 //! The `Fleet` of processes is declared after the work directory so it drops first, on
 //! success, error or interrupt alike: no process is still writing into a directory being
@@ -29,6 +30,7 @@ use serde::Serialize;
 use crate::args::OutputArgs;
 use crate::host::Machine;
 
+pub mod failover;
 pub mod goals;
 pub mod install;
 pub mod peers;

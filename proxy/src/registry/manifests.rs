@@ -19,6 +19,27 @@ enum Reference {
     Digest(Digest),
 }
 
+/// The request header that picks how fresh a manifest read must be. `local` (the default):
+/// this node's replica, which may lag the leader by the replication delay but never goes
+/// back on what this node acknowledged or showed. `linearizable`: first a read-index through
+/// the leader, so the read sees every write the region committed before it was sent, on any
+/// node, at the cost of one round trip to the leader and its quorum.
+pub const CONSISTENCY_HEADER: &str = "Shoal-Consistency";
+
+/// Whether the caller asked for a read-index; any value but the two known is refused, so a
+/// misspelt `linearizable` is not silently served stale.
+fn wants_read_index(req: &Request) -> ApiResult<bool> {
+    match req.header(CONSISTENCY_HEADER) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("local") => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("linearizable") => Ok(true),
+        Some(v) => Err(ApiError::new(
+            Code::BadRequest,
+            format!("{CONSISTENCY_HEADER} must be `local` or `linearizable`, not {v:?}"),
+        )),
+    }
+}
+
 fn parse_reference(s: &str) -> ApiResult<Reference> {
     if s.contains(':') {
         Ok(Reference::Digest(s.parse()?))
@@ -69,6 +90,9 @@ impl Registry {
         head: bool,
         caller: &crate::auth::Caller,
     ) -> ApiResult<Reply> {
+        if wants_read_index(req)? {
+            self.meta.catch_up().await?;
+        }
         if let Some(upstream) = self.mirrors.binding(repo)? {
             self.mirrors
                 .ensure_manifest(&req.id, repo, &upstream, reference)

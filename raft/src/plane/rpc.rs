@@ -41,6 +41,10 @@ pub enum Request {
     ReadIndex,
     /// Whether the asking node is still a member (`removal`).
     Membership,
+    /// Would this node vote for the asker, whose log ends at `last_log` (`prevote`)?
+    PreVote {
+        last_log: Option<openraft::LogId<NodeId>>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,6 +71,9 @@ pub enum Response {
     Membership {
         member: bool,
         knows_leader: bool,
+    },
+    PreVote {
+        granted: bool,
     },
     Failed(String),
 }

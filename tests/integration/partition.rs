@@ -1,0 +1,102 @@
+//! A voter cut off from the region's plane (its UDP port dropped with iptables) and then
+//! healed must not depose the leader: with a pre-vote it never raises its term while it
+//! cannot win (`raft::prevote`). Plain openraft 0.9 would: the isolated voter campaigns at
+//! each election timeout, and its higher term makes the leader step down on its return.
+
+use std::process::Command;
+use std::time::Duration;
+
+use shoal_tests::region::Region;
+use shoal_tests::{require_tool, tempdir, Registry};
+
+/// iptables rules dropping every UDP datagram to or from one port on loopback, removed
+/// when dropped (also when the test fails half way).
+struct Cut {
+    rules: Vec<Vec<String>>,
+}
+
+impl Cut {
+    fn port(port: u16) -> Cut {
+        let comment = format!("shoal-test-{}", std::process::id());
+        let rules: Vec<Vec<String>> = ["--dport", "--sport"]
+            .iter()
+            .map(|dir| {
+                [
+                    "INPUT",
+                    "-i",
+                    "lo",
+                    "-p",
+                    "udp",
+                    dir,
+                    &port.to_string(),
+                    "-m",
+                    "comment",
+                    "--comment",
+                    &comment,
+                    "-j",
+                    "DROP",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+            })
+            .collect();
+        for rule in &rules {
+            let ok = Command::new("iptables")
+                .arg("-I")
+                .args(rule)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "iptables -I {rule:?} failed (the test runs as root)");
+        }
+        Cut { rules }
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let _ = Command::new("iptables").arg("-D").args(rule).status();
+        }
+    }
+}
+
+#[test]
+fn a_voter_healed_from_a_partition_does_not_depose_the_leader() {
+    if !require_tool("iptables") {
+        return;
+    }
+    let dir = tempdir();
+    let region = Region::start(dir.path(), 3, 3);
+    let leader = region.leader();
+    let before = region.status(leader);
+    let term = before["term"].as_u64().unwrap();
+    let cut_off = (1..=3).find(|&id| id != leader).unwrap();
+
+    {
+        let _cut = Cut::port(region.plane_port(cut_off));
+        // Many election timeouts: an isolated voter without a pre-vote would have
+        // campaigned several times by now.
+        std::thread::sleep(Duration::from_secs(4));
+        let s = region.status(leader);
+        assert_eq!(s["leader"], leader, "the majority keeps its leader: {s:#}");
+        let isolated = region.status(cut_off);
+        assert_eq!(
+            isolated["term"], term,
+            "the isolated voter did not raise its term: {isolated:#}"
+        );
+    }
+    // Healed: the leader reaches it again, and nothing changes hands.
+    region.wait_for(
+        |s| s["node_id"] == cut_off && s["leader"] == leader,
+        "the healed voter follows the leader again",
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let after = region.status(leader);
+    assert_eq!(after["leader"], leader, "{after:#}");
+    assert_eq!(after["term"], term, "no election happened: {after:#}");
+
+    // And the region still takes writes through the healed node.
+    let reg = Registry::new(&region.api_url(cut_off));
+    reg.create_namespace("healed");
+}
