@@ -9,8 +9,17 @@
 //!
 //! Listings ask for pages of at most `api::MAX_PAGE` and join them until `limit` is reached
 //! or a short page ends the listing, so a caller sees the trait's paging whatever the cap.
+//!
+//! Several origins (`--origin A,B`: `shoal-origin` processes sharing one S3 bucket) are
+//! failed over between. A request goes to the origin that last answered; when its
+//! connection fails it goes to the next: reads whatever the failure, a request that changes
+//! something only if it was never sent (`Retry`). An answer, even an error, is final: the
+//! origins share their storage, so another would say the same. A blob body cut off part way
+//! goes on from the next origin with a range request (`Resuming`). An append's PATCH streams
+//! the client's body once, so an origin dying under it fails that append, and the client
+//! appends again, to whichever origin answers then: the session lives in the bucket.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,35 +39,53 @@ use crate::{Digest, Error, Result};
 
 #[derive(Clone)]
 pub struct RemoteStore {
-    base: String,
+    /// The origin processes, all serving the same bucket (or one filesystem origin).
+    bases: Arc<[String]>,
+    /// The one asked first: the last that answered.
+    preferred: Arc<AtomicUsize>,
     bearer: String,
     http: Client,
 }
 
+/// Whether a request may be sent again to another origin after its connection failed part
+/// way: reads may; a request that changes something is sent again only if it never left.
+#[derive(Clone, Copy, PartialEq)]
+enum Retry {
+    Idempotent,
+    IfUnsent,
+}
+
 impl RemoteStore {
-    /// `base` is the origin's URL (`http://host:port`), `secret` the region's shared secret.
-    pub fn new(base: &str, secret: &str) -> Result<RemoteStore> {
+    /// `bases` is the origin's URL (`http://host:port`), or several separated by commas:
+    /// `shoal-origin` processes sharing one S3 bucket, any of which can serve any blob and
+    /// continue any upload session (see `s3.rs`). `secret` is the region's shared secret.
+    pub fn new(bases: &str, secret: &str) -> Result<RemoteStore> {
         let http = Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| Error::Unavailable(format!("building the HTTP client: {e}")))?;
+        let bases: Vec<String> = bases
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/').to_string())
+            .filter(|b| !b.is_empty())
+            .collect();
+        if bases.is_empty() {
+            return Err(Error::Unavailable("no origin URL given".into()));
+        }
         Ok(RemoteStore {
-            base: base.trim_end_matches('/').to_string(),
+            bases: bases.into(),
+            preferred: Arc::new(AtomicUsize::new(0)),
             bearer: format!("Bearer {secret}"),
             http,
         })
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    /// A request to the origin, carrying the current span's trace (`telemetry`).
-    fn req(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+    /// A request to origin `at`, carrying the current span's trace (`telemetry`).
+    fn req_at(&self, at: usize, method: reqwest::Method, path: &str) -> RequestBuilder {
         let req = self
             .http
-            .request(method, self.url(path))
+            .request(method, format!("{}{}", self.bases[at], path))
             .header(reqwest::header::AUTHORIZATION, &self.bearer);
         match crate::telemetry::traceparent() {
             Some(parent) => req.header("traceparent", parent),
@@ -66,17 +93,68 @@ impl RemoteStore {
         }
     }
 
-    /// Sends `req`; any non-success answer becomes the `Error` it stands for.
-    async fn send(req: RequestBuilder) -> Result<Response> {
-        let resp = req.send().await.map_err(unreachable)?;
+    /// Sends the request `make` builds for an origin, to the preferred one first and, when
+    /// its connection fails, to the next (per `retry`). The origin that answered is
+    /// preferred from then on. Returns its index with the answer; any non-success answer
+    /// becomes the `Error` it stands for (an answer is never retried elsewhere: the
+    /// origins share their storage, so another would answer the same).
+    async fn call(
+        &self,
+        retry: Retry,
+        make: impl Fn(usize) -> RequestBuilder,
+    ) -> Result<(usize, Response)> {
+        let (at, resp) = self.call_raw(retry, make).await?;
         if resp.status().is_success() {
-            return Ok(resp);
+            return Ok((at, resp));
         }
         Err(answer_error(resp).await)
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(req: RequestBuilder) -> Result<T> {
-        Self::send(req).await?.json().await.map_err(unreachable)
+    /// `call`, with the answer as it came, whatever its status.
+    async fn call_raw(
+        &self,
+        retry: Retry,
+        make: impl Fn(usize) -> RequestBuilder,
+    ) -> Result<(usize, Response)> {
+        let first = self.preferred.load(Ordering::Relaxed) % self.bases.len();
+        let mut last = None;
+        for k in 0..self.bases.len() {
+            let at = (first + k) % self.bases.len();
+            match make(at).send().await {
+                Ok(resp) => {
+                    if k > 0 {
+                        self.preferred.store(at, Ordering::Relaxed);
+                        tracing::warn!(origin = %self.bases[at], "failed over to this origin");
+                    }
+                    return Ok((at, resp));
+                }
+                Err(e) => {
+                    let again = e.is_connect() || retry == Retry::Idempotent;
+                    tracing::debug!(origin = %self.bases[at], error = %e, "origin request failed");
+                    last = Some(e);
+                    if !again {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(unreachable(last.expect("at least one origin was asked")))
+    }
+
+    async fn send(&self, retry: Retry, make: impl Fn(usize) -> RequestBuilder) -> Result<Response> {
+        Ok(self.call(retry, make).await?.1)
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        retry: Retry,
+        make: impl Fn(usize) -> RequestBuilder,
+    ) -> Result<T> {
+        self.send(retry, make)
+            .await?
+            .json()
+            .await
+            .map_err(unreachable)
     }
 
     /// Up to `limit` entries of a listing after `after`, asked for in pages of at most
@@ -106,15 +184,116 @@ impl RemoteStore {
         Ok(out)
     }
 
-    /// A listing request for one page.
-    fn page_req(&self, path: &str, after: Option<String>, limit: usize) -> RequestBuilder {
-        let mut req = self
-            .req(reqwest::Method::GET, path)
-            .query(&[("limit", limit)]);
-        if let Some(after) = after {
-            req = req.query(&[("after", after)]);
-        }
-        req
+    /// One page of a listing.
+    async fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<T> {
+        self.json(Retry::Idempotent, |at| {
+            let mut req = self
+                .req_at(at, reqwest::Method::GET, path)
+                .query(&[("limit", limit)]);
+            if let Some(after) = &after {
+                req = req.query(&[("after", after)]);
+            }
+            req
+        })
+        .await
+    }
+
+    /// Opens `range` of a blob's bytes: (blob size, bytes in the answer, body).
+    async fn open(&self, digest: &Digest, range: Option<ByteRange>) -> Result<(u64, u64, Body)> {
+        let spec = range.map(|r| match r.end {
+            u64::MAX => format!("bytes={}-", r.start),
+            end => format!("bytes={}-{}", r.start, end - 1),
+        });
+        let resp = self
+            .send(Retry::Idempotent, |at| {
+                let req = self.req_at(at, reqwest::Method::GET, &format!("/v1/blobs/{digest}"));
+                match &spec {
+                    Some(spec) => req.header(reqwest::header::RANGE, spec),
+                    None => req,
+                }
+            })
+            .await?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let size: u64 = header(api::BLOB_SIZE_HEADER)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Unavailable("origin sent no blob size".into()))?;
+        let len: u64 = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(size);
+        let body = resp
+            .bytes_stream()
+            .map(|r| r.map_err(std::io::Error::other));
+        Ok((size, len, Box::pin(body)))
+    }
+}
+
+type Body = std::pin::Pin<Box<dyn futures::Stream<Item = Chunk> + Send>>;
+
+/// A blob body that, when its origin dies part way, goes on from where it stopped with a
+/// range request to the next origin (several origins only; the bytes are the same blob, and
+/// whoever fills a cache verifies the digest at the end anyway).
+struct Resuming {
+    store: RemoteStore,
+    digest: Digest,
+    next: u64,
+    end: u64,
+    body: Option<Body>,
+    resumed: usize,
+}
+
+impl Resuming {
+    fn stream(self) -> Body {
+        Box::pin(futures::stream::unfold(self, |mut s| async move {
+            loop {
+                if s.next >= s.end {
+                    return None;
+                }
+                let Some(body) = &mut s.body else {
+                    let range = ByteRange {
+                        start: s.next,
+                        end: s.end,
+                    };
+                    match s.store.open(&s.digest, Some(range)).await {
+                        Ok((_, _, body)) => s.body = Some(body),
+                        Err(e) => {
+                            s.end = s.next;
+                            return Some((Err(std::io::Error::other(e.to_string())), s));
+                        }
+                    }
+                    continue;
+                };
+                let failed = match body.next().await {
+                    Some(Ok(chunk)) => {
+                        s.next += chunk.len() as u64;
+                        return Some((Ok(chunk), s));
+                    }
+                    Some(Err(e)) => e,
+                    None => std::io::Error::other("the origin ended the body early"),
+                };
+                // Each origin gets one more chance after the first failure.
+                if s.resumed >= s.store.bases.len() {
+                    s.end = s.next;
+                    return Some((Err(failed), s));
+                }
+                tracing::warn!(digest = %s.digest, at = s.next, error = %failed, "an origin failed mid-blob; resuming from another");
+                s.resumed += 1;
+                s.body = None;
+                let at = s.store.preferred.load(Ordering::Relaxed);
+                s.store
+                    .preferred
+                    .store((at + 1) % s.store.bases.len(), Ordering::Relaxed);
+            }
+        }))
     }
 }
 
@@ -146,6 +325,8 @@ type Chunk = std::result::Result<Bytes, std::io::Error>;
 
 struct RemoteWriter {
     store: RemoteStore,
+    /// The origin holding the claim: the PATCH and its release go there.
+    at: usize,
     claim: String,
     tx: Option<mpsc::Sender<Chunk>>,
     finished: Arc<AtomicBool>,
@@ -203,7 +384,8 @@ impl Drop for RemoteWriter {
         // a PATCH that never reached the origin.
         self.tx = None;
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let req = self.store.req(
+            let req = self.store.req_at(
+                self.at,
                 reqwest::Method::DELETE,
                 &format!("/v1/claims/{}", self.claim),
             );
@@ -217,11 +399,12 @@ impl Drop for RemoteWriter {
 #[async_trait]
 impl BlobStore for RemoteStore {
     async fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>> {
-        let resp = self
-            .req(reqwest::Method::HEAD, &format!("/v1/blobs/{digest}"))
-            .send()
-            .await
-            .map_err(unreachable)?;
+        let path = format!("/v1/blobs/{digest}");
+        let (_, resp) = self
+            .call_raw(Retry::Idempotent, |at| {
+                self.req_at(at, reqwest::Method::HEAD, &path)
+            })
+            .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => Ok(Some(BlobInfo {
@@ -236,51 +419,46 @@ impl BlobStore for RemoteStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobReader> {
-        let mut req = self.req(reqwest::Method::GET, &format!("/v1/blobs/{digest}"));
         if let Some(r) = range {
             if r.is_empty() || r.end < r.start {
                 let size = self.stat(digest).await?.map_or(0, |i| i.size);
                 return Err(Error::RangeNotSatisfiable { size });
             }
-            let spec = match r.end {
-                u64::MAX => format!("bytes={}-", r.start),
-                end => format!("bytes={}-{}", r.start, end - 1),
-            };
-            req = req.header(reqwest::header::RANGE, spec);
         }
-        let resp = Self::send(req).await?;
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let size: u64 = header(api::BLOB_SIZE_HEADER)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| Error::Unavailable("origin sent no blob size".into()))?;
-        let len: u64 = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(size);
+        let (size, len, body) = self.open(digest, range).await?;
         let start = range.map_or(0, |r| r.start);
-        let body = resp
-            .bytes_stream()
-            .map(|r| r.map_err(std::io::Error::other));
         let range = ByteRange {
             start,
             end: start + len,
         };
-        Ok(BlobReader::streamed(size, range, Box::pin(body)))
+        let body = match self.bases.len() {
+            1 => body,
+            _ => Resuming {
+                store: self.clone(),
+                digest: digest.clone(),
+                next: range.start,
+                end: range.end,
+                body: Some(body),
+                resumed: 0,
+            }
+            .stream(),
+        };
+        Ok(BlobReader::streamed(size, range, body))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {
-        let e: Existed =
-            Self::json(self.req(reqwest::Method::DELETE, &format!("/v1/blobs/{digest}"))).await?;
+        let path = format!("/v1/blobs/{digest}");
+        let e: Existed = self
+            .json(Retry::IfUnsent, |at| {
+                self.req_at(at, reqwest::Method::DELETE, &path)
+            })
+            .await?;
         Ok(e.existed)
     }
 
     async fn list(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<BlobEntry>> {
         let fetch = |after, limit| async move {
-            let page: BlobPage = Self::json(self.page_req("/v1/blobs", after, limit)).await?;
+            let page: BlobPage = self.page("/v1/blobs", after, limit).await?;
             page.blobs.into_iter().map(TryInto::try_into).collect()
         };
         let cursor = |e: &BlobEntry| e.digest.to_string();
@@ -289,19 +467,32 @@ impl BlobStore for RemoteStore {
     }
 
     async fn create_upload(&self) -> Result<UploadId> {
-        let c: Created = Self::json(self.req(reqwest::Method::POST, "/v1/uploads")).await?;
+        let c: Created = self
+            .json(Retry::IfUnsent, |at| {
+                self.req_at(at, reqwest::Method::POST, "/v1/uploads")
+            })
+            .await?;
         c.id.parse()
     }
 
     async fn upload_size(&self, id: &UploadId) -> Result<u64> {
-        let s: Size =
-            Self::json(self.req(reqwest::Method::GET, &format!("/v1/uploads/{id}"))).await?;
+        let path = format!("/v1/uploads/{id}");
+        let s: Size = self
+            .json(Retry::Idempotent, |at| {
+                self.req_at(at, reqwest::Method::GET, &path)
+            })
+            .await?;
         Ok(s.size)
     }
 
     async fn append(&self, id: &UploadId, offset: u64) -> Result<Box<dyn UploadWriter>> {
         let path = format!("/v1/uploads/{id}/claims?offset={offset}");
-        let claim: Claim = Self::json(self.req(reqwest::Method::POST, &path)).await?;
+        let (at, resp) = self
+            .call(Retry::IfUnsent, |at| {
+                self.req_at(at, reqwest::Method::POST, &path)
+            })
+            .await?;
+        let claim: Claim = resp.json().await.map_err(unreachable)?;
         let (tx, rx) = mpsc::channel::<Chunk>(4);
         let finished = Arc::new(AtomicBool::new(false));
         let done = finished.clone();
@@ -319,14 +510,24 @@ impl BlobStore for RemoteStore {
             }
         });
         let req = self
-            .req(
+            .req_at(
+                at,
                 reqwest::Method::PATCH,
                 &format!("/v1/claims/{}", claim.claim),
             )
             .body(reqwest::Body::wrap_stream(body));
-        let request = tokio::spawn(Self::send(req));
+        // The body is streamed once, so the PATCH is never sent elsewhere: a failure reaches
+        // the client, which appends again (to whichever origin then answers).
+        let request = tokio::spawn(async move {
+            let resp = req.send().await.map_err(unreachable)?;
+            match resp.status().is_success() {
+                true => Ok(resp),
+                false => Err(answer_error(resp).await),
+            }
+        });
         Ok(Box::new(RemoteWriter {
             store: self.clone(),
+            at,
             claim: claim.claim,
             tx: Some(tx),
             finished,
@@ -336,12 +537,20 @@ impl BlobStore for RemoteStore {
 
     async fn commit_upload(&self, id: &UploadId, digest: &Digest) -> Result<u64> {
         let path = format!("/v1/uploads/{id}/commit?digest={digest}");
-        let s: Size = Self::json(self.req(reqwest::Method::POST, &path)).await?;
+        let s: Size = self
+            .json(Retry::IfUnsent, |at| {
+                self.req_at(at, reqwest::Method::POST, &path)
+            })
+            .await?;
         Ok(s.size)
     }
 
     async fn cancel_upload(&self, id: &UploadId) -> Result<()> {
-        Self::send(self.req(reqwest::Method::DELETE, &format!("/v1/uploads/{id}"))).await?;
+        let path = format!("/v1/uploads/{id}");
+        self.send(Retry::IfUnsent, |at| {
+            self.req_at(at, reqwest::Method::DELETE, &path)
+        })
+        .await?;
         Ok(())
     }
 
@@ -351,7 +560,7 @@ impl BlobStore for RemoteStore {
         limit: usize,
     ) -> Result<Vec<UploadEntry>> {
         let fetch = |after, limit| async move {
-            let page: UploadPage = Self::json(self.page_req("/v1/uploads", after, limit)).await?;
+            let page: UploadPage = self.page("/v1/uploads", after, limit).await?;
             page.uploads.into_iter().map(TryInto::try_into).collect()
         };
         let cursor = |e: &UploadEntry| e.id.to_string();
@@ -360,10 +569,12 @@ impl BlobStore for RemoteStore {
     }
 
     async fn purge_stale(&self, untouched_for_secs: i64, now: i64) -> Result<PurgeReport> {
-        let req = self
-            .req(reqwest::Method::POST, "/v1/uploads/purge")
-            .query(&[("untouched_for", untouched_for_secs), ("now", now)]);
-        let purged: Purged = Self::json(req).await?;
+        let purged: Purged = self
+            .json(Retry::IfUnsent, |at| {
+                self.req_at(at, reqwest::Method::POST, "/v1/uploads/purge")
+                    .query(&[("untouched_for", untouched_for_secs), ("now", now)])
+            })
+            .await?;
         purged.try_into()
     }
 }
@@ -443,6 +654,83 @@ mod tests {
         check_pages(7, 0, 3).await;
         check_pages(0, 5, 3).await;
         check_pages(5, 5, 1000).await;
+    }
+
+    /// An origin that answers every request with the headers of the whole `blob` and then
+    /// only its first half, and hangs up: an origin killed mid-body.
+    async fn dying_origin(blob: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\n{}: {}\r\ncontent-length: {}\r\n\r\n",
+                    api::BLOB_SIZE_HEADER,
+                    blob.len(),
+                    blob.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(&blob[..blob.len() / 2]).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_cut_off_by_a_dying_origin_goes_on_from_the_next() {
+        let blob: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let digest = Digest::sha256_of(&blob);
+        let (_dir, good, _stop) = start("s3cret").await;
+        let direct = RemoteStore::new(&good, "s3cret").unwrap();
+        let id = direct.create_upload().await.unwrap();
+        let mut w = direct.append(&id, 0).await.unwrap();
+        w.write(Bytes::from(blob.clone())).await.unwrap();
+        w.finish().await.unwrap();
+        direct.commit_upload(&id, &digest).await.unwrap();
+
+        let dying = dying_origin(blob.clone()).await;
+        let store = RemoteStore::new(&format!("{dying},{good}"), "s3cret").unwrap();
+        let reader = store.read(&digest, None).await.unwrap();
+        let mut got = Vec::new();
+        let mut body = reader.body;
+        while let Some(chunk) = body.next().await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        assert!(
+            got == blob,
+            "{} bytes came back, {} expected",
+            got.len(),
+            blob.len()
+        );
+        // The origin that answered is asked first from then on.
+        assert_eq!(store.preferred.load(Ordering::Relaxed), 1);
+
+        // A single origin keeps the failure: there is nowhere to go on from.
+        let alone = RemoteStore::new(&dying, "s3cret").unwrap();
+        let mut body = alone.read(&digest, None).await.unwrap().body;
+        let mut failed = false;
+        while let Some(chunk) = body.next().await {
+            failed |= chunk.is_err();
+        }
+        assert!(
+            failed,
+            "a cut-off body from the only origin ends in an error"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_origin_in_the_list_is_skipped() {
+        let (_dir, good, _stop) = start("s3cret").await;
+        let store = RemoteStore::new(&format!("http://127.0.0.1:1, {good}/"), "s3cret").unwrap();
+        let id = store.create_upload().await.unwrap();
+        assert_eq!(store.upload_size(&id).await.unwrap(), 0);
+        assert!(
+            RemoteStore::new(" , ", "s3cret").is_err(),
+            "no URL at all is refused"
+        );
     }
 
     #[tokio::test]

@@ -15,9 +15,19 @@
 //! the blob key itself while hashing them, and completes it only if the digest matches: an
 //! incomplete multipart upload is invisible, so nothing unverified ever appears under
 //! `blobs/`, and no server-side copy (capped at 5 GiB on AWS) or second rewrite is needed.
-//! As in `fs.rs`, the session table (size, busy) is only a cache: after a restart a session is
-//! recovered by listing its parts. A std `Mutex` guards it because it is never held across an
-//! `.await`. One origin process serves a bucket: the table is the only lock on a session.
+//! The session table (size, busy) is this process's lock on a session, not a record of it: a
+//! session's size is read from the bucket (by listing its parts) on every claim and status,
+//! so after a restart, or when another origin process sharing the bucket appended meanwhile,
+//! the answer is the same. A std `Mutex` guards it because it is never held across an
+//! `.await`.
+//!
+//! Several `shoal-origin` processes may serve one bucket, and nodes fail over between them
+//! (`remote.rs`): any of them serves any blob and continues any session. Nothing locks a
+//! session across processes; it needs no lock to stay safe. Two appends at one offset through
+//! two processes (a client that did not wait for its first PATCH) write the same part key and
+//! the last completed wins; the commit hashes whatever chain the parts form and stores it only
+//! if the digest matches. The worst outcome is a failed commit, never an unverified blob. Two
+//! commits of one digest write the same bytes.
 //!
 //! Purging. A session was last written at the newest `LastModified` of its objects: the
 //! `created` marker, the parts of finished appends, the `commit` marker of a commit attempt.
@@ -29,7 +39,9 @@
 //! of a blob key (a commit that died; the `commit` marker names which blob). Cancelling or
 //! purging a session aborts those, and `purge_stale` also aborts every incomplete multipart
 //! upload under `blobs/` or `uploads/` initiated before its cutoff that no append or commit of
-//! this process is running (`multiparts` lists them). A blob's `modified` is its object's
+//! this process is running (`multiparts` lists them); with several origin processes, an
+//! append or commit another one has been running for longer than that cutoff (the node's
+//! `--upload-max-age`, a day by default) could be aborted under it, and its client retries. A blob's `modified` is its object's
 //! `LastModified`: when its commit's multipart upload began or completed. Listings and purging
 //! are in `listing`.
 
@@ -292,27 +304,34 @@ impl S3Store {
         Ok(chain(id, &objects, u64::MAX)?.0)
     }
 
-    /// Claims the session for exclusive use and returns its acknowledged size.
+    /// Claims the session for exclusive use in this process and returns its acknowledged
+    /// size, read from the bucket: another origin process sharing it may have appended
+    /// since this one last saw the session, so the table's size is never trusted.
     async fn claim(&self, id: &UploadId) -> Result<u64> {
-        let known = match self.sessions().get_mut(id) {
-            Some(s) if s.busy => return Err(Error::UploadBusy),
-            Some(s) => {
-                s.busy = true;
-                Some(s.size)
+        {
+            let mut sessions = self.sessions();
+            let s = sessions.entry(id.clone()).or_insert(Session::new(0));
+            if s.busy {
+                return Err(Error::UploadBusy);
             }
-            None => None,
-        };
-        if let Some(size) = known {
-            return Ok(size);
+            s.busy = true;
         }
-        let size = self.recover(id).await?;
-        let mut sessions = self.sessions();
-        let s = sessions.entry(id.clone()).or_insert(Session::new(size));
-        if s.busy {
-            return Err(Error::UploadBusy);
+        match self.recover(id).await {
+            Ok(size) => {
+                if let Some(s) = self.sessions().get_mut(id) {
+                    s.size = size;
+                }
+                Ok(size)
+            }
+            Err(e @ Error::UploadNotFound(_)) => {
+                self.forget(id);
+                Err(e)
+            }
+            Err(e) => {
+                self.release(id, None);
+                Err(e)
+            }
         }
-        s.busy = true;
-        Ok(s.size)
     }
 
     fn release(&self, id: &UploadId, size: Option<u64>) {
@@ -521,9 +540,7 @@ impl BlobStore for S3Store {
     }
 
     async fn upload_size(&self, id: &UploadId) -> Result<u64> {
-        if let Some(s) = self.sessions().get(id) {
-            return Ok(s.size);
-        }
+        // From the bucket, not the table: another origin process may have appended.
         self.recover(id).await
     }
 

@@ -51,7 +51,8 @@ enum Cmd {
         /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
         #[arg(long, env = "SHOAL_SHUTDOWN_TIMEOUT", default_value_t = 10)]
         shutdown_timeout: u64,
-        /// URL of a separate `shoal-origin` service; without it the origin is embedded.
+        /// URL of a separate `shoal-origin` service, or several separated by commas (processes
+        /// sharing one S3 bucket, failed over between); without it the origin is embedded.
         #[arg(long, env = "SHOAL_ORIGIN")]
         origin: Option<String>,
         /// File holding the origin's shared secret (or set SHOAL_ORIGIN_SECRET).

@@ -26,6 +26,7 @@ mod mirror;
 mod monitoring;
 mod openapi;
 mod oras;
+mod origin_failover;
 mod origin_service;
 mod partition;
 mod retention;
