@@ -18,6 +18,7 @@ pub mod browser;
 pub mod issuer;
 pub mod linearizable;
 pub mod moto;
+pub mod netcut;
 pub mod oci;
 pub mod otlp;
 pub mod region;

@@ -1,5 +1,7 @@
 //! Tag writes and reads through all three nodes of a region while its leader and followers
-//! are killed with `kill -9` and frozen with `SIGSTOP`; the recorded history is then checked.
+//! are killed with `kill -9`, frozen with `SIGSTOP` and cut off the plane with iptables (a
+//! partition: the cut-off node still answers its clients); the recorded history is then
+//! checked.
 //!
 //! What each read path promises (ARCHITECTURE.md, "Consistency"), and how it is checked:
 //! - writes (`PUT` manifest by tag) and reads sent with `Shoal-Consistency: linearizable`
@@ -19,9 +21,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use shoal_tests::linearizable::{self, Kind, LocalRead, Op, Write};
+use shoal_tests::netcut::Cut;
 use shoal_tests::oci::{image_manifest, OCI_MANIFEST};
 use shoal_tests::region::Region;
-use shoal_tests::{basic, signal, tempdir, Registry, ADMIN_PASSWORD};
+use shoal_tests::{basic, require_tool, signal, tempdir, Registry, ADMIN_PASSWORD};
 
 const TAGS: usize = 4;
 const CLIENTS_PER_NODE: u64 = 2;
@@ -53,10 +56,16 @@ enum Fault {
     KillFollower,
     StopLeader,
     StopFollower,
+    /// Cut off the plane (iptables), its API still answering clients.
+    PartitionLeader,
+    PartitionFollower,
 }
 
 #[test]
-fn tag_writes_and_reads_are_linearizable_while_nodes_die_and_freeze() {
+fn tag_writes_and_reads_are_linearizable_while_nodes_die_freeze_and_are_cut_off() {
+    if !require_tool("iptables") {
+        return;
+    }
     let dir = tempdir();
     let mut region = Region::start(dir.path(), 3, 3);
     let admin = Registry::new(&region.api_url(1));
@@ -205,8 +214,10 @@ fn tag_writes_and_reads_are_linearizable_while_nodes_die_and_freeze() {
     let faults = [
         Fault::KillLeader,
         Fault::StopFollower,
+        Fault::PartitionLeader,
         Fault::KillFollower,
         Fault::StopLeader,
+        Fault::PartitionFollower,
         Fault::KillLeader,
         Fault::StopFollower,
     ];
@@ -215,8 +226,10 @@ fn tag_writes_and_reads_are_linearizable_while_nodes_die_and_freeze() {
         std::thread::sleep(Duration::from_millis(1500));
         let leader = region.leader();
         let victim = match fault {
-            Fault::KillLeader | Fault::StopLeader => leader,
-            Fault::KillFollower | Fault::StopFollower => (1..=3).find(|&n| n != leader).unwrap(),
+            Fault::KillLeader | Fault::StopLeader | Fault::PartitionLeader => leader,
+            Fault::KillFollower | Fault::StopFollower | Fault::PartitionFollower => {
+                (1..=3).find(|&n| n != leader).unwrap()
+            }
         };
         match fault {
             Fault::KillLeader | Fault::KillFollower => {
@@ -229,6 +242,12 @@ fn tag_writes_and_reads_are_linearizable_while_nodes_die_and_freeze() {
                 signal(pid, "STOP");
                 std::thread::sleep(Duration::from_millis(2000));
                 signal(pid, "CONT");
+            }
+            Fault::PartitionLeader | Fault::PartitionFollower => {
+                // A leader cut off keeps its clients and believes it leads for a while:
+                // the case a read-index exists for.
+                let _cut = Cut::port(region.plane_port(victim));
+                std::thread::sleep(Duration::from_millis(2500));
             }
         }
         injected.push(format!("{fault:?} (node {victim})"));

@@ -3,63 +3,11 @@
 //! cannot win (`raft::prevote`). Plain openraft 0.9 would: the isolated voter campaigns at
 //! each election timeout, and its higher term makes the leader step down on its return.
 
-use std::process::Command;
 use std::time::Duration;
 
+use shoal_tests::netcut::Cut;
 use shoal_tests::region::Region;
 use shoal_tests::{require_tool, tempdir, Registry};
-
-/// iptables rules dropping every UDP datagram to or from one port on loopback, removed
-/// when dropped (also when the test fails half way).
-struct Cut {
-    rules: Vec<Vec<String>>,
-}
-
-impl Cut {
-    fn port(port: u16) -> Cut {
-        let comment = format!("shoal-test-{}", std::process::id());
-        let rules: Vec<Vec<String>> = ["--dport", "--sport"]
-            .iter()
-            .map(|dir| {
-                [
-                    "INPUT",
-                    "-i",
-                    "lo",
-                    "-p",
-                    "udp",
-                    dir,
-                    &port.to_string(),
-                    "-m",
-                    "comment",
-                    "--comment",
-                    &comment,
-                    "-j",
-                    "DROP",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-            })
-            .collect();
-        for rule in &rules {
-            let ok = Command::new("iptables")
-                .arg("-I")
-                .args(rule)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "iptables -I {rule:?} failed (the test runs as root)");
-        }
-        Cut { rules }
-    }
-}
-
-impl Drop for Cut {
-    fn drop(&mut self) {
-        for rule in &self.rules {
-            let _ = Command::new("iptables").arg("-D").args(rule).status();
-        }
-    }
-}
 
 #[test]
 fn a_voter_healed_from_a_partition_does_not_depose_the_leader() {
