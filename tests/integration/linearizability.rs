@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::Client;
+use reqwest::blocking::Client as Http;
 use shoal_tests::linearizable::{self, Kind, LocalRead, Op, Write};
 use shoal_tests::netcut::Cut;
 use shoal_tests::oci::{image_manifest, OCI_MANIFEST};
@@ -103,111 +103,17 @@ fn tag_writes_and_reads_are_linearizable_while_nodes_die_freeze_and_are_cut_off(
     let mut clients = Vec::new();
     for node in 1..=3u64 {
         for k in 0..CLIENTS_PER_NODE {
-            let base = region.api_url(node);
-            let (stop, history, unexpected) = (stop.clone(), history.clone(), unexpected.clone());
+            let client = Client {
+                node,
+                base: region.api_url(node),
+                id: node * 10 + k,
+                start,
+                stop: stop.clone(),
+                history: history.clone(),
+                unexpected: unexpected.clone(),
+            };
             let manifest = manifest.clone();
-            let client_id = node * 10 + k;
-            clients.push(std::thread::spawn(move || {
-                let http = Client::builder()
-                    .timeout(Duration::from_secs(4))
-                    .build()
-                    .unwrap();
-                let auth = basic("admin", ADMIN_PASSWORD);
-                let mut rng = client_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-                let mut seq = 0u64;
-                let now = || start.elapsed().as_nanos() as u64;
-                while !stop.load(Ordering::Relaxed) {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    let tag = (rng % TAGS as u64) as usize;
-                    let url = format!("{base}/v2/{REPO}/manifests/t{tag}");
-                    let roll = (rng >> 8) % 10;
-                    let call = now();
-                    let (sent, what) = if roll < 4 {
-                        seq += 1;
-                        let body = manifest(&format!("c{client_id}-{seq}"));
-                        let digest = shoal_tests::sha256(&body);
-                        let r = http
-                            .put(&url)
-                            .header("Authorization", &auth)
-                            .header("Content-Type", OCI_MANIFEST)
-                            .body(body)
-                            .send();
-                        (r, What::Write(digest))
-                    } else {
-                        let linearizable = roll >= 7;
-                        let mut get = http
-                            .get(&url)
-                            .header("Authorization", &auth)
-                            .header("Accept", OCI_MANIFEST);
-                        if linearizable {
-                            get = get.header("Shoal-Consistency", "linearizable");
-                        }
-                        (
-                            get.send(),
-                            What::Read {
-                                linearizable,
-                                value: None,
-                            },
-                        )
-                    };
-                    let ret = now();
-                    let status = match &sent {
-                        Ok(r) => Some(r.status().as_u16()),
-                        Err(e) if e.is_connect() => {
-                            // The node is down: nothing was sent, nothing happened.
-                            std::thread::sleep(Duration::from_millis(50));
-                            continue;
-                        }
-                        Err(_) => None,
-                    };
-                    let record = |ret, what| Recorded {
-                        node,
-                        tag,
-                        call,
-                        ret,
-                        what,
-                    };
-                    let op = match (what, status) {
-                        (What::Write(d), Some(201)) => record(Some(ret), What::Write(d)),
-                        (What::Write(d), Some(s)) if s >= 500 => record(None, What::Write(d)),
-                        (What::Write(d), None) => record(None, What::Write(d)),
-                        (What::Read { linearizable, .. }, Some(200)) => {
-                            let value = sent
-                                .unwrap()
-                                .headers()
-                                .get("docker-content-digest")
-                                .map(|v| v.to_str().unwrap().to_string());
-                            record(
-                                Some(ret),
-                                What::Read {
-                                    linearizable,
-                                    value,
-                                },
-                            )
-                        }
-                        (What::Read { linearizable, .. }, Some(404)) => record(
-                            Some(ret),
-                            What::Read {
-                                linearizable,
-                                value: None,
-                            },
-                        ),
-                        (What::Read { .. }, None) => continue,
-                        (What::Read { .. }, Some(s)) if s >= 500 => continue,
-                        (what, status) => {
-                            let body = sent.map(|r| r.text().unwrap_or_default());
-                            unexpected
-                                .lock()
-                                .unwrap()
-                                .push(format!("{what:?} on node {node}: {status:?} {body:?}"));
-                            continue;
-                        }
-                    };
-                    history.lock().unwrap().push(op);
-                }
-            }));
+            clients.push(std::thread::spawn(move || client.run(manifest)));
         }
     }
 
@@ -271,27 +177,17 @@ fn tag_writes_and_reads_are_linearizable_while_nodes_die_freeze_and_are_cut_off(
         let mut local = Vec::new();
         let mut via = Vec::new();
         for o in &ops {
-            match &o.what {
+            let kind = match &o.what {
                 What::Write(d) => {
                     totals[o.ret.is_none() as usize] += 1;
-                    checked.push(Op {
-                        call: o.call,
-                        ret: o.ret,
-                        kind: Kind::Write(d.clone()),
-                    });
-                    via.push(o.node);
+                    Kind::Write(d.clone())
                 }
                 What::Read {
                     linearizable: true,
                     value,
                 } => {
                     totals[2] += 1;
-                    checked.push(Op {
-                        call: o.call,
-                        ret: o.ret,
-                        kind: Kind::Read(value.clone()),
-                    });
-                    via.push(o.node);
+                    Kind::Read(value.clone())
                 }
                 What::Read {
                     linearizable: false,
@@ -304,8 +200,15 @@ fn tag_writes_and_reads_are_linearizable_while_nodes_die_freeze_and_are_cut_off(
                         ret: o.ret.unwrap(),
                         value: value.clone(),
                     });
+                    continue;
                 }
-            }
+            };
+            checked.push(Op {
+                call: o.call,
+                ret: o.ret,
+                kind,
+            });
+            via.push(o.node);
         }
         if let Err(why) = linearizable::check(&checked) {
             panic!("tag t{tag}: {why}; the history is in {}", keep(tag, &ops));
@@ -347,6 +250,131 @@ fn tag_writes_and_reads_are_linearizable_while_nodes_die_freeze_and_are_cut_off(
         .count();
     assert!(seen_values > 0, "no read-index read saw a write");
     assert_eq!(injected.len(), faults.len());
+}
+
+/// One client: a loop of random operations on random tags through one node, each recorded
+/// with its call and return times, until `stop`.
+struct Client {
+    node: u64,
+    base: String,
+    id: u64,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<Vec<Recorded>>>,
+    unexpected: Arc<Mutex<Vec<String>>>,
+}
+
+impl Client {
+    fn run(self, manifest: impl Fn(&str) -> Vec<u8>) {
+        let Client {
+            node,
+            base,
+            id: client_id,
+            start,
+            stop,
+            history,
+            unexpected,
+        } = self;
+        let http = Http::builder()
+            .timeout(Duration::from_secs(4))
+            .build()
+            .unwrap();
+        let auth = basic("admin", ADMIN_PASSWORD);
+        let mut rng = client_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut seq = 0u64;
+        let now = || start.elapsed().as_nanos() as u64;
+        while !stop.load(Ordering::Relaxed) {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let tag = (rng % TAGS as u64) as usize;
+            let url = format!("{base}/v2/{REPO}/manifests/t{tag}");
+            let roll = (rng >> 8) % 10;
+            let call = now();
+            let (sent, what) = if roll < 4 {
+                seq += 1;
+                let body = manifest(&format!("c{client_id}-{seq}"));
+                let digest = shoal_tests::sha256(&body);
+                let r = http
+                    .put(&url)
+                    .header("Authorization", &auth)
+                    .header("Content-Type", OCI_MANIFEST)
+                    .body(body)
+                    .send();
+                (r, What::Write(digest))
+            } else {
+                let linearizable = roll >= 7;
+                let mut get = http
+                    .get(&url)
+                    .header("Authorization", &auth)
+                    .header("Accept", OCI_MANIFEST);
+                if linearizable {
+                    get = get.header("Shoal-Consistency", "linearizable");
+                }
+                (
+                    get.send(),
+                    What::Read {
+                        linearizable,
+                        value: None,
+                    },
+                )
+            };
+            let ret = now();
+            let status = match &sent {
+                Ok(r) => Some(r.status().as_u16()),
+                Err(e) if e.is_connect() => {
+                    // The node is down: nothing was sent, nothing happened.
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                Err(_) => None,
+            };
+            let record = |ret, what| Recorded {
+                node,
+                tag,
+                call,
+                ret,
+                what,
+            };
+            let op = match (what, status) {
+                (What::Write(d), Some(201)) => record(Some(ret), What::Write(d)),
+                (What::Write(d), Some(s)) if s >= 500 => record(None, What::Write(d)),
+                (What::Write(d), None) => record(None, What::Write(d)),
+                (What::Read { linearizable, .. }, Some(200)) => {
+                    let value = sent
+                        .unwrap()
+                        .headers()
+                        .get("docker-content-digest")
+                        .map(|v| v.to_str().unwrap().to_string());
+                    record(
+                        Some(ret),
+                        What::Read {
+                            linearizable,
+                            value,
+                        },
+                    )
+                }
+                (What::Read { linearizable, .. }, Some(404)) => record(
+                    Some(ret),
+                    What::Read {
+                        linearizable,
+                        value: None,
+                    },
+                ),
+                (What::Read { .. }, None) => continue,
+                (What::Read { .. }, Some(s)) if s >= 500 => continue,
+                (what, status) => {
+                    let body = sent.map(|r| r.text().unwrap_or_default());
+                    unexpected
+                        .lock()
+                        .unwrap()
+                        .push(format!("{what:?} on node {node}: {status:?} {body:?}"));
+                    continue;
+                }
+            };
+            history.lock().unwrap().push(op);
+        }
+    }
 }
 
 /// Writes a failed tag's history where it outlives the test's directory; returns the path.
