@@ -10,7 +10,8 @@
 //! ```text
 //! <meta dir>/snapshots/<last index>-<unix ms>-<n>.snap  the current snapshot (older ones are removed)
 //!                     /migrated.snap                    the snapshot a format-3 directory held
-//!                     /*.part                           being built or received (removed at open)
+//!                     /*.part                           being built or received (removed at open;
+//!                                                       a received one when its transfer is dropped)
 //!
 //! tree snapshot:  meta        JSON SnapshotMeta of the current snapshot
 //!                 file        its file name
@@ -302,7 +303,11 @@ impl Snapshots {
             .create_new(true)
             .open(&path)
             .await?;
-        Ok(SnapshotFile { path, file })
+        Ok(SnapshotFile {
+            path,
+            file,
+            partial: true,
+        })
     }
 
     /// Makes the built file at `part` the current snapshot, unless a newer one already is
@@ -412,6 +417,7 @@ impl Snapshots {
             SnapshotFile {
                 path,
                 file: tokio::fs::File::from_std(file),
+                partial: false,
             },
         )))
     }

@@ -212,13 +212,26 @@ impl<T: Read> Read for Hashing<T> {
 pub struct SnapshotFile {
     pub(crate) path: PathBuf,
     pub(crate) file: tokio::fs::File,
+    /// A file being received is removed if it is dropped before `close`: openraft drops a
+    /// transfer the leader abandoned (a new leader starts over), and its bytes would
+    /// otherwise stay on disk until the next start.
+    pub(crate) partial: bool,
 }
 
 impl SnapshotFile {
     /// Syncs the received bytes and closes the file: its path.
-    pub(crate) async fn close(self) -> StorageResult<PathBuf> {
+    pub(crate) async fn close(mut self) -> StorageResult<PathBuf> {
         self.file.sync_all().await.map_err(write_err)?;
-        Ok(self.path)
+        self.partial = false;
+        Ok(self.path.clone())
+    }
+}
+
+impl Drop for SnapshotFile {
+    fn drop(&mut self) {
+        if self.partial {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

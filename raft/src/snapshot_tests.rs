@@ -223,3 +223,33 @@ fn a_build_overtaken_by_an_install_is_dropped() {
     );
     assert_eq!(std::fs::read_dir(&snapshots.dir).unwrap().count(), 1);
 }
+
+/// Guards against received files piling up: a transfer the leader abandons is dropped by
+/// openraft before it is closed, and its `.part` file must go with it.
+#[tokio::test]
+async fn an_abandoned_transfer_leaves_no_file_and_a_finished_one_stays() {
+    use tokio::io::AsyncWriteExt;
+    let (dir, _db, snapshots) = setup();
+    let parts = || {
+        std::fs::read_dir(dir.path().join("snapshots"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "part")
+            })
+            .count()
+    };
+    let mut abandoned = snapshots.receive().await.unwrap();
+    abandoned.write_all(b"half a snapshot").await.unwrap();
+    assert_eq!(parts(), 1);
+    drop(abandoned);
+    assert_eq!(parts(), 0, "the abandoned transfer's file is gone");
+
+    let mut finished = snapshots.receive().await.unwrap();
+    finished.write_all(b"a whole snapshot").await.unwrap();
+    let path = finished.close().await.unwrap();
+    assert!(path.exists(), "a closed file is kept for the install");
+}
