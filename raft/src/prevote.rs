@@ -14,8 +14,9 @@
 //! yes only if it has not heard from a leader for the leader lease either, is not the leader
 //! itself, and the candidate's log is at least as up to date as its own (openraft's own
 //! rule for votes). With a quorum of yeses, counting its own, the candidate starts a real
-//! election; otherwise its term stays where it is and it asks again later. A node that is
-//! the only voter elects itself at once.
+//! election; otherwise its term stays where it is and it asks again 50–100 ms later (the
+//! others may have heard the dead leader a little after it did). A node that is the only
+//! voter elects itself once its wait is over.
 //!
 //! The timings make failover short on a LAN: heartbeats every `HEARTBEAT_MS`, the lease
 //! (`LEASE_MS`, which openraft takes from `election_timeout_max` and during which a
@@ -41,6 +42,8 @@ pub(crate) const LEASE_MS: u64 = 500;
 /// The most a candidate waits past the lease, drawn anew for each attempt, so that two
 /// voters seldom ask at once and split the vote.
 const JITTER_MS: u64 = 250;
+/// How soon a lost pre-vote is asked again (plus up to a fifth of `JITTER_MS`).
+const RETRY_MS: u64 = 50;
 const TICK: Duration = Duration::from_millis(25);
 const ASK_TIMEOUT: Duration = Duration::from_millis(300);
 
@@ -74,10 +77,16 @@ impl Metadata {
                 {
                     continue;
                 }
-                meta.campaign().await;
-                // Whatever came of it, the next try is a fresh, random wait away.
+                // A lost pre-vote changed nothing and is tried again soon: the other voters
+                // may have heard the dead leader a few milliseconds after this one did. An
+                // election started is given time to finish (a split vote waits a fresh,
+                // random while).
+                let pause = match meta.campaign().await {
+                    true => LEASE_MS / 2 + jitter(),
+                    false => RETRY_MS + jitter() / 5,
+                };
                 wait = LEASE_MS + jitter();
-                next_try = Instant::now() + Duration::from_millis(LEASE_MS / 2 + jitter());
+                next_try = Instant::now() + Duration::from_millis(pause);
             }
         });
     }
@@ -92,9 +101,12 @@ impl Metadata {
                 .any(|v| v == self.node_id)
     }
 
-    /// Asks the other voters for a pre-vote and starts an election if a quorum would grant it.
-    async fn campaign(&self) {
-        let Some(plane) = &self.plane else { return };
+    /// Asks the other voters for a pre-vote and starts an election if a quorum would grant
+    /// it; whether it started one.
+    async fn campaign(&self) -> bool {
+        let Some(plane) = &self.plane else {
+            return false;
+        };
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
@@ -102,7 +114,7 @@ impl Metadata {
         let mut granted = 1; // its own
         if granted < quorum {
             let Some(last_log) = self.last_log_id() else {
-                return;
+                return false;
             };
             let mut asks: futures::stream::FuturesUnordered<_> = voters
                 .iter()
@@ -128,7 +140,7 @@ impl Metadata {
         }
         if granted < quorum {
             tracing::debug!(granted, quorum, "pre-vote lost: the term stays");
-            return;
+            return false;
         }
         tracing::info!(
             granted,
@@ -139,6 +151,7 @@ impl Metadata {
         if let Err(e) = self.raft.trigger().elect().await {
             tracing::warn!(error = %e, "could not start an election");
         }
+        true
     }
 
     /// The id of the last entry in this node's log (what openraft compares in a vote).
