@@ -72,12 +72,55 @@ pub enum Response {
         member: bool,
         knows_leader: bool,
     },
+    Failed(String),
+    /// The answer to `Request::PreVote`. Variants are only ever added last: the variant's
+    /// index is its tag on the wire, and a node of the previous version must keep reading
+    /// every message it knows.
     PreVote {
         granted: bool,
     },
-    Failed(String),
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("plane messages serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the wire across a rolling upgrade: postcard tags a variant with its index, so a
+    /// variant inserted anywhere but last would make an older node read one message as
+    /// another (`PreVote` was first put before `Failed`). These are the first bytes of the
+    /// messages the previous version sends, which this one must still read the same way.
+    #[test]
+    fn messages_of_the_previous_version_keep_their_tags() {
+        let requests = [
+            (Request::Elect, 6u8),
+            (Request::Open(vec![]), 7),
+            (Request::ReadIndex, 8),
+            (Request::Membership, 9),
+            (Request::PreVote { last_log: None }, 10),
+        ];
+        for (req, tag) in requests {
+            assert_eq!(encode(&req)[0], tag, "{req:?}");
+        }
+        let responses = [
+            (Response::Done, 4u8),
+            (Response::NotLeader { leader: None }, 5),
+            (Response::ReadIndex { index: 0 }, 6),
+            (
+                Response::Membership {
+                    member: true,
+                    knows_leader: true,
+                },
+                7,
+            ),
+            (Response::Failed(String::new()), 8),
+            (Response::PreVote { granted: true }, 9),
+        ];
+        for (resp, tag) in responses {
+            assert_eq!(encode(&resp)[0], tag, "{resp:?}");
+        }
+    }
 }
