@@ -34,6 +34,10 @@ pub struct TargetArgs {
     /// Repeatable.
     #[arg(long = "pid", global = true, value_name = "PID")]
     pub pids: Vec<u32>,
+    /// A PEM certificate (or bundle) to trust for https:// targets, beside the system's
+    /// roots: a registry with a self-signed or private-CA certificate.
+    #[arg(long, global = true, value_name = "PEM")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

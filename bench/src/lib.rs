@@ -16,6 +16,7 @@
 //! - `shoal_metrics.rs`: `/metrics` deltas when a target is Shoal;
 //! - `host.rs`: the machine (cores, memory) and a server process's peak RSS and CPU time;
 //! - `lean.rs`: a bare HTTP/1.1 connection for request-rate scenarios (less client CPU);
+//! - `tls.rs`: the certificates HTTPS targets are trusted by, and a loopback certificate;
 //! - `report.rs`: the result of a run, its table and its JSON; `plot.rs`: its picture;
 //! - `scenarios/`: one file per scenario, and the `Scenario` command enum;
 //! - `compare/`: `shoal-bench compare`, which starts Distribution, nginx and Shoal on this
@@ -33,3 +34,4 @@ pub mod scenarios;
 pub mod shoal_metrics;
 pub mod stats;
 pub mod target;
+pub mod tls;

@@ -36,7 +36,9 @@ pub struct ShoalDeltas {
 
 /// Scrapes every target's `/metrics`.
 pub async fn scrape(urls: &[String]) -> Snapshot {
-    let http = reqwest::Client::new();
+    let http = crate::tls::client()
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new());
     let mut values = Vec::with_capacity(urls.len());
     for url in urls {
         values.push(scrape_one(&http, url).await);

@@ -42,6 +42,9 @@ struct AuthConfig {
 impl Targets {
     pub fn new(args: &TargetArgs) -> anyhow::Result<Targets> {
         args.check()?;
+        if let Some(pem) = &args.ca_cert {
+            crate::tls::trust_file(pem)?;
+        }
         Ok(Targets {
             urls: args
                 .targets
@@ -74,7 +77,7 @@ impl Targets {
     /// mirrors), signing in the same way.
     pub fn client_of(&self, base: &str) -> anyhow::Result<Registry> {
         let base = base.trim_end_matches('/').to_string();
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client()
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
             .build()

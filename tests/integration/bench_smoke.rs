@@ -408,6 +408,7 @@ fn compare_quick_runs_every_scenario_beside_distribution_and_nginx() {
         "push",
         "pull-storm",
         "concurrent-pulls",
+        "https-get",
     ] {
         assert!(
             ratios

@@ -91,7 +91,7 @@ async fn one_round(bins: &Binaries, dir: &std::path::Path, n: usize) -> anyhow::
     let secrets = Secrets::fresh();
     let mut fleet = Fleet::default();
     let region = start_region(&mut fleet, bins, dir, n, &secrets).await?;
-    let http = reqwest::Client::builder()
+    let http = crate::tls::client()
         .timeout(Duration::from_secs(5))
         .build()?;
     let leader = cluster(&http, &region.urls[0], &secrets)

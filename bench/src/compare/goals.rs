@@ -139,6 +139,35 @@ const CHECKS: &[Check] = &[
         goal: goal(On::Value, false, 150.0, "node RSS ≤ 150 MiB"),
     },
     Check {
+        scenario: "https-get",
+        figure: "mb_per_s",
+        label: "MB/s",
+        shoals: &["shoal-https"],
+        peers: &["nginx-https", "distribution-https"],
+        better: Better::Higher,
+        goal: goal(
+            On::Ratio,
+            true,
+            1.5,
+            "≥ 1.5× max(nginx, Distribution) over HTTPS",
+        ),
+    },
+    Check {
+        scenario: "https-get",
+        figure: "mb_per_s",
+        label: "MB/s vs plain HTTP",
+        shoals: &["shoal-https"],
+        peers: &["shoal"],
+        better: Better::Higher,
+        // Within 1.25× of plain HTTP's time is at least 1/1.25 = 0.8× its speed.
+        goal: goal(
+            On::Ratio,
+            true,
+            0.8,
+            "within 1.25× of Shoal's plain-HTTP time",
+        ),
+    },
+    Check {
         scenario: "concurrent-pulls",
         figure: "mb_per_s",
         label: "MB/s",
@@ -325,6 +354,30 @@ mod tests {
         assert!(
             !v.iter().any(|x| x.shoal == "shoal-edge"),
             "targets that did not run have no verdicts"
+        );
+    }
+
+    /// HTTPS is judged twice: against the peers over TLS, and against Shoal's own plain
+    /// HTTP (within 1.25× of its time is at least 0.8× its speed).
+    #[test]
+    fn https_is_judged_against_the_peers_and_against_plain_http() {
+        let ms = [
+            median_of("https-get", "shoal-https", &[("mb_per_s", 1600.0)]),
+            median_of("https-get", "nginx-https", &[("mb_per_s", 1000.0)]),
+            median_of("https-get", "distribution-https", &[("mb_per_s", 600.0)]),
+            median_of("https-get", "shoal", &[("mb_per_s", 3000.0)]),
+        ];
+        let v = verdicts(&ms);
+        let https: Vec<_> = v.iter().filter(|x| x.scenario == "https-get").collect();
+        assert_eq!(https.len(), 2, "{https:#?}");
+        assert_eq!(https[0].peer.as_deref(), Some("nginx-https"));
+        assert_eq!((https[0].ratio, https[0].met), (Some(1.6), Some(true)));
+        assert_eq!(https[1].peer.as_deref(), Some("shoal"));
+        assert!((https[1].ratio.unwrap() - 1600.0 / 3000.0).abs() < 1e-9);
+        assert_eq!(
+            https[1].met,
+            Some(false),
+            "0.53× plain speed is 1.9× its time"
         );
     }
 }

@@ -5,7 +5,10 @@
 //!   Its info log has one `response completed` line per request, which is how the proxy's
 //!   fetches from its upstream are counted (the access log would repeat them, so it is off);
 //! - nginx serving a directory of static files with sendfile, the reference for raw blob
-//!   GET speed. It runs in the foreground (`daemon off`) so it is our child; as root its
+//!   GET speed.
+//!
+//! Each can listen with TLS on a certificate of the comparison's (`https-get`): nginx and
+//! Distribution then encrypt in user space (OpenSSL and Go's crypto/tls), as Shoal does. It runs in the foreground (`daemon off`) so it is our child; as root its
 //!   workers run as root too, so they can read a scratch directory only root may enter.
 //!
 //! The renderers are pure and tested; `start_*` write the file, start the process and wait
@@ -17,6 +20,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use super::process::{children_of, free_tcp_port, Fleet};
+use crate::tls::ServerCert;
 
 /// A started peer, as the report records it.
 #[derive(Serialize, Debug, Clone)]
@@ -41,6 +45,8 @@ pub struct DistributionConfig<'a> {
     pub upstream: Option<&'a str>,
     /// Signs upload state; fixed so the log holds no warning about a random one.
     pub secret: &'a str,
+    /// Listen with TLS on this certificate.
+    pub tls: Option<&'a ServerCert>,
 }
 
 /// `config.yml` for `docker-registry serve`: what Debian's default config has (filesystem
@@ -73,6 +79,13 @@ http:
         addr = quote(c.addr),
         secret = quote(c.secret),
     );
+    if let Some(t) = c.tls {
+        y += &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            quote(&t.cert.display().to_string()),
+            quote(&t.key.display().to_string())
+        );
+    }
     if let Some(up) = c.upstream {
         y += &format!("proxy:\n  remoteurl: {}\n", quote(up));
     }
@@ -89,12 +102,24 @@ pub struct NginxConfig<'a> {
     pub workers: usize,
     /// `user` of the workers; only meaningful (and only written) when started as root.
     pub user: Option<&'a str>,
+    /// Listen with TLS on this certificate.
+    pub tls: Option<&'a ServerCert>,
 }
 
 /// `nginx.conf` for a static file tree with sendfile, in the foreground.
 pub fn nginx_conf(c: &NginxConfig) -> String {
     let p = |name: &str| quote(&c.dir.join(name).display().to_string());
     let user = c.user.map_or(String::new(), |u| format!("user {u};\n"));
+    // TLS 1.3, which Shoal's rustls and the benchmark's client agree on.
+    let listen = match c.tls {
+        None => format!("{};", c.listen),
+        Some(t) => format!(
+            "{} ssl;\n    ssl_protocols TLSv1.3;\n    ssl_certificate {};\n    ssl_certificate_key {};",
+            c.listen,
+            quote(&t.cert.display().to_string()),
+            quote(&t.key.display().to_string())
+        ),
+    };
     format!(
         "# shoal-bench compare: nginx serving blobs as static files with sendfile.
 daemon off;
@@ -114,7 +139,7 @@ http {{
   client_body_temp_path {body_temp};
   proxy_temp_path {proxy_temp};
   server {{
-    listen {listen};
+    listen {listen}
     root {root};
   }}
 }}
@@ -125,7 +150,6 @@ http {{
         access_log = p("access.log"),
         body_temp = p("client-body"),
         proxy_temp = p("proxy"),
-        listen = c.listen,
         root = quote(&c.root.display().to_string()),
     )
 }
@@ -138,6 +162,7 @@ pub async fn start_distribution(
     binary: &Path,
     dir: &Path,
     upstream: Option<&str>,
+    tls: Option<&ServerCert>,
 ) -> anyhow::Result<Peer> {
     std::fs::create_dir_all(dir.join("store"))?;
     let addr = format!("127.0.0.1:{}", free_tcp_port()?);
@@ -151,6 +176,7 @@ pub async fn start_distribution(
             root: &root,
             upstream,
             secret: &secret,
+            tls,
         }),
     )?;
     let log = dir.join("registry.log");
@@ -162,7 +188,7 @@ pub async fn start_distribution(
         "distribution"
     };
     let pid = fleet.spawn(name, cmd, &log)?;
-    let url = format!("http://{addr}");
+    let url = format!("{}://{addr}", scheme(tls));
     fleet
         .wait_http(pid, &format!("{url}/v2/"), |s| s == 200)
         .await?;
@@ -181,6 +207,7 @@ pub async fn start_nginx(
     binary: &Path,
     dir: &Path,
     root: &Path,
+    tls: Option<&ServerCert>,
 ) -> anyhow::Result<Peer> {
     std::fs::create_dir_all(dir)?;
     let listen = format!("127.0.0.1:{}", free_tcp_port()?);
@@ -196,6 +223,7 @@ pub async fn start_nginx(
             dir,
             workers,
             user: root_user.then_some("root"),
+            tls,
         }),
     )?;
     let log = dir.join("error.log");
@@ -209,7 +237,7 @@ pub async fn start_nginx(
         .arg("-c")
         .arg(&config);
     let pid = fleet.spawn("nginx", cmd, &dir.join("nginx.out"))?;
-    let url = format!("http://{listen}");
+    let url = format!("{}://{listen}", scheme(tls));
     fleet.wait_http(pid, &format!("{url}/"), |_| true).await?;
     let mut pids = vec![pid];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -227,6 +255,14 @@ pub async fn start_nginx(
         config,
         log,
     })
+}
+
+fn scheme(tls: Option<&ServerCert>) -> &'static str {
+    if tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 /// How many times `log` (a Distribution's) records a completed GET of one of `digests`'
@@ -263,6 +299,7 @@ mod tests {
             root: Path::new("/tmp/w/distribution/store"),
             upstream: None,
             secret: "s3",
+            tls: None,
         });
         for want in [
             "rootdirectory: \"/tmp/w/distribution/store\"",
@@ -282,6 +319,7 @@ mod tests {
             root: Path::new("/tmp/a \"b\""),
             upstream: Some("http://127.0.0.1:5000"),
             secret: "s",
+            tls: None,
         });
         assert!(
             proxy.ends_with("proxy:\n  remoteurl: \"http://127.0.0.1:5000\"\n"),
@@ -291,19 +329,37 @@ mod tests {
             proxy.contains(r#"rootdirectory: "/tmp/a \"b\"""#),
             "{proxy}"
         );
+        let tls = distribution_yaml(&DistributionConfig {
+            addr: "127.0.0.1:5002",
+            root: Path::new("/r"),
+            upstream: None,
+            secret: "s",
+            tls: Some(&cert()),
+        });
+        let want = "  secret: \"s\"\n  tls:\n    certificate: \"/w/tls/cert.pem\"\n    key: \"/w/tls/key.pem\"\n";
+        assert!(tls.contains(want), "{tls}");
+    }
+
+    fn cert() -> ServerCert {
+        ServerCert {
+            cert: "/w/tls/cert.pem".into(),
+            key: "/w/tls/key.pem".into(),
+        }
     }
 
     #[test]
     fn nginx_configs() {
-        let conf = |user| {
+        let with = |user, tls| {
             nginx_conf(&NginxConfig {
                 listen: "127.0.0.1:8080",
                 root: Path::new("/w/www"),
                 dir: Path::new("/w/nginx"),
                 workers: 2,
                 user,
+                tls,
             })
         };
+        let conf = |user| with(user, None);
         let root = conf(Some("root"));
         for want in [
             "daemon off;",
@@ -317,7 +373,19 @@ mod tests {
             assert!(root.contains(want), "{want:?} missing from\n{root}");
         }
         assert_eq!(root.matches('{').count(), root.matches('}').count());
-        assert!(!conf(None).contains("user "));
+        assert!(!conf(None).contains("user ") && !root.contains("ssl"));
+        let cert = cert();
+        let tls = with(None, Some(&cert));
+        for want in [
+            "listen 127.0.0.1:8080 ssl;",
+            "ssl_protocols TLSv1.3;",
+            "ssl_certificate \"/w/tls/cert.pem\";",
+            "ssl_certificate_key \"/w/tls/key.pem\";",
+            "sendfile on;",
+        ] {
+            assert!(tls.contains(want), "{want:?} missing from\n{tls}");
+        }
+        assert_eq!(tls.matches('{').count(), tls.matches('}').count());
     }
 
     #[test]

@@ -82,15 +82,19 @@ pub enum Which {
     PullStorm,
     /// Many concurrent warm GETs of the blob, for the server's peak RSS: Shoal vs nginx.
     ConcurrentPulls,
+    /// Warm blob GET over HTTPS: Shoal vs nginx and Distribution with TLS, and Shoal's own
+    /// plain-HTTP GET beside them.
+    HttpsGet,
 }
 
 impl Which {
-    pub const ALL: [Which; 5] = [
+    pub const ALL: [Which; 6] = [
         Which::BlobGet,
         Which::ManifestRps,
         Which::Push,
         Which::PullStorm,
         Which::ConcurrentPulls,
+        Which::HttpsGet,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +104,7 @@ impl Which {
             Which::Push => "push",
             Which::PullStorm => "pull-storm",
             Which::ConcurrentPulls => "concurrent-pulls",
+            Which::HttpsGet => "https-get",
         }
     }
 }
@@ -190,8 +195,9 @@ impl Plan {
             distribution: any(&[BlobGet, ManifestRps, Push, PullStorm]),
             distribution_proxy: any(&[PullStorm]),
             nginx: any(&[BlobGet, ConcurrentPulls]),
-            shoal: any(&[BlobGet, ManifestRps, Push, ConcurrentPulls]),
+            shoal: any(&[BlobGet, ManifestRps, Push, ConcurrentPulls, HttpsGet]),
             shoal_region: any(&[BlobGet, PullStorm, ConcurrentPulls]),
+            https: any(&[HttpsGet]),
         }
     }
 
@@ -222,6 +228,11 @@ impl Plan {
                 self.rss_streams,
                 b(self.blob_size)
             ),
+            Which::HttpsGet => format!(
+                "warm GET of one {} blob over HTTPS (TLS in user space), {} stream(s)",
+                b(self.blob_size),
+                self.blob_streams
+            ),
         }
     }
 }
@@ -234,6 +245,8 @@ pub struct Needs {
     pub nginx: bool,
     pub shoal: bool,
     pub shoal_region: bool,
+    /// nginx, Distribution and a Shoal node with TLS, on a self-signed certificate.
+    pub https: bool,
 }
 
 #[cfg(test)]
@@ -314,7 +327,11 @@ mod tests {
         let n = needs(vec![Which::PullStorm]);
         assert!(n.shoal_region && n.distribution && n.distribution_proxy);
         assert!(!(n.shoal || n.nginx));
+        let n = needs(vec![Which::HttpsGet]);
+        assert!(n.https && n.shoal);
+        assert!(!(n.nginx || n.shoal_region || n.distribution || n.distribution_proxy));
         let n = needs(vec![]);
         assert!(n.shoal && n.shoal_region && n.nginx && n.distribution && n.distribution_proxy);
+        assert!(n.https);
     }
 }

@@ -143,7 +143,7 @@ impl Fleet {
         url: &str,
         ok: impl Fn(u16) -> bool,
     ) -> anyhow::Result<()> {
-        let http = reqwest::Client::new();
+        let http = crate::tls::client().build()?;
         let deadline = Instant::now() + START_WITHIN;
         loop {
             self.alive(pid)?;

@@ -124,11 +124,18 @@ pub async fn start_single(
     bins: &Binaries,
     dir: &Path,
     secrets: &Secrets,
+    tls: Option<&crate::tls::ServerCert>,
 ) -> anyhow::Result<Topology> {
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
     let mut cmd = node_command(bins, &data, secrets);
     cmd.args(["--listen", "127.0.0.1:0"]);
+    if let Some(t) = tls {
+        cmd.arg("--tls-cert")
+            .arg(&t.cert)
+            .arg("--tls-key")
+            .arg(&t.key);
+    }
     let (pid, url) = fleet
         .spawn_listening("shoal", cmd, &dir.join("shoal.log"))
         .await?;
@@ -254,7 +261,7 @@ async fn wait_cluster(
     what: &str,
     pred: impl Fn(&serde_json::Value) -> bool,
 ) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let http = crate::tls::client().build()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let status: serde_json::Value = match http
@@ -278,7 +285,8 @@ async fn wait_cluster(
 
 /// `POST /api/v1/namespaces {"name": "bench"}` as the admin.
 async fn create_namespace(url: &str, secrets: &Secrets) -> anyhow::Result<()> {
-    let resp = reqwest::Client::new()
+    let resp = crate::tls::client()
+        .build()?
         .post(format!("{url}/api/v1/namespaces"))
         .basic_auth(ADMIN, Some(&secrets.admin_password))
         .json(&serde_json::json!({ "name": NAMESPACE }))

@@ -35,10 +35,10 @@ impl Tools {
             None
         };
         let mut wanted = Vec::new();
-        if needs.distribution || needs.distribution_proxy {
+        if needs.distribution || needs.distribution_proxy || needs.https {
             wanted.push(&install::DISTRIBUTION);
         }
-        if needs.nginx {
+        if needs.nginx || needs.https {
             wanted.push(&install::NGINX);
         }
         let found = install::ensure(&wanted, !args.no_install)?;
@@ -117,13 +117,14 @@ pub async fn start(
     // Tools are found for the whole plan; a scenario's fleet starts only what it measures.
     if let Some(bin) = tools.distribution.as_ref().filter(|_| needs.distribution) {
         let dist =
-            peers::start_distribution(fleet, bin, &work_dir.join("distribution"), None).await?;
+            peers::start_distribution(fleet, bin, &work_dir.join("distribution"), None, None)
+                .await?;
         eprintln!("compare: distribution at {}", dist.url);
         s.subjects
             .push(subject("distribution", vec![dist.url.clone()], &dist.pids));
         if needs.distribution_proxy {
             let dir = work_dir.join("distribution-proxy");
-            let proxy = peers::start_distribution(fleet, bin, &dir, Some(&dist.url)).await?;
+            let proxy = peers::start_distribution(fleet, bin, &dir, Some(&dist.url), None).await?;
             eprintln!(
                 "compare: distribution-proxy at {} (pulls through {})",
                 proxy.url, dist.url
@@ -138,11 +139,37 @@ pub async fn start(
         s.peers.insert("distribution".into(), dist);
     }
     if let Some(bin) = tools.nginx.as_ref().filter(|_| needs.nginx) {
-        let nginx = peers::start_nginx(fleet, bin, &work_dir.join("nginx"), www).await?;
+        let nginx = peers::start_nginx(fleet, bin, &work_dir.join("nginx"), www, None).await?;
         eprintln!("compare: nginx at {} (pids {:?})", nginx.url, nginx.pids);
         s.subjects
             .push(subject("nginx", vec![nginx.url.clone()], &nginx.pids));
         s.peers.insert("nginx".into(), nginx);
+    }
+    // One self-signed certificate for every HTTPS peer, trusted by the clients.
+    let cert = match needs.https {
+        true => Some(crate::tls::loopback_cert(&work_dir.join("tls"))?),
+        false => None,
+    };
+    if let Some(cert) = &cert {
+        if let Some(bin) = &tools.distribution {
+            let dir = work_dir.join("distribution-https");
+            let dist = peers::start_distribution(fleet, bin, &dir, None, Some(cert)).await?;
+            eprintln!("compare: distribution-https at {}", dist.url);
+            s.subjects.push(subject(
+                "distribution-https",
+                vec![dist.url.clone()],
+                &dist.pids,
+            ));
+            s.peers.insert("distribution-https".into(), dist);
+        }
+        if let Some(bin) = &tools.nginx {
+            let dir = work_dir.join("nginx-https");
+            let nginx = peers::start_nginx(fleet, bin, &dir, www, Some(cert)).await?;
+            eprintln!("compare: nginx-https at {}", nginx.url);
+            s.subjects
+                .push(subject("nginx-https", vec![nginx.url.clone()], &nginx.pids));
+            s.peers.insert("nginx-https".into(), nginx);
+        }
     }
     let Some(bins) = &tools.shoal else {
         return Ok(s);
@@ -154,11 +181,20 @@ pub async fn start(
         ..subject(name, urls.to_vec(), pids)
     };
     if needs.shoal {
-        let single = shoal::start_single(fleet, bins, &work_dir.join("shoal"), &secrets).await?;
+        let single =
+            shoal::start_single(fleet, bins, &work_dir.join("shoal"), &secrets, None).await?;
         eprintln!("compare: shoal (single node) at {}", single.urls[0]);
         s.subjects
             .push(shoal_subject("shoal", &single.urls, &single.pids));
         s.shoal.insert("single".into(), single);
+    }
+    if let Some(cert) = &cert {
+        let dir = work_dir.join("shoal-https");
+        let node = shoal::start_single(fleet, bins, &dir, &secrets, Some(cert)).await?;
+        eprintln!("compare: shoal-https (single node) at {}", node.urls[0]);
+        s.subjects
+            .push(shoal_subject("shoal-https", &node.urls, &node.pids));
+        s.shoal.insert("https".into(), node);
     }
     if needs.shoal_region {
         let dir = work_dir.join("region");

@@ -10,7 +10,8 @@
 //! Targets ("subjects") by name: `shoal` (single node, embedded origin), `shoal-edge`
 //! (node 1 of the region alone, serving from its cache), `shoal-region` (all three nodes,
 //! clients spread over them), `distribution`, `distribution-proxy` (pull-through cache in
-//! front of `distribution`), `nginx` (static files).
+//! front of `distribution`), `nginx` (static files); for `https-get`, `shoal-https`,
+//! `nginx-https` and `distribution-https`, the same servers listening with TLS.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,7 @@ impl Subject {
             password,
             auth: AuthMode::Basic,
             pids: self.pids.clone(),
+            ca_cert: None,
         })
     }
 
@@ -121,7 +123,7 @@ impl Suite<'_> {
         for which in &self.plan.scenarios {
             eprintln!("compare: {}: {}", which.name(), self.plan.describe(*which));
             match which {
-                Which::BlobGet | Which::ConcurrentPulls => {
+                Which::BlobGet | Which::ConcurrentPulls | Which::HttpsGet => {
                     if blob.is_none() {
                         blob = Some(self.share_blob().await?);
                     }
@@ -141,14 +143,21 @@ impl Suite<'_> {
     async fn share_blob(&self) -> anyhow::Result<(String, String)> {
         let (seed, size) = (seed_or_clock(None), self.plan.blob_size);
         let blob = tokio::task::spawn_blocking(move || Blob::generated(seed, size)).await?;
-        for s in self.present(&["shoal", "shoal-edge", "distribution"]) {
+        let registries = [
+            "shoal",
+            "shoal-edge",
+            "shoal-https",
+            "distribution",
+            "distribution-https",
+        ];
+        for s in self.present(&registries) {
             let reg = s.push_targets()?.client(0)?;
             oci::push_blob(&reg, REPO_BLOB, &blob, UploadMode::PostPut, 0, None)
                 .await
                 .with_context(|| format!("pushing the shared blob to {}", s.name))?;
         }
         let file = format!("/blob-{}", blob.digest.trim_start_matches("sha256:"));
-        if self.subject("nginx").is_some() {
+        if !self.present(&["nginx", "nginx-https"]).is_empty() {
             let path = self.www.join(&file[1..]);
             let b = blob.clone();
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -171,11 +180,15 @@ impl Suite<'_> {
                 &["shoal", "shoal-edge", "nginx", "distribution"],
                 self.plan.blob_streams,
             ),
+            Which::HttpsGet => (
+                &["shoal", "shoal-https", "nginx-https", "distribution-https"],
+                self.plan.blob_streams,
+            ),
             _ => (&["shoal", "shoal-edge", "nginx"], self.plan.rss_streams),
         };
         for round in 1..=self.plan.rounds {
             for s in self.present(names) {
-                let plain = s.name == "nginx";
+                let plain = s.name.starts_with("nginx");
                 let cfg = blob_get::Config {
                     size: self.plan.blob_size,
                     streams,

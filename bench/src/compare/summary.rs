@@ -55,6 +55,7 @@ fn title(plan: &Plan, scenario: &str) -> String {
         "manifest-rps" => Which::ManifestRps,
         "push" => Which::Push,
         "concurrent-pulls" => Which::ConcurrentPulls,
+        "https-get" => Which::HttpsGet,
         "cold-pull" => {
             return format!(
                 "cold-pull: one client pulls a fresh image of one {} layer",

@@ -62,7 +62,7 @@ async fn sign_in(reg: &Registry) -> anyhow::Result<String> {
     let Some((user, password)) = reg.credentials() else {
         bail!("the console scenario signs in: give --username and --password");
     };
-    let http = reqwest::Client::builder()
+    let http = crate::tls::client()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let page = http.get(reg.url("/ui/sign-in")).send().await?;
@@ -118,7 +118,7 @@ pub async fn run(cfg: &Config, targets: &Targets) -> anyhow::Result<Report> {
     .await
     .context("pushing repositories (untimed)")?;
     let cookie = sign_in(&reg).await?;
-    let http = reqwest::Client::new();
+    let http = crate::tls::client().build()?;
     let last_page = cfg.tags.div_ceil(50);
     let pages: [(&'static str, String); 6] = [
         ("repository newest first", format!("/ui/r/{big}")),
