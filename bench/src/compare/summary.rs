@@ -115,7 +115,7 @@ pub fn render(plan: &Plan, head: &[String], medians: &[Median], verdicts: &[Verd
     }
     let _ = writeln!(
         s,
-        "\nratios Shoal/peer (medians; goals from issue 6)\n  {:<17} {:<20} {:<13} {:>9}  {:<19} {:>9} {:>8}  {:<34} met",
+        "\nratios Shoal/peer (medians; goals from issues 6 and 16)\n  {:<17} {:<20} {:<13} {:>9}  {:<19} {:>9} {:>8}  {:<34} met",
         "scenario", "figure", "shoal", "value", "peer", "value", "ratio", "goal"
     );
     for v in verdicts {
