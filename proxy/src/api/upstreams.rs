@@ -95,9 +95,17 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::new(Code::BadRequest, msg)
 }
 
-/// A registry base URL: http(s), a host, no credentials, query or fragment. Gives the URL
-/// without a trailing `/` and its host[:port].
+/// The form a registry base URL must have: the OpenAPI document's `pattern` for it, checked
+/// on the text as given (a URL parser would also take upper case, `*` or `_` in a host,
+/// and normalise them away).
+const URL_FORM: &str = r"^https?://[a-z0-9]+([.-][a-z0-9]+)*(:[1-9][0-9]{0,4})?/?$";
+
+/// A registry base URL: http(s), a lower-case host name or IPv4 address, an optional port,
+/// no credentials, path, query or fragment. Gives the URL without a trailing `/` and its
+/// host[:port].
 fn registry_url(s: &str) -> ApiResult<(String, String)> {
+    static FORM: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(URL_FORM).expect("a valid pattern"));
     let u = url::Url::parse(s).map_err(|e| bad(format!("url: {e}")))?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err(bad("url: must be http or https"));
@@ -113,6 +121,11 @@ fn registry_url(s: &str) -> ApiResult<(String, String)> {
         ));
     }
     let host = u.host_str().ok_or_else(|| bad("url: no host"))?;
+    if !FORM.is_match(s) {
+        return Err(bad(
+            "url: http(s)://host[:port] with a lower-case host name (letters, digits, '.' and '-') or an IPv4 address",
+        ));
+    }
     let host = match u.port() {
         Some(p) => format!("{host}:{p}"),
         None => host.to_string(),
@@ -280,15 +293,36 @@ mod tests {
             registry_url("http://127.0.0.1:5000").unwrap().1,
             "127.0.0.1:5000"
         );
+        assert_eq!(
+            registry_url("http://localhost:65535").unwrap().1,
+            "localhost:65535"
+        );
         for bad in [
             "ftp://x",
             "https://u:p@x",
             "https://x/v2/",
             "https://x?y=1",
             "not a url",
+            "http://a.b*",
+            "http://Registry.example",
+            "HTTP://x",
+            "http://a_b",
+            "http://x:0",
+            "http://x:99999",
+            "http://[::1]:5000",
         ] {
             assert!(registry_url(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The server checks the very pattern the OpenAPI document gives clients (schemathesis
+    /// sent `http://….8*`, which the URL parser took and the pattern refuses).
+    #[test]
+    fn the_url_form_is_the_documents_pattern() {
+        let doc: Value = serde_json::from_str(crate::api::OPENAPI).unwrap();
+        let pattern =
+            &doc["components"]["schemas"]["CreateUpstream"]["properties"]["url"]["pattern"];
+        assert_eq!(pattern.as_str(), Some(URL_FORM));
     }
 
     #[test]
