@@ -565,6 +565,60 @@ fn a_region_fetches_each_upstream_blob_once_for_a_storm() {
     }
 }
 
+/// A cold mirror pull through one node is fetched from the upstream by that node, whichever
+/// node is the blob's home (the home lends it the fetch): one hop, not two, and still one
+/// upstream GET per blob; a later pull through another node comes from the node lent it.
+#[test]
+fn a_cold_mirror_pull_is_fetched_by_the_node_asked() {
+    let dir = tempdir();
+    let Some(up) = Upstream::start(&dir.path().join("upstream")) else {
+        return;
+    };
+    // Six blobs: the chance that node 2 is the home of all of them is 1 in 729.
+    let layers: Vec<Vec<u8>> = (0..6)
+        .map(|i| noise(30 + i, (1 << 20) + i as usize))
+        .collect();
+    let (_, _, blobs) = push_upstream(&up, "team/app", "v1", &layers);
+    let region = Region::start(&dir.path().join("region"), 3, 3);
+    let (ok, out, err) = region.node(1).cli(&[
+        "upstream",
+        "create",
+        "dist",
+        "--url",
+        &up.url,
+        "--namespace",
+        "mirror",
+        "--public",
+    ]);
+    assert!(ok, "{out}{err}");
+    let asked = region.node(2);
+    let reg = Registry::anonymous(&asked.url);
+    assert_eq!(reg.get("/v2/mirror/team/app/manifests/v1").status(), 200);
+    for b in &blobs {
+        let r = reg.get(&format!("/v2/mirror/team/app/blobs/{b}"));
+        assert_eq!(r.status(), 200);
+        assert_eq!(&sha256(&r.bytes().unwrap()), b);
+    }
+    let total: usize = layers.iter().map(Vec::len).sum();
+    let from_upstream = metric(asked, "shoal_blob_bytes_total{source=\"upstream\"}");
+    assert!(
+        from_upstream >= total as f64,
+        "node 2 fetched {from_upstream} of the {total} layer bytes from the upstream itself"
+    );
+    assert_eq!(
+        metric(asked, "shoal_blob_bytes_total{source=\"peer\"}"),
+        0.0
+    );
+    // Another node's pull of the same blobs asks no second upstream GET.
+    let other = Registry::anonymous(&region.node(3).url);
+    for b in &blobs {
+        let r = other.get(&format!("/v2/mirror/team/app/blobs/{b}"));
+        assert_eq!(r.status(), 200);
+        assert_eq!(&sha256(&r.bytes().unwrap()), b);
+        assert_eq!(up.count("GET", &format!("/blobs/{b}")), 1, "{b}");
+    }
+}
+
 #[test]
 fn containerd_skopeo_and_docker_pull_through_the_mirror() {
     if !require_containerd() {

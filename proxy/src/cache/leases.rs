@@ -7,6 +7,8 @@
 //! serves from its fill or its cache. So the origin is still read once per blob per region;
 //! only who reads it moved.
 //!
+//! Mirror fills are lent the same way: the lessee reads the upstream instead of the origin.
+//!
 //! A lease is a hint, not a lock: one whose holder left the region is ignored, and a holder
 //! that has dropped the blob since fills it again from the origin when asked (one read, as
 //! the home would). The map is bounded; the oldest leases go first.

@@ -353,12 +353,23 @@ impl BlobCache {
         }
     }
 
-    /// As the home of `digest`, decides a peer's claim on its cold fill: stream it if this
-    /// node holds or fills it, else send the peer to whoever was lent it, else lend it.
-    fn answer_claim(&self, peer: shoal_raft::NodeId, digest: &Digest) -> Decision {
+    /// As the home of `digest`, decides a peer's claim on its cold fill (of the blob mirrored
+    /// repository `mirror` promises, for a mirror fill): stream it if this node holds or
+    /// fills it (or has kept the mirrored blob), else send the peer to whoever was lent it,
+    /// else lend it.
+    fn answer_claim(
+        &self,
+        peer: shoal_raft::NodeId,
+        digest: &Digest,
+        mirror: Option<&str>,
+    ) -> Decision {
         let fills = self.fills.lock();
-        if fills.contains_key(&(digest.clone(), false)) || self.index.lock().touch(digest).is_some()
-        {
+        let held = fills.contains_key(&(digest.clone(), false))
+            || self.index.lock().touch(digest).is_some()
+            || mirror.is_some_and(|repo| {
+                fills.contains_key(&(digest.clone(), true)) || self.is_linked(repo, digest)
+            });
+        if held {
             return Decision::Serve;
         }
         let Some(peers) = &self.peers else {
@@ -519,7 +530,7 @@ impl BlobCache {
             }
             (Route::Region, Home::Peer(home, addr)) => {
                 let started = Instant::now();
-                match peers.claim(home, &addr, digest, size).await {
+                match peers.claim(home, &addr, digest, size, None).await {
                     Ok(Claimed::Bytes(reader)) => {
                         return Ok(peer_upstream(home, digest, started, reader))
                     }
@@ -539,13 +550,39 @@ impl BlobCache {
                     Err(e) => self.peer_failed(peers, home, digest, &e),
                 }
             }
-            (Route::Mirror(repo), Home::Peer(home, _)) => {
+            (Route::Mirror(repo), Home::Me) => {
+                // As for a region fill: a peer lent this mirror fill has it.
+                let holder = self.leases.lock().holder(digest, &peers.member_ids());
+                if let Some(lessee) = holder.filter(|h| *h != peers.me()) {
+                    let mirror = Some(repo.clone());
+                    if let Some(up) = self
+                        .fetch_from_peer(peers, lessee, digest, size, mirror)
+                        .await
+                    {
+                        return Ok(up);
+                    }
+                }
+            }
+            (Route::Mirror(repo), Home::Peer(home, addr)) => {
+                let started = Instant::now();
                 let mirror = Some(repo.clone());
-                if let Some(up) = self
-                    .fetch_from_peer(peers, home, digest, size, mirror)
-                    .await
-                {
-                    return Ok(up);
+                match peers.claim(home, &addr, digest, size, mirror.clone()).await {
+                    Ok(Claimed::Bytes(reader)) => {
+                        return Ok(peer_upstream(home, digest, started, reader))
+                    }
+                    Ok(Claimed::Lent) => {
+                        tracing::info!(%digest, home, "the home lent this node the upstream fetch");
+                    }
+                    Ok(Claimed::Ask(lessee)) if lessee != peers.me() => {
+                        if let Some(up) = self
+                            .fetch_from_peer(peers, lessee, digest, size, mirror)
+                            .await
+                        {
+                            return Ok(up);
+                        }
+                    }
+                    Ok(Claimed::Ask(_)) => {}
+                    Err(e) => self.peer_failed(peers, home, digest, &e),
                 }
             }
             _ => {}

@@ -6,7 +6,9 @@
 //! (`PeerAsk::Claim`): a home that holds or fills the blob streams it back; one that lent
 //! the fill to another peer names it; otherwise it lends the fill to the asker, which reads
 //! the origin itself (`leases`). So N nodes missing the same blob cost the origin one read,
-//! and a single cold pull crosses one hop, not two. Streams travel over the QUIC plane
+//! and a single cold pull crosses one hop, not two. A mirror fill is claimed the same way
+//! (`PeerAsk::MirrorClaim`): the node lent it reads the upstream itself, so the upstream is
+//! still asked once per blob per region. Streams travel over the QUIC plane
 //! (`Plane::open`). A peer that fails is skipped for a while, so a dead member does not slow
 //! every miss.
 //!
@@ -52,6 +54,14 @@ enum PeerAsk {
     },
     /// The home node's decision on a cold miss; the answer's first byte says which.
     Claim { digest: String, size: u64 },
+    /// `Claim` for a blob mirrored repository `repo` promises: a lent fill reads the
+    /// upstream. (A variant of its own, after the others: a node of the previous version
+    /// refuses it, and the asker reads the upstream, as it would have.)
+    MirrorClaim {
+        digest: String,
+        size: u64,
+        repo: String,
+    },
 }
 
 /// First byte of a claim's answer: the blob's bytes follow.
@@ -163,7 +173,8 @@ impl Peers {
         self.ask(home, addr, ask).await
     }
 
-    /// Claims the fill of `digest` from its home node `home`.
+    /// Claims the fill of `digest` from its home node `home`; for a mirror fill, of the
+    /// blob repository `mirror` promises.
     #[tracing::instrument(name = "peer claim", level = "debug", skip_all, fields(peer = home, %digest))]
     pub async fn claim(
         &self,
@@ -171,10 +182,19 @@ impl Peers {
         addr: &str,
         digest: &Digest,
         size: u64,
+        mirror: Option<String>,
     ) -> shoal_raft::Result<Claimed> {
-        let ask = PeerAsk::Claim {
-            digest: digest.to_string(),
-            size,
+        let digest_text = digest.to_string();
+        let ask = match mirror {
+            None => PeerAsk::Claim {
+                digest: digest_text,
+                size,
+            },
+            Some(repo) => PeerAsk::MirrorClaim {
+                digest: digest_text,
+                size,
+                repo,
+            },
         };
         let mut stream = self.ask(home, addr, ask).await?;
         let bad = |e: &dyn std::fmt::Display| {
@@ -244,38 +264,43 @@ impl StreamSource for PeerSource {
 impl PeerSource {
     async fn answer(&self, peer: NodeId, ask: PeerAsk) -> Result<ByteStream, String> {
         let cache = self.0.upgrade().ok_or("the cache is shutting down")?;
+        let parse = |d: String| d.parse::<Digest>().map_err(|e| format!("{e}"));
+        // A promise this node already kept (linked) is read as any blob: a peer whose
+        // replica has not applied the link yet must not cause a second upstream fetch.
+        let mirror_route = |repo: String, digest: &Digest| {
+            if cache.is_linked(&repo, digest) {
+                Route::OriginOnly
+            } else {
+                Route::MirrorHome(repo)
+            }
+        };
         let (digest, size, route, is_claim) = match ask {
             PeerAsk::Fetch {
                 digest,
                 size,
                 mirror,
             } => {
-                let digest: Digest = digest.parse().map_err(|e| format!("{e}"))?;
-                // A promise this node already kept (linked) is read as any blob: a peer
-                // whose replica has not applied the link yet must not cause a second
-                // upstream fetch.
+                let digest = parse(digest)?;
                 let route = match mirror {
-                    Some(repo) if !cache.is_linked(&repo, &digest) => Route::MirrorHome(repo),
-                    _ => Route::OriginOnly,
+                    Some(repo) => mirror_route(repo, &digest),
+                    None => Route::OriginOnly,
                 };
                 (digest, size, route, false)
             }
             PeerAsk::Claim { digest, size } => {
-                let digest: Digest = digest.parse().map_err(|e| format!("{e}"))?;
-                match cache.answer_claim(peer, &digest) {
-                    Decision::Serve => {}
-                    Decision::Lend => {
-                        tracing::info!(peer, %digest, "lent a cold fill to a peer");
-                        metrics::counter!(crate::metrics::FILL_LEASES).increment(1);
-                        return Ok(Box::new(std::io::Cursor::new([CLAIM_LENT])));
-                    }
-                    Decision::Redirect(to) => {
-                        let mut answer = vec![CLAIM_ASK];
-                        answer.extend_from_slice(&to.to_be_bytes());
-                        return Ok(Box::new(std::io::Cursor::new(answer)));
-                    }
+                let digest = parse(digest)?;
+                if let Some(said) = decided(&cache, peer, &digest, None) {
+                    return Ok(said);
                 }
                 (digest, size, Route::OriginOnly, true)
+            }
+            PeerAsk::MirrorClaim { digest, size, repo } => {
+                let digest = parse(digest)?;
+                if let Some(said) = decided(&cache, peer, &digest, Some(&repo)) {
+                    return Ok(said);
+                }
+                let route = mirror_route(repo, &digest);
+                (digest, size, route, true)
             }
         };
         tracing::debug!(peer, %digest, "serving a blob to a peer");
@@ -291,6 +316,30 @@ impl PeerSource {
             Box::new(body)
         })
     }
+}
+
+/// The answer to a claim when it is not the bytes: the fill lent to the asker, or the
+/// peer lent it before named. `None`: this node streams the blob.
+fn decided(
+    cache: &BlobCache,
+    peer: NodeId,
+    digest: &Digest,
+    mirror: Option<&str>,
+) -> Option<ByteStream> {
+    let answer = match cache.answer_claim(peer, digest, mirror) {
+        Decision::Serve => return None,
+        Decision::Lend => {
+            tracing::info!(peer, %digest, mirror, "lent a cold fill to a peer");
+            metrics::counter!(crate::metrics::FILL_LEASES).increment(1);
+            vec![CLAIM_LENT]
+        }
+        Decision::Redirect(to) => {
+            let mut answer = vec![CLAIM_ASK];
+            answer.extend_from_slice(&to.to_be_bytes());
+            answer
+        }
+    };
+    Some(Box::new(std::io::Cursor::new(answer)))
 }
 
 /// What the home node decides on a claim (`BlobCache::answer_claim`).
