@@ -45,6 +45,23 @@ fn mirror_node(dir: &std::path::Path, up: &Upstream, ns: &str, extra: &[&str]) -
     node
 }
 
+/// A 3-node region in `dir` whose public namespace `mirror` mirrors `up`.
+fn mirror_region(dir: &std::path::Path, up: &Upstream) -> Region {
+    let region = Region::start(&dir.join("region"), 3, 3);
+    let (ok, out, err) = region.node(1).cli(&[
+        "upstream",
+        "create",
+        "dist",
+        "--url",
+        &up.url,
+        "--namespace",
+        "mirror",
+        "--public",
+    ]);
+    assert!(ok, "{out}{err}");
+    region
+}
+
 /// Pushes a blob to Distribution, which takes no monolithic `POST ?digest=`: a session,
 /// then one `PUT` with the bytes.
 fn push_blob(src: &Registry, repo: &str, bytes: &[u8]) -> String {
@@ -508,19 +525,7 @@ fn a_region_fetches_each_upstream_blob_once_for_a_storm() {
     };
     let layers: Vec<Vec<u8>> = (0..3).map(|i| noise(10 + i, 4 << 20)).collect();
     let (digest, _, blob_digests) = push_upstream(&up, "team/big", "v1", &layers);
-    let region = Region::start(&dir.path().join("region"), 3, 3);
-    let first = region.node(1);
-    let (ok, out, err) = first.cli(&[
-        "upstream",
-        "create",
-        "dist",
-        "--url",
-        &up.url,
-        "--namespace",
-        "mirror",
-        "--public",
-    ]);
-    assert!(ok, "{out}{err}");
+    let region = mirror_region(dir.path(), &up);
     let urls: Vec<String> = region.running().map(|(_, n)| n.url.clone()).collect();
     let clients: Vec<_> = (0..50)
         .map(|i| {
@@ -579,18 +584,7 @@ fn a_cold_mirror_pull_is_fetched_by_the_node_asked() {
         .map(|i| noise(30 + i, (1 << 20) + i as usize))
         .collect();
     let (_, _, blobs) = push_upstream(&up, "team/app", "v1", &layers);
-    let region = Region::start(&dir.path().join("region"), 3, 3);
-    let (ok, out, err) = region.node(1).cli(&[
-        "upstream",
-        "create",
-        "dist",
-        "--url",
-        &up.url,
-        "--namespace",
-        "mirror",
-        "--public",
-    ]);
-    assert!(ok, "{out}{err}");
+    let region = mirror_region(dir.path(), &up);
     let asked = region.node(2);
     let reg = Registry::anonymous(&asked.url);
     assert_eq!(reg.get("/v2/mirror/team/app/manifests/v1").status(), 200);

@@ -515,31 +515,37 @@ impl BlobCache {
         let Some(peers) = &self.peers else {
             return self.open_source(digest, size, 0, route).await;
         };
-        match (route, peers.home(digest)) {
-            (Route::Region, Home::Me) => {
+        // A region fill reads the origin, a mirror fill the upstream; both ask the home
+        // first, which may lend the read. The home routes only serve a peer's ask.
+        if !matches!(route, Route::Region | Route::Mirror(_)) {
+            return self.open_source(digest, size, 0, route).await;
+        }
+        let mirror = route.mirrored().map(str::to_string);
+        match peers.home(digest) {
+            Home::Me => {
                 // This node decides, as for a peer's claim; a peer lent the fill has it.
                 let holder = self.leases.lock().holder(digest, &peers.member_ids());
                 if let Some(lessee) = holder.filter(|h| *h != peers.me()) {
                     if let Some(up) = self
-                        .fetch_from_peer(peers, lessee, digest, size, None)
+                        .fetch_from_peer(peers, lessee, digest, size, mirror)
                         .await
                     {
                         return Ok(up);
                     }
                 }
             }
-            (Route::Region, Home::Peer(home, addr)) => {
+            Home::Peer(home, addr) => {
                 let started = Instant::now();
-                match peers.claim(home, &addr, digest, size, None).await {
+                match peers.claim(home, &addr, digest, size, mirror.clone()).await {
                     Ok(Claimed::Bytes(reader)) => {
                         return Ok(peer_upstream(home, digest, started, reader))
                     }
                     Ok(Claimed::Lent) => {
-                        tracing::info!(%digest, home, "the home lent this node the cold fill");
+                        tracing::info!(%digest, home, mirror, "the home lent this node the cold fill");
                     }
                     Ok(Claimed::Ask(lessee)) if lessee != peers.me() => {
                         if let Some(up) = self
-                            .fetch_from_peer(peers, lessee, digest, size, None)
+                            .fetch_from_peer(peers, lessee, digest, size, mirror)
                             .await
                         {
                             return Ok(up);
@@ -550,42 +556,7 @@ impl BlobCache {
                     Err(e) => self.peer_failed(peers, home, digest, &e),
                 }
             }
-            (Route::Mirror(repo), Home::Me) => {
-                // As for a region fill: a peer lent this mirror fill has it.
-                let holder = self.leases.lock().holder(digest, &peers.member_ids());
-                if let Some(lessee) = holder.filter(|h| *h != peers.me()) {
-                    let mirror = Some(repo.clone());
-                    if let Some(up) = self
-                        .fetch_from_peer(peers, lessee, digest, size, mirror)
-                        .await
-                    {
-                        return Ok(up);
-                    }
-                }
-            }
-            (Route::Mirror(repo), Home::Peer(home, addr)) => {
-                let started = Instant::now();
-                let mirror = Some(repo.clone());
-                match peers.claim(home, &addr, digest, size, mirror.clone()).await {
-                    Ok(Claimed::Bytes(reader)) => {
-                        return Ok(peer_upstream(home, digest, started, reader))
-                    }
-                    Ok(Claimed::Lent) => {
-                        tracing::info!(%digest, home, "the home lent this node the upstream fetch");
-                    }
-                    Ok(Claimed::Ask(lessee)) if lessee != peers.me() => {
-                        if let Some(up) = self
-                            .fetch_from_peer(peers, lessee, digest, size, mirror)
-                            .await
-                        {
-                            return Ok(up);
-                        }
-                    }
-                    Ok(Claimed::Ask(_)) => {}
-                    Err(e) => self.peer_failed(peers, home, digest, &e),
-                }
-            }
-            _ => {}
+            Home::Skipped => {}
         }
         self.open_source(digest, size, 0, route).await
     }
