@@ -1,7 +1,8 @@
 //! A real upstream registry for the mirror tests: Debian's `docker-registry` (CNCF
 //! Distribution, anonymous) behind a real nginx that logs every request and can be switched,
 //! while it runs, to answer 429 with `Retry-After` or 503 (a file in its directory decides,
-//! read on every request), or be killed outright.
+//! read on every request), or be killed outright. nginx runs as one process (no master):
+//! killing a master left its worker serving the port, an orphan, after every test.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -121,7 +122,7 @@ impl Upstream {
         };
         let conf = format!(
             "daemon off;
-{user}master_process on;
+{user}master_process off;
 worker_processes 1;
 pid \"{pid}\";
 error_log \"{error}\" warn;
