@@ -124,19 +124,23 @@ impl ColdReader {
         if pos + n as u64 > len {
             return None;
         }
-        let first = pos / PAGE;
-        let pages = (pos + n as u64).div_ceil(PAGE) - first;
-        if cached_pages(&self.plain, first * PAGE, pages * PAGE)? < pages {
+        if !self.all_cached(pos, n)? {
             return None;
         }
         Mapping::of(&self.plain, pos, n)
     }
 
-    /// The `n` bytes at `pos`.
-    pub fn read(&self, pos: u64, n: usize) -> io::Result<Bytes> {
+    /// Whether every page of `[pos, pos + n)` is in the page cache; `None` where the kernel
+    /// cannot say.
+    fn all_cached(&self, pos: u64, n: usize) -> Option<bool> {
         let first = pos / PAGE;
         let pages = (pos + n as u64).div_ceil(PAGE) - first;
-        if cached_pages(&self.plain, first * PAGE, pages * PAGE).is_some_and(|c| c < pages) {
+        Some(cached_pages(&self.plain, first * PAGE, pages * PAGE)? == pages)
+    }
+
+    /// The `n` bytes at `pos`.
+    pub fn read(&self, pos: u64, n: usize) -> io::Result<Bytes> {
+        if self.all_cached(pos, n) == Some(false) {
             let direct = self.direct.get_or_init(|| {
                 if self.cache_rereads && read_before(&self.plain) {
                     return None;

@@ -29,7 +29,20 @@ fn mirror_node(dir: &std::path::Path, up: &Upstream, ns: &str, extra: &[&str]) -
     args.extend(extra);
     let node = Node::start_with(dir, &args);
     let ttl = format!("{}s", TTL.as_secs());
-    let (ok, out, err) = node.cli(&[
+    bind_upstream(&node, up, ns, &["--tag-ttl", &ttl]);
+    node
+}
+
+/// A 3-node region in `dir` whose public namespace `mirror` mirrors `up`.
+fn mirror_region(dir: &std::path::Path, up: &Upstream) -> Region {
+    let region = Region::start(&dir.join("region"), 3, 3);
+    bind_upstream(region.node(1), up, "mirror", &[]);
+    region
+}
+
+/// `shoal upstream create dist --url UP --namespace NS --public EXTRA…` through `node`.
+fn bind_upstream(node: &Node, up: &Upstream, ns: &str, extra: &[&str]) {
+    let mut args = vec![
         "upstream",
         "create",
         "dist",
@@ -37,29 +50,11 @@ fn mirror_node(dir: &std::path::Path, up: &Upstream, ns: &str, extra: &[&str]) -
         &up.url,
         "--namespace",
         ns,
-        "--tag-ttl",
-        &ttl,
         "--public",
-    ]);
+    ];
+    args.extend(extra);
+    let (ok, out, err) = node.cli(&args);
     assert!(ok, "upstream create: {out}{err}");
-    node
-}
-
-/// A 3-node region in `dir` whose public namespace `mirror` mirrors `up`.
-fn mirror_region(dir: &std::path::Path, up: &Upstream) -> Region {
-    let region = Region::start(&dir.join("region"), 3, 3);
-    let (ok, out, err) = region.node(1).cli(&[
-        "upstream",
-        "create",
-        "dist",
-        "--url",
-        &up.url,
-        "--namespace",
-        "mirror",
-        "--public",
-    ]);
-    assert!(ok, "{out}{err}");
-    region
 }
 
 /// Pushes a blob to Distribution, which takes no monolithic `POST ?digest=`: a session,

@@ -146,9 +146,10 @@ pub async fn start(
         s.peers.insert("nginx".into(), nginx);
     }
     // One self-signed certificate for every HTTPS peer, trusted by the clients.
-    let cert = match needs.https {
-        true => Some(crate::tls::loopback_cert(&work_dir.join("tls"))?),
-        false => None,
+    let cert = if needs.https {
+        Some(crate::tls::loopback_cert(&work_dir.join("tls"))?)
+    } else {
+        None
     };
     if let Some(cert) = &cert {
         if let Some(bin) = &tools.distribution {

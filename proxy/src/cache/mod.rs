@@ -363,12 +363,13 @@ impl BlobCache {
         digest: &Digest,
         mirror: Option<&str>,
     ) -> Decision {
+        // Read from the catalogue before the lock, which every miss takes.
+        let kept = mirror.is_some_and(|repo| self.is_linked(repo, digest));
         let fills = self.fills.lock();
-        let held = fills.contains_key(&(digest.clone(), false))
-            || self.index.lock().touch(digest).is_some()
-            || mirror.is_some_and(|repo| {
-                fills.contains_key(&(digest.clone(), true)) || self.is_linked(repo, digest)
-            });
+        let held = kept
+            || fills.contains_key(&(digest.clone(), false))
+            || (mirror.is_some() && fills.contains_key(&(digest.clone(), true)))
+            || self.index.lock().touch(digest).is_some();
         if held {
             return Decision::Serve;
         }

@@ -264,44 +264,26 @@ impl StreamSource for PeerSource {
 impl PeerSource {
     async fn answer(&self, peer: NodeId, ask: PeerAsk) -> Result<ByteStream, String> {
         let cache = self.0.upgrade().ok_or("the cache is shutting down")?;
-        let parse = |d: String| d.parse::<Digest>().map_err(|e| format!("{e}"));
-        // A promise this node already kept (linked) is read as any blob: a peer whose
-        // replica has not applied the link yet must not cause a second upstream fetch.
-        let mirror_route = |repo: String, digest: &Digest| {
-            if cache.is_linked(&repo, digest) {
-                Route::OriginOnly
-            } else {
-                Route::MirrorHome(repo)
-            }
-        };
-        let (digest, size, route, is_claim) = match ask {
+        let (digest, size, mirror, is_claim) = match ask {
             PeerAsk::Fetch {
                 digest,
                 size,
                 mirror,
-            } => {
-                let digest = parse(digest)?;
-                let route = match mirror {
-                    Some(repo) => mirror_route(repo, &digest),
-                    None => Route::OriginOnly,
-                };
-                (digest, size, route, false)
+            } => (digest, size, mirror, false),
+            PeerAsk::Claim { digest, size } => (digest, size, None, true),
+            PeerAsk::MirrorClaim { digest, size, repo } => (digest, size, Some(repo), true),
+        };
+        let digest: Digest = digest.parse().map_err(|e| format!("{e}"))?;
+        if is_claim {
+            if let Some(said) = decided(&cache, peer, &digest, mirror.as_deref()) {
+                return Ok(said);
             }
-            PeerAsk::Claim { digest, size } => {
-                let digest = parse(digest)?;
-                if let Some(said) = decided(&cache, peer, &digest, None) {
-                    return Ok(said);
-                }
-                (digest, size, Route::OriginOnly, true)
-            }
-            PeerAsk::MirrorClaim { digest, size, repo } => {
-                let digest = parse(digest)?;
-                if let Some(said) = decided(&cache, peer, &digest, Some(&repo)) {
-                    return Ok(said);
-                }
-                let route = mirror_route(repo, &digest);
-                (digest, size, route, true)
-            }
+        }
+        // A promise this node already kept (linked) is read as any blob: a peer whose
+        // replica has not applied the link yet must not cause a second upstream fetch.
+        let route = match mirror {
+            Some(repo) if !cache.is_linked(&repo, &digest) => Route::MirrorHome(repo),
+            _ => Route::OriginOnly,
         };
         tracing::debug!(peer, %digest, "serving a blob to a peer");
         metrics::counter!(crate::metrics::PEER_SERVES).increment(1);
@@ -357,6 +339,35 @@ mod tests {
     use super::*;
 
     /// Every node computes the same home, and removing a member moves only its blobs.
+    /// The asks of the previous version keep their encoding (postcard tags variants by
+    /// index): `MirrorClaim` was appended, so a `Fetch` or `Claim` from an older node still
+    /// reads as itself.
+    #[test]
+    fn asks_of_the_previous_version_keep_their_tags() {
+        let fetch = PeerAsk::Fetch {
+            digest: "d".into(),
+            size: 7,
+            mirror: None,
+        };
+        let claim = PeerAsk::Claim {
+            digest: "d".into(),
+            size: 7,
+        };
+        let mirror = PeerAsk::MirrorClaim {
+            digest: "d".into(),
+            size: 7,
+            repo: "r".into(),
+        };
+        let bytes = |a: &PeerAsk| postcard::to_allocvec(a).unwrap();
+        assert_eq!(bytes(&fetch), [0, 1, b'd', 7, 0]);
+        assert_eq!(bytes(&claim), [1, 1, b'd', 7]);
+        assert_eq!(bytes(&mirror), [2, 1, b'd', 7, 1, b'r']);
+        assert!(matches!(
+            postcard::from_bytes(&[1, 1, b'd', 7]),
+            Ok(PeerAsk::Claim { size: 7, .. })
+        ));
+    }
+
     #[test]
     fn rendezvous_is_stable_and_moves_only_what_it_must() {
         let members = |ids: &[u64]| -> Vec<(NodeId, String)> {
