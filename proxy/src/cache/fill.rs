@@ -27,8 +27,8 @@ use tokio::sync::watch;
 /// The largest piece a reader takes from the fill file at once.
 const READ_CHUNK: u64 = shoal_origin::FILE_CHUNK as u64;
 /// Bytes of the newest chunks a fill keeps in memory. More than the writer may hold back
-/// before they reach the file (`SequentialWriter` gathers up to 1 MiB, a chunk is at most
-/// 1 MiB): a byte no longer kept here is on file.
+/// before they reach the file (its queue of 8 batches of at most 1.5 MiB, the batch it
+/// writes, and `SequentialWriter`'s 1 MiB): a byte no longer kept here is on file.
 pub const RECENT_BYTES: usize = 16 << 20;
 
 /// Why a fill failed, shared by every waiting reader.
@@ -222,12 +222,14 @@ impl Recent {
         }
     }
 
-    /// The kept bytes from `pos` on, up to `upto` and the end of their chunk.
+    /// The kept bytes from `pos` on, up to `upto` and the end of their chunk. The chunks
+    /// are as the source sent them (hundreds of them in `RECENT_BYTES` over HTTP), in order
+    /// and end to end: found by bisection.
     fn slice(&self, pos: u64, upto: u64) -> Option<Bytes> {
-        let (at, chunk) = self
+        let i = self
             .chunks
-            .iter()
-            .find(|(at, c)| *at <= pos && pos < at + c.len() as u64)?;
+            .partition_point(|(at, c)| at + c.len() as u64 <= pos);
+        let (at, chunk) = self.chunks.get(i).filter(|(at, _)| *at <= pos)?;
         let end = (at + chunk.len() as u64).min(upto);
         Some(chunk.slice((pos - at) as usize..(end - at) as usize))
     }
@@ -258,5 +260,29 @@ mod tests {
             None,
             "nothing past the head"
         );
+    }
+
+    /// Chunks of any size, as an HTTP source hands them on: every position is found in
+    /// the chunk that holds it, and a slice starts there.
+    #[test]
+    fn uneven_chunks_are_found_by_position() {
+        let mut r = Recent::default();
+        let mut at = 0u64;
+        for (i, len) in [3usize, 1, 7, 5].into_iter().enumerate() {
+            r.push(at, Bytes::from(vec![i as u8; len]));
+            at += len as u64;
+        }
+        let check = |pos: u64, expected: Option<(u8, usize)>| {
+            let got = r.slice(pos, u64::MAX).map(|s| (s[0], s.len()));
+            assert_eq!(got, expected, "at {pos}");
+        };
+        check(0, Some((0, 3)));
+        check(2, Some((0, 1)));
+        check(3, Some((1, 1)));
+        check(4, Some((2, 7)));
+        check(10, Some((2, 1)));
+        check(11, Some((3, 5)));
+        check(15, Some((3, 1)));
+        check(16, None);
     }
 }

@@ -33,10 +33,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use parking_lot::Mutex;
 use shoal_origin::{BlobReader, BlobStore, ByteRange, Digest, Hasher};
 use shoal_raft::Metadata;
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::metrics as m;
@@ -53,7 +53,7 @@ const STALL: Duration = Duration::from_secs(10);
 /// How long the origin may take to answer a fetch before the request gets a 503: an origin
 /// that accepts connections but does not answer (paused, stuck backend) must not hang pulls.
 const ORIGIN_OPEN: Duration = Duration::from_secs(5);
-/// Bytes gathered from the upstream before each write to the fill file.
+/// Bytes gathered from the upstream before each batch goes to the hash and the fill file.
 const FILL_WRITE: usize = 1 << 20;
 
 /// The hash of a fill's chunks so far, its next chunk being added on the blocking pool.
@@ -105,7 +105,7 @@ pub trait UpstreamSource: Send + Sync {
         repo: &str,
         digest: &Digest,
         from: u64,
-    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, FillError>;
+    ) -> Result<shoal_origin::ByteChunks, FillError>;
     /// Makes the verified bytes in `file` an ordinary blob of `repo`: in the origin, linked.
     /// `path` is the file's own path when the cache does not keep it: the origin may then
     /// take the file itself instead of a copy.
@@ -429,16 +429,30 @@ impl BlobCache {
         );
         let mut hashing: Option<Hashing> = None;
         let mut queued = 0u64;
-        let mut buf = Vec::with_capacity(FILL_WRITE);
+        // The source's own chunks, gathered until a batch is worth a trip to the hash and
+        // the writer: handed on as they arrived, never copied (a copy into a fresh buffer
+        // per MiB, and the kernel zeroing its pages, was a fifth of a cold fill's CPU).
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batched = 0u64;
         loop {
-            let read = tokio::time::timeout(STALL, upstream.reader.read_buf(&mut buf)).await;
-            let at = queued + buf.len() as u64;
-            let broke = match &read {
-                Ok(Ok(0)) if at < fill.size => Some("the stream ended early".to_string()),
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(e.to_string()),
+            let next = tokio::time::timeout(STALL, upstream.chunks.next()).await;
+            let ended = matches!(next, Ok(None));
+            let mut broke = match next {
+                Ok(Some(Ok(chunk))) => {
+                    if !chunk.is_empty() {
+                        batched += chunk.len() as u64;
+                        batch.push(chunk);
+                    }
+                    None
+                }
+                Ok(None) => None,
+                Ok(Some(Err(e))) => Some(e.to_string()),
                 Err(_) => Some(format!("no bytes for {STALL:?}")),
             };
+            let at = queued + batched;
+            if ended && at < fill.size {
+                broke = Some("the stream ended early".to_string());
+            }
             // A peer that fails after its last byte has still delivered the whole blob.
             let complete = upstream.peer.is_some() && at == fill.size;
             if let Some(why) = broke.filter(|_| !complete) {
@@ -456,33 +470,38 @@ impl BlobCache {
                 upstream = self.open_source(digest, fill.size, at, &route).await?;
                 continue;
             }
-            let end = matches!(read, Ok(Ok(0))) || complete;
-            if end || buf.len() >= FILL_WRITE / 2 {
+            let end = ended || complete;
+            if (end && batched > 0) || batched >= FILL_WRITE as u64 / 2 {
                 if at > fill.size {
                     return Err(FillError::Mismatch(format!(
                         "upstream sent more than the {} bytes recorded",
                         fill.size
                     )));
                 }
-                // Readers may have the chunk at once: the last byte waits for the digest
+                // Readers may have the chunks at once: the last byte waits for the digest
                 // (`Fill::readable`) and the file enters the cache only once verified, so an
                 // unverified byte never completes a body nor lands in the cache. The hash then
                 // runs beside the sending instead of in front of it.
-                let chunk =
-                    Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(FILL_WRITE)));
-                let n = chunk.len() as u64;
-                fill.keep_recent(queued, chunk.clone());
-                queued += n;
-                metrics::counter!(m::BLOB_BYTES, "source" => upstream.source).increment(n);
+                let chunks = std::mem::take(&mut batch);
+                let mut pos = queued;
+                for chunk in &chunks {
+                    fill.keep_recent(pos, chunk.clone());
+                    pos += chunk.len() as u64;
+                }
+                metrics::counter!(m::BLOB_BYTES, "source" => upstream.source).increment(batched);
+                queued = at;
+                batched = 0;
                 tx.send_modify(|p| p.written = queued);
-                file.write(chunk.clone()).await?;
-                // One chunk at a time on the blocking pool, off the runtime that drives Raft.
+                file.write(chunks.clone()).await?;
+                // One batch at a time on the blocking pool, off the runtime that drives Raft.
                 let mut h = match hashing.take() {
                     Some(task) => hashed(task).await?,
                     None => Hasher::new(digest.algorithm()),
                 };
                 hashing = Some(tokio::task::spawn_blocking(move || {
-                    h.update(&chunk);
+                    for chunk in &chunks {
+                        h.update(chunk);
+                    }
                     h
                 }));
             }
@@ -623,7 +642,7 @@ impl BlobCache {
             .get()
             .ok_or_else(|| FillError::Unavailable("this node has no mirror configured".into()))?;
         Ok(Upstream {
-            reader: source.open(repo, digest, from).await?,
+            chunks: source.open(repo, digest, from).await?,
             source: "upstream",
             peer: None,
         })
@@ -667,7 +686,7 @@ impl BlobCache {
         metrics::counter!(m::ORIGIN_FETCHES).increment(1);
         metrics::histogram!(m::ORIGIN_FETCH_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(Upstream {
-            reader: Box::new(blob.into_async_read()),
+            chunks: blob.body,
             source: "origin",
             peer: None,
         })
@@ -754,15 +773,17 @@ fn peer_upstream(
     metrics::histogram!(m::PEER_FETCH_SECONDS).record(started.elapsed().as_secs_f64());
     tracing::info!(%digest, peer = id, "peer fetch");
     Upstream {
-        reader,
+        chunks: Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            reader, FILL_WRITE,
+        )),
         source: "peer",
         peer: Some(id),
     }
 }
 
-/// A stream of blob bytes being copied into a fill.
+/// A stream of blob bytes going into a fill, in the chunks its source made.
 struct Upstream {
-    reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    chunks: shoal_origin::ByteChunks,
     source: &'static str,
     /// The peer this stream comes from; if it breaks off, the origin continues it.
     peer: Option<shoal_raft::NodeId>,

@@ -15,24 +15,26 @@ use tokio::sync::{mpsc, watch};
 
 use super::fill::{FillError, Progress};
 
-/// Chunks queued for the disk at most (each up to 1 MiB). With the writer's own buffer
-/// this stays below `fill::RECENT_BYTES`, so a reader rarely waits for the disk.
+/// Batches queued for the disk at most (each up to about 1 MiB). With the writer's own
+/// buffer this stays below `fill::RECENT_BYTES`, so a reader rarely waits for the disk.
 const QUEUE: usize = 8;
 
 pub struct FillWriter {
-    queue: mpsc::Sender<Bytes>,
+    queue: mpsc::Sender<Vec<Bytes>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl FillWriter {
     /// Starts writing `file` (at `path`) from its first byte.
     pub fn start(file: std::fs::File, path: &Path, tx: watch::Sender<Progress>) -> Self {
-        let (queue, mut chunks) = mpsc::channel::<Bytes>(QUEUE);
+        let (queue, mut batches) = mpsc::channel::<Vec<Bytes>>(QUEUE);
         let path = path.to_path_buf();
         let task = tokio::task::spawn_blocking(move || {
             let mut out = SequentialWriter::new(file, &path, 0);
-            while let Some(chunk) = chunks.blocking_recv() {
-                out.write(&chunk)?;
+            while let Some(chunks) = batches.blocking_recv() {
+                for chunk in &chunks {
+                    out.write(chunk)?;
+                }
                 // The writer holds bytes back until its buffer is full: readers are woken
                 // only when the bytes on file moved.
                 let on_file = out.on_file();
@@ -45,10 +47,10 @@ impl FillWriter {
         FillWriter { queue, task }
     }
 
-    /// Queues the next chunk; waits while the queue is full.
-    pub async fn write(&self, chunk: Bytes) -> Result<(), FillError> {
+    /// Queues the next chunks; waits while the queue is full.
+    pub async fn write(&self, chunks: Vec<Bytes>) -> Result<(), FillError> {
         self.queue
-            .send(chunk)
+            .send(chunks)
             .await
             .map_err(|_| FillError::Io("the fill's file writer stopped".into()))
     }

@@ -25,7 +25,11 @@ use crate::wire::{Body, Reply, Request, RequestBody};
 
 use super::sendfile;
 
-const WRITE_CHUNK: usize = 1 << 20;
+/// Body chunks at least this long go to the socket as they are; shorter ones are gathered
+/// until there is this much. Fills hand on their source's chunks (an HTTP client's are
+/// tens to hundreds of KiB): a copy of each into a larger buffer cost more than the write
+/// calls it saved.
+const GATHER: usize = 128 << 10;
 
 /// A reply written in full.
 struct Sent {
@@ -226,8 +230,8 @@ impl NodeApp {
             Body::Stream {
                 len, mut chunks, ..
             } => {
-                // Whole chunks of at least WRITE_CHUNK go out as they are (no copy); smaller
-                // ones are gathered until there is that much.
+                // Chunks of at least GATHER go out as they are (no copy); shorter ones are
+                // gathered until there is that much.
                 let mut sent = 0u64;
                 let mut pending = BytesMut::new();
                 while sent < len {
@@ -257,20 +261,24 @@ impl NodeApp {
                         );
                         return None;
                     }
-                    let out = if pending.is_empty() && chunk.len() >= WRITE_CHUNK {
-                        chunk
-                    } else {
-                        // One exact reservation, so gathering never doubles a buffer.
-                        if pending.capacity() == 0 {
-                            pending.reserve(WRITE_CHUNK);
+                    if chunk.len() >= GATHER {
+                        if !pending.is_empty() {
+                            let gathered = pending.split().freeze();
+                            session.write_response_body(gathered, false).await.ok()?;
                         }
-                        pending.extend_from_slice(&chunk);
-                        if pending.len() < WRITE_CHUNK && sent < len {
-                            continue;
-                        }
-                        pending.split().freeze()
-                    };
-                    session.write_response_body(out, false).await.ok()?;
+                        session.write_response_body(chunk, false).await.ok()?;
+                        continue;
+                    }
+                    // Less than GATHER pending and less than GATHER added: one reservation
+                    // of twice that holds them, so gathering never grows a buffer.
+                    if pending.capacity() - pending.len() < chunk.len() {
+                        pending.reserve(2 * GATHER);
+                    }
+                    pending.extend_from_slice(&chunk);
+                    if pending.len() >= GATHER || sent == len {
+                        let gathered = pending.split().freeze();
+                        session.write_response_body(gathered, false).await.ok()?;
+                    }
                 }
                 session.write_response_body(Bytes::new(), true).await.ok()?;
                 Some(Sent::reusable(sent))

@@ -17,7 +17,6 @@ use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, RANGE, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use shoal_raft::UpstreamRecord;
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics as m;
@@ -67,19 +66,18 @@ pub struct FetchedManifest {
     pub digest: Option<String>,
 }
 
-/// A blob stream from the upstream, holding its connection permit until dropped.
+/// A blob's bytes from the upstream, in the chunks the HTTP client received them (handed
+/// on as they are, not copied), holding the connection permit until dropped.
 pub struct UpstreamBlob {
-    inner: Box<dyn AsyncRead + Send + Unpin>,
+    inner: shoal_origin::ByteChunks,
     _permit: OwnedSemaphorePermit,
 }
 
-impl AsyncRead for UpstreamBlob {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+impl futures::Stream for UpstreamBlob {
+    type Item = std::io::Result<bytes::Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
     }
 }
 
@@ -211,7 +209,7 @@ impl UpstreamClient {
             })
             .map_err(std::io::Error::other);
         Ok(UpstreamBlob {
-            inner: Box::new(tokio_util::io::StreamReader::new(stream)),
+            inner: Box::pin(stream),
             _permit: permit,
         })
     }

@@ -32,7 +32,7 @@ impl UpstreamSource for MirrorSource {
         repo: &str,
         digest: &Digest,
         from: u64,
-    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, FillError> {
+    ) -> Result<shoal_origin::ByteChunks, FillError> {
         let upstream = self
             .meta
             .catalog()
@@ -48,7 +48,7 @@ impl UpstreamSource for MirrorSource {
             .map_err(|e| FillError::Io(e.message))?;
         tracing::info!(upstream = %upstream.name, repo, %digest, from, "fetching a blob from the upstream");
         match client.blob(&remote, &digest.to_string(), from).await {
-            Ok(blob) => Ok(Box::new(blob)),
+            Ok(blob) => Ok(Box::pin(blob)),
             Err(UpstreamError::NotFound) => Err(FillError::NotFound),
             Err(e) => Err(FillError::Unavailable(format!(
                 "upstream {}: {e}",
