@@ -349,8 +349,23 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .map_err(|e| format!("{s:?} is not a size like 50GiB: {e}"))
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Configures the allocator before anything allocates (`malloc::configure`): the options
+/// decide how the first arena is committed, and Rust allocates before `main`. Runs after
+/// mimalloc's own constructor (priority 101), as ELF constructors without a priority do.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static CONFIGURE_ALLOCATOR: extern "C" fn() = {
+    extern "C" fn configure() {
+        shoal_proxy::malloc::configure();
+    }
+    configure
+};
+
 fn main() -> ExitCode {
-    shoal_proxy::malloc::limit_arenas();
     let argv = {
         use clap::CommandFactory;
         match shoal_proxy::config_file::layered(&Cli::command(), std::env::args_os().collect()) {
