@@ -19,7 +19,8 @@
 //! - `tenancy`: organisations and projects;
 //! - `repos`: repository summaries, visibility and deletion, usage per namespace;
 //! - `federation`: trusted OIDC issuers (workload identity federation);
-//! - `log_store`: the Raft log and vote in sled;
+//! - `log_store`: the Raft log for openraft, its vote and pointers (in sled);
+//!   `segments` the entries, in append-only segment files;
 //! - `sm`: the state machine (apply, snapshots) over the catalogue;
 //! - `snapshot`: snapshot files, their install and the record of the current one;
 //!   `snapshot_file` their bytes, written and read as streams of catalogue pairs;
@@ -66,6 +67,7 @@ mod prevote;
 mod read_index;
 mod removal;
 mod repos;
+mod segments;
 mod sessions;
 mod sm;
 mod snapshot;

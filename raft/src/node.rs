@@ -3,7 +3,7 @@
 //! `Metadata` is what the rest of Shoal sees: `write` proposes a command through Raft and
 //! returns the state machine's outcome once applied here; `catalog` reads the local replica.
 //! Without a cluster plane a brand-new data directory initialises a single-member group and
-//! a restart recovers from the sled log and elects itself again. With one, a `bootstrap`
+//! a restart recovers from its log and elects itself again. With one, a `bootstrap`
 //! node initialises a region and the others join it (see `cluster`). Either way every write
 //! goes through Raft; a follower forwards it to the leader and waits for its own replica.
 
@@ -123,7 +123,7 @@ impl Metadata {
             .cache_capacity(cfg.cache_bytes)
             .open()?;
         crate::format::open(&db, &cfg.dir)?;
-        let log = LogStore::open(&db)?;
+        let log = LogStore::open(&db, &cfg.dir)?;
         let log_handle = log.clone();
         let recovering = log.has_state()?;
         let sm = StateMachine::open(&db, &cfg.dir)?;
@@ -275,7 +275,9 @@ impl Metadata {
 
     /// What the metadata takes on disk and what its last snapshot cost.
     pub fn storage_stats(&self) -> crate::StorageStats {
-        self.snapshots.stats(self.db.size_on_disk().unwrap_or(0))
+        let log_bytes = self.log.size().map_or(0, |(_, bytes)| bytes);
+        self.snapshots
+            .stats(self.db.size_on_disk().unwrap_or(0) + log_bytes)
     }
 
     /// Digests unlinked from a repository, announced on every node as the unlink is applied
@@ -411,9 +413,10 @@ impl Metadata {
             })
     }
 
-    /// Number of entries currently held in the sled log (for tests and diagnostics).
+    /// Entries the log holds after the last purged one (for tests and diagnostics).
     pub fn log_len(&self) -> Result<usize> {
-        Ok(self.db.open_tree(crate::format::LOG)?.len())
+        let (live, _) = self.log.size().map_err(|e| Error::Fatal(e.to_string()))?;
+        Ok(live as usize)
     }
 
     pub fn status(&self) -> Status {

@@ -279,7 +279,7 @@ impl Snapshots {
     }
 
     /// The bytes of the snapshot files and how long the last build took; `database` is
-    /// sled's own size on disk.
+    /// what sled and the log's segment files take on disk.
     pub fn stats(&self, database: u64) -> StorageStats {
         let files: u64 = std::fs::read_dir(&self.dir)
             .into_iter()

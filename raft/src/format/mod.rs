@@ -3,7 +3,8 @@
 //!
 //! What the format covers: the values of the catalogue tree (postcard records, keys in
 //! `keys`), the Raft log's entries (postcard `Entry<TypeConfig>`, so every `Proposal` and
-//! `Command`), and snapshots (files of catalogue pairs, `snapshot`). The vote and log
+//! `Command`; in segment files, `segments`), and snapshots (files of catalogue pairs,
+//! `snapshot`). The vote and log
 //! pointers (tree `log-meta`) and the bookkeeping keys are openraft's own JSON and do not
 //! change with it. The cluster plane speaks the same types, so its ALPN names the version
 //! (`plane::tls::ALPN`): nodes of different formats refuse each other instead of misreading.
@@ -36,6 +37,12 @@
 //! - 4: snapshots are files beside the database, written and read as streams (`snapshot`),
 //!   no longer one value in the `snapshot` tree (`v3`). The migration writes the old value
 //!   out as a file; catalogue and log are unchanged.
+//! - 5: the Raft log's entries are in segment files beside the database (`segments`), no
+//!   longer in sled's `log` tree. The migration (`move_log_out`) writes them into
+//!   `raft-log.next/`, syncs it and renames it `raft-log/`, then sets the version and drops
+//!   the tree; entries are unchanged. A crash before the version is set starts the move over
+//!   (the tree is still whole); one after it leaves only the tree to drop, which the next
+//!   open does.
 
 pub mod v1;
 pub mod v2;
@@ -49,7 +56,7 @@ use std::path::Path;
 use crate::{Error, Result};
 
 /// The format this build reads and writes.
-pub const CURRENT: u32 = 4;
+pub const CURRENT: u32 = 5;
 
 pub(crate) const CATALOG: &str = "catalog";
 pub(crate) const LOG: &str = "log";
@@ -105,6 +112,10 @@ pub fn open(db: &sled::Db, dir: &Path) -> Result<u32> {
         migrate(db, &format, version, dir)?;
         tracing::info!(version = CURRENT, "metadata migrated");
     }
+    if !db.open_tree(LOG)?.is_empty() {
+        // Format 5 keeps no entries in the tree: a move out of it stopped after the version.
+        db.drop_tree(LOG)?;
+    }
     Ok(CURRENT)
 }
 
@@ -146,6 +157,7 @@ fn step_from(version: u32) -> Result<Box<dyn Step>> {
         1 => Ok(Box::new(v1::ToV2)),
         2 => Ok(Box::new(v2::ToV3)),
         3 => Ok(Box::new(v3::ToV4)),
+        // 4 => 5 moves the log out of sled without converting anything (`move_log_out`).
         v => Err(Error::Fatal(format!(
             "no migration from metadata format {v}"
         ))),
@@ -156,6 +168,11 @@ fn migrate(db: &sled::Db, format: &sled::Tree, from: u32, dir: &Path) -> Result<
     let mut version = from;
     while version < CURRENT {
         let to = version + 1;
+        if to == 5 {
+            move_log_out(db, format, dir)?;
+            version = to;
+            continue;
+        }
         if read_u32(format, STAGED)? != Some(to) {
             stage(db, step_from(version)?.as_ref(), dir)?;
             format.insert(STAGED, &to.to_be_bytes())?;
@@ -197,6 +214,53 @@ fn stage(db: &sled::Db, step: &dyn Step, dir: &Path) -> Result<()> {
         })?;
         target.flush()?;
     }
+    Ok(())
+}
+
+/// Format 5: the log tree's entries, as they are, into segment files (see the version
+/// history above for what a crash leaves).
+fn move_log_out(db: &sled::Db, format: &sled::Tree, dir: &Path) -> Result<()> {
+    use crate::segments::{Segments, DIR, SEGMENT_BYTES};
+    let target = dir.join(DIR);
+    let staging = dir.join(format!("{DIR}.next"));
+    let io = |e: std::io::Error| {
+        Error::Fatal(format!("moving the Raft log to {}: {e}", target.display()))
+    };
+    for d in [&target, &staging] {
+        match std::fs::remove_dir_all(d) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+    }
+    let mut segments = Segments::open(&staging, SEGMENT_BYTES).map_err(io)?;
+    let tree = db.open_tree(LOG)?;
+    let mut batch: Vec<(u64, sled::IVec)> = Vec::new();
+    let mut write = |batch: &mut Vec<(u64, sled::IVec)>| -> Result<()> {
+        segments
+            .append(batch.iter().map(|(i, v)| (*i, v.as_ref())))
+            .and_then(|unsynced| unsynced.sync())
+            .map_err(io)?;
+        batch.clear();
+        Ok(())
+    };
+    for kv in tree.iter() {
+        let (k, v) = kv?;
+        let index = <[u8; 8]>::try_from(k.as_ref())
+            .map(u64::from_be_bytes)
+            .map_err(|_| Error::Fatal(format!("a log key of {} bytes", k.len())))?;
+        batch.push((index, v));
+        if batch.len() >= BATCH {
+            write(&mut batch)?;
+        }
+    }
+    write(&mut batch)?;
+    std::fs::rename(&staging, &target).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    format.insert(VERSION, &5u32.to_be_bytes())?;
+    format.flush()?;
+    db.drop_tree(LOG)?;
     Ok(())
 }
 
@@ -399,6 +463,54 @@ mod tests {
                 expected,
                 "crash after staging: {crash_after_staging}"
             );
+        }
+    }
+
+    /// Format 5 moves the log's entries out of sled as they are. A move interrupted before
+    /// the version was set starts over (whatever it had written is replaced), and one
+    /// interrupted after it leaves only the tree, dropped on the next open.
+    #[test]
+    fn the_log_moves_out_of_sled_whole_whatever_interrupted_it() {
+        use crate::segments::{Segments, DIR, SEGMENT_BYTES};
+        let entry = |i: u64| format!("entry {i}").repeat(i as usize % 5 + 1).into_bytes();
+        for interrupted in ["nothing", "while writing", "after the version"] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            db.open_tree(FORMAT)
+                .unwrap()
+                .insert(VERSION, &4u32.to_be_bytes())
+                .unwrap();
+            let log = db.open_tree(LOG).unwrap();
+            for i in 8..5000u64 {
+                log.insert(i.to_be_bytes(), entry(i)).unwrap();
+            }
+            match interrupted {
+                "while writing" => {
+                    for d in [DIR.to_string(), format!("{DIR}.next")] {
+                        std::fs::create_dir_all(dir.path().join(&d)).unwrap();
+                        std::fs::write(
+                            dir.path().join(d).join("00000000000000000001.seg"),
+                            b"torn",
+                        )
+                        .unwrap();
+                    }
+                }
+                "after the version" => {
+                    open(&db, dir.path()).unwrap();
+                    let log = db.open_tree(LOG).unwrap();
+                    for i in 8..20u64 {
+                        log.insert(i.to_be_bytes(), b"stale".to_vec()).unwrap();
+                    }
+                }
+                _ => {}
+            }
+            assert_eq!(open(&db, dir.path()).unwrap(), 5, "{interrupted}");
+            assert!(db.open_tree(LOG).unwrap().is_empty(), "{interrupted}");
+            assert!(!dir.path().join(format!("{DIR}.next")).exists());
+            let segments = Segments::open(&dir.path().join(DIR), SEGMENT_BYTES).unwrap();
+            let moved = segments.read(0, u64::MAX).unwrap();
+            let want: Vec<_> = (8..5000).map(entry).collect();
+            assert!(moved == want, "{interrupted}: the entries moved differ");
         }
     }
 
