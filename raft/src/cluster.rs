@@ -299,6 +299,9 @@ impl Handler for Metadata {
         };
         match req {
             Request::Append(r) => {
+                if !r.entries.is_empty() {
+                    self.apply_backlog().await;
+                }
                 let answer = self.raft.append_entries(r).await;
                 // Anything but a refusal of a stale leader is the current leader speaking.
                 if matches!(&answer, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {

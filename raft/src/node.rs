@@ -67,6 +67,23 @@ impl MetaConfig {
 }
 
 const LOG_KEPT_AFTER_SNAPSHOT: u64 = 1000;
+/// Entries per append sent to a follower (openraft's default is 300): small enough that a
+/// follower holding back for its apply backlog (`APPLY_BACKLOG`) applies one payload well
+/// within the wait it may take, so the backlog stays bounded.
+const MAX_PAYLOAD_ENTRIES: u64 = 64;
+/// A follower accepts new entries only while fewer than this many wait to be applied, or
+/// after `APPLY_WAIT`. openraft reads every committed entry not yet applied into one queue
+/// of decoded entries: a node catching up on 200 000 entries behind a snapshot received
+/// them faster than it applied them and held 700 MiB of them.
+const APPLY_BACKLOG: u64 = 1024;
+/// Under the leader's append timeout (a heartbeat interval, `prevote::HEARTBEAT_MS`), so a
+/// follower holding back looks slow to the leader, never unreachable.
+const APPLY_WAIT: Duration = Duration::from_millis(60);
+/// How long the leader waits for an answer to a snapshot chunk. The last chunk is answered
+/// once the follower has checked the file and loaded it into its catalogue, which takes
+/// tens of seconds for a million tags; with openraft's 200 ms the leader gave up, and sent
+/// the whole snapshot again. A peer that dies is noticed sooner by the plane's keep-alives.
+const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 /// Heartbeats come every 150 ms: a follower that heard nothing for this long is cut off
 /// or was removed.
 const LEADER_SILENCE_MS: u64 = 3_000;
@@ -141,6 +158,8 @@ impl Metadata {
             snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT.min(cfg.snapshot_every),
             purge_batch_size: 1,
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
+            install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
             ..Default::default()
         }
         .validate()
@@ -427,6 +446,24 @@ impl Metadata {
             term: m.current_term,
             last_applied: m.last_applied.map(|l| l.index),
             state: format!("{:?}", m.state),
+        }
+    }
+
+    /// Waits (at most `APPLY_WAIT`) until fewer than `APPLY_BACKLOG` entries wait to be
+    /// applied here: called before a follower accepts more entries.
+    pub(crate) async fn apply_backlog(&self) {
+        let mut metrics = self.raft.metrics();
+        let backlog = |m: &openraft::RaftMetrics<NodeId, Member>| {
+            let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
+            m.last_log_index.unwrap_or(0).saturating_sub(applied)
+        };
+        let deadline = tokio::time::Instant::now() + APPLY_WAIT;
+        while backlog(&metrics.borrow_and_update()) >= APPLY_BACKLOG {
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                // Waited long enough, or Raft stopped.
+                _ => return,
+            }
         }
     }
 
