@@ -20,7 +20,8 @@
 //!                      (only while a build runs; cleared at open)
 //!
 //! file:  magic    "SHOALSNP"
-//!        format   u32 BE      the metadata format of the pairs (format::CURRENT)
+//!        format   u32 BE      the metadata format of the pairs (format::CURRENT when
+//!                             written; 4 and later are read: format 5 kept the pairs)
 //!        pair*    key length u32 BE, key, value length u32 BE, value
 //!        end      u32 BE FFFF_FFFF, pair count u64 BE,
 //!                 SHA-256 of every byte before it (32 bytes)

@@ -17,6 +17,12 @@ const END: u32 = u32::MAX;
 pub(crate) const MAX_PART: u32 = 256 << 20;
 const BUFFER: usize = 1 << 20;
 
+/// The formats whose snapshot files this build reads. Format 5 moved only the Raft log, so a
+/// directory migrated from format 4 keeps its snapshot file as written (its header says 4)
+/// and sends it as it is to nodes that join; the pairs are the same. A format that changes
+/// the catalogue's pairs raises the lower bound, or converts the file in its migration.
+const READABLE: std::ops::RangeInclusive<u32> = 4..=crate::format::CURRENT;
+
 /// Writes `pairs` as a snapshot file at `path` and syncs it; returns how many it wrote.
 pub(crate) fn write_file<K, V>(
     path: &Path,
@@ -78,10 +84,11 @@ pub(crate) fn read_file(path: &Path) -> io::Result<Pairs> {
         return Err(invalid("not a Shoal snapshot file"));
     }
     let format = read_u32(&mut input)?;
-    if format != crate::format::CURRENT {
+    if !READABLE.contains(&format) {
         return Err(invalid(&format!(
-            "a snapshot of metadata format {format}; this shoal reads {}",
-            crate::format::CURRENT
+            "a snapshot of metadata format {format}; this shoal reads formats {} to {}",
+            READABLE.start(),
+            READABLE.end()
         )));
     }
     Ok(Pairs {
