@@ -73,5 +73,16 @@ fn large_blobs_from_the_edge_cache_arrive_whole() {
     // The first GET fills the cache (streamed from the fill); the rest are cache hits.
     let (status, _, body) = get(&reg, &format!("/v2/acme/big/blobs/{digest}"), None);
     assert_eq!((status, sha256(&body)), (200, digest.clone()));
+    // The fill's file is committed just after its last byte went out: a GET in between
+    // still joins the fill, which is not sent with sendfile. On a loaded machine that
+    // window is long enough to hit, so wait until the cache holds the verified file.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while shoal_tests::metric(&node, "shoal_cache_entries") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fill was never committed to the cache"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     check_bodies(&reg, "acme/big", &blob, &digest);
 }
