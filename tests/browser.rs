@@ -140,8 +140,20 @@ impl Browser {
         e.send_keys(value).await.unwrap();
     }
 
+    /// Clicks the first element matching `css`. Right after a navigation the element found
+    /// can still be the old page's, gone by the time it is clicked (stale): it is found
+    /// again, for up to 10 s.
     pub async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
     }
 
     pub async fn path(&self) -> String {

@@ -265,8 +265,13 @@ fn a_person_signs_in_finds_an_image_pulls_it_and_manages_it() {
         assert_eq!(ns["description"], "The team's images");
         assert_eq!(ns["immutable_tags"], serde_json::json!(["release-*"]));
         // A retention policy that keeps only v* tags, and its preview: `latest` would go.
+        // From the page without `?saved=1`, so the save's own navigation can be waited for
+        // (on the same URL, the old page's elements were found and went stale).
+        b.goto(&format!("{}/ui/n/acme/-/settings", node.url)).await;
         b.fill("#policy", r#"{"rules": [{"tags": ["v*"]}]}"#).await;
         b.click("#save-settings").await;
+        let path = b.wait_path(|p| p.ends_with("?saved=1")).await;
+        assert!(path.ends_with("?saved=1"), "{path}: {}", b.source().await);
         b.find("p.notice").await;
         b.click("#preview").await;
         let preview = b.text("#preview-result").await;
