@@ -677,6 +677,19 @@ pub fn origin_reads(origin: &Origin, digest: &str) -> usize {
         .count()
 }
 
+/// Polls `ok` until it holds, for 20 s at most: caches, logs and metrics settle after the
+/// response that caused them.
+pub fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The value of one series of `node`'s `GET /metrics` (Prometheus text), e.g.
 /// `shoal_cache_hits_total` or `shoal_blob_bytes_total{source="cache"}`. The labels given
 /// must all be on a series for it to count; matching series are summed. A metric never

@@ -38,7 +38,7 @@ impl LogStore {
     }
 
     fn segments(&self) -> std::sync::MutexGuard<'_, Segments> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.entries)
     }
 
     /// Whether this store has voted or holds entries: a group was initialised here before.

@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha256};
 use shoal_tests::oci::noise;
 use shoal_tests::region::{Region, SECRET};
 use shoal_tests::{
-    error_code, metric, origin_reads, sha256, signal, tempdir, Node, Origin, Registry,
+    error_code, eventually, metric, origin_reads, sha256, signal, tempdir, Node, Origin, Registry,
 };
 
 const MIB: usize = 1 << 20;
@@ -64,16 +64,6 @@ fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
         }
     }
     out
-}
-
-/// Polls `ok` until it holds, for 20 s at most (caches, logs and metrics settle after the
-/// response that caused them).
-fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The origin's read count of `digest` once at least `n` reads are logged and a moment has

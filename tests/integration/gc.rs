@@ -4,12 +4,12 @@
 //! used within the grace period), and abandoned uploads purged on both backends.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use shoal_tests::moto::{Moto, CREDENTIALS};
 use shoal_tests::oci::{self, descriptor, noise};
-use shoal_tests::{error_code, sha256, tempdir, Node, Origin, Registry};
+use shoal_tests::{error_code, eventually, sha256, tempdir, Node, Origin, Registry};
 
 /// A node that collects only when asked, with a one-second grace period.
 fn node(dir: &Path, extra: &[&str]) -> Node {
@@ -382,15 +382,6 @@ fn abandon(reg: &Registry, repo: &str, bytes: &[u8]) -> String {
         .unwrap();
     assert_eq!(r.status(), 202);
     loc
-}
-
-/// Polls until `done` (20 s at most).
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

@@ -113,7 +113,8 @@ pub fn open(db: &sled::Db, dir: &Path) -> Result<u32> {
         tracing::info!(version = CURRENT, "metadata migrated");
     }
     if !db.open_tree(LOG)?.is_empty() {
-        // Format 5 keeps no entries in the tree: a move out of it stopped after the version.
+        // Format 5 keeps no entries in the tree: the move out of it ends here, whether it
+        // just ran or a crash stopped it after the version was set.
         db.drop_tree(LOG)?;
     }
     Ok(CURRENT)
@@ -157,7 +158,6 @@ fn step_from(version: u32) -> Result<Box<dyn Step>> {
         1 => Ok(Box::new(v1::ToV2)),
         2 => Ok(Box::new(v2::ToV3)),
         3 => Ok(Box::new(v3::ToV4)),
-        // 4 => 5 moves the log out of sled without converting anything (`move_log_out`).
         v => Err(Error::Fatal(format!(
             "no migration from metadata format {v}"
         ))),
@@ -165,36 +165,39 @@ fn step_from(version: u32) -> Result<Box<dyn Step>> {
 }
 
 fn migrate(db: &sled::Db, format: &sled::Tree, from: u32, dir: &Path) -> Result<()> {
-    let mut version = from;
-    while version < CURRENT {
-        let to = version + 1;
-        if to == 5 {
-            move_log_out(db, format, dir)?;
-            version = to;
-            continue;
+    for version in from..CURRENT {
+        match version {
+            // 4 => 5 converts nothing: it moves the log out of sled.
+            4 => move_log_out(db, format, dir)?,
+            _ => migrate_trees(db, format, version, dir)?,
         }
-        if read_u32(format, STAGED)? != Some(to) {
-            stage(db, step_from(version)?.as_ref(), dir)?;
-            format.insert(STAGED, &to.to_be_bytes())?;
-            format.flush()?;
-        }
-        for name in MIGRATED {
-            let tree = db.open_tree(name)?;
-            tree.clear()?;
-            copy(&db.open_tree(next(name))?, &tree, |k, v| {
-                Ok(vec![(k.to_vec(), v.to_vec())])
-            })?;
-            tree.flush()?;
-        }
-        let mut done = sled::Batch::default();
-        done.insert(VERSION, &to.to_be_bytes());
-        done.remove(STAGED);
-        format.apply_batch(done)?;
+    }
+    Ok(())
+}
+
+/// One version's step through the `*.next` trees (see the module's doc).
+fn migrate_trees(db: &sled::Db, format: &sled::Tree, version: u32, dir: &Path) -> Result<()> {
+    let to = version + 1;
+    if read_u32(format, STAGED)? != Some(to) {
+        stage(db, step_from(version)?.as_ref(), dir)?;
+        format.insert(STAGED, &to.to_be_bytes())?;
         format.flush()?;
-        for name in MIGRATED {
-            db.drop_tree(next(name))?;
-        }
-        version = to;
+    }
+    for name in MIGRATED {
+        let tree = db.open_tree(name)?;
+        tree.clear()?;
+        copy(&db.open_tree(next(name))?, &tree, |k, v| {
+            Ok(vec![(k.to_vec(), v.to_vec())])
+        })?;
+        tree.flush()?;
+    }
+    let mut done = sled::Batch::default();
+    done.insert(VERSION, &to.to_be_bytes());
+    done.remove(STAGED);
+    format.apply_batch(done)?;
+    format.flush()?;
+    for name in MIGRATED {
+        db.drop_tree(next(name))?;
     }
     Ok(())
 }
@@ -260,7 +263,7 @@ fn move_log_out(db: &sled::Db, format: &sled::Tree, dir: &Path) -> Result<()> {
         .map_err(io)?;
     format.insert(VERSION, &5u32.to_be_bytes())?;
     format.flush()?;
-    db.drop_tree(LOG)?;
+    // `open` drops the tree, as it does after a crash at this point.
     Ok(())
 }
 
