@@ -69,6 +69,7 @@ impl Region {
             }
         }
         region.wait_members(n);
+        region.wait_ready();
         region
     }
 
@@ -187,7 +188,10 @@ impl Region {
             }
             if Instant::now() > deadline {
                 let all: Vec<Value> = self.running().map(|(id, _)| self.status(id)).collect();
-                panic!("timed out waiting until {what}; statuses: {all:#?}");
+                panic!(
+                    "timed out waiting until {what}; statuses: {all:#?}\n{}",
+                    self.warnings()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -208,6 +212,47 @@ impl Region {
             },
             &format!("{n} members, {voters} of them voters"),
         )
+    }
+
+    /// The warnings and errors in every running node's log (the last 20 each), for a
+    /// failure's message: the region's directory is gone once the test ends.
+    fn warnings(&self) -> String {
+        let mut out = String::new();
+        for (id, node) in self.running() {
+            let log = node.log_text();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            out += &format!("node {id}, warnings and errors in its log:\n");
+            for l in &lines[lines.len().saturating_sub(20)..] {
+                out += &format!("  {l}\n");
+            }
+        }
+        out
+    }
+
+    /// Waits until every running node answers `/readyz` with 200 (30 s at most): a member
+    /// the leader lists may not have applied the region's records yet.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (id, _) in self.running() {
+            loop {
+                let r = reqwest::blocking::get(format!("{}/readyz", self.api_url(id)));
+                let (status, body) = match r {
+                    Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
+                    Err(e) => (0, e.to_string()),
+                };
+                if status == 200 {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id} is not ready after 30 s: {status} {body}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 
     /// The id of the current leader, as the running nodes agree.

@@ -302,10 +302,14 @@ impl Handler for Metadata {
                 if !r.entries.is_empty() {
                     self.apply_backlog().await;
                 }
+                let commit = r.leader_commit.map(|c| c.index);
                 let answer = self.raft.append_entries(r).await;
-                // Anything but a refusal of a stale leader is the current leader speaking.
-                if matches!(&answer, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
-                    self.heard_from_leader();
+                // Anything but a refusal of a stale leader is the current leader speaking;
+                // its commit index counts once this node's log holds what it committed.
+                match &answer {
+                    Ok(AppendEntriesResponse::Success) => self.heard_from_leader(commit),
+                    Ok(AppendEntriesResponse::HigherVote(_)) | Err(_) => {}
+                    Ok(_) => self.heard_from_leader(None),
                 }
                 Response::Append(answer.map_err(|e| e.to_string()))
             }
@@ -313,7 +317,7 @@ impl Handler for Metadata {
             Request::Snapshot(r) => {
                 let answer = self.raft.install_snapshot(r).await;
                 if answer.is_ok() {
-                    self.heard_from_leader();
+                    self.heard_from_leader(None);
                 }
                 Response::Snapshot(answer.map_err(|e| e.to_string()))
             }

@@ -126,6 +126,12 @@ pub struct Metadata {
     last_append_ms: std::sync::atomic::AtomicU64,
     /// Whether `readiness` last found this replica cut off from its leader (logged once).
     stale: std::sync::atomic::AtomicBool,
+    /// The leader's commit index in the first entries this node accepted since it started
+    /// (0 until then): a replica serves no clients before it has applied that far once, or
+    /// a node that just joined would refuse the admin it has not applied yet.
+    first_commit: std::sync::atomic::AtomicU64,
+    /// Set once this replica has applied `first_commit` (or leads).
+    caught_up: std::sync::atomic::AtomicBool,
     /// A member that hears from a leader said this node is not a member (`removal`).
     pub(crate) removed: std::sync::atomic::AtomicBool,
     pub(crate) read_index: crate::read_index::ReadIndexRounds,
@@ -216,6 +222,8 @@ impl Metadata {
             started: std::time::Instant::now(),
             last_append_ms: std::sync::atomic::AtomicU64::new(0),
             stale: std::sync::atomic::AtomicBool::new(false),
+            first_commit: std::sync::atomic::AtomicU64::new(0),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
             removed: std::sync::atomic::AtomicBool::new(false),
             read_index: Default::default(),
             log: log_handle,
@@ -467,11 +475,17 @@ impl Metadata {
         }
     }
 
-    /// Notes that entries or a heartbeat from the leader were accepted (`Handler`).
-    pub(crate) fn heard_from_leader(&self) {
+    /// Notes that entries or a heartbeat from the leader were accepted (`Handler`), with
+    /// the leader's commit index when it sent one.
+    pub(crate) fn heard_from_leader(&self, commit: Option<u64>) {
+        use std::sync::atomic::Ordering::Relaxed;
         let now = self.started.elapsed().as_millis() as u64;
-        self.last_append_ms
-            .store(now, std::sync::atomic::Ordering::Relaxed);
+        self.last_append_ms.store(now, Relaxed);
+        if let Some(commit) = commit.filter(|c| *c > 0) {
+            let _ = self
+                .first_commit
+                .compare_exchange(0, commit, Relaxed, Relaxed);
+        }
     }
 
     /// How long since entries or a heartbeat last came from a leader, in ms.
@@ -494,8 +508,9 @@ impl Metadata {
     /// Whether this node should get clients, or why not: Raft has stopped; the node is not
     /// a member of the region (removed, or not joined yet); no leader is known (no quorum);
     /// as a follower, nothing came from the leader for `LEADER_SILENCE_MS`; as the leader,
-    /// it has not heard from a quorum for `QUORUM_SILENCE`; its replica has more than
-    /// `APPLY_BACKLOG` entries of its log left to apply.
+    /// it has not heard from a quorum for `QUORUM_SILENCE`; as a follower or learner, it has
+    /// not yet applied, since it started, what the leader had committed when it first heard
+    /// from it; its replica has more than `APPLY_BACKLOG` entries of its log left to apply.
     pub fn readiness(&self) -> std::result::Result<(), String> {
         const QUORUM_SILENCE_MS: u64 = 5_000;
         const APPLY_BACKLOG: u64 = 10_000;
@@ -548,6 +563,16 @@ impl Metadata {
             }
         }
         let applied = m.last_applied.map_or(0, |l| l.index);
+        if leader != self.node_id && !self.caught_up.load(std::sync::atomic::Ordering::Relaxed) {
+            let first = self.first_commit.load(std::sync::atomic::Ordering::Relaxed);
+            if first == 0 || applied < first {
+                return Err(format!(
+                    "this replica is catching up with the region: {applied} of the {first} entries committed when it first heard from leader {leader} applied"
+                ));
+            }
+            self.caught_up
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let backlog = m.last_log_index.unwrap_or(0).saturating_sub(applied);
         if backlog > APPLY_BACKLOG {
             return Err(format!(
