@@ -139,11 +139,27 @@ pub struct Metadata {
     pub(crate) log: LogStore,
 }
 
+/// sled's segment size for a new database: larger segments leave it less dead space
+/// (`bench/RESULTS.md`, "Where applying an entry goes"). sled refuses to open a database
+/// with another size than it was made with, so an existing one keeps the size its `conf`
+/// file records.
+const SEGMENT_BYTES: usize = 8 << 20;
+
+fn segment_size(dir: &std::path::Path) -> usize {
+    let recorded = std::fs::read(dir.join("conf")).ok().and_then(|conf| {
+        String::from_utf8_lossy(&conf)
+            .lines()
+            .find_map(|l| l.strip_prefix("segment_size: ")?.trim().parse().ok())
+    });
+    recorded.unwrap_or(SEGMENT_BYTES)
+}
+
 impl Metadata {
     pub async fn open(cfg: MetaConfig) -> Result<Arc<Metadata>> {
         let db = sled::Config::new()
             .path(&cfg.dir)
             .cache_capacity(cfg.cache_bytes)
+            .segment_size(segment_size(&cfg.dir))
             .open()?;
         crate::format::open(&db, &cfg.dir)?;
         let log = LogStore::open(&db, &cfg.dir)?;
@@ -680,5 +696,23 @@ mod tests {
         assert_eq!(meta.write(ns(60)).await.unwrap(), Outcome::Done);
         assert!(meta.status().leader == Some(1));
         meta.shutdown().await.unwrap();
+    }
+
+    #[test]
+    fn a_database_keeps_the_segment_size_it_was_made_with() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(super::segment_size(dir.path()), super::SEGMENT_BYTES);
+        let old = 512 << 10;
+        let config = || sled::Config::new().path(dir.path());
+        drop(config().segment_size(old).open().unwrap());
+        assert_eq!(super::segment_size(dir.path()), old);
+        // sled refuses another size, so the recorded one is what opens it.
+        assert!(config().segment_size(super::SEGMENT_BYTES).open().is_err());
+        drop(
+            config()
+                .segment_size(super::segment_size(dir.path()))
+                .open()
+                .unwrap(),
+        );
     }
 }
