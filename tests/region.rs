@@ -232,17 +232,22 @@ impl Region {
         out
     }
 
+    /// `GET /readyz` on node `id`: its status and body (status 0 and the error when the
+    /// request fails).
+    pub fn readyz(&self, id: u64) -> (u16, String) {
+        match reqwest::blocking::get(format!("{}/readyz", self.api_url(id))) {
+            Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
     /// Waits until every running node answers `/readyz` with 200 (30 s at most): a member
     /// the leader lists may not have applied the region's records yet.
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         for (id, _) in self.running() {
             loop {
-                let r = reqwest::blocking::get(format!("{}/readyz", self.api_url(id)));
-                let (status, body) = match r {
-                    Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
-                    Err(e) => (0, e.to_string()),
-                };
+                let (status, body) = self.readyz(id);
                 if status == 200 {
                     break;
                 }

@@ -239,8 +239,7 @@ fn members_are_removed_at_runtime_including_the_leader() {
     );
     let log = region.node(4).wait_for_log("no longer a member");
     assert!(log.contains("no longer a member"), "{log}");
-    let ready = reqwest::blocking::get(format!("{}/readyz", region.api_url(1))).unwrap();
-    assert_eq!(ready.status(), 200, "members stay ready");
+    assert_eq!(region.readyz(1).0, 200, "members stay ready");
     let leader = region.leader();
     let other = (1..=3).find(|id| *id != leader).unwrap();
     // Writes keep flowing through another node while the leader leaves: with a handover
@@ -323,8 +322,8 @@ fn whole_region_restart_loses_nothing() {
     region.start_node(2);
     let alone = Instant::now();
     while alone.elapsed() < Duration::from_secs(4) {
-        let r = reqwest::blocking::get(format!("{}/readyz", region.api_url(2))).unwrap();
-        assert_eq!(r.status(), 503, "{}", r.text().unwrap());
+        let (status, body) = region.readyz(2);
+        assert_eq!(status, 503, "{body}");
         std::thread::sleep(Duration::from_millis(50));
     }
     for id in [1, 3] {

@@ -35,10 +35,10 @@ fn a_voter_healed_from_a_partition_does_not_depose_the_leader() {
         );
         // Readiness tells the truth: load balancers stop sending clients to the cut-off
         // node, and keep sending them to the leader, which still has a quorum.
-        let (status, why) = readyz(&region, cut_off);
+        let (status, why) = region.readyz(cut_off);
         assert_eq!(status, 503, "the cut-off node is not ready: {why}");
         assert!(why.contains("cut off"), "{why}");
-        assert_eq!(readyz(&region, leader).0, 200);
+        assert_eq!(region.readyz(leader).0, 200);
     }
     // Healed: the leader reaches it again, and nothing changes hands.
     region.wait_for(
@@ -46,7 +46,7 @@ fn a_voter_healed_from_a_partition_does_not_depose_the_leader() {
         "the healed voter follows the leader again",
     );
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(readyz(&region, cut_off).0, 200, "ready again once healed");
+    assert_eq!(region.readyz(cut_off).0, 200, "ready again once healed");
     let after = region.status(leader);
     assert_eq!(after["leader"], leader, "{after:#}");
     assert_eq!(after["term"], term, "no election happened: {after:#}");
@@ -54,9 +54,4 @@ fn a_voter_healed_from_a_partition_does_not_depose_the_leader() {
     // And the region still takes writes through the healed node.
     let reg = Registry::new(&region.api_url(cut_off));
     reg.create_namespace("healed");
-}
-
-fn readyz(region: &Region, id: u64) -> (u16, String) {
-    let r = reqwest::blocking::get(format!("{}/readyz", region.api_url(id))).unwrap();
-    (r.status().as_u16(), r.text().unwrap_or_default())
 }
