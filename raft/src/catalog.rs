@@ -85,11 +85,31 @@ pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
 #[derive(Clone)]
 pub struct Catalog {
     tree: Tree,
+    /// Counts the changes written to `tree` (`changed`); clones share it.
+    version: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Catalog {
     pub fn new(tree: Tree) -> Catalog {
-        Catalog { tree }
+        Catalog {
+            tree,
+            version: Default::default(),
+        }
+    }
+
+    /// A number that differs from every earlier one once a change has been written to the
+    /// catalogue since: what was derived from it at version V (an authorization decision)
+    /// still holds while `version()` is V. Read it *before* deriving, so that a change
+    /// written meanwhile makes the result stale rather than wrongly fresh.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Called by the only writers (the state machine's `apply`, a snapshot install) after
+    /// they wrote, and an install also before it begins.
+    pub(crate) fn changed(&self) {
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub(crate) fn tree(&self) -> &Tree {
@@ -208,6 +228,7 @@ impl Catalog {
         let mut batch = crate::batch::Batch::default();
         let outcome = self.plan(cmd, &mut batch, &mut Vec::new())?;
         self.tree.apply_batch(batch.into_sled())?;
+        self.changed();
         Ok(outcome)
     }
 }

@@ -129,6 +129,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.tree()
                 .apply_batch(batch.into_sled())
                 .map_err(write_err)?;
+            self.catalog.changed();
             if outcome == Outcome::Done {
                 for digest in unlinked {
                     // Nobody listening (no cache) is fine.
@@ -167,10 +168,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> StorageResult<()> {
         let part = snapshot.close().await?;
         let (tree, snapshots, meta) = (self.tree().clone(), self.snapshots.clone(), meta.clone());
-        tokio::task::spawn_blocking(move || snapshots.install(&part, &meta, &tree))
+        // Readers see the catalogue emptied and refilled while it loads: whatever they
+        // derive meanwhile is stale by the end.
+        self.catalog.changed();
+        let installed = tokio::task::spawn_blocking(move || snapshots.install(&part, &meta, &tree))
             .await
             .map_err(write_err)?
-            .map_err(write_err)
+            .map_err(write_err);
+        self.catalog.changed();
+        installed
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {

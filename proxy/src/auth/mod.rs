@@ -23,6 +23,7 @@
 //! - a caller who may not do it: 403 `DENIED`.
 
 pub mod bootstrap;
+mod decisions;
 pub mod oidc;
 pub mod place;
 pub mod policy;
@@ -34,7 +35,7 @@ pub mod token;
 use std::sync::Arc;
 
 use base64::Engine;
-use shoal_raft::{Catalog, CredentialRecord, FederationRecord, Metadata};
+use shoal_raft::{Catalog, CredentialRecord, FederationRecord, Metadata, SigningKey};
 
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::RepoName;
@@ -169,6 +170,10 @@ pub struct GateConfig {
 pub struct Gate {
     meta: Arc<Metadata>,
     logins: VerifiedLogins,
+    decisions: decisions::Decisions,
+    /// The region's token signing keys and the catalogue version they were read at: every
+    /// request with a token needs them, and they change only with the catalogue.
+    signing: parking_lot::Mutex<Option<(u64, Arc<Vec<SigningKey>>)>>,
     keys: Keys,
     oidc: oidc::Issuers,
     public_url: Option<String>,
@@ -181,6 +186,8 @@ impl Gate {
         Gate {
             meta,
             logins: VerifiedLogins::new(config.failed_sign_ins),
+            decisions: Default::default(),
+            signing: Default::default(),
             keys: Keys::default(),
             oidc: oidc::Issuers::default(),
             public_url: config
@@ -215,7 +222,7 @@ impl Gate {
         else {
             return false;
         };
-        let Ok(keys) = self.meta.catalog().signing_keys() else {
+        let Ok(keys) = self.signing_keys() else {
             return false;
         };
         self.keys
@@ -259,16 +266,66 @@ impl Gate {
             return Ok(Caller::anonymous());
         }
         let api = !req.path.starts_with("/v2");
+        // Read before deciding: a change applied meanwhile makes the answer stale.
+        let version = self.meta.catalog().version();
+        let key = self
+            .memorable(req)
+            .then(|| decisions::key(req.header("authorization"), api, need));
+        if let Some(caller) = key.as_ref().and_then(|k| self.decisions.get(k, version)) {
+            return Ok(caller);
+        }
+        let (caller, expires) = self.decide(req, need, api).await?;
+        if let Some(k) = key {
+            self.decisions.put(k, version, &caller, expires);
+        }
+        Ok(caller)
+    }
+
+    /// The region's signing keys, read from the catalogue again only once it changed.
+    fn signing_keys(&self) -> ApiResult<Arc<Vec<SigningKey>>> {
+        let version = self.meta.catalog().version();
+        if let Some((v, keys)) = &*self.signing.lock() {
+            if *v == version {
+                return Ok(keys.clone());
+            }
+        }
+        let keys = Arc::new(self.meta.catalog().signing_keys()?);
+        *self.signing.lock() = Some((version, keys.clone()));
+        Ok(keys)
+    }
+
+    /// Whether the gate's answer to `req` may be remembered (`decisions`): not for a console
+    /// session nor an OIDC login, whose validity does not live in the catalogue alone.
+    fn memorable(&self, req: &Request) -> bool {
+        req.session.is_none()
+            && req
+                .header("authorization")
+                .and_then(basic_credentials)
+                .is_none_or(|(login, _)| login != OIDC_LOGIN)
+    }
+
+    /// `authorize` worked out from the catalogue: the caller, and when its identity or token
+    /// ends (Unix seconds).
+    async fn decide(
+        &self,
+        req: &Request,
+        need: &Need,
+        api: bool,
+    ) -> ApiResult<(Caller, Option<i64>)> {
         let (caller, claims) = self
             .identify(req, api)
             .await
             .map_err(|e| self.challenge(req, e, None))?;
+        let expires = match (caller.expires_at, claims.as_ref().map(|c| c.exp)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let (action, repo, verb) = match need {
             Need::Open => unreachable!("answered before identifying the caller"),
             Need::Ping | Need::SignedIn if caller.is_anonymous() => {
                 return Err(self.challenge(req, signin_required(), None))
             }
-            Need::Ping | Need::SignedIn => return Ok(caller),
+            Need::Ping | Need::SignedIn => return Ok((caller, expires)),
             Need::Catalog => {
                 if caller.is_anonymous() {
                     return Err(self.challenge(req, signin_required(), Some("registry:catalog:*")));
@@ -279,7 +336,7 @@ impl Gate {
                 {
                     return Err(self.insufficient(req, "registry:catalog:*"));
                 }
-                return Ok(caller);
+                return Ok((caller, expires));
             }
             Need::Pull(r) => (Action::Pull, r, "pull"),
             Need::Push(r) => (Action::Push, r, "push"),
@@ -296,7 +353,7 @@ impl Gate {
             Some(c) if permitted && !c.grants("repository", repo.as_str(), verb) => {
                 Err(self.insufficient(req, &scope))
             }
-            _ if permitted => Ok(caller),
+            _ if permitted => Ok((caller, expires)),
             _ if caller.is_anonymous() => Err(self.challenge(req, signin_required(), Some(&scope))),
             _ => Err(denied(&caller, action)),
         }
@@ -347,7 +404,7 @@ impl Gate {
                 "the management API takes Basic credentials (SHOAL_USERNAME/SHOAL_PASSWORD)",
             )),
             Some(token) => {
-                let keys = self.meta.catalog().signing_keys()?;
+                let keys = self.signing_keys()?;
                 let claims = self.keys.verify(&keys, token.trim())?;
                 let caller = self.subject_of(&claims.sub, claims.sid.as_deref())?;
                 Ok((caller, Some(claims)))

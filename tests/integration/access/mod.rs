@@ -7,6 +7,7 @@
 //!   another repository's);
 //! - `deletion`: a deleted namespace, a deleted user;
 //! - `bootstrap`: the first start's admin password;
+//! - `remembered`: the gate's remembered answers end with the change that ends them;
 //! - `probe_identity`, `probe_uploads`, `probe_edge`: the holes an outside probe found
 //!   (issue 19), each kept closed by a test that failed before its fix.
 //!
@@ -21,6 +22,7 @@ mod matrix;
 mod probe_edge;
 mod probe_identity;
 mod probe_uploads;
+mod remembered;
 mod tokens;
 
 use serde_json::Value;
