@@ -82,6 +82,15 @@ pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
 }
 
 /// Read access to the catalogue. Cheap to clone; reads see whole applied commands only.
+/// A snapshot load under way (`Catalog::loading`).
+pub(crate) struct Loading(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 #[derive(Clone)]
 pub struct Catalog {
     tree: Tree,
@@ -100,16 +109,27 @@ impl Catalog {
     /// A number that differs from every earlier one once a change has been written to the
     /// catalogue since: what was derived from it at version V (an authorization decision)
     /// still holds while `version()` is V. Read it *before* deriving, so that a change
-    /// written meanwhile makes the result stale rather than wrongly fresh.
-    pub fn version(&self) -> u64 {
-        self.version.load(std::sync::atomic::Ordering::Acquire)
+    /// written meanwhile makes the result stale rather than wrongly fresh. `None` while a
+    /// snapshot is being loaded: the catalogue is then half empty, and nothing derived
+    /// from it may be kept.
+    pub fn version(&self) -> Option<u64> {
+        let v = self.version.load(std::sync::atomic::Ordering::Acquire);
+        v.is_multiple_of(2).then_some(v)
     }
 
-    /// Called by the only writers (the state machine's `apply`, a snapshot install) after
-    /// they wrote, and an install also before it begins.
+    /// Called by the state machine's `apply` after it wrote (the version stays even).
     pub(crate) fn changed(&self) {
         self.version
+            .fetch_add(2, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Marks the catalogue as being replaced by a snapshot until the guard is dropped: the
+    /// version is odd meanwhile (`version` says `None`), and moves on when it ends, however
+    /// the install ends.
+    pub(crate) fn loading(&self) -> Loading {
+        self.version
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Loading(self.version.clone())
     }
 
     pub(crate) fn tree(&self) -> &Tree {

@@ -447,3 +447,21 @@ fn deleting_a_namespace_removes_the_repository_named_after_it() {
     check(&c, ns("acme"), Outcome::Done);
     assert!(c.repositories(None, None).unwrap().is_empty());
 }
+
+/// What a reader derived at one version (an authorization decision) must not outlive a
+/// change: every applied command moves the version, and while a snapshot loads there is
+/// none to keep anything under, however the load ends.
+#[test]
+fn the_version_moves_with_every_change_and_is_absent_while_a_snapshot_loads() {
+    let c = catalog();
+    let reader = c.clone();
+    let v0 = reader.version().unwrap();
+    c.changed();
+    let v1 = reader.version().unwrap();
+    assert_ne!(v0, v1);
+    let loading = c.loading();
+    assert_eq!(reader.version(), None);
+    drop(loading);
+    let v2 = reader.version().unwrap();
+    assert!(v2 != v0 && v2 != v1);
+}

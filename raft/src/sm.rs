@@ -168,15 +168,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> StorageResult<()> {
         let part = snapshot.close().await?;
         let (tree, snapshots, meta) = (self.tree().clone(), self.snapshots.clone(), meta.clone());
-        // Readers see the catalogue emptied and refilled while it loads: whatever they
-        // derive meanwhile is stale by the end.
-        self.catalog.changed();
-        let installed = tokio::task::spawn_blocking(move || snapshots.install(&part, &meta, &tree))
-            .await
-            .map_err(write_err)?
-            .map_err(write_err);
-        self.catalog.changed();
-        installed
+        // Readers see the catalogue emptied and refilled while it loads: nothing derived
+        // from it meanwhile may be kept, and nothing derived before holds after.
+        let loading = self.catalog.loading();
+        tokio::task::spawn_blocking(move || {
+            // Held by the load itself, which runs on even if this future is dropped.
+            let _loading = loading;
+            snapshots.install(&part, &meta, &tree)
+        })
+        .await
+        .map_err(write_err)?
+        .map_err(write_err)
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {

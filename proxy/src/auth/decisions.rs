@@ -13,10 +13,16 @@
 //!   since (a credential revoked, a role removed, a namespace made private, a signing key
 //!   rotated, or any other write) forgets every answer at once.
 //! - It is kept no longer than `MAX_AGE`, nor past the moment the identity or its token
-//!   expires (the credential's `expires_at`, the token's `exp`), which time alone brings.
+//!   expires (the credential's `expires_at`, the token's `exp`, checked on the wall clock at
+//!   every use), which time alone brings.
+//! - Nothing is kept while a snapshot loads (the catalogue is half there; `version` is
+//!   `None`), nor an answer that placed a namespace this replica has not seen yet in the
+//!   home organisation (the region may have made it elsewhere; `Keep::No`).
 //! - Only answers that let the request in are kept. A wrong password, a refused token or a
 //!   denial is worked out every time, so the failed sign-in limit and the audit of failures
-//!   see every attempt.
+//!   see every attempt. A right password is answered from memory even while its (client,
+//!   login) has used up the failed sign-in limit, as `VerifiedLogins`' remembered logins
+//!   already were: only a caller who holds the exact header gains by it.
 //! - The key is a SHA-256 of the whole header and the need: only a request carrying the
 //!   same secret, for the same thing, finds the answer. Console sessions and OIDC logins
 //!   are never kept (their validity also depends on what lives outside the catalogue).
@@ -24,6 +30,7 @@
 //!   callers cost 10 000 full checks, as before, and no more memory than this.
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -40,8 +47,23 @@ pub type Key = [u8; 32];
 
 struct Answer {
     version: u64,
+    /// `MAX_AGE` after it was worked out.
     until: Instant,
-    caller: Caller,
+    /// When the identity or its token ends (Unix seconds), checked on the wall clock at
+    /// every use, as the uncached check would.
+    expires: Option<i64>,
+    caller: Arc<Caller>,
+}
+
+/// Whether an answer may be kept, and until when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Not at all: it rests on something a change could make wrong without moving the
+    /// catalogue's version here (a namespace this replica has not seen yet, placed in the
+    /// home organisation until the region's write arrives).
+    No,
+    /// Until the identity or its token ends (Unix seconds), if it does.
+    Until(Option<i64>),
 }
 
 pub struct Decisions {
@@ -86,38 +108,42 @@ pub fn key(authorization: Option<&str>, api: bool, need: &Need) -> Key {
     h.finalize().into()
 }
 
+/// Whether an identity ending at `expires` (Unix seconds) is still good: whole seconds,
+/// one taken off, since the clock's fraction of a second is not known.
+fn alive(expires: Option<i64>) -> bool {
+    expires.is_none_or(|at| chrono::Utc::now().timestamp() + 1 < at)
+}
+
 impl Decisions {
     /// The caller kept for `key` at catalogue `version`, if it is still good now.
     pub fn get(&self, key: &Key, version: u64) -> Option<Caller> {
-        let mut answers = self.answers.lock();
-        let answer = answers.get(key)?;
-        if answer.version == version && Instant::now() < answer.until {
-            return Some(answer.caller.clone());
-        }
-        answers.pop(key);
-        None
+        let caller = {
+            let mut answers = self.answers.lock();
+            let answer = answers.get(key)?;
+            if answer.version == version && Instant::now() < answer.until && alive(answer.expires) {
+                Some(answer.caller.clone())
+            } else {
+                answers.pop(key);
+                None
+            }
+        };
+        caller.map(|c| Caller::clone(&c))
     }
 
-    /// Keeps `caller` for `key`, worked out from catalogue `version`, until the earliest of
-    /// `MAX_AGE` from now and `expires` (Unix seconds: when the identity or its token ends).
-    pub fn put(&self, key: Key, version: u64, caller: &Caller, expires: Option<i64>) {
-        let mut life = MAX_AGE;
-        if let Some(at) = expires {
-            // Whole seconds, one taken off: the clock's fraction of a second is not known.
-            let left = at - chrono::Utc::now().timestamp() - 1;
-            if left <= 0 {
-                return;
-            }
-            life = life.min(Duration::from_secs(left as u64));
+    /// Keeps `caller` for `key`, worked out from catalogue `version`, for at most `MAX_AGE`
+    /// and as `keep` allows.
+    pub fn put(&self, key: Key, version: u64, caller: &Caller, keep: Keep) {
+        let Keep::Until(expires) = keep else { return };
+        if !alive(expires) {
+            return;
         }
-        self.answers.lock().put(
-            key,
-            Answer {
-                version,
-                until: Instant::now() + life,
-                caller: caller.clone(),
-            },
-        );
+        let answer = Answer {
+            version,
+            until: Instant::now() + MAX_AGE,
+            expires,
+            caller: Arc::new(caller.clone()),
+        };
+        self.answers.lock().put(key, answer);
     }
 }
 
@@ -142,7 +168,7 @@ mod tests {
     fn an_answer_is_given_again_only_for_the_same_header_need_and_version() {
         let d = Decisions::default();
         let k = key(Some("Basic YWxpY2U6cHc="), false, &pull("ns/app"));
-        d.put(k, 7, &user("alice"), None);
+        d.put(k, 7, &user("alice"), Keep::Until(None));
         assert_eq!(d.get(&k, 7).unwrap().subject, Subject::User("alice".into()));
         // A change to the catalogue forgets it, and it stays forgotten.
         assert!(d.get(&k, 8).is_none());
@@ -171,23 +197,28 @@ mod tests {
     }
 
     #[test]
-    fn an_identity_that_ends_within_a_second_is_not_kept() {
+    fn an_identity_that_ends_is_not_answered_for() {
         let d = Decisions::default();
         let k = key(Some("Bearer t"), false, &Need::Ping);
         let now = chrono::Utc::now().timestamp();
-        d.put(k, 1, &user("bob"), Some(now + 1));
-        assert!(d.get(&k, 1).is_none());
-        d.put(k, 1, &user("bob"), Some(now - 5));
-        assert!(d.get(&k, 1).is_none());
-        d.put(k, 1, &user("bob"), Some(now + 3));
+        d.put(k, 1, &user("bob"), Keep::Until(Some(now + 1)));
+        assert!(d.get(&k, 1).is_none(), "ends within a second");
+        d.put(k, 1, &user("bob"), Keep::Until(Some(now - 5)));
+        assert!(d.get(&k, 1).is_none(), "ended");
+        d.put(k, 1, &user("bob"), Keep::No);
+        assert!(d.get(&k, 1).is_none(), "not to be kept");
+        d.put(k, 1, &user("bob"), Keep::Until(Some(now + 3)));
         assert!(d.get(&k, 1).is_some());
+        // Checked again at every use, on the wall clock.
+        d.answers.lock().get_mut(&k).unwrap().expires = Some(now);
+        assert!(d.get(&k, 1).is_none(), "ended since it was kept");
     }
 
     #[test]
     fn an_answer_older_than_its_life_is_forgotten() {
         let d = Decisions::default();
         let k = key(None, false, &pull("pub/app"));
-        d.put(k, 1, &Caller::anonymous(), None);
+        d.put(k, 1, &Caller::anonymous(), Keep::Until(None));
         // Age it by hand rather than sleeping MAX_AGE.
         d.answers.lock().get_mut(&k).unwrap().until = Instant::now();
         assert!(d.get(&k, 1).is_none());

@@ -267,16 +267,18 @@ impl Gate {
         }
         let api = !req.path.starts_with("/v2");
         // Read before deciding: a change applied meanwhile makes the answer stale.
-        let version = self.meta.catalog().version();
-        let key = self
-            .memorable(req)
-            .then(|| decisions::key(req.header("authorization"), api, need));
-        if let Some(caller) = key.as_ref().and_then(|k| self.decisions.get(k, version)) {
+        let memo = self
+            .meta
+            .catalog()
+            .version()
+            .filter(|_| self.memorable(req))
+            .map(|v| (v, decisions::key(req.header("authorization"), api, need)));
+        if let Some(caller) = memo.as_ref().and_then(|(v, k)| self.decisions.get(k, *v)) {
             return Ok(caller);
         }
-        let (caller, expires) = self.decide(req, need, api).await?;
-        if let Some(k) = key {
-            self.decisions.put(k, version, &caller, expires);
+        let (caller, keep) = self.decide(req, need, api).await?;
+        if let Some((v, k)) = memo {
+            self.decisions.put(k, v, &caller, keep);
         }
         Ok(caller)
     }
@@ -284,13 +286,15 @@ impl Gate {
     /// The region's signing keys, read from the catalogue again only once it changed.
     fn signing_keys(&self) -> ApiResult<Arc<Vec<SigningKey>>> {
         let version = self.meta.catalog().version();
-        if let Some((v, keys)) = &*self.signing.lock() {
+        if let (Some(version), Some((v, keys))) = (version, &*self.signing.lock()) {
             if *v == version {
                 return Ok(keys.clone());
             }
         }
         let keys = Arc::new(self.meta.catalog().signing_keys()?);
-        *self.signing.lock() = Some((version, keys.clone()));
+        if let Some(version) = version {
+            *self.signing.lock() = Some((version, keys.clone()));
+        }
         Ok(keys)
     }
 
@@ -304,28 +308,29 @@ impl Gate {
                 .is_none_or(|(login, _)| login != OIDC_LOGIN)
     }
 
-    /// `authorize` worked out from the catalogue: the caller, and when its identity or token
-    /// ends (Unix seconds).
+    /// `authorize` worked out from the catalogue: the caller, and whether and how long the
+    /// answer may be remembered.
     async fn decide(
         &self,
         req: &Request,
         need: &Need,
         api: bool,
-    ) -> ApiResult<(Caller, Option<i64>)> {
+    ) -> ApiResult<(Caller, decisions::Keep)> {
         let (caller, claims) = self
             .identify(req, api)
             .await
             .map_err(|e| self.challenge(req, e, None))?;
-        let expires = match (caller.expires_at, claims.as_ref().map(|c| c.exp)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let keep =
+            decisions::Keep::Until(match (caller.expires_at, claims.as_ref().map(|c| c.exp)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            });
         let (action, repo, verb) = match need {
             Need::Open => unreachable!("answered before identifying the caller"),
             Need::Ping | Need::SignedIn if caller.is_anonymous() => {
                 return Err(self.challenge(req, signin_required(), None))
             }
-            Need::Ping | Need::SignedIn => return Ok((caller, expires)),
+            Need::Ping | Need::SignedIn => return Ok((caller, keep)),
             Need::Catalog => {
                 if caller.is_anonymous() {
                     return Err(self.challenge(req, signin_required(), Some("registry:catalog:*")));
@@ -336,13 +341,20 @@ impl Gate {
                 {
                     return Err(self.insufficient(req, "registry:catalog:*"));
                 }
-                return Ok((caller, expires));
+                return Ok((caller, keep));
             }
             Need::Pull(r) => (Action::Pull, r, "pull"),
             Need::Push(r) => (Action::Push, r, "push"),
             Need::Delete(r) => (Action::Delete, r, "delete"),
         };
-        let place = place::repository(&self.meta, repo.namespace().as_str(), repo.as_str()).await?;
+        let ns = repo.namespace();
+        // A namespace this replica has not seen is placed in the home organisation after a
+        // catch-up; the region may make it elsewhere before this replica hears of it.
+        let keep = match self.meta.catalog().namespace(ns.as_str())? {
+            Some(_) => keep,
+            None => decisions::Keep::No,
+        };
+        let place = place::repository(&self.meta, ns.as_str(), repo.as_str()).await?;
         let permitted = caller.may(action, &place);
         // As Distribution: a push challenge asks for pull too, since pushing reads blobs.
         let scope = match verb {
@@ -353,7 +365,7 @@ impl Gate {
             Some(c) if permitted && !c.grants("repository", repo.as_str(), verb) => {
                 Err(self.insufficient(req, &scope))
             }
-            _ if permitted => Ok((caller, expires)),
+            _ if permitted => Ok((caller, keep)),
             _ if caller.is_anonymous() => Err(self.challenge(req, signin_required(), Some(&scope))),
             _ => Err(denied(&caller, action)),
         }
