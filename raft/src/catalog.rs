@@ -81,7 +81,6 @@ pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
-/// Read access to the catalogue. Cheap to clone; reads see whole applied commands only.
 /// A snapshot load under way (`Catalog::loading`).
 pub(crate) struct Loading(std::sync::Arc<std::sync::atomic::AtomicU64>);
 
@@ -91,6 +90,7 @@ impl Drop for Loading {
     }
 }
 
+/// Read access to the catalogue. Cheap to clone; reads see whole applied commands only.
 #[derive(Clone)]
 pub struct Catalog {
     tree: Tree,

@@ -267,17 +267,18 @@ impl Gate {
         }
         let api = !req.path.starts_with("/v2");
         // Read before deciding: a change applied meanwhile makes the answer stale.
+        // A console session is identified by the session, not the header the key hashes.
         let memo = self
             .meta
             .catalog()
             .version()
-            .filter(|_| self.memorable(req))
+            .filter(|_| req.session.is_none())
             .map(|v| (v, decisions::key(req.header("authorization"), api, need)));
         if let Some(caller) = memo.as_ref().and_then(|(v, k)| self.decisions.get(k, *v)) {
             return Ok(caller);
         }
         let (caller, keep) = self.decide(req, need, api).await?;
-        if let Some((v, k)) = memo {
+        if let Some((v, k)) = memo.filter(|_| !signs_in_with_oidc(req)) {
             self.decisions.put(k, v, &caller, keep);
         }
         Ok(caller)
@@ -298,16 +299,6 @@ impl Gate {
         Ok(keys)
     }
 
-    /// Whether the gate's answer to `req` may be remembered (`decisions`): not for a console
-    /// session nor an OIDC login, whose validity does not live in the catalogue alone.
-    fn memorable(&self, req: &Request) -> bool {
-        req.session.is_none()
-            && req
-                .header("authorization")
-                .and_then(basic_credentials)
-                .is_none_or(|(login, _)| login != OIDC_LOGIN)
-    }
-
     /// `authorize` worked out from the catalogue: the caller, and whether and how long the
     /// answer may be remembered.
     async fn decide(
@@ -320,11 +311,8 @@ impl Gate {
             .identify(req, api)
             .await
             .map_err(|e| self.challenge(req, e, None))?;
-        let keep =
-            decisions::Keep::Until(match (caller.expires_at, claims.as_ref().map(|c| c.exp)) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            });
+        let ends = [caller.expires_at, claims.as_ref().map(|c| c.exp)];
+        let keep = decisions::Keep::Until(ends.into_iter().flatten().min());
         let (action, repo, verb) = match need {
             Need::Open => unreachable!("answered before identifying the caller"),
             Need::Ping | Need::SignedIn if caller.is_anonymous() => {
@@ -347,14 +335,11 @@ impl Gate {
             Need::Push(r) => (Action::Push, r, "push"),
             Need::Delete(r) => (Action::Delete, r, "delete"),
         };
-        let ns = repo.namespace();
-        // A namespace this replica has not seen is placed in the home organisation after a
-        // catch-up; the region may make it elsewhere before this replica hears of it.
-        let keep = match self.meta.catalog().namespace(ns.as_str())? {
-            Some(_) => keep,
-            None => decisions::Keep::No,
-        };
-        let place = place::repository(&self.meta, ns.as_str(), repo.as_str()).await?;
+        let (place, found) =
+            place::repository_found(&self.meta, repo.namespace().as_str(), repo.as_str()).await?;
+        // A namespace this replica has not seen is placed in the home organisation; the
+        // region may make it elsewhere before this replica hears of it.
+        let keep = if found { keep } else { decisions::Keep::No };
         let permitted = caller.may(action, &place);
         // As Distribution: a push challenge asks for pull too, since pushing reads blobs.
         let scope = match verb {
@@ -612,6 +597,14 @@ fn grants_of(catalog: &Catalog, principal: &str, limit: Option<Limit>) -> ApiRes
         bindings: catalog.bindings_of(principal)?,
         limit,
     })
+}
+
+/// Whether `req` signs in with a CI job's OIDC token (Basic with login `oidc`): its validity
+/// rests on the issuer's keys, outside the catalogue, so the gate's answer is not kept.
+fn signs_in_with_oidc(req: &Request) -> bool {
+    req.header("authorization")
+        .and_then(basic_credentials)
+        .is_some_and(|(login, _)| login == OIDC_LOGIN)
 }
 
 /// `(login, secret)` from `Basic base64(login:secret)`.

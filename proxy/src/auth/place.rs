@@ -78,21 +78,35 @@ pub async fn namespace(meta: &Metadata, ns: &str) -> ApiResult<Option<Place>> {
 pub async fn namespace_or_home(meta: &Metadata, ns: &str) -> ApiResult<Place> {
     match namespace(meta, ns).await? {
         Some(p) => Ok(p),
-        None => Ok(Place {
-            namespace: Some(ns.into()),
-            ..Place::organisation(&home(meta.catalog())?)
-        }),
+        None => at_home(meta, ns),
     }
+}
+
+/// A namespace that does not exist, placed privately in the home organisation.
+fn at_home(meta: &Metadata, ns: &str) -> ApiResult<Place> {
+    Ok(Place {
+        namespace: Some(ns.into()),
+        ..Place::organisation(&home(meta.catalog())?)
+    })
 }
 
 /// The place of repository `repo` (in namespace `ns`): its namespace's, with the
 /// repository's own visibility when it has one.
 pub async fn repository(meta: &Metadata, ns: &str, repo: &str) -> ApiResult<Place> {
-    let mut place = namespace_or_home(meta, ns).await?;
+    Ok(repository_found(meta, ns, repo).await?.0)
+}
+
+/// `repository`, and whether the namespace was found (`false`: placed in the home
+/// organisation, which the region may contradict once this replica hears of it).
+pub async fn repository_found(meta: &Metadata, ns: &str, repo: &str) -> ApiResult<(Place, bool)> {
+    let (mut place, found) = match namespace(meta, ns).await? {
+        Some(p) => (p, true),
+        None => (at_home(meta, ns)?, false),
+    };
     if let Some(v) = meta.catalog().repository_visibility(repo)? {
         place.visibility = v;
     }
-    Ok(place)
+    Ok((place, found))
 }
 
 /// `repository` for readers of the local replica that already hold the namespace's record
