@@ -698,21 +698,34 @@ mod tests {
         meta.shutdown().await.unwrap();
     }
 
+    /// Opens `config`, waiting while the database dropped just before still holds its file
+    /// lock (sled's flusher thread lets go of it a moment after the drop).
+    fn open_when_free(config: sled::Config) -> sled::Result<sled::Db> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match config.open() {
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                r => return r,
+            }
+        }
+    }
+
     #[test]
     fn a_database_keeps_the_segment_size_it_was_made_with() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(super::segment_size(dir.path()), super::SEGMENT_BYTES);
         let old = 512 << 10;
-        let config = || sled::Config::new().path(dir.path());
-        drop(config().segment_size(old).open().unwrap());
+        let config = |size| sled::Config::new().path(dir.path()).segment_size(size);
+        drop(open_when_free(config(old)).unwrap());
         assert_eq!(super::segment_size(dir.path()), old);
         // sled refuses another size, so the recorded one is what opens it.
-        assert!(config().segment_size(super::SEGMENT_BYTES).open().is_err());
-        drop(
-            config()
-                .segment_size(super::segment_size(dir.path()))
-                .open()
-                .unwrap(),
-        );
+        let refused = open_when_free(config(super::SEGMENT_BYTES)).err().unwrap();
+        assert!(!refused.to_string().contains("lock"), "{refused}");
+        drop(open_when_free(config(super::segment_size(dir.path()))).unwrap());
     }
 }
