@@ -28,13 +28,21 @@ impl Registry {
     ) -> ApiResult<Reply> {
         let digest = parse_digest(digest)?;
         let catalog = self.meta.catalog();
-        let linked = catalog.blob_size(repo.as_str(), &digest.to_string())?;
+        let mut linked = catalog.blob_size(repo.as_str(), &digest.to_string())?;
         // A blob a mirrored manifest promises is fetched from the upstream on first read.
         let promised = match linked {
             Some(_) => None,
-            None => catalog
-                .promised_blob(repo.as_str(), &digest.to_string())?
-                .filter(|_| self.mirrors.binding(repo).is_ok_and(|b| b.is_some())),
+            None => match catalog.promised_blob(repo.as_str(), &digest.to_string())? {
+                Some(size) => {
+                    Some(size).filter(|_| self.mirrors.binding(repo).is_ok_and(|b| b.is_some()))
+                }
+                None => {
+                    // Linking a fetched blob removes its promise in the same write: one
+                    // applied between the two reads left neither, so the link is read again.
+                    linked = catalog.blob_size(repo.as_str(), &digest.to_string())?;
+                    None
+                }
+            },
         };
         let Some(size) = linked.or(promised) else {
             self.require_repo(repo)?;
