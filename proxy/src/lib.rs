@@ -48,6 +48,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod logging;
 pub mod malloc;
+pub mod memo;
 pub mod metrics;
 pub mod mirror;
 pub mod names;

@@ -157,6 +157,7 @@ pub fn run(config: Config, shutdown: ShutdownFuture) -> anyhow::Result<()> {
         gc_grace: config.lifecycle.gc.grace,
         mirrors,
         fills,
+        served: crate::registry::served_manifests(),
     });
     background.spawn(crate::lifecycle::run(
         meta.clone(),

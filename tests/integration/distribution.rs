@@ -280,6 +280,59 @@ fn manifests_by_tag_and_digest_are_byte_identical() {
     }
 }
 
+/// Manifest GETs are answered from memory while the catalogue is unchanged: a tag moved,
+/// a manifest deleted or a tag deleted must show at once on the next read, never the
+/// remembered answer (guards `Registry::served`).
+#[test]
+fn a_remembered_manifest_ends_with_the_write_that_ends_it() {
+    let (_d, node) = node_with_namespace("acme");
+    let reg = node.registry();
+    let (first, first_bytes) = reg.push_image("acme/memo", "v1", b"first layer");
+    let read = |reference: &str| {
+        let r = reg.get(&format!("/v2/acme/memo/manifests/{reference}"));
+        let status = r.status().as_u16();
+        let digest = header(&r, "Docker-Content-Digest");
+        (status, digest, r.bytes().unwrap().to_vec())
+    };
+    for _ in 0..3 {
+        assert_eq!(read("v1"), (200, first.clone(), first_bytes.clone()));
+        assert_eq!(read(&first), (200, first.clone(), first_bytes.clone()));
+    }
+    // The tag moves to another manifest.
+    let (second, second_bytes) = reg.push_image("acme/memo", "v1", b"second layer");
+    assert_eq!(read("v1"), (200, second.clone(), second_bytes.clone()));
+    // The first manifest, remembered by digest, is deleted.
+    let r = reg
+        .http
+        .delete(reg.url(&format!("/v2/acme/memo/manifests/{first}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        error_code(reg.get(&format!("/v2/acme/memo/manifests/{first}"))),
+        (404, "MANIFEST_UNKNOWN".into())
+    );
+    let head = reg
+        .http
+        .head(reg.url(&format!("/v2/acme/memo/manifests/{first}")))
+        .send()
+        .unwrap();
+    assert_eq!(head.status(), 404);
+    // The tag, remembered, is deleted.
+    assert_eq!(read("v1").0, 200);
+    let r = reg
+        .http
+        .delete(reg.url("/v2/acme/memo/manifests/v1"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        error_code(reg.get("/v2/acme/memo/manifests/v1")),
+        (404, "MANIFEST_UNKNOWN".into())
+    );
+    assert_eq!(read(&second), (200, second.clone(), second_bytes));
+}
+
 #[test]
 fn tags_and_catalog_paginate_with_link() {
     let (_d, node) = node_with_namespace("acme");

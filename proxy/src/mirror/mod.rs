@@ -32,6 +32,8 @@ use crate::registry::manifest;
 use crate::registry::routes::Route;
 use client::{UpstreamClient, UpstreamError};
 
+/// Namespaces whose binding is remembered at most (a miss only reads the catalogue).
+const BINDINGS_REMEMBERED: usize = 1024;
 /// Stripes of the per-node single flight for manifest fetches.
 const FLIGHT_STRIPES: usize = 64;
 
@@ -42,6 +44,8 @@ pub struct Mirrors {
     /// One client per upstream, rebuilt when its record changes.
     clients: Mutex<HashMap<String, Arc<UpstreamClient>>>,
     flights: Vec<tokio::sync::Mutex<()>>,
+    /// Which upstream each namespace mirrors, as last read (`binding`).
+    bindings: crate::memo::Memo<String, Option<Arc<UpstreamRecord>>>,
 }
 
 impl Mirrors {
@@ -53,12 +57,20 @@ impl Mirrors {
             flights: (0..FLIGHT_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            bindings: crate::memo::Memo::new(BINDINGS_REMEMBERED),
         }
     }
 
-    /// The upstream `repo`'s namespace mirrors, if any.
-    pub fn binding(&self, repo: &RepoName) -> ApiResult<Option<UpstreamRecord>> {
-        Ok(self.meta.catalog().upstream_of(repo.as_str())?)
+    /// The upstream `repo`'s namespace mirrors, if any. Asked on every manifest GET and
+    /// push, so remembered per namespace while the catalogue stays as it was read.
+    pub fn binding(&self, repo: &RepoName) -> ApiResult<Option<Arc<UpstreamRecord>>> {
+        let catalog = self.meta.catalog();
+        self.bindings.get_or_read(
+            catalog.version(),
+            repo.as_str().split('/').next().unwrap_or_default(),
+            || Ok(catalog.upstream_of(repo.as_str())?.map(Arc::new)),
+            |_| true,
+        )
     }
 
     /// The client for `record`, made once per version of the record.

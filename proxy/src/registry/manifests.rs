@@ -13,6 +13,20 @@ use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::{RepoName, Tag};
 use crate::wire::{read_limited, Body, Reply, Request, RequestBody};
 
+/// What a manifest GET sends, remembered by `repository@reference` while the catalogue
+/// stays as it was read (`crate::memo`).
+#[derive(Clone)]
+pub struct Served {
+    digest: String,
+    media_type: String,
+    bytes: bytes::Bytes,
+}
+
+/// Manifests remembered at most, and the largest remembered: at most 16 MiB held, whatever
+/// callers ask for. Image manifests and indexes are a few KiB.
+pub(super) const SERVED_CAPACITY: usize = 1024;
+const SERVED_MAX_BYTES: usize = 16 * 1024;
+
 /// A manifest reference: tags cannot contain `:`, digests always do.
 enum Reference {
     Tag(Tag),
@@ -146,16 +160,29 @@ impl Registry {
     }
 
     fn get_manifest(&self, repo: &RepoName, reference: &str, head: bool) -> ApiResult<Reply> {
-        let m = self.find_manifest(repo, reference)?;
+        let version = self.meta.catalog().version();
+        let key = format!("{repo}@{reference}");
+        let m = self.served.get_or_read(
+            version,
+            &key,
+            || {
+                self.find_manifest(repo, reference).map(|m| Served {
+                    digest: m.digest,
+                    media_type: m.media_type,
+                    bytes: m.bytes.into(),
+                })
+            },
+            |m| m.bytes.len() <= SERVED_MAX_BYTES,
+        )?;
         let len = m.bytes.len() as u64;
         Ok(Reply::new(StatusCode::OK)
-            .header("Content-Type", m.media_type.clone())
-            .header("Docker-Content-Digest", m.digest.clone())
+            .header("Content-Type", m.media_type)
             .header("ETag", format!("\"{}\"", m.digest))
+            .header("Docker-Content-Digest", m.digest)
             .body(if head {
                 Body::HeadOnly(len)
             } else {
-                Body::Bytes(m.bytes.into())
+                Body::Bytes(m.bytes)
             }))
     }
 

@@ -25,7 +25,13 @@ use crate::errors::{ApiError, ApiResult, Code};
 use crate::names::{NamespaceName, RepoName};
 use crate::usage::UsageMeter;
 use crate::wire::{Reply, Request, RequestBody};
+pub use manifests::Served;
 use routes::Route;
+
+/// An empty memory of the manifests sent, for `Registry::served`.
+pub fn served_manifests() -> crate::memo::Memo<String, Served> {
+    crate::memo::Memo::new(manifests::SERVED_CAPACITY)
+}
 
 /// What a successful request adds to its namespace's usage.
 enum Metered {
@@ -51,6 +57,8 @@ pub struct Registry {
     pub mirrors: Arc<crate::mirror::Mirrors>,
     /// The cache mirror fills run through (`cache` when there is one).
     pub fills: Arc<BlobCache>,
+    /// Manifests as last sent, while the catalogue has not changed.
+    pub served: crate::memo::Memo<String, Served>,
 }
 
 impl Registry {
