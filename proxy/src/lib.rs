@@ -46,6 +46,7 @@ pub mod forwarded;
 pub mod http;
 pub mod lifecycle;
 pub mod limits;
+pub mod log_lines;
 pub mod logging;
 pub mod malloc;
 pub mod memo;

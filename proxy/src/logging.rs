@@ -3,17 +3,19 @@
 //! Pingora's own `log` records are bridged in. Colours only on a terminal, so a log file or
 //! collector gets plain text.
 //!
-//! Lines are handed to a writer thread that writes them in batches through a buffer: with
-//! one access line per request, writing each to unbuffered stderr on the request's thread
-//! cost a syscall per request (5 % of a manifest-GET load). Nothing is dropped: when the
-//! queue is full, the logging thread waits. `init` returns a guard that flushes on drop, so
-//! `main` keeps it until the process ends. It also starts the trace exporter when one is
-//! configured, and lets the metadata carry trace contexts over the plane.
+//! Lines are collected in memory and written in batches by a thread of their own
+//! (`log_lines`): with one access line per request, writing each to unbuffered stderr on
+//! the request's thread cost a syscall per request (5 % of a manifest-GET load), and a
+//! worker woken per line cost twice that. Nothing is dropped. `init` returns a guard that
+//! flushes on drop, so `main` keeps it until the process ends. It also starts the trace
+//! exporter when one is configured, and lets the metadata carry trace contexts over the
+//! plane.
 
-use std::io::{BufWriter, IsTerminal};
+use std::io::IsTerminal;
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+
+use crate::log_lines::Flusher;
 
 use crate::config::LogFormat;
 
@@ -24,7 +26,7 @@ const DEFAULT: &str = "info,openraft=warn,pingora_core=warn,pingora=warn";
 
 /// What `init` set up; dropping it flushes the last log lines and spans.
 pub struct Logging {
-    _lines: WorkerGuard,
+    _lines: Flusher,
     _traces: Option<shoal_origin::telemetry::Exporter>,
 }
 
@@ -38,10 +40,13 @@ pub fn init(format: LogFormat, node_id: u64) -> Option<Logging> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT));
     let logged = filter.max_level_hint();
     let ansi = std::io::stderr().is_terminal();
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("shoal-log")
-        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let (writer, guard) = match crate::log_lines::lines(std::io::stderr(), "shoal-log") {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("logging is off: no thread to write it: {e}");
+            return None;
+        }
+    };
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi);
