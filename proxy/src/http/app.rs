@@ -230,6 +230,7 @@ impl NodeApp {
             Body::Stream {
                 len, mut chunks, ..
             } => {
+                let encrypted = is_encrypted(session);
                 // Chunks of at least GATHER go out as they are (no copy); shorter ones are
                 // gathered until there is that much.
                 let mut sent = 0u64;
@@ -264,9 +265,9 @@ impl NodeApp {
                     if chunk.len() >= GATHER {
                         if !pending.is_empty() {
                             let gathered = pending.split().freeze();
-                            session.write_response_body(gathered, false).await.ok()?;
+                            send_chunk(session, gathered, encrypted).await?;
                         }
-                        session.write_response_body(chunk, false).await.ok()?;
+                        send_chunk(session, chunk, encrypted).await?;
                         continue;
                     }
                     // Less than GATHER pending and less than GATHER added: one reservation
@@ -277,7 +278,7 @@ impl NodeApp {
                     pending.extend_from_slice(&chunk);
                     if pending.len() >= GATHER || sent == len {
                         let gathered = pending.split().freeze();
-                        session.write_response_body(gathered, false).await.ok()?;
+                        send_chunk(session, gathered, encrypted).await?;
                     }
                 }
                 session.write_response_body(Bytes::new(), true).await.ok()?;
@@ -365,6 +366,44 @@ impl NodeApp {
     }
 }
 
+/// Whether the session's bytes are encrypted in user space (TLS).
+fn is_encrypted(session: &ServerSession) -> bool {
+    match session {
+        ServerSession::H1(s) => s.stream().get_ssl().is_some(),
+        _ => true,
+    }
+}
+
+/// Writes one body chunk; over TLS, split where `tls_shift` says.
+async fn send_chunk(session: &mut ServerSession, chunk: Bytes, encrypted: bool) -> Option<()> {
+    let chunk = match tls_shift(encrypted, chunk.as_ptr() as usize, chunk.len()) {
+        Some(head) => {
+            session
+                .write_response_body(chunk.slice(..head), false)
+                .await
+                .ok()?;
+            chunk.slice(head..)
+        }
+        None => chunk,
+    };
+    session.write_response_body(chunk, false).await.ok()
+}
+
+/// Where to split a chunk at address `at` bound for TLS, so that its records are copied
+/// fast. rustls copies each record's plaintext to 5 bytes past the start of a fresh buffer,
+/// which the allocator places at a page boundary, and this machine's `memcpy` (glibc's
+/// `rep movsb` path) runs 10-15x slower when the destination lies 1-15 bytes past the source
+/// modulo 4 KiB (0.31 against 0.02 s/GiB, measured with a C loop; it was a third of a node's
+/// CPU serving over TLS). A chunk that starts near a page boundary (a mapped or read file
+/// chunk always does) goes out as a small head up to the middle of its first page, then the
+/// rest, whose records then start mid-page.
+fn tls_shift(encrypted: bool, at: usize, len: usize) -> Option<usize> {
+    const PAGE: usize = 4096;
+    let offset = at % PAGE;
+    let head = (PAGE / 2).checked_sub(offset)?;
+    (encrypted && offset < 64 && head < len).then_some(head)
+}
+
 #[async_trait]
 impl HttpServerApp for NodeApp {
     async fn process_new_http(
@@ -431,5 +470,26 @@ impl HttpServerApp for NodeApp {
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
         Some(&self.options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_shift;
+
+    #[test]
+    fn chunks_near_a_page_start_are_split_mid_page_over_tls_only() {
+        let check = |encrypted, at, len, expected| {
+            assert_eq!(tls_shift(encrypted, at, len), expected, "at {at} len {len}");
+        };
+        check(true, 0x7f00_0000_0000, 1 << 20, Some(2048));
+        check(true, 0x7f00_0000_1010, 1 << 20, Some(2048 - 16));
+        check(true, 0x7f00_0000_0000 + 63, 1 << 20, Some(2048 - 63));
+        // Far enough from a page start already.
+        check(true, 0x7f00_0000_0000 + 64, 1 << 20, None);
+        check(true, 0x7f00_0000_0800, 1 << 20, None);
+        // Too short to split; plain HTTP never split.
+        check(true, 0x7f00_0000_0000, 2048, None);
+        check(false, 0x7f00_0000_0000, 1 << 20, None);
     }
 }
