@@ -12,7 +12,8 @@
 //! Nothing is dropped and order is kept: when the writer cannot keep up (the buffer holds
 //! `MAX_PENDING` bytes, a stalled stderr), the thread logging writes the buffer out itself,
 //! holding the same output lock the writer holds for its writes, so lines never overtake
-//! each other and memory stays bounded. Dropping the `Flusher` writes what is left.
+//! each other and memory stays bounded. Dropping the `Flusher` writes what is left, waiting
+//! at most `LAST_WRITE` for it.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,7 +43,9 @@ impl Shared {
     /// Takes whatever is pending and writes it, in order with every other batch.
     fn write_out(&self) {
         let mut out = self.out.lock();
-        let batch = std::mem::take(&mut *self.pending.lock());
+        // The next lines go into a buffer of the usual size, not one regrown from nothing
+        // under the lock.
+        let batch = std::mem::replace(&mut *self.pending.lock(), Vec::with_capacity(FLUSH_AT));
         if batch.is_empty() {
             return;
         }
@@ -58,11 +61,16 @@ pub struct Lines {
     shared: Arc<Shared>,
 }
 
-/// Ends the writer thread and writes the last lines when dropped.
+/// Ends the writer thread and writes the last lines when dropped, waiting at most
+/// `LAST_WRITE` for them: a stalled stderr (a stuck collector's pipe) must not keep the
+/// process from ending.
 pub struct Flusher {
     shared: Arc<Shared>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    done: std::sync::mpsc::Receiver<()>,
 }
+
+/// How long ending the log waits for the last lines to be written.
+const LAST_WRITE: Duration = Duration::from_secs(1);
 
 /// Lines to `out`, written by a thread named `name`.
 pub fn lines(out: impl Write + Send + 'static, name: &str) -> std::io::Result<(Lines, Flusher)> {
@@ -73,7 +81,8 @@ pub fn lines(out: impl Write + Send + 'static, name: &str) -> std::io::Result<(L
         closed: AtomicBool::new(false),
     });
     let worker = shared.clone();
-    let thread = std::thread::Builder::new()
+    let (finished, done) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || loop {
             {
@@ -84,6 +93,10 @@ pub fn lines(out: impl Write + Send + 'static, name: &str) -> std::io::Result<(L
             }
             worker.write_out();
             if worker.closed.load(Ordering::Acquire) {
+                // What was added after the last batch was taken is written by this same
+                // thread, so a stalled stderr stalls only it.
+                worker.write_out();
+                let _ = finished.send(());
                 return;
             }
         })?;
@@ -91,21 +104,20 @@ pub fn lines(out: impl Write + Send + 'static, name: &str) -> std::io::Result<(L
         Lines {
             shared: shared.clone(),
         },
-        Flusher {
-            shared,
-            thread: Some(thread),
-        },
+        Flusher { shared, done },
     ))
 }
 
 impl Drop for Flusher {
     fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::Release);
-        self.shared.wake.notify_one();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        {
+            // Under the lock the writer waits on, so the wake cannot fall between its
+            // check of `closed` and its wait.
+            let _pending = self.shared.pending.lock();
+            self.shared.closed.store(true, Ordering::Release);
+            self.shared.wake.notify_one();
         }
-        self.shared.write_out();
+        let _ = self.done.recv_timeout(LAST_WRITE);
     }
 }
 
@@ -178,6 +190,33 @@ mod tests {
         line(&lines, "three\n");
         drop(flusher);
         assert_eq!(sink.0.lock().as_slice(), b"one\ntwo\nthree\n");
+    }
+
+    /// A `Write` that never returns, as a stderr whose reader stopped reading.
+    struct Stalled;
+
+    impl Write for Stalled {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(Duration::from_secs(3600));
+            Ok(0)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_output_does_not_keep_the_log_from_ending() {
+        let (lines, flusher) = lines(Stalled, "test-log").unwrap();
+        line(&lines, "stuck\n");
+        std::thread::sleep(FLUSH_EVERY * 3);
+        let started = std::time::Instant::now();
+        drop(flusher);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "ending waited {:?} for an output that never returns",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! under the older version, which the next request (seeing the newer one) throws away.
 //!
 //! Cost when abused: at most `capacity` entries, least recently used forgotten first; a
-//! caller asking for many distinct names only makes every read a miss, as before.
+//! caller asking for many distinct names only makes every read a miss, as before. Values
+//! are cloned under the lock, so large ones are kept behind an `Arc`.
 
 use std::hash::Hash;
 use std::num::NonZeroUsize;
@@ -64,11 +65,15 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
         if version < inner.version {
             return;
         }
-        if version > inner.version {
-            inner.entries.clear();
+        // What a newer version makes stale is freed after the lock is let go.
+        let stale = (version > inner.version).then(|| {
             inner.version = version;
-        }
+            let cap = inner.entries.cap();
+            std::mem::replace(&mut inner.entries, LruCache::new(cap))
+        });
         inner.entries.put(key, value);
+        drop(inner);
+        drop(stale);
     }
 
     /// The value for `key` at the catalogue's `version()`, from memory or from `read` (whose

@@ -302,6 +302,7 @@ fn a_remembered_manifest_ends_with_the_write_that_ends_it() {
     let (second, second_bytes) = reg.push_image("acme/memo", "v1", b"second layer");
     assert_eq!(read("v1"), (200, second.clone(), second_bytes.clone()));
     // The first manifest, remembered by digest, is deleted.
+    assert_eq!(read(&first), (200, first.clone(), first_bytes.clone()));
     let r = reg
         .http
         .delete(reg.url(&format!("/v2/acme/memo/manifests/{first}")))

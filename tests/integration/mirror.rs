@@ -10,7 +10,8 @@ use shoal_tests::oci::{self, noise, write_layout};
 use shoal_tests::region::Region;
 use shoal_tests::upstream::{Trouble, Upstream};
 use shoal_tests::{
-    basic, error_code, metric, require_containerd, run_tool, sha256, tempdir, Node, Registry,
+    basic, error_code, metric, node_with_namespace, require_containerd, run_tool, sha256, tempdir,
+    Node, Registry,
 };
 
 /// The tag TTL the mirrors here get: long enough that two requests in a row fall within it.
@@ -703,4 +704,32 @@ fn containerd_skopeo_and_docker_pull_through_the_mirror() {
     );
     assert!(ok && out.trim().ends_with(&digest), "{out}");
     run_tool("docker", &["rmi", &via], &[]);
+}
+
+/// Whether a namespace mirrors an upstream is remembered while the catalogue is unchanged:
+/// binding a namespace a client has just pushed to must refuse its next push at once
+/// (guards `Mirrors::binding`'s memory).
+#[test]
+fn binding_a_namespace_to_an_upstream_ends_its_pushes_at_once() {
+    let (_d, node) = node_with_namespace("acme");
+    let reg = node.registry();
+    // Each push asks whether `acme` mirrors anything: "no" is now remembered.
+    reg.push_image("acme/app", "v1", b"layer");
+    reg.push_image("acme/app", "v2", b"layer two");
+    let (ok, out, err) = node.cli(&[
+        "upstream",
+        "create",
+        "dist",
+        "--url",
+        "http://127.0.0.1:9",
+        "--namespace",
+        "acme",
+    ]);
+    assert!(ok, "upstream create: {out}{err}");
+    let r = reg
+        .http
+        .post(reg.url("/v2/acme/app/blobs/uploads/"))
+        .send()
+        .unwrap();
+    assert_eq!(error_code(r), (403, "DENIED".into()));
 }

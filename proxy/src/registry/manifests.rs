@@ -3,6 +3,8 @@
 //! Manifests are small and live in the replicated metadata, so reads never touch the origin.
 //! The bytes pushed are the bytes served, with the media type they were pushed with.
 
+use std::sync::Arc;
+
 use http::StatusCode;
 use shoal_origin::Digest;
 use shoal_raft::{Command, ManifestRecord};
@@ -14,8 +16,7 @@ use crate::names::{RepoName, Tag};
 use crate::wire::{read_limited, Body, Reply, Request, RequestBody};
 
 /// What a manifest GET sends, remembered by `repository@reference` while the catalogue
-/// stays as it was read (`crate::memo`).
-#[derive(Clone)]
+/// stays as it was read (`crate::memo`), behind an `Arc` so a hit copies no bytes.
 pub struct Served {
     digest: String,
     media_type: String,
@@ -166,23 +167,25 @@ impl Registry {
             version,
             &key,
             || {
-                self.find_manifest(repo, reference).map(|m| Served {
-                    digest: m.digest,
-                    media_type: m.media_type,
-                    bytes: m.bytes.into(),
+                self.find_manifest(repo, reference).map(|m| {
+                    Arc::new(Served {
+                        digest: m.digest,
+                        media_type: m.media_type,
+                        bytes: m.bytes.into(),
+                    })
                 })
             },
             |m| m.bytes.len() <= SERVED_MAX_BYTES,
         )?;
         let len = m.bytes.len() as u64;
         Ok(Reply::new(StatusCode::OK)
-            .header("Content-Type", m.media_type)
+            .header("Content-Type", m.media_type.clone())
             .header("ETag", format!("\"{}\"", m.digest))
-            .header("Docker-Content-Digest", m.digest)
+            .header("Docker-Content-Digest", m.digest.clone())
             .body(if head {
                 Body::HeadOnly(len)
             } else {
-                Body::Bytes(m.bytes)
+                Body::Bytes(m.bytes.clone())
             }))
     }
 

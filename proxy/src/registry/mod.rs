@@ -29,7 +29,7 @@ pub use manifests::Served;
 use routes::Route;
 
 /// An empty memory of the manifests sent, for `Registry::served`.
-pub fn served_manifests() -> crate::memo::Memo<String, Served> {
+pub fn served_manifests() -> crate::memo::Memo<String, Arc<Served>> {
     crate::memo::Memo::new(manifests::SERVED_CAPACITY)
 }
 
@@ -58,7 +58,7 @@ pub struct Registry {
     /// The cache mirror fills run through (`cache` when there is one).
     pub fills: Arc<BlobCache>,
     /// Manifests as last sent, while the catalogue has not changed.
-    pub served: crate::memo::Memo<String, Served>,
+    pub served: crate::memo::Memo<String, Arc<Served>>,
 }
 
 impl Registry {
