@@ -173,7 +173,7 @@ pub struct Gate {
     decisions: decisions::Decisions,
     /// The region's token signing keys and the catalogue version they were read at: every
     /// request with a token needs them, and they change only with the catalogue.
-    signing: parking_lot::Mutex<Option<(u64, Arc<Vec<SigningKey>>)>>,
+    signing: crate::memo::Memo<(), Arc<Vec<SigningKey>>>,
     keys: Keys,
     oidc: oidc::Issuers,
     public_url: Option<String>,
@@ -187,7 +187,7 @@ impl Gate {
             meta,
             logins: VerifiedLogins::new(config.failed_sign_ins),
             decisions: Default::default(),
-            signing: Default::default(),
+            signing: crate::memo::Memo::new(1),
             keys: Keys::default(),
             oidc: oidc::Issuers::default(),
             public_url: config
@@ -286,17 +286,13 @@ impl Gate {
 
     /// The region's signing keys, read from the catalogue again only once it changed.
     fn signing_keys(&self) -> ApiResult<Arc<Vec<SigningKey>>> {
-        let version = self.meta.catalog().version();
-        if let (Some(version), Some((v, keys))) = (version, &*self.signing.lock()) {
-            if *v == version {
-                return Ok(keys.clone());
-            }
-        }
-        let keys = Arc::new(self.meta.catalog().signing_keys()?);
-        if let Some(version) = version {
-            *self.signing.lock() = Some((version, keys.clone()));
-        }
-        Ok(keys)
+        let catalog = self.meta.catalog();
+        self.signing.get_or_read(
+            catalog.version(),
+            &(),
+            || Ok(Arc::new(catalog.signing_keys()?)),
+            |_| true,
+        )
     }
 
     /// `authorize` worked out from the catalogue: the caller, and whether and how long the
