@@ -242,6 +242,7 @@ impl Catalog {
             return rejected(r);
         }
         self.drop_manifest(repo, &m, batch)?;
+        self.end_orphaned_promises(repo, std::slice::from_ref(&m), batch)?;
         for tag in self.tags_of(repo, digest)? {
             self.drop_tag(repo, &tag, digest, batch);
         }

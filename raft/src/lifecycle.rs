@@ -322,6 +322,7 @@ impl Catalog {
         batch: &mut Batch,
     ) -> Result<Outcome> {
         let going: BTreeSet<&str> = digests.iter().map(String::as_str).collect();
+        let mut dropped = Vec::new();
         for d in digests {
             let Some(m) = self.manifest(repo, d)? else {
                 continue;
@@ -341,7 +342,9 @@ impl Catalog {
                 continue;
             }
             self.drop_manifest(repo, &m, batch)?;
+            dropped.push(m);
         }
+        self.end_orphaned_promises(repo, &dropped, batch)?;
         done()
     }
 
@@ -457,6 +460,7 @@ impl Catalog {
         batch.remove(key(keys::TAG, &[repo, tag]));
         batch.remove(key(keys::TAGGED_AS, &[repo, digest, tag]));
         batch.remove(key(keys::TAG_TIMES, &[repo, tag]));
+        batch.remove(key(keys::TAG_CHECKED, &[repo, tag]));
     }
 
     pub(crate) fn request_gc(&self, at: i64, batch: &mut Batch) -> Result<Outcome> {

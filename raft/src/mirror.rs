@@ -13,6 +13,8 @@
 //! upstream could list another tenant's private digest). The node that fetches the bytes from
 //! the upstream and verifies them turns the promise into an ordinary link (`LinkBlob`, which
 //! drops the promise in the same batch); from then on the blob is ordinary content.
+//! Deleting or collecting the last manifest that lists a promised blob ends its promise,
+//! and deleting a tag ends its check time.
 
 use crate::batch::Batch;
 use serde::{Deserialize, Serialize};
@@ -181,6 +183,30 @@ impl Catalog {
             batch.insert(key(keys::TAG_CHECKED, &[repo, t]), encode(&fetched_at));
         }
         done()
+    }
+
+    /// Ends the promises of blobs that the manifests `dropped` (removed from `repo` in this
+    /// batch) listed and no manifest left in `repo` lists: the repository no longer names
+    /// them, so they must not stay fetchable from the upstream under it (nor their keys stay
+    /// forever).
+    pub(crate) fn end_orphaned_promises(
+        &self,
+        repo: &str,
+        dropped: &[ManifestRecord],
+        batch: &mut Batch,
+    ) -> Result<()> {
+        let gone: std::collections::BTreeSet<&str> =
+            dropped.iter().map(|m| m.digest.as_str()).collect();
+        for blob in dropped.iter().flat_map(|m| &m.blobs) {
+            if self.promised_blob(repo, blob)?.is_none() {
+                continue;
+            }
+            let listed_by = self.referenced_by(repo, blob)?;
+            if listed_by.iter().all(|by| gone.contains(by.as_str())) {
+                batch.remove(key(keys::PROMISED_BLOB, &[repo, blob]));
+            }
+        }
+        Ok(())
     }
 
     /// The upstream still gives tag `tag` the digest `digest`: served fresh for another TTL.
@@ -374,6 +400,58 @@ mod tests {
             checked("sha256:m2", 300),
             Outcome::Rejected(Rejection::TagUnknown("latest".into())),
         );
+        // Deleting a manifest ends the promises no other manifest keeps.
+        check(
+            &c,
+            mirrored(
+                repo,
+                "sha256:m3",
+                Some("old"),
+                &[("sha256:b2", 20), ("sha256:b3", 30)],
+            ),
+            Outcome::Done,
+        );
+        let delete = |digest: &str| Command::DeleteManifest {
+            repo: repo.into(),
+            digest: digest.into(),
+        };
+        check(&c, delete("sha256:m3"), Outcome::Done);
+        assert_eq!(
+            c.promised_blob(repo, "sha256:b3").unwrap(),
+            None,
+            "only the deleted manifest listed it"
+        );
+        assert_eq!(
+            c.promised_blob(repo, "sha256:b2").unwrap(),
+            Some(20),
+            "m1 still lists it"
+        );
+        assert_eq!(
+            c.tag_checked_at(repo, "old").unwrap(),
+            None,
+            "the deleted tag's check time goes with it"
+        );
+        // The collector dropping two untagged manifests in one entry ends the promise they
+        // shared, though each still listed it when the other was dropped.
+        for m in ["sha256:m4", "sha256:m5"] {
+            check(
+                &c,
+                mirrored(repo, m, None, &[("sha256:b4", 40)]),
+                Outcome::Done,
+            );
+        }
+        check(
+            &c,
+            Command::CollectManifests {
+                repo: repo.into(),
+                digests: vec!["sha256:m4".into(), "sha256:m5".into()],
+                now: 1_000_000,
+                grace: 0,
+            },
+            Outcome::Done,
+        );
+        assert!(c.manifest(repo, "sha256:m5").unwrap().is_none());
+        assert_eq!(c.promised_blob(repo, "sha256:b4").unwrap(), None);
         // Deleting the repository takes promises and check times along.
         check(
             &c,
