@@ -44,7 +44,7 @@ pub use remote::RemoteStore;
 pub use s3::{S3Config, S3Store};
 pub use store::{
     BlobEntry, BlobInfo, BlobReader, BlobStore, ByteRange, PurgeReport, UploadEntry, UploadId,
-    UploadWriter,
+    UploadWriter, Whole,
 };
 
 /// The region's shared secret: the contents of `file`, else `SHOAL_ORIGIN_SECRET`, trimmed.

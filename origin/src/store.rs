@@ -67,7 +67,15 @@ pub struct BlobReader {
     /// straight from a file to a socket (sendfile) may send `range` of it instead of polling
     /// `body`.
     pub file: Option<std::fs::File>,
+    /// For a body still arriving (a cache fill): the file it is being written to, and what
+    /// says when that file holds every byte. A sender that copies from files may switch to
+    /// it part way, once it does.
+    pub filling: Option<(std::fs::File, Whole)>,
 }
+
+/// Says whether a file being written holds every byte of its blob yet (and they were
+/// verified); once it says so it always does.
+pub type Whole = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl BlobReader {
     /// A body that is only a stream (a remote or object-store read).
@@ -77,6 +85,22 @@ impl BlobReader {
             range,
             body,
             file: None,
+            filling: None,
+        }
+    }
+
+    /// A body still arriving, read from `body`, while `file` is being written with the same
+    /// bytes; `whole` says when it holds them all.
+    pub fn filling(
+        size: u64,
+        range: ByteRange,
+        body: ByteChunks,
+        file: std::fs::File,
+        whole: Whole,
+    ) -> BlobReader {
+        BlobReader {
+            filling: Some((file, whole)),
+            ..BlobReader::streamed(size, range, body)
         }
     }
 
@@ -89,6 +113,7 @@ impl BlobReader {
             range,
             body: crate::chunks::file_chunks(file, range.start, range.end),
             file: Some(local),
+            filling: None,
         })
     }
 

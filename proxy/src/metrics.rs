@@ -26,6 +26,9 @@ pub const PEER_FETCH_SECONDS: &str = "shoal_peer_fetch_seconds";
 pub const PEER_SERVES: &str = "shoal_peer_serves_total";
 /// Cold fills this node, as the blob's home, lent to the peer that asked (`cache::leases`).
 pub const FILL_LEASES: &str = "shoal_fill_leases_total";
+/// Replies to a fill's readers that sent their rest from the fill's file once it was whole
+/// and verified (`sendfile`), instead of copying it through user space.
+pub const FILL_HANDOVERS: &str = "shoal_cache_fill_handovers_total";
 /// HTTP requests by `method` and `status`.
 pub const HTTP_REQUESTS: &str = "shoal_http_requests_total";
 /// Time from a request's head to its reply's last byte, by `method`.
@@ -111,6 +114,7 @@ pub const ALL: &[(&str, Kind)] = &[
     (PEER_FETCH_SECONDS, Kind::Histogram),
     (PEER_SERVES, Kind::Counter),
     (FILL_LEASES, Kind::Counter),
+    (FILL_HANDOVERS, Kind::Counter),
     (HTTP_REQUESTS, Kind::Counter),
     (HTTP_SECONDS, Kind::Histogram),
     (REFUSED_CONNECTIONS, Kind::Counter),

@@ -113,6 +113,9 @@ pub enum Body {
 pub struct LocalFile {
     pub file: std::fs::File,
     pub offset: u64,
+    /// `None`: the file holds the whole range now. Else the file is still being written (a
+    /// cache fill's) and this says when it holds every byte: a sender may switch to it then.
+    pub whole: Option<shoal_origin::Whole>,
 }
 
 /// Told how many body bytes went out, once a reply was sent whole.

@@ -2,7 +2,8 @@
 //! the edge cache's verified files) go from the page cache to the socket, and the connection
 //! is closed after them with `Connection: close`. What is guarded: whole bodies and ranges
 //! arrive byte-exact from both sources, a client reusing its connection pool across many
-//! large GETs never hits a closed socket, and small replies keep their connection.
+//! large GETs never hits a closed socket, small replies keep their connection, and a client
+//! still reading a fill when it ends gets the rest from the verified file.
 
 use sha2::{Digest as _, Sha256};
 use shoal_tests::oci::noise;
@@ -80,4 +81,48 @@ fn large_blobs_from_the_edge_cache_arrive_whole() {
         shoal_tests::metric(&node, "shoal_cache_entries") >= 1.0
     });
     check_bodies(&reg, "acme/big", &blob, &digest);
+}
+
+/// A client still reading a cold blob when its fill ends gets the rest from the verified
+/// file with sendfile instead of through user space: the body stays byte-exact, the reply
+/// announced `Connection: close`, and the node counts the handover. A client that reads at
+/// once keeps the fill's chunks only while there are fewer than `MIN_LEN` bytes to go.
+#[test]
+fn a_slow_reader_of_a_fill_gets_the_rest_from_the_verified_file() {
+    use std::io::Read;
+    let dir = tempdir();
+    let origin = Origin::start(&dir.path().join("origin"), SECRET);
+    let node = origin.node(&dir.path().join("node"));
+    let reg = node.registry();
+    reg.create_namespace("acme");
+    let blob = noise(43, 48 * MIB + 7);
+    let digest = reg.push_blob("acme/big", &blob);
+    let handovers = || shoal_tests::metric(&node, "shoal_cache_fill_handovers_total");
+    assert_eq!(handovers(), 0.0);
+    // A cold GET whose client takes its first MiB, then nothing until the fill was
+    // verified and taken into the cache (the fill does not wait for its readers).
+    let mut resp = reg
+        .http
+        .get(reg.url(&format!("/v2/acme/big/blobs/{digest}")))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("connection")
+            .map(|v| v.to_str().unwrap()),
+        Some("close")
+    );
+    let mut body = vec![0u8; MIB];
+    resp.read_exact(&mut body).unwrap();
+    shoal_tests::eventually("the fill is committed to the cache", || {
+        shoal_tests::metric(&node, "shoal_cache_entries") >= 1.0
+    });
+    resp.read_to_end(&mut body).unwrap();
+    assert_eq!(body.len(), blob.len());
+    assert!(body == blob, "the body switched to the file is byte-exact");
+    assert_eq!(handovers(), 1.0, "the rest went out from the file");
+    // Later reads are cache hits, sent from the file from the start.
+    check_bodies(&reg, "acme/big", &blob, &digest);
+    assert_eq!(handovers(), 1.0);
 }

@@ -159,6 +159,17 @@ impl Fill {
         }
     }
 
+    /// Says whether the file holds every byte of the blob, verified: from then on a reader
+    /// may read the file as a complete one (`sendfile`).
+    pub fn whole_on_file(&self) -> shoal_origin::Whole {
+        let progress = self.progress.clone();
+        let size = self.size;
+        Box::new(move || {
+            let p = progress.borrow();
+            matches!(p.state, State::Verified) && p.on_file >= size
+        })
+    }
+
     /// The bytes `[start, end)` of the blob as they arrive.
     pub fn reader(
         self: &Arc<Fill>,

@@ -209,10 +209,17 @@ impl BlobCache {
         fill.opened()
             .await
             .map_err(|e| e.into_origin_error(digest))?;
-        // Not offered to `sendfile`: the newest bytes are in memory (and may not be on file
-        // yet), the older ones on disk rather than in the page cache.
+        // Not offered to `sendfile` as it is: the newest bytes are in memory (and may not be
+        // on file yet). Once the fill is verified and its file whole, a sender may send the
+        // rest from the file: a storm's clients are still far from their ends then.
         let stream = fill.reader(range.start, range.end);
-        Ok(BlobReader::streamed(size, range, Box::pin(stream)))
+        Ok(BlobReader::filling(
+            size,
+            range,
+            Box::pin(stream),
+            fill.file.try_clone()?,
+            fill.whole_on_file(),
+        ))
     }
 
     async fn read_cached(

@@ -21,7 +21,7 @@ use crate::api::Api;
 use crate::edge::Edge;
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::registry::Registry;
-use crate::wire::{Body, Reply, Request, RequestBody};
+use crate::wire::{Body, LocalFile, Reply, Request, RequestBody};
 
 use super::sendfile;
 
@@ -200,7 +200,7 @@ impl NodeApp {
                 len,
                 mut chunks,
                 file: Some(local),
-            } if zero_copy => {
+            } if zero_copy && local.whole.is_none() => {
                 // The first chunk through Pingora flushes the head and empties its buffer.
                 let first = match chunks.next().await {
                     Some(Ok(c)) if !c.is_empty() && c.len() as u64 <= len => c,
@@ -215,27 +215,34 @@ impl NodeApp {
                 drop(chunks);
                 let sent = first.len() as u64;
                 session.write_response_body(first, false).await.ok()?;
-                let socket = sendfile::plain_socket(session)?;
-                if let Err(e) =
-                    sendfile::send(socket, &local.file, local.offset + sent, len - sent).await
-                {
-                    tracing::warn!(%e, request_id, "sending a blob failed mid-response; dropping the connection");
-                    return None;
-                }
-                Some(Sent {
-                    bytes: len,
-                    reusable: false,
-                })
+                send_rest(session, &local, sent, len, request_id).await
             }
             Body::Stream {
-                len, mut chunks, ..
+                len,
+                mut chunks,
+                file,
             } => {
                 let encrypted = is_encrypted(session);
+                // A fill's file (`LocalFile::whole`), to send the rest from once it is whole.
+                let later = file.filter(|_| zero_copy);
                 // Chunks of at least GATHER go out as they are (no copy); shorter ones are
                 // gathered until there is that much.
                 let mut sent = 0u64;
                 let mut pending = BytesMut::new();
                 while sent < len {
+                    // Switched only after a chunk went through Pingora (which flushed the
+                    // head and emptied its buffer) and with nothing gathered unsent.
+                    let switch = later.as_ref().filter(|local| {
+                        sent > 0
+                            && pending.is_empty()
+                            && len - sent >= sendfile::MIN_LEN
+                            && local.whole.as_ref().is_some_and(|whole| whole())
+                    });
+                    if let Some(local) = switch {
+                        drop(chunks);
+                        metrics::counter!(crate::metrics::FILL_HANDOVERS).increment(1);
+                        return send_rest(session, local, sent, len, request_id).await;
+                    }
                     let chunk = match chunks.next().await {
                         Some(Ok(c)) => c,
                         Some(Err(e)) => {
@@ -282,7 +289,11 @@ impl NodeApp {
                     }
                 }
                 session.write_response_body(Bytes::new(), true).await.ok()?;
-                Some(Sent::reusable(sent))
+                Some(Sent {
+                    bytes: sent,
+                    // Announced `Connection: close` in case it switched to the file.
+                    reusable: !zero_copy,
+                })
             }
         }
     }
@@ -377,6 +388,26 @@ fn is_encrypted(session: &ServerSession) -> bool {
 }
 
 /// Writes one body chunk; over TLS, split where `tls_shift` says.
+/// Sends bytes `[sent, len)` of a body from its local file with `sendfile`, around Pingora;
+/// the connection is closed after.
+async fn send_rest(
+    session: &mut ServerSession,
+    local: &LocalFile,
+    sent: u64,
+    len: u64,
+    request_id: &str,
+) -> Option<Sent> {
+    let socket = sendfile::plain_socket(session)?;
+    if let Err(e) = sendfile::send(socket, &local.file, local.offset + sent, len - sent).await {
+        tracing::warn!(%e, request_id, "sending a blob failed mid-response; dropping the connection");
+        return None;
+    }
+    Some(Sent {
+        bytes: len,
+        reusable: false,
+    })
+}
+
 async fn send_chunk(session: &mut ServerSession, chunk: Bytes, encrypted: bool) -> Option<()> {
     let chunk = match tls_shift(encrypted, chunk.as_ptr() as usize, chunk.len()) {
         Some(head) => {

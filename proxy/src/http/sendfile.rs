@@ -12,6 +12,11 @@
 //!
 //! A fill still under way is not sent this way: its newest bytes are in memory and its file
 //! is written around the page cache (`cache::writer`), so its clients get the fill's chunks.
+//! Once the fill is verified and its file whole (`LocalFile::whole`), a reply that still has
+//! at least `MIN_LEN` to go sends the rest from the file: the clients of a storm are mostly
+//! far behind the fill when it ends, and each would otherwise read the file around the
+//! cache and copy every byte through user space. The first of them brings the file into
+//! the page cache for the others.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;

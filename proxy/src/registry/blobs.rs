@@ -115,10 +115,19 @@ impl Registry {
             Body::Stream {
                 len,
                 chunks: blob.body,
-                file: blob.file.map(|file| LocalFile {
-                    file,
-                    offset: blob.range.start,
-                }),
+                file: match (blob.file, blob.filling) {
+                    (Some(file), _) => Some(LocalFile {
+                        file,
+                        offset: blob.range.start,
+                        whole: None,
+                    }),
+                    (None, Some((file, whole))) => Some(LocalFile {
+                        file,
+                        offset: blob.range.start,
+                        whole: Some(whole),
+                    }),
+                    (None, None) => None,
+                },
             }
         }))
     }
