@@ -288,11 +288,19 @@ impl BlobCache {
         route: Route,
     ) {
         metrics::gauge!(m::FILLS_IN_FLIGHT).increment(1.0);
+        let began = std::time::Instant::now();
         let mirrored = route.mirrored().map(str::to_string);
         let result = match self.fetch(&fill, &tx, &tmp, route).await {
             // Readers have every byte from memory or file now; the cache waits for the file.
             Ok((from_upstream, file)) => {
                 tx.send_modify(|p| p.state = State::Verified);
+                let seconds = began.elapsed().as_secs_f64();
+                tracing::info!(
+                    digest = %fill.digest,
+                    bytes = fill.size,
+                    seconds,
+                    "filled a blob, verified"
+                );
                 file.finish().await.map(|()| from_upstream)
             }
             Err(e) => Err(e),

@@ -55,11 +55,44 @@ pub struct Plane {
     streams: OnceLock<Arc<dyn StreamSource>>,
 }
 
+/// What the plane asks of the kernel for its socket's receive and send buffers (the kernel
+/// caps them at `net.core.rmem_max` / `wmem_max`, 4 MiB on this kind of machine).
+const UDP_BUFFER: usize = 8 << 20;
+
+/// The plane's UDP socket, with buffers large enough that a burst of a peer's blob stream
+/// is not dropped while this node's runtime is busy: the default (~208 KiB) holds a few
+/// large datagrams, and each one dropped halves the sender's congestion window (a storm's
+/// peer fills ran at ~50 MB/s so).
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // As quinn binds its own: both families on an unspecified IPv6 address.
+        let _ = socket.set_only_v6(false);
+    }
+    for set in [Socket::set_recv_buffer_size, Socket::set_send_buffer_size] {
+        if let Err(e) = set(&socket, UDP_BUFFER) {
+            tracing::warn!(error = %e, "the plane's UDP buffers keep their default size");
+        }
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 impl Plane {
     /// Binds the plane's UDP socket.
     pub fn bind(addr: SocketAddr, tls: tls::PlaneTls) -> Result<Arc<Plane>> {
-        let mut endpoint = quinn::Endpoint::server(tls.server, addr)
-            .map_err(|e| Error::Tls(format!("binding {addr}: {e}")))?;
+        let bind_err = |e: std::io::Error| Error::Tls(format!("binding {addr}: {e}"));
+        let socket = udp_socket(addr).map_err(bind_err)?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| Error::Tls("the plane needs a Tokio runtime".into()))?;
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(tls.server),
+            socket,
+            runtime,
+        )
+        .map_err(bind_err)?;
         endpoint.set_default_client_config(tls.client);
         Ok(Arc::new(Plane {
             endpoint,

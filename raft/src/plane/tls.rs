@@ -158,6 +158,13 @@ pub fn load(dir: &Path) -> Result<PlaneTls> {
             .try_into()
             .expect("3 s fits"),
     ));
+    // Peers on one host, or on a network with jumbo frames, carry far larger datagrams than
+    // Ethernet's 1452 bytes (quinn's default bound). MTU discovery finds the largest the path
+    // takes (lost probes only slow the search down), so a peer's blob stream pays the
+    // per-packet costs (encryption calls, system calls, acknowledgements) far less often.
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(65_527);
+    transport.mtu_discovery_config(Some(mtu));
     let transport = Arc::new(transport);
     server.transport_config(transport.clone());
     let mut client = quinn::ClientConfig::new(Arc::new(
