@@ -62,13 +62,27 @@ fn large_blobs_from_the_embedded_origin_arrive_whole() {
     check_bodies(&reg, "acme/big", &blob, &digest);
 }
 
-#[test]
-fn large_blobs_from_the_edge_cache_arrive_whole() {
+/// A node in front of a separate origin (so blobs reach it through cache fills), with
+/// namespace `acme`.
+fn cache_node() -> (tempfile::TempDir, Origin, shoal_tests::Node) {
     let dir = tempdir();
     let origin = Origin::start(&dir.path().join("origin"), SECRET);
     let node = origin.node(&dir.path().join("node"));
+    node.registry().create_namespace("acme");
+    (dir, origin, node)
+}
+
+/// Waits until the node's cache holds the verified file of its fill.
+fn fill_committed(node: &shoal_tests::Node) {
+    shoal_tests::eventually("the fill is committed to the cache", || {
+        shoal_tests::metric(node, "shoal_cache_entries") >= 1.0
+    });
+}
+
+#[test]
+fn large_blobs_from_the_edge_cache_arrive_whole() {
+    let (_dir, _origin, node) = cache_node();
     let reg = node.registry();
-    reg.create_namespace("acme");
     let blob = noise(42, 10 * MIB + 5);
     let digest = reg.push_blob("acme/big", &blob);
     // The first GET fills the cache (streamed from the fill); the rest are cache hits.
@@ -77,24 +91,18 @@ fn large_blobs_from_the_edge_cache_arrive_whole() {
     // The fill's file is committed just after its last byte went out: a GET in between
     // still joins the fill, which is not sent with sendfile. On a loaded machine that
     // window is long enough to hit, so wait until the cache holds the verified file.
-    shoal_tests::eventually("the fill is committed to the cache", || {
-        shoal_tests::metric(&node, "shoal_cache_entries") >= 1.0
-    });
+    fill_committed(&node);
     check_bodies(&reg, "acme/big", &blob, &digest);
 }
 
 /// A client still reading a cold blob when its fill ends gets the rest from the verified
 /// file with sendfile instead of through user space: the body stays byte-exact, the reply
-/// announced `Connection: close`, and the node counts the handover. A client that reads at
-/// once keeps the fill's chunks only while there are fewer than `MIN_LEN` bytes to go.
+/// announced `Connection: close`, and the node counts the handover.
 #[test]
 fn a_slow_reader_of_a_fill_gets_the_rest_from_the_verified_file() {
     use std::io::Read;
-    let dir = tempdir();
-    let origin = Origin::start(&dir.path().join("origin"), SECRET);
-    let node = origin.node(&dir.path().join("node"));
+    let (_dir, _origin, node) = cache_node();
     let reg = node.registry();
-    reg.create_namespace("acme");
     let blob = noise(43, 48 * MIB + 7);
     let digest = reg.push_blob("acme/big", &blob);
     let handovers = || shoal_tests::metric(&node, "shoal_cache_fill_handovers_total");
@@ -115,9 +123,7 @@ fn a_slow_reader_of_a_fill_gets_the_rest_from_the_verified_file() {
     );
     let mut body = vec![0u8; MIB];
     resp.read_exact(&mut body).unwrap();
-    shoal_tests::eventually("the fill is committed to the cache", || {
-        shoal_tests::metric(&node, "shoal_cache_entries") >= 1.0
-    });
+    fill_committed(&node);
     resp.read_to_end(&mut body).unwrap();
     assert_eq!(body.len(), blob.len());
     assert!(body == blob, "the body switched to the file is byte-exact");
