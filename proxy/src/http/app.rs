@@ -21,7 +21,7 @@ use crate::api::Api;
 use crate::edge::Edge;
 use crate::errors::{ApiError, ApiResult, Code};
 use crate::registry::Registry;
-use crate::wire::{Body, LocalFile, Reply, Request, RequestBody};
+use crate::wire::{Body, Reply, Request, RequestBody};
 
 use super::sendfile;
 
@@ -171,6 +171,12 @@ impl NodeApp {
     /// Writes the reply; returns what was sent, or `None` if the connection must be dropped.
     async fn write(session: &mut ServerSession, reply: Reply, request_id: &str) -> Option<Sent> {
         let len = reply.content_length();
+        let zero_copy = matches!(&reply.body, Body::Stream { len, file: Some(_), .. } if *len >= sendfile::MIN_LEN);
+        if let (true, Some(socket)) = (zero_copy, sendfile::plain_socket(session)) {
+            // The bytes go around Pingora, so the connection ends with this reply.
+            session.set_keepalive(None);
+            return Self::write_around(socket, reply, len, request_id).await;
+        }
         let mut head =
             ResponseHeader::build(reply.status.as_u16(), Some(reply.headers.len() + 4)).ok()?;
         for (k, v) in &reply.headers {
@@ -178,14 +184,6 @@ impl NodeApp {
         }
         head.insert_header("X-Request-Id", request_id).ok()?;
         head.set_content_length(len as usize).ok()?;
-        let zero_copy = matches!(&reply.body, Body::Stream { len, file: Some(_), .. } if *len >= sendfile::MIN_LEN)
-            && sendfile::plain_socket(session).is_some();
-        if zero_copy {
-            // The bytes go around Pingora, so the connection ends with this reply; say so,
-            // or a client would send its next request into a closing socket.
-            session.set_keepalive(None);
-            head.insert_header("Connection", "close").ok()?;
-        }
         session.write_response_header(Box::new(head)).await.ok()?;
         match reply.body {
             Body::Empty | Body::HeadOnly(_) => {
@@ -197,78 +195,16 @@ impl NodeApp {
                 Some(Sent::reusable(len))
             }
             Body::Stream {
-                len,
-                mut chunks,
-                file: Some(local),
-            } if zero_copy && local.whole.is_none() => {
-                // The first chunk through Pingora flushes the head and empties its buffer.
-                let first = match chunks.next().await {
-                    Some(Ok(c)) if !c.is_empty() && c.len() as u64 <= len => c,
-                    _ => {
-                        tracing::error!(
-                            request_id,
-                            "reading a blob failed before its first byte; dropping the connection"
-                        );
-                        return None;
-                    }
-                };
-                drop(chunks);
-                let sent = first.len() as u64;
-                session.write_response_body(first, false).await.ok()?;
-                send_rest(session, &local, sent, len, request_id).await
-            }
-            Body::Stream {
-                len,
-                mut chunks,
-                file,
+                len, mut chunks, ..
             } => {
                 let encrypted = is_encrypted(session);
-                // A fill's file (`LocalFile::whole`), to send the rest from once it is whole.
-                let later = file.filter(|_| zero_copy);
                 // Chunks of at least GATHER go out as they are (no copy); shorter ones are
                 // gathered until there is that much.
                 let mut sent = 0u64;
                 let mut pending = BytesMut::new();
                 while sent < len {
-                    // Switched only after a chunk went through Pingora (which flushed the
-                    // head and emptied its buffer) and with nothing gathered unsent.
-                    let switch = later.as_ref().filter(|local| {
-                        sent > 0
-                            && pending.is_empty()
-                            && len - sent >= sendfile::MIN_LEN
-                            && local.whole.as_ref().is_some_and(|whole| whole())
-                    });
-                    if let Some(local) = switch {
-                        drop(chunks);
-                        metrics::counter!(crate::metrics::FILL_HANDOVERS).increment(1);
-                        return send_rest(session, local, sent, len, request_id).await;
-                    }
-                    let chunk = match chunks.next().await {
-                        Some(Ok(c)) => c,
-                        Some(Err(e)) => {
-                            tracing::error!(%e, request_id, "reading a blob failed mid-response; dropping the connection");
-                            return None;
-                        }
-                        None => {
-                            tracing::error!(
-                                sent,
-                                len,
-                                request_id,
-                                "blob ended early; dropping the connection"
-                            );
-                            return None;
-                        }
-                    };
+                    let chunk = next_chunk(&mut chunks, sent, len, request_id).await?;
                     sent += chunk.len() as u64;
-                    if sent > len {
-                        tracing::error!(
-                            sent,
-                            len,
-                            request_id,
-                            "blob is longer than announced; dropping the connection"
-                        );
-                        return None;
-                    }
                     if chunk.len() >= GATHER {
                         if !pending.is_empty() {
                             let gathered = pending.split().freeze();
@@ -289,13 +225,71 @@ impl NodeApp {
                     }
                 }
                 session.write_response_body(Bytes::new(), true).await.ok()?;
-                Some(Sent {
-                    bytes: sent,
-                    // Announced `Connection: close` in case it switched to the file.
-                    reusable: !zero_copy,
-                })
+                Some(Sent::reusable(sent))
             }
         }
+    }
+
+    /// Writes a reply whose body is (or will be) a local file on the plain-TCP `socket`
+    /// itself, head included (`sendfile::Raw`), saying `Connection: close`: a complete file
+    /// goes out with `sendfile` at once; a fill's chunks go out as they come until its file
+    /// is whole (`LocalFile::whole`), and then the rest with `sendfile` if 4 MiB or more
+    /// are left.
+    async fn write_around(
+        socket: std::os::fd::RawFd,
+        reply: Reply,
+        len: u64,
+        request_id: &str,
+    ) -> Option<Sent> {
+        let Body::Stream {
+            mut chunks,
+            file: Some(local),
+            ..
+        } = reply.body
+        else {
+            return None;
+        };
+        let length = len.to_string();
+        let headers = reply.headers.iter().map(|(k, v)| (*k, v.as_ref())).chain([
+            ("X-Request-Id", request_id),
+            ("Content-Length", length.as_str()),
+            ("Connection", "close"),
+        ]);
+        let Some(head) = sendfile::head_bytes(reply.status, headers) else {
+            tracing::error!(
+                request_id,
+                "a reply header cannot be written; dropping the connection"
+            );
+            return None;
+        };
+        let failed = |e: std::io::Error| {
+            tracing::warn!(%e, request_id, "sending a blob failed mid-response; dropping the connection");
+        };
+        let raw = sendfile::Raw::of(socket).map_err(failed).ok()?;
+        raw.write_all(&head).await.map_err(failed).ok()?;
+        let mut sent = 0u64;
+        while sent < len {
+            let whole = local.whole.as_ref().is_none_or(|whole| whole());
+            if whole && (local.whole.is_none() || len - sent >= sendfile::MIN_LEN) {
+                if local.whole.is_some() {
+                    metrics::counter!(crate::metrics::FILL_HANDOVERS).increment(1);
+                }
+                drop(chunks);
+                raw.send_file(&local.file, local.offset + sent, len - sent)
+                    .await
+                    .map_err(failed)
+                    .ok()?;
+                sent = len;
+                break;
+            }
+            let chunk = next_chunk(&mut chunks, sent, len, request_id).await?;
+            sent += chunk.len() as u64;
+            raw.write_all(&chunk).await.map_err(failed).ok()?;
+        }
+        Some(Sent {
+            bytes: sent,
+            reusable: false,
+        })
     }
 
     /// The request's span when this request is traced (`telemetry::sampled`; else none, so
@@ -387,27 +381,43 @@ fn is_encrypted(session: &ServerSession) -> bool {
     }
 }
 
-/// Writes one body chunk; over TLS, split where `tls_shift` says.
-/// Sends bytes `[sent, len)` of a body from its local file with `sendfile`, around Pingora;
-/// the connection is closed after.
-async fn send_rest(
-    session: &mut ServerSession,
-    local: &LocalFile,
+/// The next chunk of a body of `len` bytes of which `sent` went out; `None` (after logging
+/// why) if it errs, ends early or runs past `len`, and the connection must be dropped.
+async fn next_chunk(
+    chunks: &mut shoal_origin::ByteChunks,
     sent: u64,
     len: u64,
     request_id: &str,
-) -> Option<Sent> {
-    let socket = sendfile::plain_socket(session)?;
-    if let Err(e) = sendfile::send(socket, &local.file, local.offset + sent, len - sent).await {
-        tracing::warn!(%e, request_id, "sending a blob failed mid-response; dropping the connection");
-        return None;
+) -> Option<Bytes> {
+    match chunks.next().await {
+        Some(Ok(c)) if sent + c.len() as u64 <= len => Some(c),
+        Some(Ok(c)) => {
+            let sent = sent + c.len() as u64;
+            tracing::error!(
+                sent,
+                len,
+                request_id,
+                "blob is longer than announced; dropping the connection"
+            );
+            None
+        }
+        Some(Err(e)) => {
+            tracing::error!(%e, request_id, "reading a blob failed mid-response; dropping the connection");
+            None
+        }
+        None => {
+            tracing::error!(
+                sent,
+                len,
+                request_id,
+                "blob ended early; dropping the connection"
+            );
+            None
+        }
     }
-    Some(Sent {
-        bytes: len,
-        reusable: false,
-    })
 }
 
+/// Writes one body chunk; over TLS, split where `tls_shift` says.
 async fn send_chunk(session: &mut ServerSession, chunk: Bytes, encrypted: bool) -> Option<()> {
     let chunk = match tls_shift(encrypted, chunk.as_ptr() as usize, chunk.len()) {
         Some(head) => {

@@ -3,16 +3,17 @@
 //! space (a 1 MiB `pread`, then a `write`) cost two memory copies per byte and measured
 //! 0.65× nginx on a warm 1 GiB GET here.
 //!
-//! Pingora owns the connection, so the body's first chunk still goes through it: that write
-//! flushes the response head and leaves Pingora's write buffer empty. The rest is sent on
-//! the socket's descriptor, waiting for writability through a duplicate descriptor
-//! registered with the runtime. Pingora has not counted those bytes, so the connection is
-//! closed after the reply instead of being reused. Only plain-TCP HTTP/1.1 connections and
-//! bodies of at least `MIN_LEN` take this path; TLS must encrypt every byte itself.
+//! Such a reply is written around Pingora whole, head included (`Raw`): Pingora's write
+//! buffer could otherwise still hold the last bytes of a body write the socket took only in
+//! part when `sendfile` starts. Writes wait for writability through a duplicate descriptor
+//! registered with the runtime. Pingora has not counted those bytes, so the reply says
+//! `Connection: close` and the connection is closed after it instead of being reused. Only
+//! plain-TCP HTTP/1.1 connections and bodies of at least `MIN_LEN` take this path; TLS must
+//! encrypt every byte itself.
 //!
-//! A fill still under way is not sent this way: its newest bytes are in memory and its file
-//! is written around the page cache (`cache::writer`), so its clients get the fill's chunks.
-//! Once the fill is verified and its file whole (`LocalFile::whole`), a reply that still has
+//! A fill still under way is not sent with `sendfile`: its newest bytes are in memory and its
+//! file is written around the page cache (`cache::writer`), so its clients get the fill's
+//! chunks (written around Pingora too). Once the fill is verified and its file whole (`LocalFile::whole`), a reply that still has
 //! at least `MIN_LEN` to go sends the rest from the file: the clients of a storm are mostly
 //! far behind the fill when it ends, and each would otherwise read the file around the
 //! cache and copy every byte through user space. The first of them brings the file into
@@ -43,54 +44,154 @@ pub fn plain_socket(session: &ServerSession) -> Option<RawFd> {
     }
 }
 
-/// Sends `len` bytes of `file` from `offset` on `socket`; an error means the connection
-/// must be dropped (the client has a partial body).
-pub async fn send(
-    socket: RawFd,
-    file: &std::fs::File,
-    offset: u64,
-    len: u64,
-) -> std::io::Result<()> {
-    // SAFETY: `dup` of a descriptor the session keeps open for the whole call; the copy is
-    // owned and closed here, so the session's own registration is untouched.
-    let copy = unsafe { libc::dup(socket) };
-    if copy < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `copy` is a fresh descriptor nobody else owns.
-    let copy = unsafe { OwnedFd::from_raw_fd(copy) };
-    // SAFETY: the `OwnedFd` stays open and unchanged for as long as the `AsyncFd` owns it.
-    let socket = unsafe { AsyncFd::register_with_interest(copy, Interest::WRITABLE) }
-        .map_err(|e| e.into_parts().1)?;
-    let mut at = i64::try_from(offset).map_err(std::io::Error::other)?;
-    let end = offset + len;
-    let mut left = len;
-    while left > 0 {
-        let step = usize::try_from(end - at as u64).unwrap_or(STEP).min(STEP);
-        let mut ready = tokio::time::timeout(STALL, socket.writable())
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client stalled"))??;
-        let sent = ready.try_io(|s| {
-            // SAFETY: both descriptors are open; `at` is a valid offset pointer.
-            let n = unsafe { libc::sendfile(s.as_raw_fd(), file.as_raw_fd(), &mut at, step) };
-            if n < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(n as u64)
-            }
-        });
-        match sent {
-            Ok(Ok(0)) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the file ended before the body",
-                ))
-            }
-            Ok(Ok(n)) => left -= n,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_would_block) => {}
+/// A plain-TCP connection written around Pingora for one whole reply, head included.
+///
+/// Why the head too: Pingora writes through an 8 KiB buffer that it flushes only when a
+/// body ends, and a body write the socket takes only in part leaves its last bytes (under
+/// 8 KiB) in that buffer. Bytes sent around Pingora after such a write would overtake
+/// them, and they would never go out. So a reply that may go around Pingora at all never
+/// goes through it: nothing of it ever sits in Pingora's buffer.
+pub struct Raw {
+    socket: AsyncFd<OwnedFd>,
+}
+
+impl Raw {
+    /// Takes over `socket` (a session's, from `plain_socket`) for writing.
+    pub fn of(socket: RawFd) -> std::io::Result<Raw> {
+        // SAFETY: `dup` of a descriptor the session keeps open for as long as the reply is
+        // written; the copy is owned and closed here, so the session's own registration is
+        // untouched.
+        let copy = unsafe { libc::dup(socket) };
+        if copy < 0 {
+            return Err(std::io::Error::last_os_error());
         }
+        // SAFETY: `copy` is a fresh descriptor nobody else owns.
+        let copy = unsafe { OwnedFd::from_raw_fd(copy) };
+        // SAFETY: the `OwnedFd` stays open and unchanged for as long as the `AsyncFd` owns it.
+        let socket = unsafe { AsyncFd::register_with_interest(copy, Interest::WRITABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        Ok(Raw { socket })
     }
-    Ok(())
+
+    /// Waits until the socket takes more bytes, for at most `STALL`.
+    async fn writable(&self) -> std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, OwnedFd>> {
+        tokio::time::timeout(STALL, self.socket.writable())
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client stalled"))?
+    }
+
+    /// Writes all of `bytes`; an error means the connection must be dropped.
+    pub async fn write_all(&self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let mut ready = self.writable().await?;
+            let sent = ready.try_io(|s| {
+                // SAFETY: the descriptor is open; `bytes` is a valid slice.
+                let n = unsafe {
+                    libc::send(
+                        s.as_raw_fd(),
+                        bytes.as_ptr().cast(),
+                        bytes.len(),
+                        libc::MSG_NOSIGNAL,
+                    )
+                };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            match sent {
+                Ok(Ok(n)) => bytes = &bytes[n..],
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `len` bytes of `file` from `offset`; an error means the connection must be
+    /// dropped (the client has a partial body).
+    pub async fn send_file(
+        &self,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> std::io::Result<()> {
+        let mut at = i64::try_from(offset).map_err(std::io::Error::other)?;
+        let end = offset + len;
+        let mut left = len;
+        while left > 0 {
+            let step = usize::try_from(end - at as u64).unwrap_or(STEP).min(STEP);
+            let mut ready = self.writable().await?;
+            let sent = ready.try_io(|s| {
+                // SAFETY: both descriptors are open; `at` is a valid offset pointer.
+                let n = unsafe { libc::sendfile(s.as_raw_fd(), file.as_raw_fd(), &mut at, step) };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(n as u64)
+                }
+            });
+            match sent {
+                Ok(Ok(0)) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file ended before the body",
+                    ))
+                }
+                Ok(Ok(n)) => left -= n,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of an HTTP/1.1 response head; `None` if a header would break it (a name or
+/// value holding a line break or a control character).
+pub fn head_bytes<'a>(
+    status: http::StatusCode,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<Vec<u8>> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in headers {
+        let clean = |t: &str| t.bytes().all(|b| b == b'\t' || (b' '..0x7f).contains(&b));
+        if name.is_empty() || name.contains(':') || !clean(name) || !clean(value) {
+            return None;
+        }
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    Some(head.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_bytes;
+
+    #[test]
+    fn a_head_is_written_as_http_1_1_and_refuses_line_breaks() {
+        let head = head_bytes(
+            http::StatusCode::PARTIAL_CONTENT,
+            [("Content-Length", "10"), ("Connection", "close")],
+        )
+        .unwrap();
+        assert_eq!(
+            head,
+            b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\nConnection: close\r\n\r\n"
+        );
+        assert!(head_bytes(http::StatusCode::OK, [("X-A", "1\r\nX-B: 2")]).is_none());
+        assert!(head_bytes(http::StatusCode::OK, [("X-A:", "1")]).is_none());
+        assert!(head_bytes(http::StatusCode::OK, [("", "1")]).is_none());
+    }
 }
