@@ -67,7 +67,8 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
-        // As quinn binds its own: both families on an unspecified IPv6 address.
+        // Both families on an unspecified IPv6 address, whatever the host's
+        // `net.ipv6.bindv6only` says (the Linux default, which `Endpoint::server` relied on).
         let _ = socket.set_only_v6(false);
     }
     for set in [Socket::set_recv_buffer_size, Socket::set_send_buffer_size] {

@@ -158,10 +158,11 @@ pub fn load(dir: &Path) -> Result<PlaneTls> {
             .try_into()
             .expect("3 s fits"),
     ));
-    // Peers on one host, or on a network with jumbo frames, carry far larger datagrams than
-    // Ethernet's 1452 bytes (quinn's default bound). MTU discovery finds the largest the path
-    // takes (lost probes only slow the search down), so a peer's blob stream pays the
-    // per-packet costs (encryption calls, system calls, acknowledgements) far less often.
+    // MTU discovery may search past Ethernet's 1452 bytes (quinn's default bound). NOTE:
+    // the search also stops at the payload size each side advertises, which
+    // `quinn::EndpointConfig`'s default keeps at 1472 (`Plane::bind`), so in effect this
+    // only moves the bound from 1452 to 1472. Larger datagrams (peers on one host, jumbo
+    // frames) need that raised too, which grows quinn's receive buffers; not done.
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(65_527);
     transport.mtu_discovery_config(Some(mtu));
