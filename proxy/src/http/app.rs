@@ -269,8 +269,12 @@ impl NodeApp {
         raw.write_all(&head).await.map_err(failed).ok()?;
         let mut sent = 0u64;
         while sent < len {
-            let whole = local.whole.as_ref().is_none_or(|whole| whole());
-            if whole && (local.whole.is_none() || len - sent >= sendfile::MIN_LEN) {
+            // A complete file at once; a fill's once it is whole, if enough is left.
+            let switch = match &local.whole {
+                None => true,
+                Some(whole) => len - sent >= sendfile::MIN_LEN && whole(),
+            };
+            if switch {
                 if local.whole.is_some() {
                     metrics::counter!(crate::metrics::FILL_HANDOVERS).increment(1);
                 }

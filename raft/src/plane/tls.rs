@@ -158,14 +158,6 @@ pub fn load(dir: &Path) -> Result<PlaneTls> {
             .try_into()
             .expect("3 s fits"),
     ));
-    // MTU discovery may search past Ethernet's 1452 bytes (quinn's default bound). NOTE:
-    // the search also stops at the payload size each side advertises, which
-    // `quinn::EndpointConfig`'s default keeps at 1472 (`Plane::bind`), so in effect this
-    // only moves the bound from 1452 to 1472. Larger datagrams (peers on one host, jumbo
-    // frames) need that raised too, which grows quinn's receive buffers; not done.
-    let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(65_527);
-    transport.mtu_discovery_config(Some(mtu));
     let transport = Arc::new(transport);
     server.transport_config(transport.clone());
     let mut client = quinn::ClientConfig::new(Arc::new(
