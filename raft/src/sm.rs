@@ -221,7 +221,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let (snapshots, catalog) = (self.snapshots.clone(), self.catalog.clone());
         let guard = self.snapshots.build_guard();
-        let part = tokio::task::spawn_blocking(move || {
+        let built = tokio::task::spawn_blocking(move || {
             let written = snapshots.write(&catalog);
             drop((snapshots, catalog));
             drop(guard);
@@ -246,7 +246,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let snapshots = self.snapshots.clone();
         let kept_meta = meta.clone();
-        tokio::task::spawn_blocking(move || snapshots.keep_built(&part, &kept_meta))
+        tokio::task::spawn_blocking(move || snapshots.keep_built(&built, &kept_meta))
             .await
             .map_err(write_err)?
             .map_err(write_err)?;

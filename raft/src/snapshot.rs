@@ -15,16 +15,20 @@
 //!
 //! tree snapshot:  meta        JSON SnapshotMeta of the current snapshot
 //!                 file        its file name
+//!                 bytes       u64 BE: its pairs' bytes uncompressed (absent before format 6,
+//!                             and for the file a migration from format 3 wrote: then the
+//!                             file's length stands in, the same for a plain file)
 //!                 installing  JSON Installing: a snapshot being loaded into the catalogue
 //! tree snapshot.undo:  catalogue key → 0 (absent when the build began) | 1 ++ value
 //!                      (only while a build runs; cleared at open)
 //!
 //! file:  magic    "SHOALSNP"
 //!        format   u32 BE      the metadata format of the pairs (format::CURRENT when
-//!                             written; 4 and later are read: format 5 kept the pairs)
-//!        pair*    key length u32 BE, key, value length u32 BE, value
-//!        end      u32 BE FFFF_FFFF, pair count u64 BE,
-//!                 SHA-256 of every byte before it (32 bytes)
+//!                             written; 4 and later are read: formats 5 and 6 kept the pairs)
+//!        body     from format 6 on one zstd stream of what follows, before it as it is:
+//!          pair*    key length u32 BE, key, value length u32 BE, value
+//!          end      u32 BE FFFF_FFFF, pair count u64 BE,
+//!                   SHA-256 of every byte before it, uncompressed, header included (32 bytes)
 //! ```
 //!
 //! A snapshot shows the catalogue as it was when openraft asked for it, while entries go
@@ -53,11 +57,13 @@ use crate::batch::Batch;
 use crate::keys::{APPLIED, MEMBERSHIP};
 use crate::types::{read_err, Member, NodeId, StorageResult};
 
-pub(crate) use crate::snapshot_file::{check, read_file, write_file, SnapshotFile};
+pub(crate) use crate::snapshot_file::{check, read_file, write_file, SnapshotFile, Written};
 
 const DIR: &str = "snapshots";
 const META: &[u8] = b"meta";
 const FILE: &[u8] = b"file";
+/// The current snapshot's pairs' bytes uncompressed (u64 BE), from format 6 on.
+const BYTES: &[u8] = b"bytes";
 const INSTALLING: &[u8] = b"installing";
 /// The name a migration from format 3 gives the snapshot it writes out.
 pub(crate) const MIGRATED: &str = "migrated.snap";
@@ -143,8 +149,10 @@ impl Undo {
 pub struct StorageStats {
     /// The database and the snapshot files.
     pub disk_bytes: u64,
-    /// The current snapshot file: the catalogue's own bytes plus 8 per pair.
+    /// The current snapshot uncompressed: the catalogue's own bytes plus 8 per pair.
     pub snapshot_bytes: u64,
+    /// The current snapshot's file on disk (compressed from format 6 on).
+    pub snapshot_file_bytes: u64,
     /// How long writing the last snapshot out took (applying goes on meanwhile).
     pub snapshot_build_seconds: f64,
 }
@@ -182,9 +190,14 @@ impl Snapshots {
         // A build a crash cut short is not resumed: openraft asks again.
         snapshots.undo.tree.clear()?;
         if let Some(name) = snapshots.tree.get(FILE)? {
-            let path = snapshots.dir.join(String::from_utf8_lossy(&name).as_ref());
-            let len = std::fs::metadata(path).map_or(0, |m| m.len());
-            snapshots.current_bytes.store(len, Ordering::Relaxed);
+            let bytes = match snapshots.tree.get(BYTES)? {
+                Some(b) => <[u8; 8]>::try_from(b.as_ref()).map_or(0, u64::from_be_bytes),
+                None => {
+                    let path = snapshots.dir.join(String::from_utf8_lossy(&name).as_ref());
+                    std::fs::metadata(path).map_or(0, |m| m.len())
+                }
+            };
+            snapshots.current_bytes.store(bytes, Ordering::Relaxed);
         }
         if let Some(begun) = snapshots.tree.get(INSTALLING)? {
             let begun: Installing = serde_json::from_slice(&begun)
@@ -222,7 +235,7 @@ impl Snapshots {
 
     /// Writes the catalogue as it was at `begin` into a new `.part` file while `apply`
     /// goes on; memory holds one pair at a time.
-    pub fn write(&self, catalog: &sled::Tree) -> io::Result<PathBuf> {
+    pub fn write(&self, catalog: &sled::Tree) -> io::Result<Built> {
         let started = std::time::Instant::now();
         let path = self.part("build");
         let undo = &self.undo.tree;
@@ -243,17 +256,18 @@ impl Snapshots {
         });
         let written = write_file(&path, live.chain(saved));
         self.undo.end();
-        written?;
+        let written = written?;
         let ms = started.elapsed().as_millis() as u64;
         self.build_ms.store(ms, Ordering::Relaxed);
         tracing::debug!(ms, "catalogue written out for a snapshot");
-        Ok(path)
+        Ok(Built { path, written })
     }
 
     /// How many entries should follow the current snapshot before the next is built: at
     /// least `every`, and more as the catalogue grows, so that writing it out costs each
     /// entry about 4 KiB however large the catalogue (a fixed count would write a 1 GB
-    /// catalogue out every few seconds under load).
+    /// catalogue out every few seconds under load). The catalogue's bytes, not its
+    /// compressed file's: reading it out of sled is what a build costs.
     pub fn due_after(&self, every: u64) -> u64 {
         every.max(self.current_bytes.load(Ordering::Relaxed) / 4096)
     }
@@ -285,9 +299,19 @@ impl Snapshots {
             .flatten()
             .map(|e| e.metadata().map_or(0, |m| m.len()))
             .sum();
+        let current = self
+            .tree
+            .get(FILE)
+            .ok()
+            .flatten()
+            .and_then(|name| {
+                std::fs::metadata(self.dir.join(String::from_utf8_lossy(&name).as_ref())).ok()
+            })
+            .map_or(0, |m| m.len());
         StorageStats {
             disk_bytes: database + files,
             snapshot_bytes: self.current_bytes.load(Ordering::Relaxed),
+            snapshot_file_bytes: current,
             snapshot_build_seconds: self.build_ms.load(Ordering::Relaxed) as f64 / 1000.0,
         }
     }
@@ -311,18 +335,18 @@ impl Snapshots {
 
     /// Makes the built file at `part` the current snapshot, unless a newer one already is
     /// (an install overtook the build): then the file is removed and `None` returned.
-    pub fn keep_built(&self, part: &Path, meta: &Meta) -> io::Result<Option<PathBuf>> {
+    pub fn keep_built(&self, built: &Built, meta: &Meta) -> io::Result<Option<PathBuf>> {
         let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(current) = self.current_meta()? {
             if current.last_log_id > meta.last_log_id {
-                std::fs::remove_file(part)?;
+                std::fs::remove_file(&built.path)?;
                 return Ok(None);
             }
         }
         let name = file_name(meta.last_log_id);
         let path = self.dir.join(&name);
-        std::fs::rename(part, &path)?;
-        self.record(meta, &name)?;
+        std::fs::rename(&built.path, &path)?;
+        self.record(meta, &name, built.written.bytes)?;
         Ok(Some(path))
     }
 
@@ -330,7 +354,7 @@ impl Snapshots {
     /// the current snapshot.
     pub fn install(&self, part: &Path, meta: &Meta, catalog: &sled::Tree) -> io::Result<()> {
         let started = std::time::Instant::now();
-        let pairs = check(part).inspect_err(|_| {
+        let held = check(part).inspect_err(|_| {
             let _ = std::fs::remove_file(part);
         })?;
         let checked = started.elapsed();
@@ -349,7 +373,8 @@ impl Snapshots {
         self.load(&begun, catalog)?;
         tracing::info!(
             last_log_id = ?meta.last_log_id,
-            pairs,
+            pairs = held.pairs,
+            bytes = held.bytes,
             check_seconds = checked.as_secs_f64(),
             load_seconds = (started.elapsed() - checked).as_secs_f64(),
             "installed a snapshot from the leader"
@@ -364,8 +389,10 @@ impl Snapshots {
     /// memory (`bench/RESULTS.md`, "Joining on a long log").
     fn load(&self, begun: &Installing, catalog: &sled::Tree) -> io::Result<()> {
         catalog.clear()?;
+        let mut bytes = 0;
         for kv in read_file(&self.dir.join(&begun.file))? {
             let (k, v) = kv?;
+            bytes += 8 + (k.len() + v.len()) as u64;
             catalog.insert(k, v)?;
         }
         // The file's own bookkeeping pairs are overwritten by its metadata.
@@ -375,20 +402,20 @@ impl Snapshots {
         catalog.apply_batch(batch)?;
         catalog.flush()?;
         let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.record(&begun.meta, &begun.file)
+        self.record(&begun.meta, &begun.file, bytes)
     }
 
-    /// Records `name` as the current snapshot, ends any install, and removes every other
-    /// snapshot file. Called with the lock held.
-    fn record(&self, meta: &Meta, name: &str) -> io::Result<()> {
+    /// Records `name`, whose pairs take `bytes` uncompressed, as the current snapshot, ends
+    /// any install, and removes every other snapshot file. Called with the lock held.
+    fn record(&self, meta: &Meta, name: &str, bytes: u64) -> io::Result<()> {
         let mut batch = sled::Batch::default();
         batch.insert(META, json(meta)?);
         batch.insert(FILE, name.as_bytes());
+        batch.insert(BYTES, &bytes.to_be_bytes());
         batch.remove(INSTALLING);
         self.tree.apply_batch(batch)?;
         self.tree.flush()?;
-        let len = std::fs::metadata(self.dir.join(name))?.len();
-        self.current_bytes.store(len, Ordering::Relaxed);
+        self.current_bytes.store(bytes, Ordering::Relaxed);
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
             let other = path.file_name().is_some_and(|f| f != name);
@@ -426,6 +453,12 @@ impl Snapshots {
             },
         )))
     }
+}
+
+/// A snapshot written out and not yet kept: its `.part` file and what it holds.
+pub struct Built {
+    pub path: PathBuf,
+    pub(crate) written: Written,
 }
 
 fn json<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {

@@ -70,7 +70,7 @@ fn a_snapshot_shows_the_catalogue_as_it_was_when_it_began() {
         snapshots.undo().save(&catalog, &b).unwrap();
         catalog.apply_batch(b.into_sled()).unwrap();
     }
-    let part = snapshots.write(&catalog).unwrap();
+    let part = snapshots.write(&catalog).unwrap().path;
     let mut got: Vec<(Vec<u8>, Vec<u8>)> =
         read_file(&part).unwrap().map(|kv| kv.unwrap()).collect();
     got.sort();
@@ -97,8 +97,8 @@ fn without_bookkeeping(tree: &sled::Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
 fn a_catalogue_written_and_installed_is_the_same_catalogue() {
     let (_dir, db, snapshots) = setup();
     let source = tree_with(&db, "source", 10_000);
-    let part = snapshots.write(&source).unwrap();
-    assert_eq!(check(&part).unwrap(), 10_000);
+    let part = snapshots.write(&source).unwrap().path;
+    assert_eq!(check(&part).unwrap().pairs, 10_000);
     let target = tree_with(&db, "catalog", 3);
     target.insert(b"only-here", b"x").unwrap();
     snapshots.install(&part, &meta(7), &target).unwrap();
@@ -112,45 +112,72 @@ fn a_catalogue_written_and_installed_is_the_same_catalogue() {
     assert_eq!(files.len(), 1, "only the current snapshot's file is kept");
 }
 
-/// A truncated, altered or foreign file is refused before the catalogue is touched.
+/// Writes `tree`'s pairs as a snapshot file of `format` at `dir/name`.
+fn file_of_format(dir: &Path, name: &str, tree: &sled::Tree, format: u32) -> PathBuf {
+    let path = dir.join(name);
+    let pairs = pairs(tree).into_iter().map(Ok::<_, io::Error>);
+    crate::snapshot_file::write_file_as(&path, pairs, format).unwrap();
+    path
+}
+
+/// Installs each damaged file in `cases`; each must be refused with `why` in its error,
+/// as damaged data, the catalogue untouched.
+fn refused(snapshots: &Snapshots, target: &sled::Tree, cases: &[(&str, Vec<u8>, &str)]) {
+    let before = pairs(target);
+    for (what, data, why) in cases {
+        let part = snapshots.dir.join("case.part");
+        std::fs::write(&part, data).unwrap();
+        let err = snapshots.install(&part, &meta(9), target).unwrap_err();
+        assert!(err.to_string().contains(why), "{what}: {err}");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{what}: {err}");
+        assert_eq!(pairs(target), before, "{what}: the catalogue is untouched");
+    }
+}
+
+/// A truncated, altered or foreign file is refused before the catalogue is touched: a
+/// plain file (formats 4 and 5) byte by byte where its fields lie.
 #[test]
 fn a_damaged_file_is_refused_and_the_catalogue_kept() {
     let (_dir, db, snapshots) = setup();
     let source = tree_with(&db, "source", 500);
-    let good = snapshots.write(&source).unwrap();
+    let good = file_of_format(&snapshots.dir, "plain.snap", &source, 5);
     let bytes = std::fs::read(&good).unwrap();
     let target = tree_with(&db, "catalog", 20);
-    let before = pairs(&target);
+    let with = |at: usize, put: &[u8]| {
+        let mut b = bytes.clone();
+        b[at..at + put.len()].copy_from_slice(put);
+        b
+    };
     let mut flipped = bytes.clone();
     flipped[bytes.len() / 2] ^= 1;
     let mut longer = bytes.clone();
     longer.push(0);
-    let mut huge = bytes.clone();
-    huge[12..16].copy_from_slice(&(MAX_PART + 1).to_be_bytes());
-    let mut older = bytes.clone();
-    older[8..12].copy_from_slice(&3u32.to_be_bytes());
-    let cases: [(&str, &[u8], &str); 7] = [
-        ("empty", &[], "ends early"),
-        ("magic only", &bytes[..8], "ends early"),
-        ("cut in a pair", &bytes[..bytes.len() / 3], "ends early"),
-        ("cut in the hash", &bytes[..bytes.len() - 5], "ends early"),
-        ("a bit flipped", &flipped, "SHA-256"),
-        ("a byte too many", &longer, "after its end"),
-        ("a length too long", &huge, "longer than any"),
+    let newer = (crate::format::CURRENT + 1).to_be_bytes();
+    let cases = [
+        ("empty", vec![], "ends early"),
+        ("magic only", bytes[..8].to_vec(), "ends early"),
+        (
+            "cut in a pair",
+            bytes[..bytes.len() / 3].to_vec(),
+            "ends early",
+        ),
+        (
+            "cut in the hash",
+            bytes[..bytes.len() - 5].to_vec(),
+            "ends early",
+        ),
+        ("a bit flipped", flipped, "SHA-256"),
+        ("a byte too many", longer, "after its end"),
+        (
+            "a length too long",
+            with(12, &(MAX_PART + 1).to_be_bytes()),
+            "longer than any",
+        ),
+        ("another format", with(8, &3u32.to_be_bytes()), "format"),
+        ("a newer format", with(8, &newer), "format"),
     ];
-    for (what, data, why) in cases
-        .iter()
-        .chain([&("another format", &older[..], "format")])
-    {
-        let part = snapshots.dir.join("case.part");
-        std::fs::write(&part, data).unwrap();
-        let err = snapshots.install(&part, &meta(9), &target).unwrap_err();
-        assert!(err.to_string().contains(why), "{what}: {err}");
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{what}");
-        assert_eq!(pairs(&target), before, "{what}: the catalogue is untouched");
-    }
-    let mut foreign = bytes;
-    foreign[0] = b'X';
+    refused(&snapshots, &target, &cases);
+    let foreign = with(0, b"X");
     std::fs::write(snapshots.dir.join("x.part"), &foreign).unwrap();
     assert!(check(&snapshots.dir.join("x.part"))
         .unwrap_err()
@@ -158,23 +185,109 @@ fn a_damaged_file_is_refused_and_the_catalogue_kept() {
         .contains("not a Shoal snapshot"));
 }
 
-/// A directory migrated from format 4 keeps its snapshot file, whose header says 4: a
-/// node of this format installs it (the pairs did not change), so a joiner can take it.
+/// This format's files are compressed (a fraction of the size for these pairs), and a
+/// compressed file cut short, altered, lengthened or labelled plain is refused too.
 #[test]
-fn a_format_4_snapshot_file_installs() {
-    use sha2::Digest as _;
+fn a_compressed_file_is_smaller_and_refused_when_damaged() {
+    let (_dir, db, snapshots) = setup();
+    let source = tree_with(&db, "source", 2_000);
+    let plain = std::fs::read(file_of_format(&snapshots.dir, "p.snap", &source, 5)).unwrap();
+    let bytes = std::fs::read(snapshots.write(&source).unwrap().path).unwrap();
+    assert_eq!(bytes[8..12], crate::format::CURRENT.to_be_bytes());
+    assert!(
+        bytes.len() * 4 < plain.len(),
+        "compressed {} bytes against {} plain",
+        bytes.len(),
+        plain.len()
+    );
+    let target = tree_with(&db, "catalog", 20);
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 0x10;
+    let mut longer = bytes.clone();
+    longer.push(0);
+    let mut as_plain = bytes.clone();
+    as_plain[8..12].copy_from_slice(&5u32.to_be_bytes());
+    let cases = [
+        ("header only", bytes[..12].to_vec(), "ends early"),
+        (
+            "cut in the middle",
+            bytes[..bytes.len() / 2].to_vec(),
+            "ends early",
+        ),
+        (
+            "cut at the end",
+            bytes[..bytes.len() - 3].to_vec(),
+            "ends early",
+        ),
+        ("a bit flipped", flipped, "damaged snapshot file"),
+        ("a byte too many", longer, "damaged snapshot file"),
+        ("labelled plain", as_plain, "damaged snapshot file"),
+    ];
+    refused(&snapshots, &target, &cases);
+}
+
+/// A directory migrated from format 4 or 5 keeps its snapshot file, plain, whose header
+/// says 4 or 5: a node of this format installs it (the pairs did not change), so a joiner
+/// can take it.
+#[test]
+fn plain_snapshot_files_of_formats_4_and_5_install() {
     let (_dir, db, snapshots) = setup();
     let source = tree_with(&db, "source", 300);
-    let mut bytes = std::fs::read(snapshots.write(&source).unwrap()).unwrap();
-    bytes[8..12].copy_from_slice(&4u32.to_be_bytes());
-    let body = bytes.len() - 32;
-    let hash = sha2::Sha256::digest(&bytes[..body]);
-    bytes[body..].copy_from_slice(&hash);
-    let part = snapshots.dir.join("v4.part");
-    std::fs::write(&part, &bytes).unwrap();
-    let target = tree_with(&db, "catalog", 20);
-    snapshots.install(&part, &meta(9), &target).unwrap();
-    assert_eq!(without_bookkeeping(&target), pairs(&source));
+    for format in [4, 5] {
+        let name = format!("v{format}.part");
+        let part = file_of_format(&snapshots.dir, &name, &source, format);
+        let target = tree_with(&db, &format!("catalog{format}"), 20);
+        snapshots.install(&part, &meta(9), &target).unwrap();
+        assert_eq!(
+            without_bookkeeping(&target),
+            pairs(&source),
+            "format {format}"
+        );
+    }
+}
+
+/// The snapshot file an older build wrote (fixture `v4-single`, format 4, plain) is read
+/// and checked by this build.
+#[test]
+fn the_snapshot_file_an_older_build_wrote_is_read() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/v4-single/data/meta/snapshots");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "snap"))
+        .expect("the fixture holds a snapshot file");
+    let pairs = check(&file).unwrap().pairs;
+    assert!(pairs > 10, "{pairs} pairs");
+    let keys: Vec<Vec<u8>> = read_file(&file).unwrap().map(|kv| kv.unwrap().0).collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "pairs in key order");
+}
+
+/// Snapshots are paced by the catalogue's own bytes (`due_after`), not by their compressed
+/// file's, and a restart keeps that figure.
+#[test]
+fn the_catalogue_bytes_pace_snapshots_across_a_restart() {
+    let (dir, db, snapshots) = setup();
+    let catalog = tree_with(&db, "catalog", 3_000);
+    let own: u64 = pairs(&catalog)
+        .iter()
+        .map(|(k, v)| 8 + (k.len() + v.len()) as u64)
+        .sum();
+    let built = snapshots.write(&catalog).unwrap();
+    snapshots.keep_built(&built, &meta(30)).unwrap().unwrap();
+    let stats = snapshots.stats(0);
+    assert_eq!(stats.snapshot_bytes, own);
+    assert!(stats.snapshot_file_bytes * 4 < own, "{stats:?}");
+    assert_eq!(snapshots.due_after(1), own / 4096);
+    let reopened = Snapshots::open(
+        dir.path(),
+        db.open_tree("snapshot").unwrap(),
+        db.open_tree("snapshot.undo").unwrap(),
+        &catalog,
+    )
+    .unwrap();
+    assert_eq!(reopened.stats(0).snapshot_bytes, own);
+    assert_eq!(reopened.due_after(1), own / 4096);
 }
 
 /// An install a crash cut short (half the pairs loaded) is finished when the directory
@@ -183,7 +296,7 @@ fn a_format_4_snapshot_file_installs() {
 fn an_interrupted_install_finishes_on_the_next_open() {
     let (dir, db, snapshots) = setup();
     let source = tree_with(&db, "source", 9_000);
-    let part = snapshots.write(&source).unwrap();
+    let part = snapshots.write(&source).unwrap().path;
     let file = "12-1-0.snap".to_string();
     std::fs::rename(&part, snapshots.dir.join(&file)).unwrap();
     let catalog = db.open_tree("catalog").unwrap();
@@ -224,11 +337,11 @@ fn an_interrupted_install_finishes_on_the_next_open() {
 fn a_build_overtaken_by_an_install_is_dropped() {
     let (_dir, db, snapshots) = setup();
     let catalog = tree_with(&db, "catalog", 10);
-    let newer = snapshots.write(&catalog).unwrap();
+    let newer = snapshots.write(&catalog).unwrap().path;
     snapshots.install(&newer, &meta(20), &catalog).unwrap();
     let older = snapshots.write(&catalog).unwrap();
     assert!(snapshots.keep_built(&older, &meta(15)).unwrap().is_none());
-    assert!(!older.exists());
+    assert!(!older.path.exists());
     assert_eq!(
         snapshots.current().unwrap().unwrap().0.snapshot_id,
         "test-20"

@@ -1,7 +1,8 @@
-//! Upgrading a data directory: those in `tests/fixtures/v1-single`, `v2-single`,
-//! `v3-single` and `v4-single`, written by the Shoal of metadata formats 1 to 4
-//! (`make_v1.py` … `make_v4.py`), each with a snapshot and a purged log, opened by this
-//! build: each migrates (its snapshot becomes a file, its log's entries segment files),
+//! Upgrading a data directory: those in `tests/fixtures/v1-single` … `v5-single`, written
+//! by the Shoal of metadata formats 1 to 5 (`make_v1.py` … `make_v5.py`), each with a
+//! snapshot and a purged log, opened by this build: each migrates (its snapshot becomes a
+//! file, its log's entries segment files; a plain snapshot file of format 4 or 5 is kept
+//! and read as it is),
 //! serves its images, keeps its users, credentials, visibility, usage (from format 2,
 //! retention policies, immutable tags and upstreams; from format 3, the audit trail), and
 //! takes new writes, which the audit trail records.
@@ -45,6 +46,11 @@ fn a_format_4_data_directory_upgrades_and_serves_everything() {
     upgrades_and_serves_everything("v4-single");
 }
 
+#[test]
+fn a_format_5_data_directory_upgrades_and_serves_everything() {
+    upgrades_and_serves_everything("v5-single");
+}
+
 fn upgrades_and_serves_everything(name: &str) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
@@ -69,8 +75,8 @@ fn upgrades_and_serves_everything(name: &str) {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect()
     };
-    if name == "v4-single" {
-        // Format 4's snapshot file is kept as it is.
+    if name == "v4-single" || name == "v5-single" {
+        // A plain snapshot file of format 4 or 5 is kept as it is, and read as it is.
         let snapshots = files("snapshots");
         assert!(
             snapshots.len() == 1 && snapshots[0].starts_with("40-"),

@@ -208,6 +208,11 @@ async fn storage(url: &str) -> BTreeMap<String, u64> {
         ("metadata_disk_bytes", "shoal_metadata_disk_bytes", 1.0),
         ("snapshot_bytes", "shoal_metadata_snapshot_bytes", 1.0),
         (
+            "snapshot_file_bytes",
+            "shoal_metadata_snapshot_file_bytes",
+            1.0,
+        ),
+        (
             "snapshot_build_ms",
             "shoal_metadata_snapshot_build_seconds",
             1000.0,

@@ -43,6 +43,10 @@
 //!   the tree; entries are unchanged. A crash before the version is set starts the move over
 //!   (the tree is still whole); one after it leaves only the tree to drop, which the next
 //!   open does.
+//! - 6: snapshot files are zstd-compressed after their header (`snapshot_file`): a tenth of
+//!   the bytes on disk and on the wire for the catalogue bench's pairs. The migration
+//!   converts nothing: a migrated directory's snapshot file keeps its header (4 or 5) and is
+//!   read, sent and installed as it is until the next snapshot replaces it.
 
 pub mod v1;
 pub mod v2;
@@ -56,7 +60,7 @@ use std::path::Path;
 use crate::{Error, Result};
 
 /// The format this build reads and writes.
-pub const CURRENT: u32 = 5;
+pub const CURRENT: u32 = 6;
 
 pub(crate) const CATALOG: &str = "catalog";
 pub(crate) const LOG: &str = "log";
@@ -169,6 +173,8 @@ fn migrate(db: &sled::Db, format: &sled::Tree, from: u32, dir: &Path) -> Result<
         match version {
             // 4 => 5 converts nothing: it moves the log out of sled.
             4 => move_log_out(db, format, dir)?,
+            // 5 => 6 converts nothing: older snapshot files are read as they are.
+            5 => set_version(format, 6)?,
             _ => migrate_trees(db, format, version, dir)?,
         }
     }
@@ -261,9 +267,14 @@ fn move_log_out(db: &sled::Db, format: &sled::Tree, dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io)?;
-    format.insert(VERSION, &5u32.to_be_bytes())?;
-    format.flush()?;
+    set_version(format, 5)?;
     // `open` drops the tree, as it does after a crash at this point.
+    Ok(())
+}
+
+fn set_version(format: &sled::Tree, version: u32) -> Result<()> {
+    format.insert(VERSION, &version.to_be_bytes())?;
+    format.flush()?;
     Ok(())
 }
 
@@ -507,7 +518,7 @@ mod tests {
                 }
                 _ => {}
             }
-            assert_eq!(open(&db, dir.path()).unwrap(), 5, "{interrupted}");
+            assert_eq!(open(&db, dir.path()).unwrap(), CURRENT, "{interrupted}");
             assert!(db.open_tree(LOG).unwrap().is_empty(), "{interrupted}");
             assert!(!dir.path().join(format!("{DIR}.next")).exists());
             let segments = Segments::open(&dir.path().join(DIR), SEGMENT_BYTES).unwrap();

@@ -27,7 +27,7 @@ use crate::{Error, NodeId, Result};
 
 /// The plane's protocol, named after the metadata format it carries (`format::CURRENT`):
 /// nodes of different formats fail the handshake instead of misreading each other.
-pub const ALPN: &[u8] = b"shoal-cluster/5";
+pub const ALPN: &[u8] = b"shoal-cluster/6";
 
 /// The TLS name of node `id`'s certificate.
 pub fn node_name(id: NodeId) -> String {
