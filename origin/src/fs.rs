@@ -331,7 +331,12 @@ fn write_chunks(
 ) -> Result<u64> {
     let result = std::thread::scope(|scope| {
         let (to_disk, queued) = std::sync::mpsc::sync_channel::<Bytes>(DISK_QUEUE);
-        let disk = scope.spawn(move || write_out(file, queued));
+        // A thread the system refuses is an error of this append, never a panic: a panic
+        // here would skip the release below and leave the session busy.
+        let disk = std::thread::Builder::new()
+            .name("shoal-upload-io".into())
+            .spawn_scoped(scope, move || write_out(file, queued))
+            .map_err(Error::Io)?;
         let told = loop {
             match chunks.blocking_recv() {
                 Some(Some(chunk)) => {

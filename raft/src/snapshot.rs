@@ -16,8 +16,8 @@
 //! tree snapshot:  meta        JSON SnapshotMeta of the current snapshot
 //!                 file        its file name
 //!                 bytes       u64 BE: its pairs' bytes uncompressed (absent before format 6,
-//!                             and for the file a migration from format 3 wrote: then the
-//!                             file's length stands in, the same for a plain file)
+//!                             and for the plain file a migration from format 3 writes: then
+//!                             the file's length stands in, the same for a plain file)
 //!                 installing  JSON Installing: a snapshot being loaded into the catalogue
 //! tree snapshot.undo:  catalogue key → 0 (absent when the build began) | 1 ++ value
 //!                      (only while a build runs; cleared at open)
@@ -57,7 +57,9 @@ use crate::batch::Batch;
 use crate::keys::{APPLIED, MEMBERSHIP};
 use crate::types::{read_err, Member, NodeId, StorageResult};
 
-pub(crate) use crate::snapshot_file::{check, read_file, write_file, SnapshotFile, Written};
+pub(crate) use crate::snapshot_file::{
+    check, read_file, write_file, write_file_as, SnapshotFile, Written,
+};
 
 const DIR: &str = "snapshots";
 const META: &[u8] = b"meta";
@@ -86,7 +88,7 @@ pub struct Snapshots {
     lock: Arc<Mutex<()>>,
     /// How long the last build took, in ms.
     build_ms: Arc<AtomicU64>,
-    /// The size of the current snapshot's file.
+    /// The current snapshot's pairs' bytes uncompressed (what paces builds, `due_after`).
     current_bytes: Arc<AtomicU64>,
     undo: Undo,
     /// Builds whose trees are still held (`BuildGuard`).

@@ -52,7 +52,8 @@ where
 }
 
 /// Writes `pairs` as a snapshot file of `format`: compressed from `COMPRESSED_FROM` on.
-/// Older formats are written only by tests, to stand for files older builds left.
+/// Older formats are written by the migration from format 3 (format 4's file) and by tests,
+/// to stand for files older builds left.
 pub(crate) fn write_file_as<K, V>(
     path: &Path,
     pairs: impl Iterator<Item = io::Result<(K, V)>>,
@@ -164,15 +165,16 @@ pub(crate) struct Pairs {
 }
 
 /// A compressed body whose undecodable bytes read as a damaged file (`InvalidData`), as a
-/// plain file's wrong bytes do.
+/// plain file's wrong bytes do. zstd reports those as `Other`; the file's own read errors
+/// (an I/O error of the disk) keep their kind.
 struct Decompressed(zstd::Decoder<'static, BufReader<std::fs::File>>);
 
 impl Read for Decompressed {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.read(buf).map_err(|e| match e.kind() {
-            io::ErrorKind::Interrupted => e,
             io::ErrorKind::UnexpectedEof => invalid("it ends early"),
-            _ => invalid(&format!("its compressed bytes do not decode ({e})")),
+            io::ErrorKind::Other => invalid(&format!("its compressed bytes do not decode ({e})")),
+            _ => e,
         })
     }
 }

@@ -33,7 +33,9 @@ impl Step for ToV4 {
             .map_err(|e| Error::Corrupt(format!("format 3 snapshot: {e}")))?;
         let dir = Snapshots::dir_of(meta_dir);
         let written = std::fs::create_dir_all(&dir).and_then(|()| {
-            snapshot::write_file(&dir.join(snapshot::MIGRATED), pairs.into_iter().map(Ok))
+            // Format 4's plain file: its header names the step's format, and its length
+            // stands for the catalogue's bytes until the next snapshot records them.
+            snapshot::write_file_as(&dir.join(snapshot::MIGRATED), pairs.into_iter().map(Ok), 4)
         });
         written.map_err(|e| Error::Fatal(format!("writing the snapshot out: {e}")))?;
         Ok(vec![(
