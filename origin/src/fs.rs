@@ -50,7 +50,7 @@ use crate::store::{
 use crate::{Digest, Error, Result};
 
 const IO_BUF: usize = 1 << 20;
-/// Chunks queued for the writer thread: with 64 KiB request pieces, about 1 MiB in flight.
+/// Chunks queued for the hashing thread: with 64 KiB request pieces, about 1 MiB in flight.
 const WRITE_QUEUE: usize = 16;
 /// Chunks hashed but not yet written (`write_chunks`): with 64 KiB pieces, 2 MiB, two of
 /// the direct writer's 1 MiB writes.
@@ -271,7 +271,7 @@ impl FsStore {
     }
 }
 
-/// The request side of an append: chunks go to the writer thread; `None` says "finish".
+/// The request side of an append: chunks go to the hashing thread; `None` says "finish".
 struct FsWriter {
     store: FsStore,
     id: UploadId,
@@ -289,7 +289,7 @@ impl Drop for FsWriter {
 }
 
 impl FsWriter {
-    /// Waits for the writer thread to stop; what it returned.
+    /// Waits for the hashing thread (it joins the disk thread first) to stop; its result.
     async fn join(&mut self) -> Result<u64> {
         match self.thread.take() {
             Some(t) => t.await.map_err(|e| {
@@ -303,7 +303,7 @@ impl FsWriter {
         }
     }
 
-    /// The writer thread's error once it has stopped (it stops only on an error, or when
+    /// The hashing thread's error once it has stopped (it stops only on an error, or when
     /// asked to finish).
     async fn stopped(&mut self) -> Error {
         match self.join().await {

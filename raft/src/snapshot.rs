@@ -391,10 +391,10 @@ impl Snapshots {
     /// memory (`bench/RESULTS.md`, "Joining on a long log").
     fn load(&self, begun: &Installing, catalog: &sled::Tree) -> io::Result<()> {
         catalog.clear()?;
-        let mut bytes = 0;
+        let mut held = Written::default();
         for kv in read_file(&self.dir.join(&begun.file))? {
             let (k, v) = kv?;
-            bytes += 8 + (k.len() + v.len()) as u64;
+            held.add(&k, &v);
             catalog.insert(k, v)?;
         }
         // The file's own bookkeeping pairs are overwritten by its metadata.
@@ -404,7 +404,7 @@ impl Snapshots {
         catalog.apply_batch(batch)?;
         catalog.flush()?;
         let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.record(&begun.meta, &begun.file, bytes)
+        self.record(&begun.meta, &begun.file, held.bytes)
     }
 
     /// Records `name`, whose pairs take `bytes` uncompressed, as the current snapshot, ends

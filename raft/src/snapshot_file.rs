@@ -38,6 +38,14 @@ pub(crate) struct Written {
     pub bytes: u64,
 }
 
+impl Written {
+    /// Counts one pair.
+    pub(crate) fn add(&mut self, key: &[u8], value: &[u8]) {
+        self.pairs += 1;
+        self.bytes += 8 + (key.len() + value.len()) as u64;
+    }
+}
+
 /// Writes `pairs` as a snapshot file of this build's format at `path` and syncs it; returns
 /// what it wrote.
 pub(crate) fn write_file<K, V>(
@@ -79,7 +87,6 @@ where
     for kv in pairs {
         let (k, v) = kv?;
         for part in [k.as_ref(), v.as_ref()] {
-            written.bytes += 4 + part.len() as u64;
             let len = u32::try_from(part.len())
                 .ok()
                 .filter(|l| *l <= MAX_PART)
@@ -87,7 +94,7 @@ where
             out.write_all(&len.to_be_bytes())?;
             out.write_all(part)?;
         }
-        written.pairs += 1;
+        written.add(k.as_ref(), v.as_ref());
     }
     out.write_all(&END.to_be_bytes())?;
     out.write_all(&written.pairs.to_be_bytes())?;
@@ -111,7 +118,7 @@ impl Finish for BufWriter<std::fs::File> {
 impl Finish for zstd::Encoder<'static, BufWriter<std::fs::File>> {
     fn finish(self: Box<Self>) -> io::Result<std::fs::File> {
         let raw = zstd::Encoder::finish(*self)?;
-        Box::new(raw).finish()
+        raw.into_inner().map_err(|e| e.into_error())
     }
 }
 
@@ -120,8 +127,7 @@ pub(crate) fn check(path: &Path) -> io::Result<Written> {
     let mut held = Written::default();
     for kv in read_file(path)? {
         let (k, v) = kv?;
-        held.pairs += 1;
-        held.bytes += 8 + (k.len() + v.len()) as u64;
+        held.add(&k, &v);
     }
     Ok(held)
 }

@@ -80,31 +80,35 @@ impl Raw {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client stalled"))?
     }
 
+    /// One non-blocking call `op` on the socket once it is writable: how many bytes it took,
+    /// or `None` when the socket was not writable after all or the call was interrupted.
+    async fn call(&self, mut op: impl FnMut(RawFd) -> isize) -> std::io::Result<Option<usize>> {
+        let mut ready = self.writable().await?;
+        let done = ready.try_io(|s| {
+            let n = op(s.as_raw_fd());
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match done {
+            Ok(Ok(n)) => Ok(Some(n)),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => Ok(None),
+            Ok(Err(e)) => Err(e),
+            Err(_would_block) => Ok(None),
+        }
+    }
+
     /// Writes all of `bytes`; an error means the connection must be dropped.
     pub async fn write_all(&self, mut bytes: &[u8]) -> std::io::Result<()> {
         while !bytes.is_empty() {
-            let mut ready = self.writable().await?;
-            let sent = ready.try_io(|s| {
-                // SAFETY: the descriptor is open; `bytes` is a valid slice.
-                let n = unsafe {
-                    libc::send(
-                        s.as_raw_fd(),
-                        bytes.as_ptr().cast(),
-                        bytes.len(),
-                        libc::MSG_NOSIGNAL,
-                    )
-                };
-                if n < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            });
-            match sent {
-                Ok(Ok(n)) => bytes = &bytes[n..],
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => {}
+            // SAFETY: the descriptor is open; `bytes` is a valid slice.
+            let send = |fd| unsafe {
+                libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL)
+            };
+            if let Some(n) = self.call(send).await? {
+                bytes = &bytes[n..];
             }
         }
         Ok(())
@@ -123,27 +127,17 @@ impl Raw {
         let mut left = len;
         while left > 0 {
             let step = usize::try_from(end - at as u64).unwrap_or(STEP).min(STEP);
-            let mut ready = self.writable().await?;
-            let sent = ready.try_io(|s| {
-                // SAFETY: both descriptors are open; `at` is a valid offset pointer.
-                let n = unsafe { libc::sendfile(s.as_raw_fd(), file.as_raw_fd(), &mut at, step) };
-                if n < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(n as u64)
-                }
-            });
-            match sent {
-                Ok(Ok(0)) => {
+            // SAFETY: both descriptors are open; `at` is a valid offset pointer.
+            let send = |fd| unsafe { libc::sendfile(fd, file.as_raw_fd(), &mut at, step) };
+            match self.call(send).await? {
+                Some(0) => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
                         "the file ended before the body",
                     ))
                 }
-                Ok(Ok(n)) => left -= n,
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => {}
+                Some(n) => left -= n as u64,
+                None => {}
             }
         }
         Ok(())
