@@ -76,8 +76,38 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
             tracing::warn!(error = %e, "the plane's UDP buffers keep their default size");
         }
     }
+    let granted = [
+        ("receive", "net.core.rmem_max", socket.recv_buffer_size()),
+        ("send", "net.core.wmem_max", socket.send_buffer_size()),
+    ];
+    for (which, sysctl, size) in granted {
+        match size {
+            Ok(bytes) => match too_small(which, sysctl, bytes) {
+                Some(warning) => tracing::warn!(bytes, "{warning}"),
+                None => tracing::debug!(bytes, "the plane's UDP {which} buffer"),
+            },
+            Err(e) => tracing::warn!(error = %e, "the plane's UDP {which} buffer size is unknown"),
+        }
+    }
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// Below this, as the kernel reports a buffer (Linux reports twice what it grants), a peer's
+/// blob stream loses datagrams in bursts.
+const UDP_BUFFER_ENOUGH: usize = 1 << 20;
+
+/// The warning for a buffer the kernel capped below `UDP_BUFFER_ENOUGH`: what was granted and
+/// the setting that caps it.
+fn too_small(which: &str, sysctl: &str, reported: usize) -> Option<String> {
+    (reported < UDP_BUFFER_ENOUGH).then(|| {
+        format!(
+            "the plane's UDP {which} buffer is {} KiB (asked for {} MiB): peer fetches may lose \
+             datagrams in bursts and slow down; raise `{sysctl}` (sysctl -w {sysctl}={UDP_BUFFER})",
+            reported / 1024,
+            UDP_BUFFER >> 20
+        )
+    })
 }
 
 impl Plane {
@@ -289,4 +319,25 @@ impl Plane {
 
 fn unreachable_at(target: NodeId, addr: &str, e: &dyn std::fmt::Display) -> Error {
     Error::Unreachable(format!("node {target} at {addr}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capped_udp_buffer_is_reported_with_the_setting_that_caps_it() {
+        // Linux's default cap (212 992 bytes), as getsockopt reports it.
+        let warning = too_small("receive", "net.core.rmem_max", 2 * 212_992).unwrap();
+        assert!(warning.contains("416 KiB"), "{warning}");
+        assert!(
+            warning.contains("sysctl -w net.core.rmem_max=8388608"),
+            "{warning}"
+        );
+        assert_eq!(
+            too_small("send", "net.core.wmem_max", UDP_BUFFER_ENOUGH),
+            None
+        );
+        assert_eq!(too_small("send", "net.core.wmem_max", 2 * UDP_BUFFER), None);
+    }
 }
