@@ -191,13 +191,10 @@ impl Snapshots {
         };
         // A build a crash cut short is not resumed: openraft asks again.
         snapshots.undo.tree.clear()?;
-        if let Some(name) = snapshots.tree.get(FILE)? {
+        if snapshots.tree.get(FILE)?.is_some() {
             let bytes = match snapshots.tree.get(BYTES)? {
                 Some(b) => <[u8; 8]>::try_from(b.as_ref()).map_or(0, u64::from_be_bytes),
-                None => {
-                    let path = snapshots.dir.join(String::from_utf8_lossy(&name).as_ref());
-                    std::fs::metadata(path).map_or(0, |m| m.len())
-                }
+                None => snapshots.current_file_len(),
             };
             snapshots.current_bytes.store(bytes, Ordering::Relaxed);
         }
@@ -301,19 +298,10 @@ impl Snapshots {
             .flatten()
             .map(|e| e.metadata().map_or(0, |m| m.len()))
             .sum();
-        let current = self
-            .tree
-            .get(FILE)
-            .ok()
-            .flatten()
-            .and_then(|name| {
-                std::fs::metadata(self.dir.join(String::from_utf8_lossy(&name).as_ref())).ok()
-            })
-            .map_or(0, |m| m.len());
         StorageStats {
             disk_bytes: database + files,
             snapshot_bytes: self.current_bytes.load(Ordering::Relaxed),
-            snapshot_file_bytes: current,
+            snapshot_file_bytes: self.current_file_len(),
             snapshot_build_seconds: self.build_ms.load(Ordering::Relaxed) as f64 / 1000.0,
         }
     }
@@ -435,6 +423,18 @@ impl Snapshots {
             .transpose()
     }
 
+    /// The path of the snapshot file named `name` in the snapshot tree.
+    fn file_path(&self, name: &[u8]) -> PathBuf {
+        self.dir.join(String::from_utf8_lossy(name).as_ref())
+    }
+
+    /// The length of the current snapshot's file on disk; 0 when there is none.
+    fn current_file_len(&self) -> u64 {
+        let name = self.tree.get(FILE).ok().flatten();
+        name.and_then(|n| std::fs::metadata(self.file_path(&n)).ok())
+            .map_or(0, |m| m.len())
+    }
+
     /// The current snapshot, opened for reading.
     pub fn current(&self) -> StorageResult<Option<(Meta, SnapshotFile)>> {
         let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -444,7 +444,7 @@ impl Snapshots {
         ) else {
             return Ok(None);
         };
-        let path = self.dir.join(String::from_utf8_lossy(&name).as_ref());
+        let path = self.file_path(&name);
         let file = std::fs::File::open(&path).map_err(read_err)?;
         Ok(Some((
             meta,
